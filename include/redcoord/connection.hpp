@@ -1,0 +1,193 @@
+// The one multiplexed RESP3 connection a process shares.
+#pragma once
+
+#include <redcoord/config.hpp>
+#include <redcoord/diagnostics.hpp>
+#include <redcoord/request.hpp>
+#include <redcoord/response.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace redcoord {
+
+namespace detail {
+class connection_impl;
+}
+
+/// A server push: a pub/sub message, a subscription confirmation, an invalidation, ... or a
+/// gap event the connection adds when pushes may have been missed.
+struct push_message {
+    /// The push's kind as the server names it ("message", "pmessage", "smessage", "subscribe",
+    /// "unsubscribe", "invalidate", ...), or "gap".
+    std::string kind;
+    std::string channel;  ///< message/smessage/subscribe...: the channel
+    std::string pattern;  ///< pmessage/psubscribe: the pattern
+    std::string payload;  ///< message payload; subscription count for confirmations
+    /// For a gap: why ("reconnect": the connection was down and is back, subscriptions have been
+    /// restored; "overflow": the receiver fell behind and old pushes were dropped).
+    std::string gap_reason;
+    generic_response nodes;  ///< the push as received (empty for a gap)
+
+    bool is_gap() const noexcept { return kind == "gap"; }
+};
+
+/// What the connection has done so far; for monitoring, tests and benchmarks.
+struct usage {
+    std::uint64_t writes = 0;             ///< socket writes (one per coalesced batch)
+    std::uint64_t bytes_written = 0;
+    std::uint64_t bytes_read = 0;
+    std::uint64_t commands_written = 0;
+    std::uint64_t replies_received = 0;
+    std::uint64_t pushes_received = 0;
+    std::uint64_t pushes_dropped = 0;     ///< dropped because nobody received them in time
+    std::uint64_t connects = 0;           ///< successful connections (handshake done)
+    std::uint64_t connection_losses = 0;
+    std::uint64_t blocking_connections = 0;  ///< side connections opened for blocking commands
+};
+
+/// One connection to Redis carrying every request of a process, pipelined.
+///
+/// Call async_run once to connect and keep the connection up (it reconnects by itself); call
+/// async_exec from any number of coroutines at once. Requests made before the connection is up
+/// wait for it (or fail fast, per config).
+///
+/// Thread safety: none. Use the connection from its executor only (a strand when the
+/// io_context runs on several threads). Completion handlers are invoked through their associated
+/// executor.
+class connection {
+public:
+    using executor_type = boost::asio::any_io_executor;
+
+    explicit connection(executor_type ex);
+    /// Cancels async_run and every outstanding operation.
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    executor_type get_executor() const noexcept;
+
+    /// Connects (TCP, TLS or Unix socket; through Sentinel when service_name is set), does the
+    /// HELLO 3 handshake with AUTH, SETNAME and SELECT, then serves requests, checks the
+    /// connection's health and reconnects with capped exponential backoff and jitter.
+    ///
+    /// Completion signature: void(error_code). Completes when cancelled (operation_aborted) or
+    /// when the first connection attempts fail and cfg.abort_connect is set (the last attempt's
+    /// error; run_diagnostics() has the server's text, e.g. for a wrong password). A bad cfg
+    /// completes at once with error::bad_config.
+    /// Cancellation: any type stops the connection; outstanding requests fail.
+    template <class Token = boost::asio::deferred_t>
+    auto async_run(config cfg, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [impl = impl_](auto handler, config cfg) {
+                run_impl(impl, std::move(cfg), std::move(handler));
+            },
+            token, std::move(cfg));
+    }
+
+    /// Sends the request's commands and stores the replies in resp: a response<Ts...> (one per
+    /// reply), a single T for a one-reply request, generic_response, or ignore.
+    ///
+    /// Completion signature: void(error_code, std::size_t bytes_read). A server error reply
+    /// gives error::server_error (error::noscript for NOSCRIPT) and its text in diag; a reply
+    /// that does not fit its C++ type gives the conversion error. On error, resp may be partly
+    /// filled. Other errors: error::timeout, error::not_connected (fail fast),
+    /// error::connection_lost (written, then the connection dropped), error::run_not_started
+    /// (async_run has ended).
+    ///
+    /// Cancellation (any type): a request not yet written is dropped and never reaches the
+    /// server; a written one completes at once with operation_aborted and its reply is
+    /// discarded when it arrives (the command may have run).
+    ///
+    /// Lifetimes: req, resp and diag must stay alive until completion.
+    template <class Response = ignore_t, class Token = boost::asio::deferred_t>
+    auto async_exec(const request& req, Response& resp, diagnostics& diag, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+            [impl = impl_.get()](auto handler, const request* req, detail::any_adapter ad,
+                                 diagnostics* diag) {
+                exec_impl(*impl, *req, ad, diag, std::move(handler));
+            },
+            token, &req, detail::make_adapter(resp), &diag);
+    }
+
+    /// As above, without diagnostics.
+    template <class Response = ignore_t, class Token = boost::asio::deferred_t>
+    auto async_exec(const request& req, Response& resp, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+            [impl = impl_.get()](auto handler, const request* req, detail::any_adapter ad) {
+                exec_impl(*impl, *req, ad, nullptr, std::move(handler));
+            },
+            token, &req, detail::make_adapter(resp));
+    }
+
+    /// As above, discarding the replies (server errors are still reported).
+    template <class Token = boost::asio::deferred_t>
+    auto async_exec(const request& req, Token&& token = {}) {
+        ignore_t sink;  // make_adapter keeps no reference to it
+        return async_exec(req, sink, std::forward<Token>(token));
+    }
+
+    /// async_exec with a response already type-erased (see detail::make_adapter): the building
+    /// block of operations that are compiled in the library, such as async_eval.
+    template <class Token = boost::asio::deferred_t>
+    auto async_exec_erased(const request& req, detail::any_adapter adapter, diagnostics* diag,
+                           Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+            [impl = impl_.get()](auto handler, const request* req, detail::any_adapter ad,
+                                 diagnostics* diag) {
+                exec_impl(*impl, *req, ad, diag, std::move(handler));
+            },
+            token, &req, adapter, diag);
+    }
+
+    /// Waits for the next push (pub/sub messages, subscription confirmations, gap events).
+    /// Pushes that arrive while nobody waits are kept, up to config::max_pending_pushes.
+    ///
+    /// Completion signature: void(error_code). One receiver at a time. Cancellation (any type)
+    /// completes it with operation_aborted; no push is lost by that. Completes with
+    /// error::run_not_started once async_run has ended and no push is left.
+    template <class Token = boost::asio::deferred_t>
+    auto async_receive(push_message& out, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [impl = impl_.get()](auto handler, push_message* out) {
+                receive_impl(*impl, *out, std::move(handler));
+            },
+            token, &out);
+    }
+
+    /// Stops async_run and fails every outstanding request with operation_aborted.
+    void cancel();
+
+    /// True while a connection is up and past its handshake.
+    bool is_connected() const noexcept;
+
+    /// Counters since construction.
+    const usage& get_usage() const noexcept;
+
+    /// Why the last connection attempt failed (server text, e.g. WRONGPASS), if it did.
+    const diagnostics& run_diagnostics() const noexcept;
+
+private:
+    using run_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+    using exec_handler =
+        boost::asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
+
+    static void run_impl(const std::shared_ptr<detail::connection_impl>& impl, config cfg,
+                         run_handler handler);
+    static void exec_impl(detail::connection_impl& impl, const request& req,
+                          detail::any_adapter adapter, diagnostics* diag, exec_handler handler);
+    static void receive_impl(detail::connection_impl& impl, push_message& out,
+                             run_handler handler);
+
+    std::shared_ptr<detail::connection_impl> impl_;
+};
+
+}  // namespace redcoord

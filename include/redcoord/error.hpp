@@ -1,0 +1,60 @@
+// Error codes of redcoord, in the "redcoord" category.
+#pragma once
+
+#include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <string>
+#include <type_traits>
+
+namespace redcoord {
+
+/// Everything that can go wrong inside redcoord. Errors of the operating system and of Asio
+/// (connection refused, operation_aborted, ...) keep their own categories.
+enum class error {
+    // RESP3 protocol (the server sent something that is not valid RESP3).
+    protocol_error = 1,     ///< malformed RESP3 input
+    depth_exceeded,         ///< aggregates nested deeper than the parser's limit
+    size_exceeded,          ///< a string or aggregate larger than the parser's limit
+    unexpected_reply,       ///< a reply arrived when no request was waiting for one
+
+    // Converting replies to C++ types.
+    unexpected_type,        ///< the reply's RESP3 type does not fit the C++ type
+    unexpected_null,        ///< a null reply for a type that is not std::optional
+    not_a_number,           ///< a string reply that does not parse as the number asked for
+    incompatible_size,      ///< an aggregate whose size does not fit (std::tuple, response<>)
+
+    // The server answered with an error (its text is in the diagnostics).
+    server_error,           ///< a simple or blob error from the server
+    noscript,               ///< NOSCRIPT: EVALSHA of a script the server does not have
+    auth_failed,            ///< HELLO/AUTH refused: wrong password or unknown user
+    handshake_failed,       ///< HELLO 3, SETNAME or SELECT refused for another reason
+
+    // The connection.
+    not_connected,          ///< fail-fast request while the connection is down
+    connection_lost,        ///< the connection dropped after the request was written
+    timeout,                ///< the request's deadline passed
+    connect_timeout,        ///< connecting took longer than connect_timeout
+    resolve_timeout,        ///< resolving the host took longer than connect_timeout
+    health_check_failed,    ///< the server stayed silent past the health-check deadline
+    run_not_started,        ///< the connection's async_run has ended or never started
+    sentinel_unavailable,   ///< no sentinel could name a master for the service
+
+    // Input checks.
+    bad_config,             ///< a connection string or config field is invalid
+    invalid_argument,       ///< an argument of an operation is invalid
+};
+
+/// The category of `redcoord::error`; its name is "redcoord".
+const boost::system::error_category& error_category() noexcept;
+
+inline boost::system::error_code make_error_code(error e) noexcept {
+    return {static_cast<int>(e), error_category()};
+}
+
+}  // namespace redcoord
+
+namespace boost::system {
+template <>
+struct is_error_code_enum<redcoord::error> : std::true_type {};
+}  // namespace boost::system

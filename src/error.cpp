@@ -1,0 +1,46 @@
+#include <redcoord/error.hpp>
+
+namespace redcoord {
+namespace {
+
+class category final : public boost::system::error_category {
+public:
+    const char* name() const noexcept override { return "redcoord"; }
+
+    std::string message(int ev) const override {
+        switch (static_cast<error>(ev)) {
+            case error::protocol_error: return "malformed RESP3 data from the server";
+            case error::depth_exceeded: return "RESP3 aggregates nested deeper than the limit";
+            case error::size_exceeded: return "RESP3 string or aggregate larger than the limit";
+            case error::unexpected_reply: return "a reply arrived that no request was waiting for";
+            case error::unexpected_type: return "the reply's type does not fit the C++ type";
+            case error::unexpected_null: return "null reply for a type that is not std::optional";
+            case error::not_a_number: return "the reply is not a number of the requested type";
+            case error::incompatible_size: return "the reply's size does not fit the C++ type";
+            case error::server_error: return "the server replied with an error";
+            case error::noscript: return "the server does not have the script (NOSCRIPT)";
+            case error::auth_failed: return "authentication failed (wrong password or user)";
+            case error::handshake_failed: return "the connection handshake was refused";
+            case error::not_connected: return "not connected (fail-fast request)";
+            case error::connection_lost: return "the connection was lost before the reply";
+            case error::timeout: return "the request timed out";
+            case error::connect_timeout: return "connecting timed out";
+            case error::resolve_timeout: return "resolving the host timed out";
+            case error::health_check_failed: return "the server did not answer the health check";
+            case error::run_not_started: return "the connection is not running (async_run)";
+            case error::sentinel_unavailable: return "no sentinel named a master for the service";
+            case error::bad_config: return "invalid configuration";
+            case error::invalid_argument: return "invalid argument";
+        }
+        return "unknown redcoord error";
+    }
+};
+
+}  // namespace
+
+const boost::system::error_category& error_category() noexcept {
+    static const category instance;
+    return instance;
+}
+
+}  // namespace redcoord

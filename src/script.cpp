@@ -1,0 +1,83 @@
+#include <redcoord/detail/embedded_scripts.hpp>
+#include <redcoord/script.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <openssl/evp.h>
+
+namespace redcoord {
+namespace {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+std::string sha1_hex(std::string_view data) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha1(), nullptr);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned int i = 0; i < len; ++i) {
+        out.push_back(hex[digest[i] >> 4]);
+        out.push_back(hex[digest[i] & 0xf]);
+    }
+    return out;
+}
+
+request make_call(std::string_view command, std::string_view script_ref,
+                  const std::vector<std::string>& keys, const std::vector<std::string>& args) {
+    request req;
+    req.push(command, script_ref, keys.size(), keys, args);
+    return req;
+}
+
+}  // namespace
+
+script::script(std::string source) : source_(std::move(source)), sha1_(sha1_hex(source_)) {}
+
+const script& script::embedded(std::string_view name) {
+    // Built once: every embedded script with its hash.
+    static const std::vector<std::pair<std::string_view, script>> all = [] {
+        std::vector<std::pair<std::string_view, script>> v;
+        for (const auto& e : detail::embedded_scripts())
+            v.emplace_back(e.name, script(std::string(e.source)));
+        return v;
+    }();
+    for (const auto& [n, s] : all)
+        if (n == name) return s;
+    diagnostics diag;
+    diag.set_client_message("no embedded script named '" + std::string(name) + "'");
+    throw error_with_diagnostics(error::invalid_argument, diag);
+}
+
+namespace detail {
+
+void eval_impl(connection& conn, const script& s, std::vector<std::string> keys,
+               std::vector<std::string> args, any_adapter adapter, diagnostics* diag,
+               asio::any_completion_handler<void(error_code, std::size_t)> handler) {
+    auto run = [](connection& conn, const script& s, std::vector<std::string> keys,
+                  std::vector<std::string> args, any_adapter adapter,
+                  diagnostics* diag) -> asio::awaitable<std::pair<error_code, std::size_t>> {
+        constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+        const request by_sha = make_call("EVALSHA", s.sha1(), keys, args);
+        auto [ec, n] = co_await conn.async_exec_erased(by_sha, adapter, diag, nothrow);
+        if (ec != error::noscript) co_return std::pair{ec, n};
+        // The server lost the script: EVAL sends the source and caches it again.
+        const request by_source = make_call("EVAL", s.source(), keys, args);
+        auto [ec2, n2] = co_await conn.async_exec_erased(by_source, adapter, diag, nothrow);
+        co_return std::pair{ec2, n2};
+    };
+    asio::co_spawn(
+        conn.get_executor(),
+        run(conn, s, std::move(keys), std::move(args), adapter, diag),
+        [h = std::move(handler)](std::exception_ptr ep,
+                                 std::pair<error_code, std::size_t> r) mutable {
+            if (ep) r.first = asio::error::operation_aborted;
+            std::move(h)(r.first, r.second);
+        });
+}
+
+}  // namespace detail
+}  // namespace redcoord
