@@ -57,6 +57,14 @@ namespace {
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
+// Boost 1.81's any_completion_handler move assignment recurses forever (it copies from an
+// lvalue, which picks the wrapping constructor); swapping with a moved-into temporary does not.
+template <class Signature>
+void assign(asio::any_completion_handler<Signature>& to,
+            asio::any_completion_handler<Signature>&& from) noexcept {
+    asio::any_completion_handler<Signature>(std::move(from)).swap(to);
+}
+
 resp3::parser_limits limits_of(const config& cfg) {
     return {cfg.max_nesting_depth, cfg.max_bulk_size, cfg.max_aggregate_size};
 }
@@ -134,7 +142,7 @@ void connection_impl::run(config cfg, run_handler handler) {
     parser_ = resp3::parser(limits_of(cfg_));
     state_ = run_state::running;
     stopping_ = false;
-    run_handler_ = std::move(handler);
+    assign(run_handler_, std::move(handler));
     if (run_handler_) {
         run_slot_ = asio::get_associated_cancellation_slot(run_handler_);
         if (run_slot_.is_connected())
@@ -485,7 +493,7 @@ void connection_impl::receive(push_message& out, run_handler handler) {
         ec = error::run_not_started;
     } else {
         receive_out_ = &out;
-        receive_handler_ = std::move(handler);
+        assign(receive_handler_, std::move(handler));
         receive_slot_ = asio::get_associated_cancellation_slot(receive_handler_);
         if (receive_slot_.is_connected())
             receive_slot_.assign([this](asio::cancellation_type) {
@@ -653,7 +661,7 @@ void connection_impl::exec(const request& req, any_adapter adapter, diagnostics*
     p->req = &req;
     p->adapter = adapter;
     p->diag = diag;
-    p->handler = std::move(handler);
+    assign(p->handler, std::move(handler));
     p->expected = req.expected_responses();
     p->blocking = req.has_blocking_command();
     p->retry = rc.retry_on_connection_lost;
