@@ -43,8 +43,9 @@ void connection::run_impl(const std::shared_ptr<detail::connection_impl>& impl, 
 }
 
 void connection::exec_impl(detail::connection_impl& impl, const request& req,
-                           detail::any_adapter adapter, diagnostics* diag, exec_handler handler) {
-    impl.exec(req, adapter, diag, std::move(handler));
+                           detail::any_adapter adapter, diagnostics* diag, bool inline_ok,
+                           exec_handler handler) {
+    impl.exec(req, adapter, diag, inline_ok, std::move(handler));
 }
 
 void connection::receive_impl(detail::connection_impl& impl, push_message& out,
@@ -149,7 +150,7 @@ void connection_impl::run(config cfg, run_handler handler) {
             run_slot_.assign([this](asio::cancellation_type) { stop(); });
     }
     for (auto& b : blocked_before_run_)
-        side_for_blocking().exec(*b.req, b.adapter, b.diag, std::move(b.handler));
+        side_for_blocking().exec(*b.req, b.adapter, b.diag, b.inline_ok, std::move(b.handler));
     blocked_before_run_.clear();
     asio::co_spawn(ex_, run_loop(shared_from_this()), asio::detached);
 }
@@ -340,45 +341,60 @@ asio::awaitable<error_code> connection_impl::serve() {
 // ---------------------------------------------------------------------------------------------
 // Reading.
 
+// Parses what the read buffer holds; true when a complete message is in parser_.
+bool connection_impl::parse_buffered(error_code& ec) {
+    if (read_begin_ == read_end_) return false;
+    const std::size_t n = parser_.consume(
+        std::string_view(read_buf_.data() + read_begin_, read_end_ - read_begin_), ec);
+    read_begin_ += n;
+    message_bytes_ += n;
+    return !ec && parser_.done();
+}
+
+asio::awaitable<error_code> connection_impl::fill_read_buffer() {
+    if (read_begin_ == read_end_) {
+        read_begin_ = read_end_ = 0;
+    } else if (read_begin_ > 0) {
+        // Keep the unconsumed tail (an incomplete header line) at the front.
+        std::memmove(read_buf_.data(), read_buf_.data() + read_begin_, read_end_ - read_begin_);
+        read_end_ -= read_begin_;
+        read_begin_ = 0;
+    }
+    constexpr std::size_t min_free = 16 * 1024;
+    if (read_buf_.size() - read_end_ < min_free)
+        read_buf_.resize(std::max<std::size_t>(read_buf_.size() * 2, 64 * 1024));
+    auto [ec, n] = co_await stream_.read_some(
+        asio::buffer(read_buf_.data() + read_end_, read_buf_.size() - read_end_));
+    if (ec) co_return ec;
+    read_end_ += n;
+    usage_.bytes_read += n;
+    last_read_ = clock::now();
+    co_return error_code{};
+}
+
 asio::awaitable<error_code> connection_impl::read_message() {
     for (;;) {
-        if (read_begin_ < read_end_) {
-            error_code ec;
-            const std::size_t n = parser_.consume(
-                std::string_view(read_buf_.data() + read_begin_, read_end_ - read_begin_), ec);
-            read_begin_ += n;
-            message_bytes_ += n;
-            if (ec) co_return ec;
-            if (parser_.done()) co_return error_code{};
-        }
-        if (read_begin_ == read_end_) {
-            read_begin_ = read_end_ = 0;
-        } else if (read_begin_ > 0) {
-            // Keep the unconsumed tail (an incomplete header line) at the front.
-            std::memmove(read_buf_.data(), read_buf_.data() + read_begin_, read_end_ - read_begin_);
-            read_end_ -= read_begin_;
-            read_begin_ = 0;
-        }
-        constexpr std::size_t min_free = 16 * 1024;
-        if (read_buf_.size() - read_end_ < min_free)
-            read_buf_.resize(std::max<std::size_t>(read_buf_.size() * 2, 64 * 1024));
-        auto [ec, n] = co_await stream_.read_some(
-            asio::buffer(read_buf_.data() + read_end_, read_buf_.size() - read_end_));
+        error_code ec;
+        if (parse_buffered(ec)) co_return error_code{};
         if (ec) co_return ec;
-        read_end_ += n;
-        usage_.bytes_read += n;
-        last_read_ = clock::now();
+        if (auto ec = co_await fill_read_buffer()) co_return ec;
     }
 }
 
+// The hot loop: every complete message in the buffer is handled before the next read, without
+// a coroutine call per message.
 asio::awaitable<error_code> connection_impl::reader() {
     co_await asio::this_coro::throw_if_cancelled(false);
     for (;;) {
-        if (auto ec = co_await read_message()) co_return ec;
-        auto ec = on_message(parser_.message());
-        parser_.clear();
-        message_bytes_ = 0;
+        error_code ec;
+        while (parse_buffered(ec)) {
+            ec = on_message(parser_.message());
+            parser_.clear();
+            message_bytes_ = 0;
+            if (ec) co_return ec;
+        }
         if (ec) co_return ec;
+        if (auto ec = co_await fill_read_buffer()) co_return ec;
     }
 }
 
@@ -422,7 +438,7 @@ error_code connection_impl::on_message(std::span<const resp3::node_view> msg) {
     written_.pop_front();
     if (p->blocking) --blocking_in_flight_;
     if (p->is_ping) ping_outstanding_ = false;
-    if (!p->completed) complete(p, p->first_error);
+    if (!p->completed) complete(p, p->first_error, true);
     release(p);
     return {};
 }
@@ -631,7 +647,7 @@ void connection_impl::post_error(exec_handler handler, error_code ec) {
 }
 
 void connection_impl::exec(const request& req, any_adapter adapter, diagnostics* diag,
-                           exec_handler handler) {
+                           bool inline_ok, exec_handler handler) {
     if (diag) diag->clear();
     auto fail = [&](error_code ec, std::string message) {
         if (diag) diag->set_client_message(message);
@@ -648,9 +664,9 @@ void connection_impl::exec(const request& req, any_adapter adapter, diagnostics*
 
     if (req.has_blocking_command() && !parent_) {
         if (state_ == run_state::running)
-            side_for_blocking().exec(req, adapter, diag, std::move(handler));
+            side_for_blocking().exec(req, adapter, diag, inline_ok, std::move(handler));
         else
-            blocked_before_run_.push_back({&req, adapter, diag, std::move(handler)});
+            blocked_before_run_.push_back({&req, adapter, diag, inline_ok, std::move(handler)});
         return;
     }
     const auto& rc = req.get_config();
@@ -661,6 +677,7 @@ void connection_impl::exec(const request& req, any_adapter adapter, diagnostics*
     p->req = &req;
     p->adapter = adapter;
     p->diag = diag;
+    p->same_executor = inline_ok;
     assign(p->handler, std::move(handler));
     p->expected = req.expected_responses();
     p->blocking = req.has_blocking_command();
@@ -687,12 +704,23 @@ void connection_impl::enqueue(std::unique_ptr<pending_request> p) {
     if (connected_) notify_writer();
 }
 
-void connection_impl::complete(pending_request* p, error_code ec) {
+void connection_impl::complete(pending_request* p, error_code ec, bool from_reader) {
     p->completed = true;
     if (p->slot.is_connected()) p->slot.clear();
     if (!p->handler) return;
-    auto h = std::move(p->handler);
-    asio::dispatch(ex_, asio::append(std::move(h), ec, p->bytes));
+    exec_handler h(std::move(p->handler));
+    if (!from_reader) {
+        // Cancellation, timeouts and failures may come from inside user code: never resume a
+        // handler inside its caller.
+        asio::post(ex_, asio::append(std::move(h), ec, p->bytes));
+    } else if (p->same_executor) {
+        // The reader runs on ex_; a handler that belongs to ex_ too (a coroutine of the same
+        // io_context) is resumed right here, which is what dispatch would do, minus its
+        // type-erased detours. This is the hot path of every reply.
+        std::move(h)(ec, p->bytes);
+    } else {
+        asio::dispatch(ex_, asio::append(std::move(h), ec, p->bytes));
+    }
 }
 
 void connection_impl::release(pending_request* p) { delete p; }

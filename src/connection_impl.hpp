@@ -42,6 +42,7 @@ struct pending_request {
     bool blocking = false;
     bool retry = false;
     bool is_ping = false;  // the health checker's own PING
+    bool same_executor = false;  // the handler's executor is the connection's
 };
 
 class connection_impl : public std::enable_shared_from_this<connection_impl> {
@@ -54,7 +55,8 @@ public:
     ~connection_impl();
 
     void run(config cfg, run_handler handler);
-    void exec(const request& req, any_adapter adapter, diagnostics* diag, exec_handler handler);
+    void exec(const request& req, any_adapter adapter, diagnostics* diag, bool inline_ok,
+              exec_handler handler);
     void receive(push_message& out, run_handler handler);
     void stop();
 
@@ -80,6 +82,8 @@ private:
 
     // Reads until the parser holds a complete message (or an error).
     boost::asio::awaitable<boost::system::error_code> read_message();
+    boost::asio::awaitable<boost::system::error_code> fill_read_buffer();
+    bool parse_buffered(boost::system::error_code& ec);
     boost::system::error_code on_message(std::span<const resp3::node_view> msg);
     void on_push(std::span<const resp3::node_view> msg);
     void deliver_push(push_message msg);
@@ -88,7 +92,7 @@ private:
     void sweep();
 
     void enqueue(std::unique_ptr<pending_request> p);
-    void complete(pending_request* p, boost::system::error_code ec);
+    void complete(pending_request* p, boost::system::error_code ec, bool from_reader = false);
     void release(pending_request* p);  // deletes p; it must be out of both queues
     void fail_written(boost::system::error_code ec);
     void fail_waiting(boost::system::error_code ec);
@@ -151,6 +155,7 @@ private:
         const request* req;
         any_adapter adapter;
         diagnostics* diag;
+        bool inline_ok;
         exec_handler handler;
     };
     std::vector<deferred_blocking> blocked_before_run_;

@@ -111,9 +111,10 @@ public:
     template <class Response = ignore_t, class Token = boost::asio::deferred_t>
     auto async_exec(const request& req, Response& resp, diagnostics& diag, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-            [impl = impl_.get()](auto handler, const request* req, detail::any_adapter ad,
+            [this](auto handler, const request* req, detail::any_adapter ad,
                                  diagnostics* diag) {
-                exec_impl(*impl, *req, ad, diag, std::move(handler));
+                const bool inline_ok = runs_on(handler, get_executor());
+                exec_impl(*impl_, *req, ad, diag, inline_ok, std::move(handler));
             },
             token, &req, detail::make_adapter(resp), &diag);
     }
@@ -122,8 +123,9 @@ public:
     template <class Response = ignore_t, class Token = boost::asio::deferred_t>
     auto async_exec(const request& req, Response& resp, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-            [impl = impl_.get()](auto handler, const request* req, detail::any_adapter ad) {
-                exec_impl(*impl, *req, ad, nullptr, std::move(handler));
+            [this](auto handler, const request* req, detail::any_adapter ad) {
+                const bool inline_ok = runs_on(handler, get_executor());
+                exec_impl(*impl_, *req, ad, nullptr, inline_ok, std::move(handler));
             },
             token, &req, detail::make_adapter(resp));
     }
@@ -141,9 +143,10 @@ public:
     auto async_exec_erased(const request& req, detail::any_adapter adapter, diagnostics* diag,
                            Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-            [impl = impl_.get()](auto handler, const request* req, detail::any_adapter ad,
+            [this](auto handler, const request* req, detail::any_adapter ad,
                                  diagnostics* diag) {
-                exec_impl(*impl, *req, ad, diag, std::move(handler));
+                const bool inline_ok = runs_on(handler, get_executor());
+                exec_impl(*impl_, *req, ad, diag, inline_ok, std::move(handler));
             },
             token, &req, adapter, diag);
     }
@@ -183,7 +186,19 @@ private:
     static void run_impl(const std::shared_ptr<detail::connection_impl>& impl, config cfg,
                          run_handler handler);
     static void exec_impl(detail::connection_impl& impl, const request& req,
-                          detail::any_adapter adapter, diagnostics* diag, exec_handler handler);
+                          detail::any_adapter adapter, diagnostics* diag, bool inline_ok,
+                          exec_handler handler);
+
+    // True when the handler's executor is the connection's own: the connection may then resume
+    // it directly instead of going through dispatch and the type-erased executor.
+    template <class Handler>
+    static bool runs_on(const Handler& handler, const executor_type& ex) {
+        auto assoc = boost::asio::get_associated_executor(handler, ex);
+        if constexpr (std::is_same_v<decltype(assoc), executor_type>)
+            return assoc == ex;
+        else
+            return false;
+    }
     static void receive_impl(detail::connection_impl& impl, push_message& out,
                              run_handler handler);
 
