@@ -190,7 +190,7 @@ asio::awaitable<void> connection_impl::run_loop([[maybe_unused]] std::shared_ptr
                 break;
             }
         }
-        if (cfg_.fail_fast_when_disconnected) fail_waiting(error::not_connected);
+        fail_fast_waiting();
         backoff_timer_.expires_after(backoff(attempt++));
         co_await backoff_timer_.async_wait(use_nothrow);
     }
@@ -559,6 +559,12 @@ asio::awaitable<error_code> connection_impl::writer() {
         if (write_buf_.empty()) {
             writer_signal_.expires_at(clock::time_point::max());
             co_await writer_signal_.async_wait(use_nothrow);
+            // notify_writer() ends this wait too, so only the coroutine's state tells that serve()
+            // cancelled us (the reader or the health checker ended): without this check an idle
+            // writer would wait again and serve() would never return to reconnect.
+            auto cs = co_await asio::this_coro::cancellation_state;
+            if (cs.cancelled() != asio::cancellation_type::none)
+                co_return asio::error::operation_aborted;
             continue;
         }
         auto ec = co_await stream_.write(asio::buffer(write_buf_));
@@ -613,8 +619,15 @@ asio::awaitable<error_code> connection_impl::health_checker() {
     for (;;) {
         health_timer_.expires_after(interval.count() > 0 ? clock::duration(interval)
                                                          : clock::duration::max() / 2);
+        const auto due = health_timer_.expiry();
         auto [ec] = co_await health_timer_.async_wait(use_nothrow);
         if (ec || stopping_) co_return asio::error::operation_aborted;
+        // Woken far too late: this process was stalled, not the server, and replies may be
+        // waiting unread in the socket. Judge the server again from now on.
+        if (clock::now() - due > interval / 2) {
+            last_read_ = clock::now();
+            continue;
+        }
         // A blocked command (on a side connection) silences the server legitimately.
         if (blocking_in_flight_ > 0) {
             last_read_ = clock::now();
@@ -739,6 +752,22 @@ void connection_impl::fail_waiting(error_code ec) {
     waiting_.clear();
     for (auto* p : items) {
         if (!p->completed) complete(p, ec);
+        release(p);
+    }
+}
+
+// While disconnected. Unlike fail_waiting(), it keeps the requests whose own config opts out of
+// failing fast. waiting_ is settled before any handler runs: one run inline may queue more.
+void connection_impl::fail_fast_waiting() {
+    std::vector<pending_request*> failing;
+    std::erase_if(waiting_, [&](pending_request* p) {
+        const bool fail =
+            p->req->get_config().fail_fast.value_or(cfg_.fail_fast_when_disconnected);
+        if (fail) failing.push_back(p);
+        return fail;
+    });
+    for (auto* p : failing) {
+        if (!p->completed) complete(p, error::not_connected);
         release(p);
     }
 }

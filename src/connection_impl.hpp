@@ -96,6 +96,7 @@ private:
     void release(pending_request* p);  // deletes p; it must be out of both queues
     void fail_written(boost::system::error_code ec);
     void fail_waiting(boost::system::error_code ec);
+    void fail_fast_waiting();  // fails the waiting requests that are fail-fast
     void apply_subscriptions(const request& req);
     std::unique_ptr<request> restore_subscriptions_request() const;
     void arm_sweeper(clock::time_point deadline);
