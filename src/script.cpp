@@ -2,6 +2,7 @@
 #include <redcoord/script.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -25,6 +26,21 @@ std::string sha1_hex(std::string_view data) {
     }
     return out;
 }
+
+// EVALSHA's NOSCRIPT reply is not the script's reply: a response that stores error replies
+// (generic_response) must not keep it, or it would hold it in front of EVAL's reply.
+struct skip_noscript {
+    detail::any_adapter inner;
+
+    static void store(void* self, std::size_t index, node_span reply, error_code& ec) {
+        std::size_t i = 0;
+        detail::skip_attributes(reply, i);
+        if (i < reply.size() && resp3::is_error(reply[i].data_type) &&
+            reply[i].value.starts_with("NOSCRIPT"))
+            return;
+        static_cast<skip_noscript*>(self)->inner(index, reply, ec);
+    }
+};
 
 request make_call(std::string_view command, std::string_view script_ref,
                   const std::vector<std::string>& keys, const std::vector<std::string>& args) {
@@ -62,21 +78,28 @@ void eval_impl(connection& conn, const script& s, std::vector<std::string> keys,
                   diagnostics* diag) -> asio::awaitable<std::pair<error_code, std::size_t>> {
         constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
         const request by_sha = make_call("EVALSHA", s.sha1(), keys, args);
-        auto [ec, n] = co_await conn.async_exec_erased(by_sha, adapter, diag, nothrow);
+        skip_noscript filter{adapter};
+        const any_adapter by_sha_adapter(&filter, &skip_noscript::store, adapter.expected(),
+                                         adapter.wants_errors());
+        auto [ec, n] = co_await conn.async_exec_erased(by_sha, by_sha_adapter, diag, nothrow);
         if (ec != error::noscript) co_return std::pair{ec, n};
         // The server lost the script: EVAL sends the source and caches it again.
         const request by_source = make_call("EVAL", s.source(), keys, args);
         auto [ec2, n2] = co_await conn.async_exec_erased(by_source, adapter, diag, nothrow);
         co_return std::pair{ec2, n2};
     };
+    // co_spawn forwards the cancellation slot of its handler to the coroutine and from there to
+    // the async_exec it awaits: without the caller's slot bound here, cancellation is lost.
+    auto slot = asio::get_associated_cancellation_slot(handler);
     asio::co_spawn(
         conn.get_executor(),
         run(conn, s, std::move(keys), std::move(args), adapter, diag),
-        [h = std::move(handler)](std::exception_ptr ep,
-                                 std::pair<error_code, std::size_t> r) mutable {
-            if (ep) r.first = asio::error::operation_aborted;
-            std::move(h)(r.first, r.second);
-        });
+        asio::bind_cancellation_slot(
+            slot, [h = std::move(handler)](std::exception_ptr ep,
+                                           std::pair<error_code, std::size_t> r) mutable {
+                if (ep) r.first = asio::error::operation_aborted;
+                std::move(h)(r.first, r.second);
+            }));
 }
 
 }  // namespace detail

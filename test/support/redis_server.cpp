@@ -257,6 +257,51 @@ bool wait_exit_for(pid_t pid, std::chrono::milliseconds timeout) {
     }
 }
 
+/// Starts `args` as a child with stdout and stderr going to `output_path` (errors before a
+/// log file is open, such as a bad config line, are kept there).
+pid_t spawn_child(std::vector<std::string> args, const std::string& output_path) {
+    args[0] = find_program(args[0]);
+    const auto argv = make_argv(args);
+    fd_guard output(::open(output_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (output.get() < 0) throw_errno("open " + output_path);
+
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) throw_errno("fork");
+    if (pid == 0) {
+        prepare_child(parent);
+        ::dup2(output.get(), STDOUT_FILENO);
+        ::dup2(output.get(), STDERR_FILENO);
+        exec_or_die(argv);
+    }
+    return pid;
+}
+
+/// Whether the child has terminated, without reaping it.
+bool child_exited(pid_t pid) {
+    if (pid <= 0) return true;
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+        return true;  // ECHILD: not our child any more
+    }
+    return info.si_pid != 0;
+}
+
+void reap_child(pid_t pid) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+}
+
+/// SIGTERM, then SIGKILL if the child has not exited within stop_grace; reaps it.
+void terminate_child(pid_t pid) {
+    ::kill(pid, SIGTERM);
+    if (!wait_exit_for(pid, stop_grace)) {
+        ::kill(pid, SIGKILL);
+        reap_child(pid);
+    }
+}
+
 }  // namespace
 
 std::optional<std::string> raw_ping(std::uint16_t port, std::chrono::milliseconds timeout) {
@@ -411,23 +456,7 @@ void redis_server::make_certificate() const {
 }
 
 void redis_server::spawn() {
-    std::vector<std::string> args = {find_program("redis-server"), dir_ + "/redis.conf"};
-    const auto argv = make_argv(args);
-    // Errors before the log file is open (a bad config line) go to stdout/stderr: keep them.
-    const std::string output_path = dir_ + "/redis.out";
-    fd_guard output(::open(output_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (output.get() < 0) throw_errno("open " + output_path);
-
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw_errno("fork");
-    if (pid == 0) {
-        prepare_child(parent);
-        ::dup2(output.get(), STDOUT_FILENO);
-        ::dup2(output.get(), STDERR_FILENO);
-        exec_or_die(argv);
-    }
-    pid_ = pid;
+    pid_ = spawn_child({"redis-server", dir_ + "/redis.conf"}, dir_ + "/redis.out");
     paused_ = false;
 }
 
@@ -448,20 +477,11 @@ bool redis_server::wait_ready() {
 }
 
 /// Whether the child has terminated, without reaping it (so this can stay const).
-bool redis_server::exited() const {
-    if (pid_ <= 0) return true;
-    siginfo_t info{};
-    if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
-        return true;  // ECHILD: not our child any more
-    }
-    return info.si_pid != 0;
-}
+bool redis_server::exited() const { return child_exited(pid_); }
 
 void redis_server::reap() {
     if (pid_ <= 0) return;
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
+    reap_child(pid_);
     pid_ = -1;
     paused_ = false;
 }
@@ -469,11 +489,7 @@ void redis_server::reap() {
 void redis_server::stop() {
     if (pid_ <= 0) return;
     resume();  // a stopped process cannot handle SIGTERM
-    ::kill(pid_, SIGTERM);
-    if (!wait_exit_for(pid_, stop_grace)) {
-        ::kill(pid_, SIGKILL);
-        reap();
-    }
+    terminate_child(pid_);
     pid_ = -1;
     paused_ = false;
 }
@@ -566,5 +582,72 @@ std::string redis_server::failure_report(const std::string& what) const {
     if (!output.empty()) report += "\n--- redis-server output ---\n" + output;
     return report;
 }
+
+// ---------------------------------------------------------------------------------------------
+// sentinel_server
+
+sentinel_server::sentinel_server(std::string service_name, std::uint16_t master_port)
+    : service_name_(std::move(service_name)), master_port_(master_port), dir_(make_temp_dir()) {
+    try {
+        for (int attempt = 0; attempt < start_attempts; ++attempt) {
+            port_ = pick_free_ports(1)[0];
+            if (try_start()) return;
+        }
+        throw std::runtime_error("sentinel found no free port after several attempts");
+    } catch (...) {
+        stop();
+        std::error_code ignored;
+        std::filesystem::remove_all(dir_, ignored);
+        throw;
+    }
+}
+
+sentinel_server::~sentinel_server() {
+    stop();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+}
+
+/// Returns false when the port was taken; throws on other failures.
+bool sentinel_server::try_start() {
+    const std::string conf_path = dir_ + "/sentinel.conf";
+    std::ofstream(conf_path, std::ios::trunc)
+        << "bind 127.0.0.1\n"
+        << "port " << port_ << "\n"
+        << "daemonize no\n"
+        << "dir " << quote(dir_) << "\n"
+        << "logfile " << quote(dir_ + "/sentinel.log") << "\n"
+        << "sentinel resolve-hostnames no\n"
+        << "sentinel monitor " << quote(service_name_) << " 127.0.0.1 " << master_port_ << " 1\n";
+    std::filesystem::remove(dir_ + "/sentinel.log");  // so the log speaks of this attempt only
+    pid_ = spawn_child({"redis-server", conf_path, "--sentinel"}, dir_ + "/sentinel.out");
+
+    const auto deadline = steady::now() + ready_deadline;
+    while (steady::now() < deadline && !child_exited(pid_)) {
+        if (raw_ping(port_, 500ms) == "+PONG") return true;
+        std::this_thread::sleep_for(20ms);
+    }
+    const bool exited = child_exited(pid_);
+    stop();
+    const auto log = read_text_file(dir_ + "/sentinel.log");
+    if (exited && log.find("Address already in use") != std::string::npos) return false;
+    const auto output = read_text_file(dir_ + "/sentinel.out");
+    throw std::runtime_error("sentinel on port " + std::to_string(port_) +
+                             (exited ? " exited during startup" : " did not answer PING in 10 s") +
+                             "\n--- sentinel.log (tail) ---\n" + last_lines(log, log_tail_lines) +
+                             "\n--- output ---\n" + last_lines(output, log_tail_lines));
+}
+
+void sentinel_server::stop() {
+    if (pid_ <= 0) return;
+    terminate_child(pid_);
+    pid_ = -1;
+}
+
+std::uint16_t sentinel_server::port() const { return port_; }
+
+pid_t sentinel_server::pid() const { return pid_; }
+
+const std::string& sentinel_server::dir() const { return dir_; }
 
 }  // namespace redcoord::test

@@ -120,4 +120,37 @@ class redis_server {
     bool paused_ = false;
 };
 
+/// A Redis Sentinel child process (`redis-server sentinel.conf --sentinel`) on its own free
+/// port and temp dir, monitoring one master on 127.0.0.1 with quorum 1. It names the master
+/// (SENTINEL get-master-addr-by-name) as soon as it answers PING. Same rules as redis_server:
+/// create and destroy it on the test's main thread; stopped by PID.
+class sentinel_server {
+  public:
+    /// Starts the sentinel and waits until it answers; throws std::runtime_error with the tail
+    /// of its log on failure.
+    sentinel_server(std::string service_name, std::uint16_t master_port);
+    /// Stops the sentinel (SIGTERM, SIGKILL after 5 s) and removes dir().
+    ~sentinel_server();
+
+    sentinel_server(const sentinel_server&) = delete;
+    sentinel_server& operator=(const sentinel_server&) = delete;
+
+    /// The sentinel's TCP port on 127.0.0.1.
+    std::uint16_t port() const;
+    /// The child's PID, or -1 when not running.
+    pid_t pid() const;
+    /// The sentinel's temp dir (sentinel.conf, which the sentinel rewrites, and sentinel.log).
+    const std::string& dir() const;
+
+  private:
+    bool try_start();
+    void stop();
+
+    std::string service_name_;
+    std::uint16_t master_port_;
+    std::string dir_;
+    std::uint16_t port_ = 0;
+    pid_t pid_ = -1;
+};
+
 }  // namespace redcoord::test

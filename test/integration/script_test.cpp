@@ -1,0 +1,298 @@
+// Lua scripts against a real redis-server: the embedded scripts, the EVALSHA to EVAL fallback
+// after SCRIPT FLUSH and after a restart, typed replies, script errors and cancellation.
+#include <redcoord/redcoord.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "async_test.hpp"
+#include "redis_server.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using boost::system::error_code;
+using redcoord::test::redis_server;
+using redcoord::test::run_async;
+using strings = std::vector<std::string>;
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto test_deadline = 30s;
+
+// A config for the fixture's plain port, with short timeouts so failures show quickly.
+redcoord::config config_for(const redis_server& srv) {
+    redcoord::config cfg;
+    cfg.endpoints = {redcoord::endpoint{"127.0.0.1", srv.port()}};
+    cfg.connect_timeout = 2s;
+    cfg.health_check_interval = 200ms;
+    cfg.reconnect_wait_max = 200ms;
+    return cfg;
+}
+
+void require_ok(error_code ec, const redcoord::diagnostics& diag) {
+    INFO(ec.message() << ": " << diag.message());
+    REQUIRE_FALSE(ec);
+}
+
+// Runs one command on the connection and returns its reply as a string.
+template <class... Args>
+asio::awaitable<std::string> command(redcoord::connection& conn, std::string_view name,
+                                     const Args&... args) {
+    redcoord::request req;
+    req.push(name, args...);
+    std::string reply;
+    redcoord::diagnostics diag;
+    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
+    require_ok(ec, diag);
+    co_return reply;
+}
+
+// Runs a script that must succeed and returns its reply as T.
+// (g++ 12 cannot compile braced lists inside a co_await expression: callers pass named vectors.)
+template <class T>
+asio::awaitable<T> eval(redcoord::connection& conn, const redcoord::script& s, const strings& keys,
+                        const strings& args) {
+    T reply{};
+    redcoord::diagnostics diag;
+    auto [ec, n] = co_await redcoord::async_eval(conn, s, keys, args, reply, diag, nothrow);
+    require_ok(ec, diag);
+    co_return reply;
+}
+
+// Waits, a few milliseconds at a time, until pred() holds.
+asio::awaitable<void> wait_until(std::function<bool()> pred) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!pred()) {
+        timer.expires_after(5ms);
+        co_await timer.async_wait(asio::use_awaitable);
+    }
+}
+
+// Runs `body(conn, srv)` with a connection to a fresh server, kept up in the background.
+template <class Body>
+void with_connection(Body body) {
+    redis_server srv;
+    run_async(
+        [&](asio::io_context& ioc) -> asio::awaitable<void> {
+            redcoord::connection conn(ioc.get_executor());
+            conn.async_run(config_for(srv), asio::detached);
+            co_await body(conn, srv);
+            conn.cancel();
+        },
+        test_deadline);
+}
+
+// SCRIPT EXISTS for one script.
+asio::awaitable<bool> is_cached(redcoord::connection& conn, const redcoord::script& s) {
+    redcoord::request req;
+    req.push("SCRIPT", "EXISTS", s.sha1());
+    redcoord::response<std::vector<long long>> reply;
+    redcoord::diagnostics diag;
+    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
+    require_ok(ec, diag);
+    REQUIRE(std::get<0>(reply).size() == 1);
+    co_return std::get<0>(reply).front() == 1;
+}
+
+// compare_and_delete on `key` with `token`; returns what the script returned (1 or 0).
+asio::awaitable<long long> compare_and_delete(redcoord::connection& conn, std::string key,
+                                              std::string token) {
+    const auto& s = redcoord::script::embedded("compare_and_delete");
+    const strings keys{std::move(key)}, args{std::move(token)};
+    co_return co_await eval<long long>(conn, s, keys, args);
+}
+
+}  // namespace
+
+TEST_CASE("script: the embedded compare_and_delete", "[integration][script]") {
+    with_connection([](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
+        co_await command(conn, "SET", "script:lock", "owner-a");
+        const auto other_owner = co_await compare_and_delete(conn, "script:lock", "owner-b");
+        CHECK(other_owner == 0);
+        const auto kept = co_await command(conn, "EXISTS", "script:lock");
+        CHECK(kept == "1");
+        const auto owner = co_await compare_and_delete(conn, "script:lock", "owner-a");
+        CHECK(owner == 1);
+        const auto gone = co_await command(conn, "EXISTS", "script:lock");
+        CHECK(gone == "0");
+        const auto again = co_await compare_and_delete(conn, "script:lock", "owner-a");
+        CHECK(again == 0);
+    });
+}
+
+TEST_CASE("script: EVAL again after SCRIPT FLUSH", "[integration][script]") {
+    with_connection([](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
+        const auto& s = redcoord::script::embedded("compare_and_delete");
+        co_await command(conn, "SET", "script:lock", "me");
+        const auto other_owner = co_await compare_and_delete(conn, "script:lock", "other");
+        CHECK(other_owner == 0);
+        const auto cached = co_await is_cached(conn, s);
+        CHECK(cached);
+
+        co_await command(conn, "SCRIPT", "FLUSH");
+        const auto flushed = co_await is_cached(conn, s);
+        CHECK_FALSE(flushed);
+        const auto owner = co_await compare_and_delete(conn, "script:lock", "me");
+        CHECK(owner == 1);
+        // EVAL cached the script again.
+        const auto cached_again = co_await is_cached(conn, s);
+        CHECK(cached_again);
+    });
+}
+
+TEST_CASE("script: EVAL again after a server restart", "[integration][script]") {
+    with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        const auto before = co_await compare_and_delete(conn, "script:lock", "me");
+        CHECK(before == 0);
+        srv.restart();
+        // Requests written before the connection notices the restart fail with
+        // connection_lost; wait for the reconnect.
+        co_await wait_until([&] { return conn.get_usage().connects >= 2; });
+        co_await command(conn, "SET", "script:lock", "me");
+        const auto after = co_await compare_and_delete(conn, "script:lock", "me");
+        CHECK(after == 1);
+        CHECK(srv.cli({"EXISTS", "script:lock"}) == "0");
+    });
+}
+
+TEST_CASE("script: keys, args and a typed reply", "[integration][script]") {
+    const redcoord::script s(R"(
+        redis.call('SET', KEYS[1], ARGV[1])
+        redis.call('RPUSH', KEYS[2], ARGV[2], ARGV[3])
+        return {redis.call('GET', KEYS[1]), tonumber(ARGV[2]) * 10, #KEYS,
+                redis.call('LRANGE', KEYS[2], 0, -1)}
+    )");
+    CHECK(s.sha1().size() == 40);
+    // One reply, an array: response<...> holds one value per reply.
+    using reply = redcoord::response<std::tuple<std::string, long long, int, strings>>;
+    with_connection([&](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        const strings keys{"script:str", "script:list"}, args{"hello", "4", "x"};
+        const auto [r] = co_await eval<reply>(conn, s, keys, args);
+        CHECK(std::get<0>(r) == "hello");
+        CHECK(std::get<1>(r) == 40);
+        CHECK(std::get<2>(r) == 2);
+        CHECK(std::get<3>(r) == strings{"4", "x"});
+        CHECK(srv.cli({"GET", "script:str"}) == "hello");
+
+        // The same script, now cached: EVALSHA's reply, as a generic response.
+        const auto cached = co_await is_cached(conn, s);
+        CHECK(cached);
+        const strings keys2{"script:str2", "script:list2"}, args2{"bye", "1", "y"};
+        const auto generic = co_await eval<redcoord::generic_response>(conn, s, keys2, args2);
+        REQUIRE_FALSE(generic.empty());
+        CHECK(generic.front().data_type == redcoord::resp3::type::array);
+        CHECK(generic.front().aggregate_size == 4);
+        CHECK(generic.size() == 7);  // the array, 3 scalars, the nested array and its 2 items
+    });
+}
+
+TEST_CASE("script: a generic response holds only the reply after the EVAL fallback",
+          "[integration][script]") {
+    const redcoord::script s("return {ARGV[1], 7}");
+    with_connection([&](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
+        co_await command(conn, "SCRIPT", "FLUSH");
+        const strings args{"seven"};
+        const auto r = co_await eval<redcoord::generic_response>(conn, s, {}, args);
+        REQUIRE(r.size() == 3);
+        CHECK(r[0].data_type == redcoord::resp3::type::array);
+        CHECK(r[1].value == "seven");
+        CHECK(r[2].value == "7");
+    });
+}
+
+TEST_CASE("script: errors in scripts", "[integration][script]") {
+    struct error_case {
+        std::string source;
+        std::string server_text;
+    };
+    const auto c = GENERATE(
+        error_case{"return redis.call('INCR', KEYS[1])", "not an integer"},
+        error_case{"return redis.error_reply('MYERR custom failure')", "MYERR custom failure"},
+        error_case{"error('boom')", "boom"}, error_case{"return (", "Error compiling script"});
+    const redcoord::script s(c.source);
+    with_connection([&](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
+        co_await command(conn, "SET", "script:text", "not a number");
+        const strings keys{"script:text"};
+        for (int round = 0; round < 2; ++round) {  // EVAL first, then EVALSHA when cached
+            long long reply = 0;
+            redcoord::diagnostics diag;
+            auto [ec, n] = co_await redcoord::async_eval(conn, s, keys, {}, reply, diag, nothrow);
+            CHECK(ec == redcoord::error::server_error);
+            CHECK_THAT(diag.server_message(), Catch::Contains(c.server_text));
+            CHECK_THAT(diag.server_message(), !Catch::Contains("NOSCRIPT"));
+        }
+        // The connection is still fine.
+        const auto text = co_await command(conn, "GET", "script:text");
+        CHECK(text == "not a number");
+    });
+}
+
+TEST_CASE("script: a reply that does not fit the response type", "[integration][script]") {
+    const redcoord::script s("return 'not a number'");
+    with_connection([&](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
+        long long reply = 0;
+        redcoord::diagnostics diag;
+        auto [ec, n] = co_await redcoord::async_eval(conn, s, {}, {}, reply, diag, nothrow);
+        CHECK(ec == redcoord::error::not_a_number);
+        const auto pong = co_await command(conn, "PING");
+        CHECK(pong == "PONG");
+    });
+}
+
+TEST_CASE("script: cancelling async_eval before it is written", "[integration][script]") {
+    const redcoord::script s("return redis.call('SET', KEYS[1], 'ran')");
+    with_connection([&](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        co_await command(conn, "PING");
+        srv.stop();
+        co_await wait_until([&] { return !conn.is_connected(); });
+
+        std::optional<error_code> result;
+        std::string reply;
+        redcoord::diagnostics diag;
+        asio::cancellation_signal signal;
+        redcoord::async_eval(conn, s, {"script:ran"}, {}, reply, diag,
+                             asio::bind_cancellation_slot(
+                                 signal.slot(), [&](error_code ec, std::size_t) { result = ec; }));
+        asio::steady_timer timer(co_await asio::this_coro::executor, 50ms);
+        co_await timer.async_wait(asio::use_awaitable);
+        CHECK_FALSE(result);
+        signal.emit(asio::cancellation_type::terminal);
+        co_await wait_until([&] { return result.has_value(); });
+        CHECK(*result == asio::error::operation_aborted);
+
+        // The script never reached the server: requests after the reconnect do not see it.
+        srv.start();
+        co_await command(conn, "PING");
+        const auto ran = co_await command(conn, "EXISTS", "script:ran");
+        CHECK(ran == "0");
+    });
+}
+
+TEST_CASE("script: an unknown embedded script", "[integration][script]") {
+    try {
+        redcoord::script::embedded("nope");
+        FAIL("embedded(\"nope\") did not throw");
+    } catch (const redcoord::error_with_diagnostics& e) {
+        CHECK(e.code() == redcoord::error::invalid_argument);
+        CHECK_THAT(e.get_diagnostics().client_message(), Catch::Contains("'nope'"));
+        CHECK_THAT(std::string(e.what()), Catch::Contains("nope"));
+    }
+    CHECK_NOTHROW(redcoord::script::embedded("compare_and_delete"));
+}
