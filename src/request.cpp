@@ -101,7 +101,9 @@ void request::on_command_added(std::size_t start) {
             if (args.size() > 1) value = args[1];
             break;
         case timeout_arg::after_block_millis:
-            for (std::size_t i = 1; i + 1 < args.size(); ++i)
+            // Options come before STREAMS; after it are keys and ids, and a key may well be
+            // named "block".
+            for (std::size_t i = 1; i + 1 < args.size() && !iequals(args[i], "STREAMS"); ++i)
                 if (iequals(args[i], "BLOCK")) value = args[i + 1];
             if (!value) return;  // XREAD without BLOCK does not block
             break;

@@ -81,11 +81,18 @@ std::size_t parser::consume(std::string_view data, error_code& ec) {
         auto eol = rest.find("\r\n");
         if (eol == std::string_view::npos) {
             // A header line longer than any we accept is malformed, not worth waiting for.
-            if (rest.size() > max_line_size()) ec = error::size_exceeded;
+            // The last byte may be the '\r' of its CRLF, so it does not count.
+            if (rest.size() > max_line_size() + 1) ec = error::size_exceeded;
             return pos;
         }
         auto line = rest.substr(0, eol);
         pos += eol + 2;
+        // The same limit when the whole line arrived at once: otherwise a long line would be
+        // accepted or refused depending on how the input happened to be split.
+        if (line.size() > max_line_size()) {
+            ec = error::size_exceeded;
+            return pos;
+        }
         if (line.empty()) {
             ec = error::protocol_error;
             return pos;
@@ -118,6 +125,14 @@ std::size_t parser::consume(std::string_view data, error_code& ec) {
 bool parser::on_header(std::string_view line, error_code& ec) {
     const char marker = line[0];
     const auto body = line.substr(1);
+    // A streamed aggregate announces no size, so max_aggregate_size is enforced as its
+    // elements arrive: this line would start one more.
+    if (marker != '.' && !stack_.empty() && stack_.back().streamed) {
+        const auto mult = element_multiplicity(nodes_[stack_.back().node_index].data_type);
+        if (stack_.back().count >= limits_.max_aggregate_size * mult)
+            return fail(ec, error::size_exceeded);
+    }
+    if (marker != '.') attribute_pending_ = false;
     switch (marker) {
         case '+': push_scalar(type::simple_string, body); break;
         case '-': push_scalar(type::simple_error, body); break;
@@ -153,13 +168,16 @@ bool parser::on_header(std::string_view line, error_code& ec) {
             // End of a streamed aggregate.
             if (!body.empty() || stack_.empty() || !stack_.back().streamed)
                 return fail(ec, error::protocol_error);
+            // An attribute describes the value after it: it cannot be the last thing in an
+            // aggregate (its nodes would belong to no value).
+            if (attribute_pending_) return fail(ec, error::protocol_error);
             frame f = stack_.back();
             auto& n = nodes_[f.node_index];
             const auto mult = element_multiplicity(n.data_type);
             if (f.count % mult != 0) return fail(ec, error::protocol_error);
             n.aggregate_size = f.count / mult;
             stack_.pop_back();
-            if (!f.attribute) value_completed();
+            aggregate_completed(f.attribute);
             return true;
         }
         default: return fail(ec, error::protocol_error);
@@ -206,7 +224,7 @@ bool parser::open_aggregate(type t, std::string_view len, error_code& ec) {
     nodes_.push_back({t, n, current_depth(), arena_.size(), 0});
     const bool attribute = (t == type::attribute);
     if (!streamed && n == 0) {
-        if (!attribute) value_completed();
+        aggregate_completed(attribute);
         return true;
     }
     stack_.push_back({nodes_.size() - 1, n * element_multiplicity(t), 0, streamed, attribute});
@@ -220,6 +238,14 @@ void parser::push_scalar(type t, std::string_view value) {
     value_completed();
 }
 
+// An aggregate ended. An attribute is not a value: the value it describes is still to come.
+void parser::aggregate_completed(bool attribute) {
+    if (attribute)
+        attribute_pending_ = true;
+    else
+        value_completed();
+}
+
 void parser::value_completed() {
     // Walk up: each finished value may finish the aggregate it belongs to.
     while (!stack_.empty()) {
@@ -231,7 +257,10 @@ void parser::value_completed() {
         if (--f.remaining != 0) return;
         const bool attribute = f.attribute;
         stack_.pop_back();
-        if (attribute) return;  // an attribute is not an element of its parent
+        if (attribute) {  // an attribute is not an element of its parent
+            attribute_pending_ = true;
+            return;
+        }
     }
     // The top-level value is complete, unless it was an attribute (handled above: attributes
     // return before reaching here), so the message is done.
@@ -254,6 +283,7 @@ void parser::clear() noexcept {
     stack_.clear();
     bulk_remaining_ = 0;
     streamed_string_ = false;
+    attribute_pending_ = false;
 }
 
 }  // namespace redcoord::resp3

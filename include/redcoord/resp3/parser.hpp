@@ -68,6 +68,7 @@ private:
     bool open_string(type t, std::string_view len, boost::system::error_code& ec);
     void push_scalar(type t, std::string_view value);
     void value_completed();
+    void aggregate_completed(bool attribute);
     std::size_t current_depth() const noexcept { return stack_.size(); }
     // Simple strings and errors live on one line; 1 MiB is far beyond any the server sends.
     std::size_t max_line_size() const noexcept {
@@ -82,6 +83,8 @@ private:
     std::vector<node_view> views_;
     std::size_t bulk_remaining_ = 0;
     bool streamed_string_ = false;   // the bulk being read is a chunk of a streamed string
+    // An attribute has ended and the value it describes has not started yet.
+    bool attribute_pending_ = false;
 };
 
 }  // namespace redcoord::resp3
