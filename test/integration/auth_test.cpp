@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "async_test.hpp"
+#include "connection_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -29,36 +30,11 @@ using redcoord::test::redis_options;
 using redcoord::test::redis_server;
 using redcoord::test::run_async;
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using redcoord::test::command;
+using redcoord::test::config_for;
+using redcoord::test::nothrow;
+using redcoord::test::require_ok;
 constexpr auto test_deadline = 30s;
-
-// A config for the fixture's plain port, with short timeouts so failures show quickly.
-redcoord::config config_for(const redis_server& srv) {
-    redcoord::config cfg;
-    cfg.endpoints = {redcoord::endpoint{"127.0.0.1", srv.port()}};
-    cfg.connect_timeout = 2s;
-    cfg.health_check_interval = 200ms;
-    cfg.reconnect_wait_max = 200ms;
-    return cfg;
-}
-
-void require_ok(error_code ec, const redcoord::diagnostics& diag) {
-    INFO(ec.message() << ": " << diag.message());
-    REQUIRE_FALSE(ec);
-}
-
-// Runs one command on the connection and returns its reply as a string.
-template <class... Args>
-asio::awaitable<std::string> command(redcoord::connection& conn, std::string_view name,
-                                     const Args&... args) {
-    redcoord::request req;
-    req.push(name, args...);
-    std::string reply;
-    redcoord::diagnostics diag;
-    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
-    require_ok(ec, diag);
-    co_return reply;
-}
 
 // Runs `body(conn)` with a connection kept up by async_run in the background.
 template <class Body>

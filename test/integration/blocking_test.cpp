@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "async_test.hpp"
+#include "connection_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -33,45 +34,13 @@ using redcoord::test::redis_server;
 using redcoord::test::run_async;
 using popped = std::optional<std::pair<std::string, std::string>>;  // BLPOP's reply
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using redcoord::test::command;
+using redcoord::test::config_for;
+using redcoord::test::nothrow;
+using redcoord::test::require_ok;
+using redcoord::test::wait_until;
+using redcoord::test::with_connection;
 constexpr auto test_deadline = 30s;
-
-// A config for the fixture's plain port, with short timeouts so failures show quickly.
-redcoord::config config_for(const redis_server& srv) {
-    redcoord::config cfg;
-    cfg.endpoints = {redcoord::endpoint{"127.0.0.1", srv.port()}};
-    cfg.connect_timeout = 2s;
-    cfg.health_check_interval = 200ms;
-    cfg.reconnect_wait_max = 200ms;
-    return cfg;
-}
-
-void require_ok(error_code ec, const redcoord::diagnostics& diag) {
-    INFO(ec.message() << ": " << diag.message());
-    REQUIRE_FALSE(ec);
-}
-
-// Runs one command on the connection and returns its reply as a string.
-template <class... Args>
-asio::awaitable<std::string> command(redcoord::connection& conn, std::string_view name,
-                                     const Args&... args) {
-    redcoord::request req;
-    req.push(name, args...);
-    std::string reply;
-    redcoord::diagnostics diag;
-    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
-    require_ok(ec, diag);
-    co_return reply;
-}
-
-// Waits, a few milliseconds at a time, until pred() holds.
-asio::awaitable<void> wait_until(std::function<bool()> pred) {
-    asio::steady_timer timer(co_await asio::this_coro::executor);
-    while (!pred()) {
-        timer.expires_after(5ms);
-        co_await timer.async_wait(asio::use_awaitable);
-    }
-}
 
 // The server's count of clients blocked in a command, as INFO reports it.
 int blocked_clients(const redis_server& srv) {
@@ -120,20 +89,6 @@ struct blpop_call {
         CHECK(reply->second == value);
     }
 };
-
-// Runs `body(conn, srv)` with a connection to a fresh server, kept up in the background.
-template <class Body>
-void with_connection(Body body) {
-    redis_server srv;
-    run_async(
-        [&](asio::io_context& ioc) -> asio::awaitable<void> {
-            redcoord::connection conn(ioc.get_executor());
-            conn.async_run(config_for(srv), asio::detached);
-            co_await body(conn, srv);
-            conn.cancel();
-        },
-        test_deadline);
-}
 
 }  // namespace
 

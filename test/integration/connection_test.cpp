@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "async_test.hpp"
+#include "connection_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -41,20 +42,9 @@ using boost::system::error_code;
 using redcoord::test::redis_server;
 using redcoord::test::run_async;
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using redcoord::test::config_for;
+using redcoord::test::nothrow;
 constexpr auto test_deadline = 40s;
-
-// A config for a fixture server, with short timeouts so that every failure shows quickly.
-redcoord::config config_for(const redis_server& srv) {
-    redcoord::config cfg;
-    cfg.endpoints = {redcoord::endpoint{"127.0.0.1", srv.port()}};
-    cfg.connect_timeout = 1s;
-    cfg.request_timeout = 2s;
-    cfg.health_check_interval = 200ms;
-    cfg.reconnect_wait_min = 20ms;
-    cfg.reconnect_wait_max = 200ms;
-    return cfg;
-}
 
 // What a completion handler was called with.
 struct outcome {

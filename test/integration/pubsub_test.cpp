@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "async_test.hpp"
+#include "connection_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -36,23 +37,11 @@ using redcoord::test::redis_server;
 using redcoord::test::run_async;
 using strings = std::vector<std::string>;
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using redcoord::test::config_for;
+using redcoord::test::nothrow;
+using redcoord::test::require_ok;
+using redcoord::test::wait_until;
 constexpr auto test_deadline = 30s;
-
-// A config for the fixture's plain port, with short timeouts so failures show quickly.
-redcoord::config config_for(const redis_server& srv) {
-    redcoord::config cfg;
-    cfg.endpoints = {redcoord::endpoint{"127.0.0.1", srv.port()}};
-    cfg.connect_timeout = 2s;
-    cfg.health_check_interval = 200ms;
-    cfg.reconnect_wait_max = 200ms;
-    return cfg;
-}
-
-void require_ok(error_code ec, const redcoord::diagnostics& diag) {
-    INFO(ec.message() << ": " << diag.message());
-    REQUIRE_FALSE(ec);
-}
 
 // Runs req, which must succeed, and returns its one reply as T.
 template <class T = redcoord::ignore_t>
@@ -110,15 +99,6 @@ asio::awaitable<void> expect_gap(redcoord::connection& conn, std::string_view re
     CHECK(msg.is_gap());
     CHECK(msg.gap_reason == reason);
     CHECK(msg.nodes.empty());
-}
-
-// Waits, a few milliseconds at a time, until pred() holds.
-asio::awaitable<void> wait_until(std::function<bool()> pred) {
-    asio::steady_timer timer(co_await asio::this_coro::executor);
-    while (!pred()) {
-        timer.expires_after(5ms);
-        co_await timer.async_wait(asio::use_awaitable);
-    }
 }
 
 // A round trip on conn: every push the server sent before it has been read once it completes.

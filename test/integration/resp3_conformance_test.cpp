@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "async_test.hpp"
+#include "connection_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -44,14 +45,8 @@ using redcoord::resp3::type;
 using redcoord::test::redis_server;
 using redcoord::test::run_async;
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-
-redcoord::config config_for(const redis_server& srv) {
-    redcoord::config cfg;
-    cfg.endpoints = {redcoord::endpoint{"127.0.0.1", srv.port()}};
-    cfg.connect_timeout = 2s;
-    return cfg;
-}
+using redcoord::test::config_for;
+using redcoord::test::nothrow;
 
 node s(type t, std::size_t depth, std::string value) { return {t, 1, depth, std::move(value)}; }
 node a(type t, std::size_t size, std::size_t depth) { return {t, size, depth, ""}; }

@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "async_test.hpp"
+#include "connection_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -26,7 +27,8 @@ using redcoord::test::redis_server;
 using redcoord::test::run_async;
 using redcoord::test::sentinel_server;
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using redcoord::test::nothrow;
+using redcoord::test::with_short_timeouts;
 constexpr auto test_deadline = 30s;
 
 redcoord::endpoint local(std::uint16_t port) { return {"127.0.0.1", port}; }
@@ -36,10 +38,7 @@ redcoord::config sentinel_config(const sentinel_server& sentinel, std::string se
     redcoord::config cfg;
     cfg.endpoints = {local(sentinel.port())};
     cfg.service_name = std::move(service);
-    cfg.connect_timeout = 2s;
-    cfg.health_check_interval = 200ms;
-    cfg.reconnect_wait_max = 200ms;
-    return cfg;
+    return with_short_timeouts(std::move(cfg));
 }
 
 // Connects with cfg and SETs `key` to `value` through the connection.

@@ -19,6 +19,7 @@
 #include <tuple>
 
 #include "async_test.hpp"
+#include "connection_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -30,16 +31,12 @@ using redcoord::test::redis_options;
 using redcoord::test::redis_server;
 using redcoord::test::run_async;
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using redcoord::test::command;
+using redcoord::test::nothrow;
+using redcoord::test::require_ok;
+using redcoord::test::wait_until;
+using redcoord::test::with_short_timeouts;
 constexpr auto test_deadline = 30s;
-
-// Short timeouts on top of whatever cfg says about the server, so failures show quickly.
-redcoord::config with_short_timeouts(redcoord::config cfg) {
-    cfg.connect_timeout = 2s;
-    cfg.health_check_interval = 200ms;
-    cfg.reconnect_wait_max = 200ms;
-    return cfg;
-}
 
 // A TLS config for the fixture's TLS port, trusting its self-signed certificate.
 redcoord::config tls_config_for(const redis_server& srv) {
@@ -48,33 +45,6 @@ redcoord::config tls_config_for(const redis_server& srv) {
     cfg.use_tls = true;
     cfg.tls_ca_file = srv.ca_file();
     return with_short_timeouts(cfg);
-}
-
-void require_ok(error_code ec, const redcoord::diagnostics& diag) {
-    INFO(ec.message() << ": " << diag.message());
-    REQUIRE_FALSE(ec);
-}
-
-// Runs one command on the connection and returns its reply as a string.
-template <class... Args>
-asio::awaitable<std::string> command(redcoord::connection& conn, std::string_view name,
-                                     const Args&... args) {
-    redcoord::request req;
-    req.push(name, args...);
-    std::string reply;
-    redcoord::diagnostics diag;
-    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
-    require_ok(ec, diag);
-    co_return reply;
-}
-
-// Waits, a few milliseconds at a time, until pred() holds.
-asio::awaitable<void> wait_until(std::function<bool()> pred) {
-    asio::steady_timer timer(co_await asio::this_coro::executor);
-    while (!pred()) {
-        timer.expires_after(5ms);
-        co_await timer.async_wait(asio::use_awaitable);
-    }
 }
 
 asio::awaitable<void> ping_set_get(redcoord::connection& conn, std::string_view key) {
