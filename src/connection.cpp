@@ -640,14 +640,10 @@ asio::awaitable<error_code> connection_impl::health_checker() {
             co_return error::health_check_failed;
         }
         if (idle >= interval && !ping_outstanding_) {
-            auto p = std::make_unique<pending_request>();
-            p->owned = std::make_unique<request>();
-            p->owned->push("PING");
-            p->req = p->owned.get();
-            p->expected = 1;
-            p->is_ping = true;
+            request ping;
+            ping.push("PING");
+            enqueue_internal(std::move(ping))->is_ping = true;
             ping_outstanding_ = true;
-            enqueue(std::move(p));
         }
     }
 }
@@ -739,11 +735,14 @@ void connection_impl::complete(pending_request* p, error_code ec, bool from_read
 void connection_impl::release(pending_request* p) { delete p; }
 
 void connection_impl::cancel_request(pending_request* p) {
-    if (p->completed) return;
+    if (!p->completed) abandon(p, asio::error::operation_aborted);
+}
+
+void connection_impl::abandon(pending_request* p, error_code ec) {
     const bool written_blocking = p->st == pending_request::state::written && p->blocking;
     // Not written: it stays in the queue as a tombstone the writer drops. Written: its reply
-    // is read and discarded when it comes.
-    complete(p, asio::error::operation_aborted);
+    // is read and discarded when it comes; a blocked command is released so that it comes now.
+    complete(p, ec);
     if (written_blocking && parent_) parent_->unblock_side(*this);
 }
 
@@ -825,9 +824,7 @@ void connection_impl::sweep() {
             p->diag->set_client_message(p->st == pending_request::state::written
                                             ? "no reply before the request's deadline"
                                             : "not written before the request's deadline");
-        const bool written_blocking = p->st == pending_request::state::written && p->blocking;
-        complete(p, error::timeout);
-        if (written_blocking && parent_) parent_->unblock_side(*this);
+        abandon(p, error::timeout);
     }
     if (next != clock::time_point::max()) arm_sweeper(next);
 }
@@ -857,12 +854,19 @@ connection_impl& connection_impl::side_for_blocking() {
 void connection_impl::unblock_side(connection_impl& side) {
     // CLIENT UNBLOCK makes the blocked command return now; its reply is then discarded.
     if (side.client_id_ < 0 || stopping_) return;
+    request unblock;
+    unblock.push("CLIENT", "UNBLOCK", side.client_id_);
+    enqueue_internal(std::move(unblock));
+}
+
+pending_request* connection_impl::enqueue_internal(request req) {
     auto p = std::make_unique<pending_request>();
-    p->owned = std::make_unique<request>();
-    p->owned->push("CLIENT", "UNBLOCK", side.client_id_);
+    p->owned = std::make_unique<request>(std::move(req));
     p->req = p->owned.get();
-    p->expected = 1;
+    p->expected = p->req->expected_responses();
+    auto* raw = p.get();
     enqueue(std::move(p));
+    return raw;
 }
 
 clock::duration connection_impl::backoff(int attempt) {

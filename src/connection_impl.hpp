@@ -92,6 +92,10 @@ private:
     void sweep();
 
     void enqueue(std::unique_ptr<pending_request> p);
+    // Queues a request of the connection's own (PING, CLIENT UNBLOCK); nobody awaits it.
+    pending_request* enqueue_internal(request req);
+    // Completes p before its reply (cancellation, timeout); releases a blocked side command.
+    void abandon(pending_request* p, boost::system::error_code ec);
     void complete(pending_request* p, boost::system::error_code ec, bool from_reader = false);
     void release(pending_request* p);  // deletes p; it must be out of both queues
     void fail_written(boost::system::error_code ec);
