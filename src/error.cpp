@@ -31,6 +31,12 @@ public:
             case error::sentinel_unavailable: return "no sentinel named a master for the service";
             case error::bad_config: return "invalid configuration";
             case error::invalid_argument: return "invalid argument";
+            case error::not_held: return "not held by this owner (released, expired or taken)";
+            case error::lease_lost: return "the lease was lost (expired or taken) while held";
+            case error::acquire_timeout: return "not acquired before the deadline";
+            case error::session_closed: return "the session has been destroyed";
+            case error::stale_fencing_token:
+                return "fenced write rejected: a newer fencing token has been used";
         }
         return "unknown redcoord error";
     }

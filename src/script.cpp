@@ -1,3 +1,5 @@
+#include "eval.hpp"
+
 #include <redcoord/detail/embedded_scripts.hpp>
 #include <redcoord/script.hpp>
 
@@ -43,8 +45,9 @@ struct skip_noscript {
 };
 
 request make_call(std::string_view command, std::string_view script_ref,
-                  const std::vector<std::string>& keys, const std::vector<std::string>& args) {
-    request req;
+                  const std::vector<std::string>& keys, const std::vector<std::string>& args,
+                  request::config cfg = {}) {
+    request req(std::move(cfg));
     req.push(command, script_ref, keys.size(), keys, args);
     return req;
 }
@@ -69,6 +72,30 @@ const script& script::embedded(std::string_view name) {
 }
 
 namespace detail {
+
+asio::awaitable<std::pair<error_code, std::size_t>> eval_erased(
+    connection& conn, const script& s, const std::vector<std::string>& keys,
+    const std::vector<std::string>& args, any_adapter adapter, diagnostics& diag,
+    request::config cfg, bool cancellable) {
+    constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+    // Not cancellable: the command runs to its reply even when the caller is cancelled.
+    auto exec = [&](const request& r, any_adapter a)
+        -> asio::awaitable<std::tuple<error_code, std::size_t>> {
+        if (cancellable) co_return co_await conn.async_exec_erased(r, a, &diag, nothrow);
+        co_return co_await conn.async_exec_erased(
+            r, a, &diag, asio::bind_cancellation_slot(asio::cancellation_slot(), nothrow));
+    };
+    const request by_sha = make_call("EVALSHA", s.sha1(), keys, args, cfg);
+    skip_noscript filter{adapter};
+    const any_adapter by_sha_adapter(&filter, &skip_noscript::store, adapter.expected(),
+                                     adapter.wants_errors());
+    auto [ec, n] = co_await exec(by_sha, by_sha_adapter);
+    if (ec != error::noscript) co_return std::pair{ec, n};
+    diag.clear();
+    const request by_source = make_call("EVAL", s.source(), keys, args, std::move(cfg));
+    auto [ec2, n2] = co_await exec(by_source, adapter);
+    co_return std::pair{ec2, n2};
+}
 
 void eval_impl(connection& conn, const script& s, std::vector<std::string> keys,
                std::vector<std::string> args, any_adapter adapter, diagnostics* diag,

@@ -43,6 +43,13 @@ enum class error {
     // Input checks.
     bad_config,             ///< a connection string or config field is invalid
     invalid_argument,       ///< an argument of an operation is invalid
+
+    // Leases and the primitives built on them.
+    not_held,               ///< releasing or extending something this owner does not hold
+    lease_lost,             ///< the lease expired or was taken by someone else while held
+    acquire_timeout,        ///< not acquired before the deadline
+    session_closed,         ///< the session the operation belongs to has been destroyed
+    stale_fencing_token,    ///< a fenced write carried a token older than one already seen
 };
 
 /// The category of `redcoord::error`; its name is "redcoord".

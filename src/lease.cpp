@@ -1,0 +1,237 @@
+#include "session_impl.hpp"
+
+#include <redcoord/error.hpp>
+#include <redcoord/lease.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+
+namespace redcoord {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using detail::clock;
+using detail::lease_state;
+
+namespace {
+
+template <class Handler>
+void post_result(detail::session_impl& s, Handler&& h, error_code ec) {
+    asio::post(s.conn.get_executor(), asio::append(std::forward<Handler>(h), ec));
+}
+
+std::string describe(const lease_state& l) {
+    return "'" + l.resource + "' (key " + l.keys.front() + ", owner " + l.owner + ")";
+}
+
+asio::awaitable<error_code> release_script(std::shared_ptr<lease_state> l, diagnostics* diag) {
+    auto& s = *l->session;
+    std::vector<std::string> args{l->owner};
+    args.insert(args.end(), l->extra_args.begin(), l->extra_args.end());
+    std::int64_t reply = 0;
+    diagnostics local;
+    auto& d = diag ? *diag : local;
+    auto [ec, n] = co_await detail::eval(s.conn, *l->spec->release, l->keys, args, reply, d);
+    if (ec) co_return ec;
+    if (reply == 0) {
+        d.set_client_message("release of " + describe(*l) +
+                             ": Redis no longer holds it for this owner (expired or taken)");
+        co_return error::not_held;
+    }
+    co_return error_code{};
+}
+
+// Starts the release of a held lease; the status changes at once, so no renewal follows.
+void start_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
+                   asio::any_completion_handler<void(error_code)> handler) {
+    auto& s = *l->session;
+    asio::co_spawn(s.conn.get_executor(), release_script(l, diag),
+                   [h = std::move(handler)](std::exception_ptr ep, error_code ec) mutable {
+                       if (ep) ec = asio::error::operation_aborted;
+                       if (h) std::move(h)(ec);
+                   });
+    s.mark_released(*l);
+}
+
+}  // namespace
+
+lease::lease(std::shared_ptr<detail::lease_state> state) noexcept : state_(std::move(state)) {}
+
+lease& lease::operator=(lease&& other) noexcept {
+    if (this != &other) {
+        lease old(std::move(*this));
+        state_ = std::move(other.state_);
+    }
+    return *this;
+}
+
+lease::~lease() {
+    if (!state_ || state_->status != status::held || state_->session->closed) return;
+    try {
+        start_release(state_, nullptr, {});
+    } catch (...) {
+        // Out of memory in a destructor: the key expires by its TTL.
+    }
+}
+
+lease::status lease::get_status() const noexcept {
+    return state_ ? state_->status : status::released;
+}
+
+namespace {
+const std::string empty_string;
+}
+
+const std::string& lease::resource() const noexcept {
+    return state_ ? state_->resource : empty_string;
+}
+const std::string& lease::key() const noexcept {
+    return state_ ? state_->keys.front() : empty_string;
+}
+const std::string& lease::owner() const noexcept { return state_ ? state_->owner : empty_string; }
+std::int64_t lease::fencing_token() const noexcept { return state_ ? state_->fence : 0; }
+std::chrono::milliseconds lease::ttl() const noexcept {
+    return state_ ? state_->ttl : std::chrono::milliseconds(0);
+}
+std::chrono::steady_clock::time_point lease::valid_until() const noexcept {
+    return state_ && state_->status == status::held ? state_->deadline : clock::time_point{};
+}
+error_code lease::lost_reason() const noexcept { return state_ ? state_->lost_reason : error_code{}; }
+std::uint64_t lease::renewals() const noexcept { return state_ ? state_->renewals : 0; }
+
+asio::cancellation_slot lease::cancellation_slot() {
+    if (!state_) return {};
+    return state_->signals.emplace_back().slot();
+}
+
+diagnostics& lease::scratch_diag() {
+    static thread_local diagnostics unused;
+    return state_ ? state_->scratch : unused;
+}
+
+void lease::release_impl(diagnostics& diag, handler_type handler) {
+    diag.clear();
+    if (!state_) {
+        diag.set_client_message("release: the lease is empty (nothing was acquired)");
+        asio::dispatch(asio::append(std::move(handler), error_code(error::invalid_argument)));
+        return;
+    }
+    auto& s = *state_->session;
+    switch (state_->status) {
+        case status::released: post_result(s, std::move(handler), {}); return;
+        case status::lost:
+            diag.set_client_message("release of " + describe(*state_) + ": the lease was lost (" +
+                                    state_->lost_reason.message() + ")");
+            post_result(s, std::move(handler), error::not_held);
+            return;
+        case status::held: break;
+    }
+    if (s.closed) {
+        post_result(s, std::move(handler), error::session_closed);
+        return;
+    }
+    start_release(state_, &diag, std::move(handler));
+}
+
+void lease::extend_impl(std::chrono::milliseconds ttl, handler_type handler) {
+    if (!state_) {
+        asio::dispatch(asio::append(std::move(handler), error_code(error::invalid_argument)));
+        return;
+    }
+    auto& s = *state_->session;
+    if (ttl.count() <= 0) {
+        state_->scratch.set_client_message("extend: ttl " + std::to_string(ttl.count()) +
+                                           " ms is not positive");
+        post_result(s, std::move(handler), error::invalid_argument);
+        return;
+    }
+    if (state_->status != status::held || s.closed) {
+        post_result(s, std::move(handler), s.closed ? error::session_closed : error::not_held);
+        return;
+    }
+    auto run = [](std::shared_ptr<lease_state> l, std::chrono::milliseconds ttl)
+        -> asio::awaitable<error_code> {
+        auto& s = *l->session;
+        const auto sent = clock::now();
+        std::vector<std::string> args{l->owner, std::to_string(ttl.count())};
+        args.insert(args.end(), l->extra_args.begin(), l->extra_args.end());
+        std::int64_t reply = 0;
+        auto [ec, n] = co_await detail::eval(s.conn, *l->spec->renew, l->keys, args, reply,
+                                             l->scratch);
+        if (ec) co_return ec;
+        if (l->status != status::held) co_return error::not_held;
+        if (reply != 1) {
+            s.mark_lost(*l, error::lease_lost);
+            co_return error::not_held;
+        }
+        l->ttl = ttl;
+        s.hold(l, sent);
+        co_return error_code{};
+    };
+    asio::co_spawn(s.conn.get_executor(), run(state_, ttl),
+                   [h = std::move(handler)](std::exception_ptr ep, error_code ec) mutable {
+                       if (ep) ec = asio::error::operation_aborted;
+                       std::move(h)(ec);
+                   });
+}
+
+void lease::wait_lost_impl(handler_type handler) {
+    if (!state_) {
+        asio::dispatch(asio::append(std::move(handler), error_code(error::invalid_argument)));
+        return;
+    }
+    auto& s = *state_->session;
+    if (state_->status == status::lost) {
+        post_result(s, std::move(handler), {});
+        return;
+    }
+    if (state_->status == status::released) {
+        post_result(s, std::move(handler), asio::error::operation_aborted);
+        return;
+    }
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    auto it = state_->lost_waiters.insert(state_->lost_waiters.end(), std::move(handler));
+    if (slot.is_connected()) {
+        slot.assign([w = std::weak_ptr<lease_state>(state_), it](asio::cancellation_type) {
+            auto l = w.lock();
+            if (!l || l->status != status::held) return;
+            auto h = std::move(*it);
+            l->lost_waiters.erase(it);
+            post_result(*l->session, std::move(h), asio::error::operation_aborted);
+        });
+    }
+}
+
+namespace detail {
+
+void fenced_set_impl(session& s, std::string key, std::string value, std::int64_t token,
+                     asio::any_completion_handler<void(error_code)> handler) {
+    auto impl = s.impl();
+    if (key.empty()) {
+        post_result(*impl, std::move(handler), error::invalid_argument);
+        return;
+    }
+    auto run = [](std::shared_ptr<session_impl> s, std::string key, std::string value,
+                  std::int64_t token) -> asio::awaitable<error_code> {
+        static const script& fenced = script::embedded("fenced_set");
+        std::vector<std::string> keys{key, keyspace::companion(key, "fence")};
+        std::vector<std::string> args{std::to_string(token), std::move(value)};
+        std::int64_t reply = 0;
+        diagnostics diag;
+        auto [ec, n] = co_await eval(s->conn, fenced, keys, args, reply, diag);
+        if (ec) co_return ec;
+        co_return reply == 1 ? error_code{} : error_code(error::stale_fencing_token);
+    };
+    asio::co_spawn(impl->conn.get_executor(),
+                   run(impl, std::move(key), std::move(value), token),
+                   [h = std::move(handler)](std::exception_ptr ep, error_code ec) mutable {
+                       if (ep) ec = asio::error::operation_aborted;
+                       std::move(h)(ec);
+                   });
+}
+
+}  // namespace detail
+}  // namespace redcoord

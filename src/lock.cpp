@@ -1,0 +1,401 @@
+#include "session_impl.hpp"
+
+#include <redcoord/error.hpp>
+#include <redcoord/lock.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <tuple>
+
+namespace redcoord {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using detail::clock;
+using detail::session_impl;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+const detail::lease_spec& lock_spec() {
+    static const detail::lease_spec spec{&script::embedded("lock_renew"),
+                                         &script::embedded("lock_release")};
+    return spec;
+}
+
+struct lock_names {
+    std::string key, fence, queue, queue_deadlines, channel;
+    explicit lock_names(const keyspace& ks, std::string_view name)
+        : key(ks.lock(name)), fence(keyspace::companion(key, "fence")),
+          queue(keyspace::companion(key, "queue")),
+          queue_deadlines(keyspace::companion(key, "queue:deadlines")),
+          channel(keyspace::companion(key, "released")) {}
+};
+
+// Errors after which waiting on makes sense: the connection may come back before the deadline.
+bool transient(error_code ec) {
+    return ec == error::not_connected || ec == error::connection_lost || ec == error::timeout ||
+           ec == error::run_not_started;
+}
+
+struct attempt_result {
+    error_code ec;
+    bool granted = false;
+    std::int64_t fence_or_pttl = 0;
+    clock::time_point sent;
+};
+
+struct acquire_call {
+    std::shared_ptr<session_impl> s;
+    lock_options lo;
+    std::string name;
+    acquire_options ao;
+    std::string owner;
+    milliseconds ttl;
+    lock_names names;
+    diagnostics& diag;
+
+    asio::awaitable<attempt_result> attempt() {
+        static const script& acquire = script::embedded("lock_acquire");
+        const std::vector<std::string> keys{names.key, names.fence, names.queue,
+                                            names.queue_deadlines};
+        const std::vector<std::string> args{owner,
+                                            std::to_string(ttl.count()),
+                                            ao.reentrant ? "1" : "0",
+                                            lo.fair ? "1" : "0",
+                                            std::to_string(lo.fair_waiter_timeout.count()),
+                                            s->node_id,
+                                            lo.enable_extension ? "1" : "0"};
+        std::vector<std::int64_t> reply;
+        attempt_result r;
+        r.sent = clock::now();
+        // Not cancellable: a grant must be known, or the lock would stay taken until its TTL.
+        auto [ec, n] = co_await detail::eval(s->conn, acquire, keys, args, reply, diag, {},
+                                             false);
+        r.ec = ec;
+        if (!ec && reply.size() != 3) {
+            r.ec = error::unexpected_reply;
+            diag.set_client_message("lock_acquire: expected 3 integers");
+        }
+        r.granted = !r.ec && reply[0] == 1;
+        r.fence_or_pttl = r.ec ? 0 : reply[1];
+        co_return r;
+    }
+
+    lease make_lease(const attempt_result& r) {
+        auto st = std::make_shared<detail::lease_state>();
+        st->session = s;
+        st->spec = &lock_spec();
+        st->resource = name;
+        st->keys = {names.key};
+        st->extra_args = {names.channel};
+        st->owner = owner;
+        st->fence = r.fence_or_pttl;
+        st->ttl = ttl;
+        st->renew_interval = lo.extension_interval;
+        st->watchdog = lo.enable_extension;
+        // A local release hands the lock to the next local waiter: its attempt rides the same
+        // pipeline, behind the release; the release's own push is then skipped.
+        st->on_release = [w = std::weak_ptr<session_impl>(s), key = names.key,
+                          owner = owner] {
+            auto s = w.lock();
+            if (!s || s->closed) return;
+            auto it = s->lock_queues.find(key);
+            if (it == s->lock_queues.end() || it->second->waiters.empty()) return;
+            it->second->own_releases.insert(owner);
+            it->second->wake_head();
+        };
+        s->hold(st, r.sent);
+        return lease(std::move(st));
+    }
+
+    // The fallback timer after a failed attempt: bounded by the holder's remaining TTL.
+    milliseconds fallback(std::int64_t pttl) const {
+        milliseconds d;
+        if (pttl > 0)
+            d = milliseconds(pttl);
+        else if (pttl == -3)  // fair: free, but earlier waiters first
+            d = lo.fair_waiter_timeout / 3;
+        else if (pttl == -1)  // a lock without TTL (written by hand): look again now and then
+            d = std::chrono::seconds(1);
+        else  // gone since: try again
+            d = lo.retry_delay;
+        if (lo.fair) d = std::min(d, lo.fair_waiter_timeout / 3);
+        return std::max(d, lo.retry_delay);
+    }
+};
+
+asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool once) {
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
+    auto& s = *c.s;
+    const auto start = clock::now();
+    const milliseconds wait =
+        c.ao.wait ? *c.ao.wait : c.lo.retry_delay * std::max(c.lo.max_retries, 0);
+    const auto deadline = start + wait;
+    auto cancelled = [&]() -> asio::awaitable<bool> {
+        auto cs = co_await asio::this_coro::cancellation_state;
+        co_return cs.cancelled() != asio::cancellation_type::none;
+    };
+    auto granted = [&](const attempt_result& r, bool contended) {
+        s.lock_stats.record(std::chrono::duration_cast<std::chrono::microseconds>(
+                                clock::now() - start),
+                            contended);
+        return c.make_lease(r);
+    };
+
+    auto q = s.queue_for(c.names.key, c.names.channel, c.lo.fair);
+    error_code last_error;
+
+    // Fast path: no local waiter ahead (a reentrant acquisition never queues behind others:
+    // it would wait for itself).
+    if (q->waiters.empty() || c.ao.reentrant || once) {
+        auto r = co_await c.attempt();
+        if (r.granted) {
+            lease l = granted(r, false);
+            if (co_await cancelled()) co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
+            s.drop_queue_if_idle(q);
+            co_return std::tuple{error_code{}, std::move(l)};
+        }
+        if (r.ec && (!transient(r.ec) || once)) {
+            s.drop_queue_if_idle(q);
+            co_return std::tuple{r.ec, lease()};
+        }
+        if (once) {
+            s.drop_queue_if_idle(q);
+            co_return std::tuple{error_code{}, lease()};
+        }
+        last_error = r.ec;
+    }
+
+    // Slow path: wait in the local queue, woken by the release's push.
+    asio::steady_timer timer(s.conn.get_executor());
+    detail::lock_waiter w;
+    w.timer = &timer;
+    q->waiters.push_back(&w);
+    const auto me = std::prev(q->waiters.end());
+    if (!q->listener) {
+        q->listener = s.hub.add(
+            c.names.channel, false, [wq = std::weak_ptr<detail::lock_queue>(q)](
+                                        const push_message& m) {
+                auto q = wq.lock();
+                if (!q) return;
+                if (!m.is_gap() && !m.payload.empty()) {
+                    if (auto it = q->own_releases.find(m.payload); it != q->own_releases.end()) {
+                        q->own_releases.erase(it);  // handed over locally already
+                        return;
+                    }
+                }
+                q->wake_head();
+            });
+    }
+    auto is_head = [&] { return c.lo.fair || q->waiters.front() == &w; };
+    // Subscribed (the SUBSCRIBE is ahead in the pipeline): a release from now on is heard, so
+    // one more attempt closes the gap since the first.
+    w.attempt = is_head();
+
+    auto leave = [&](bool got, milliseconds holder_ttl) {
+        const bool was_head = q->waiters.front() == &w;
+        q->waiters.erase(me);
+        if (!c.lo.fair && was_head && !q->waiters.empty()) {
+            auto* next = q->waiters.front();
+            if (got) {
+                next->rearm = true;
+                next->hint = clock::now() + holder_ttl;
+                next->timer->cancel();
+            } else {
+                next->wake_to_attempt();
+            }
+        }
+        if (c.lo.fair && !got) {
+            // Give our place in the Redis queue up at once, so those behind need not wait for
+            // it to lapse.
+            auto leave_script = [](std::shared_ptr<session_impl> s, lock_names names,
+                                   std::string owner) -> asio::awaitable<void> {
+                static const script& sc = script::embedded("lock_leave_queue");
+                diagnostics d;
+                std::int64_t removed = 0;
+                const std::vector<std::string> keys{names.queue, names.queue_deadlines};
+                const std::vector<std::string> args{owner, names.channel};
+                co_await detail::eval(s->conn, sc, keys, args, removed, d);
+            };
+            detail::spawn_detached(s, leave_script(c.s, c.names, c.owner));
+        }
+        s.drop_queue_if_idle(q);
+    };
+
+    for (;;) {
+        if (s.closed) {
+            leave(false, {});
+            co_return std::tuple{error_code(error::session_closed), lease()};
+        }
+        auto wake_at = deadline;
+        if (w.attempt) {
+            w.attempt = false;
+            w.rearm = false;
+            auto r = co_await c.attempt();
+            if (r.granted) {
+                lease l = granted(r, true);
+                leave(true, c.ttl);
+                if (co_await cancelled())
+                    co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
+                co_return std::tuple{error_code{}, std::move(l)};
+            }
+            if (r.ec && !transient(r.ec)) {
+                leave(false, {});
+                co_return std::tuple{r.ec, lease()};
+            }
+            last_error = r.ec;
+            const auto pause = r.ec ? c.lo.retry_delay : c.fallback(r.fence_or_pttl);
+            wake_at = std::min(deadline, clock::now() + pause);
+        } else if (w.rearm) {
+            w.rearm = false;
+            wake_at = std::min(deadline, std::max(w.hint, clock::now() + c.lo.retry_delay));
+        } else if (is_head()) {
+            wake_at = std::min(deadline, clock::now() + c.lo.retry_delay);
+        }
+        if (clock::now() >= deadline) break;
+        timer.expires_at(wake_at);
+        co_await timer.async_wait(nothrow);
+        if (co_await cancelled()) {
+            leave(false, {});
+            co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
+        }
+        if (!w.attempt && !w.rearm) {
+            if (clock::now() >= deadline) break;
+            w.attempt = is_head();  // the fallback timer
+        }
+    }
+    leave(false, {});
+    ++s.lock_stats.timeouts;
+    c.diag.set_client_message(
+        "lock '" + c.name + "' not acquired within " + std::to_string(wait.count()) + " ms" +
+        (last_error ? " (last error: " + last_error.message() + ")" : std::string()));
+    co_return std::tuple{error_code(error::acquire_timeout), lease()};
+}
+
+template <class Handler, class... Args>
+void post_to(session_impl& s, Handler&& h, Args&&... args) {
+    asio::post(s.conn.get_executor(),
+               asio::append(std::forward<Handler>(h), std::forward<Args>(args)...));
+}
+
+}  // namespace
+
+lock_provider::lock_provider(session& s, lock_options opts) : session_(&s), opts_(opts) {
+    diagnostics diag;
+    auto bad = [&](std::string m) {
+        diag.set_client_message(std::move(m));
+        throw error_with_diagnostics(error::bad_config, diag);
+    };
+    if (opts_.default_lock_timeout.count() <= 0)
+        bad("default_lock_timeout: " + std::to_string(opts_.default_lock_timeout.count()) +
+            " ms is not positive");
+    if (opts_.retry_delay.count() <= 0)
+        bad("retry_delay: " + std::to_string(opts_.retry_delay.count()) + " ms is not positive");
+    if (opts_.max_retries < 0)
+        bad("max_retries: " + std::to_string(opts_.max_retries) + " is negative");
+    if (opts_.extension_interval.count() < 0)
+        bad("extension_interval: " + std::to_string(opts_.extension_interval.count()) +
+            " ms is negative");
+    if (opts_.fair_waiter_timeout.count() <= 0)
+        bad("fair_waiter_timeout: " + std::to_string(opts_.fair_waiter_timeout.count()) +
+            " ms is not positive");
+}
+
+void lock_provider::acquire_impl(std::string name, acquire_options opts, diagnostics* diag,
+                                 bool once, acquire_handler handler) {
+    auto s = session_->impl();
+    static thread_local diagnostics unused;
+    diagnostics& d = diag ? *diag : unused;
+    d.clear();
+    error_code ec = detail::check_name("lock name", name, d);
+    if (!ec && opts.ttl.count() < 0)
+        ec = detail::invalid(d, "lock '" + name + "': ttl " + std::to_string(opts.ttl.count()) +
+                                    " ms is negative");
+    if (!ec && opts.wait && opts.wait->count() < 0)
+        ec = detail::invalid(d, "lock '" + name + "': wait " +
+                                    std::to_string(opts.wait->count()) + " ms is negative");
+    if (!ec && opts.reentrant && opts.owner.empty())
+        ec = detail::invalid(d, "lock '" + name +
+                                    "': reentrant acquisition needs the owner of the held lease");
+    if (!ec && s->closed) ec = error::session_closed;
+    if (ec) {
+        post_to(*s, std::move(handler), ec, lease());
+        return;
+    }
+    const auto ttl = opts.ttl.count() > 0 ? opts.ttl : opts_.default_lock_timeout;
+    std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
+    opts.owner = {};
+    lock_names names(s->keys, name);
+    acquire_call call{s,   opts_,           std::move(name), opts, std::move(owner),
+                      ttl, std::move(names), d};
+    asio::co_spawn(s->conn.get_executor(), acquire_coro(std::move(call), once),
+                   [h = std::move(handler)](std::exception_ptr ep,
+                                            std::tuple<error_code, lease> r) mutable {
+                       if (ep) std::get<0>(r) = asio::error::operation_aborted;
+                       std::move(h)(std::get<0>(r), std::move(std::get<1>(r)));
+                   });
+}
+
+void lock_provider::extend_by_name_impl(std::string name, std::string owner, milliseconds ttl,
+                                        bool_handler handler) {
+    auto s = session_->impl();
+    diagnostics d;
+    error_code ec = detail::check_name("lock name", name, d);
+    if (!ec) ec = detail::check_name("owner", owner, d);
+    if (!ec && ttl.count() <= 0) ec = error::invalid_argument;
+    if (ec) {
+        post_to(*s, std::move(handler), ec, false);
+        return;
+    }
+    auto run = [](std::shared_ptr<session_impl> s, std::string key, std::string owner,
+                  milliseconds ttl) -> asio::awaitable<std::tuple<error_code, bool>> {
+        std::int64_t reply = 0;
+        diagnostics d;
+        const std::vector<std::string> keys{key};
+        const std::vector<std::string> args{owner, std::to_string(ttl.count())};
+        auto [ec, n] = co_await detail::eval(s->conn, *lock_spec().renew, keys, args, reply, d);
+        co_return std::tuple{ec, !ec && reply == 1};
+    };
+    asio::co_spawn(s->conn.get_executor(), run(s, s->keys.lock(name), std::move(owner), ttl),
+                   [h = std::move(handler)](std::exception_ptr ep,
+                                            std::tuple<error_code, bool> r) mutable {
+                       if (ep) std::get<0>(r) = asio::error::operation_aborted;
+                       std::move(h)(std::get<0>(r), std::get<1>(r));
+                   });
+}
+
+void lock_provider::force_release_impl(std::string name, bool_handler handler) {
+    auto s = session_->impl();
+    diagnostics d;
+    if (auto ec = detail::check_name("lock name", name, d)) {
+        post_to(*s, std::move(handler), ec, false);
+        return;
+    }
+    auto run = [](std::shared_ptr<session_impl> s,
+                  lock_names names) -> asio::awaitable<std::tuple<error_code, bool>> {
+        static const script& force = script::embedded("lock_force_release");
+        std::int64_t reply = 0;
+        diagnostics d;
+        const std::vector<std::string> keys{names.key};
+        const std::vector<std::string> args{names.channel};
+        auto [ec, n] = co_await detail::eval(s->conn, force, keys, args, reply, d);
+        co_return std::tuple{ec, !ec && reply == 1};
+    };
+    asio::co_spawn(s->conn.get_executor(), run(s, lock_names(s->keys, name)),
+                   [h = std::move(handler)](std::exception_ptr ep,
+                                            std::tuple<error_code, bool> r) mutable {
+                       if (ep) std::get<0>(r) = asio::error::operation_aborted;
+                       std::move(h)(std::get<0>(r), std::get<1>(r));
+                   });
+}
+
+}  // namespace redcoord

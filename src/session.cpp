@@ -1,0 +1,406 @@
+#include "session_impl.hpp"
+
+#include <redcoord/error.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+namespace redcoord {
+namespace detail {
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+std::string host_name() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "node";
+    return buf;
+}
+
+}  // namespace
+
+void spawn_detached(session_impl& s, asio::awaitable<void> f) {
+    asio::co_spawn(s.conn.get_executor(), std::move(f), asio::detached);
+}
+
+// ---- push_hub -------------------------------------------------------------------------------
+
+std::uint64_t push_hub::add(const std::string& channel, bool pattern, listener fn) {
+    const std::string k = (pattern ? "p:" : "c:") + channel;
+    auto [it, inserted] = channels_.try_emplace(k);
+    if (inserted) {
+        it->second.channel = channel;
+        it->second.pattern = pattern;
+        send(pattern ? "PSUBSCRIBE" : "SUBSCRIBE", channel);
+    }
+    const auto id = next_id_++;
+    it->second.listeners.emplace(id, std::make_shared<listener>(std::move(fn)));
+    by_id_.emplace(id, k);
+    return id;
+}
+
+void push_hub::remove(std::uint64_t id) {
+    auto b = by_id_.find(id);
+    if (b == by_id_.end()) return;
+    auto it = channels_.find(b->second);
+    by_id_.erase(b);
+    if (it == channels_.end()) return;
+    it->second.listeners.erase(id);
+    if (it->second.listeners.empty()) {
+        if (running_) send(it->second.pattern ? "PUNSUBSCRIBE" : "UNSUBSCRIBE", it->second.channel);
+        channels_.erase(it);
+    }
+}
+
+void push_hub::send(std::string_view command, const std::string& channel) {
+    auto req = std::make_shared<request>();
+    req->push(command, channel);
+    // Subscription commands complete when written; the connection restores them after a
+    // reconnect, so a failure here (not connected) is repaired by the restore.
+    conn_.async_exec(*req, [req](error_code, std::size_t) {});
+}
+
+void push_hub::dispatch(const push_message& m) {
+    auto deliver = [&](const entry& e) {
+        // Copy first: a listener may add or remove listeners.
+        std::vector<std::shared_ptr<listener>> ls;
+        ls.reserve(e.listeners.size());
+        for (auto& [id, l] : e.listeners) ls.push_back(l);
+        for (auto& l : ls) (*l)(m);
+    };
+    if (m.is_gap()) {
+        std::vector<std::shared_ptr<listener>> ls;
+        for (auto& [k, e] : channels_)
+            for (auto& [id, l] : e.listeners) ls.push_back(l);
+        for (auto& l : ls) (*l)(m);
+        return;
+    }
+    std::string k;
+    if (m.kind == "message" || m.kind == "smessage")
+        k = "c:" + m.channel;
+    else if (m.kind == "pmessage")
+        k = "p:" + m.pattern;
+    else
+        return;
+    if (auto it = channels_.find(k); it != channels_.end()) deliver(it->second);
+}
+
+void push_hub::start(const std::shared_ptr<session_impl>& owner) {
+    running_ = true;
+    asio::co_spawn(owner->conn.get_executor(), receive_loop(owner),
+                   asio::bind_cancellation_slot(stop_.slot(), asio::detached));
+}
+
+void push_hub::stop() {
+    if (!running_) return;
+    running_ = false;
+    stop_.emit(asio::cancellation_type::terminal);
+}
+
+asio::awaitable<void> push_hub::receive_loop(std::shared_ptr<session_impl> owner) {
+    push_message m;
+    asio::steady_timer pause(owner->conn.get_executor());
+    for (;;) {
+        auto [ec] = co_await owner->conn.async_receive(m, nothrow);
+        if (owner->closed) co_return;
+        if (ec == asio::error::operation_aborted) {
+            auto cs = co_await asio::this_coro::cancellation_state;
+            if (cs.cancelled() != asio::cancellation_type::none) co_return;
+        }
+        if (ec) {
+            // The connection is not running (yet, or any more): look again shortly.
+            pause.expires_after(std::chrono::milliseconds(50));
+            auto [ec2] = co_await pause.async_wait(nothrow);
+            if (ec2 || owner->closed) co_return;
+            continue;
+        }
+        owner->hub.dispatch(m);
+    }
+}
+
+// ---- watchdog -------------------------------------------------------------------------------
+
+void watchdog::add(const std::shared_ptr<lease_state>& l) {
+    ++l->generation;
+    if (!l->scheduled) {
+        l->scheduled = true;
+        ++count_;
+    }
+    const auto when = l->watchdog ? std::min(l->next_renewal, l->deadline) : l->deadline;
+    const bool earliest = items_.empty() || when < items_.begin()->when;
+    items_.insert(item{when, seq_++, l, l->generation});
+    if (earliest && timer_) timer_->cancel();
+}
+
+void watchdog::start(const std::shared_ptr<session_impl>& owner) {
+    timer_ = std::make_unique<asio::steady_timer>(owner->conn.get_executor());
+    asio::co_spawn(owner->conn.get_executor(), loop(owner), asio::detached);
+}
+
+void watchdog::stop() {
+    stopped_ = true;
+    if (timer_) timer_->cancel();
+}
+
+asio::awaitable<void> watchdog::loop(std::shared_ptr<session_impl> owner) {
+    auto& self = owner->dog;
+    while (!self.stopped_) {
+        if (self.items_.empty())
+            self.timer_->expires_at(clock::time_point::max());
+        else
+            self.timer_->expires_at(self.items_.begin()->when);
+        co_await self.timer_->async_wait(nothrow);
+        if (self.stopped_) break;
+        const auto now = clock::now();
+        while (!self.items_.empty() && self.items_.begin()->when <= now) {
+            item it = *self.items_.begin();
+            self.items_.erase(self.items_.begin());
+            auto l = it.lease.lock();
+            if (!l || l->generation != it.generation || l->status != lease::status::held)
+                continue;
+            if (now >= l->deadline) {
+                owner->mark_lost(*l, error::lease_lost);
+                continue;
+            }
+            if (l->watchdog && !l->renewing) {
+                l->renewing = true;
+                asio::co_spawn(owner->conn.get_executor(), renew(owner, l), asio::detached);
+            }
+            // While a renewal is out, only the deadline is watched.
+            self.items_.insert(item{l->deadline, self.seq_++, l, l->generation});
+        }
+    }
+    self.items_.clear();
+}
+
+asio::awaitable<void> watchdog::renew(std::shared_ptr<session_impl> owner,
+                                      std::shared_ptr<lease_state> l) {
+    const auto sent = clock::now();
+    request::config cfg;
+    // A reply later than the deadline is of no use: the lease is lost by then anyway.
+    cfg.timeout = std::max(milliseconds(1),
+                           std::chrono::ceil<milliseconds>(l->deadline - sent));
+    cfg.fail_fast = true;
+    std::vector<std::string> args{l->owner, std::to_string(l->ttl.count())};
+    args.insert(args.end(), l->extra_args.begin(), l->extra_args.end());
+    std::int64_t reply = -1;
+    auto [ec, n] = co_await eval(owner->conn, *l->spec->renew, l->keys, args, reply, l->scratch,
+                                 cfg);
+    l->renewing = false;
+    if (owner->closed || l->status != lease::status::held) co_return;
+    if (!ec && reply == 1) {
+        ++l->renewals;
+        ++owner->lock_stats.renewals;
+        owner->hold(l, sent);
+        co_return;
+    }
+    if (!ec) {  // gone or taken: told by Redis itself
+        owner->mark_lost(*l, error::lease_lost);
+        co_return;
+    }
+    // No answer (connection down, timeout): try again soon, until the deadline.
+    l->next_renewal = std::min(clock::now() + owner->opts.renew_retry_delay, l->deadline);
+    owner->dog.add(l);
+}
+
+// ---- statistics -----------------------------------------------------------------------------
+
+void lock_stats_window::record(std::chrono::microseconds wait, bool was_contended) {
+    ++acquisitions;
+    if (was_contended) ++contended;
+    const auto us = wait.count();
+    sum_ += static_cast<double>(us);
+    max_ = std::max(max_, us);
+    if (samples_.size() < window)
+        samples_.push_back(us);
+    else
+        samples_[next_++ % window] = us;
+}
+
+void lock_stats_window::fill(lock_statistics& out) const {
+    out.acquisitions = acquisitions;
+    out.contended_acquisitions = contended;
+    out.timeouts = timeouts;
+    out.leases_lost = lost;
+    out.renewals = renewals;
+    if (acquisitions == 0) return;
+    out.wait_mean = std::chrono::microseconds(
+        static_cast<std::int64_t>(sum_ / static_cast<double>(acquisitions)));
+    out.wait_max = std::chrono::microseconds(max_);
+    auto sorted = samples_;
+    auto pick = [&](double q) {
+        const auto i = static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1));
+        std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(i),
+                         sorted.end());
+        return std::chrono::microseconds(sorted[i]);
+    };
+    out.wait_p50 = pick(0.50);
+    out.wait_p99 = pick(0.99);
+}
+
+// ---- session_impl ---------------------------------------------------------------------------
+
+session_impl::session_impl(connection& c, session_options o)
+    : conn(c), opts(std::move(o)), keys(opts.prefix),
+      node_id(opts.node_id.empty() ? host_name() : opts.node_id), hub(c), dog(*this) {}
+
+std::string session_impl::new_owner_token() {
+    thread_local std::mt19937_64 rng{std::random_device{}() ^
+                                     static_cast<std::uint64_t>(
+                                         clock::now().time_since_epoch().count())};
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out = node_id;
+    out.push_back(':');
+    for (int w = 0; w < 2; ++w) {
+        auto v = rng();
+        for (int i = 0; i < 16; ++i, v >>= 4) out.push_back(hex[v & 0xf]);
+    }
+    return out;
+}
+
+milliseconds session_impl::drift(milliseconds ttl) const {
+    const auto d = static_cast<std::int64_t>(
+        std::ceil(static_cast<double>(ttl.count()) * opts.clock_drift_factor));
+    return milliseconds(d) + opts.clock_drift_floor;
+}
+
+void session_impl::hold(const std::shared_ptr<lease_state>& l, clock::time_point sent) {
+    l->deadline = sent + l->ttl - drift(l->ttl);
+    const auto interval =
+        l->renew_interval.count() > 0
+            ? l->renew_interval
+            : std::chrono::duration_cast<milliseconds>(l->ttl * opts.renew_fraction);
+    l->next_renewal = sent + std::max(interval, milliseconds(1));
+    dog.add(l);
+}
+
+void session_impl::mark_lost(lease_state& l, error_code why) {
+    if (l.status != lease::status::held) return;
+    l.status = lease::status::lost;
+    l.lost_reason = why;
+    ++lock_stats.lost;
+    dog.remove(l);
+    // Keep the lease alive while its waiters and the work bound to it run their handlers.
+    auto waiters = std::move(l.lost_waiters);
+    l.lost_waiters.clear();
+    for (auto& h : waiters) asio::post(conn.get_executor(), asio::append(std::move(h), error_code{}));
+    for (auto& sig : l.signals) sig.emit(asio::cancellation_type::terminal);
+}
+
+void session_impl::mark_released(lease_state& l) {
+    if (l.status != lease::status::held) return;
+    l.status = lease::status::released;
+    dog.remove(l);
+    auto waiters = std::move(l.lost_waiters);
+    l.lost_waiters.clear();
+    for (auto& h : waiters)
+        asio::post(conn.get_executor(),
+                   asio::append(std::move(h), error_code(asio::error::operation_aborted)));
+    // Posted, so that the release the caller sends next is queued before whatever the hook
+    // wakes up (the next local waiter's attempt rides the same pipeline, behind it).
+    if (auto f = std::move(l.on_release)) asio::post(conn.get_executor(), std::move(f));
+}
+
+std::shared_ptr<lock_queue> session_impl::queue_for(const std::string& key,
+                                                    const std::string& channel, bool fair) {
+    auto& q = lock_queues[key];
+    if (!q) {
+        q = std::make_shared<lock_queue>();
+        q->key = key;
+        q->channel = channel;
+        q->fair = fair;
+    }
+    return q;
+}
+
+void session_impl::drop_queue_if_idle(const std::shared_ptr<lock_queue>& q) {
+    if (!q->waiters.empty()) return;
+    if (q->listener) {
+        hub.remove(q->listener);
+        q->listener = 0;
+    }
+    q->own_releases.clear();
+    if (auto it = lock_queues.find(q->key); it != lock_queues.end() && it->second == q)
+        lock_queues.erase(it);
+}
+
+void session_impl::close() {
+    if (closed) return;
+    // Leases still held: their holders must hear of it.
+    std::vector<std::shared_ptr<lease_state>> held;
+    for (const auto& it : dog.items()) {
+        if (auto l = it.lease.lock(); l && l->status == lease::status::held) held.push_back(l);
+    }
+    for (auto& l : held) mark_lost(*l, error::session_closed);
+    closed = true;
+    for (auto& [k, q] : lock_queues)
+        for (auto* w : q->waiters) w->wake_to_attempt();
+    dog.stop();
+    hub.stop();
+}
+
+}  // namespace detail
+
+// ---- session --------------------------------------------------------------------------------
+
+namespace {
+
+void check_options(const session_options& o) {
+    diagnostics diag;
+    auto bad = [&](std::string m) {
+        diag.set_client_message(std::move(m));
+        throw error_with_diagnostics(error::bad_config, diag);
+    };
+    if (!(o.renew_fraction > 0.0 && o.renew_fraction < 1.0))
+        bad("renew_fraction: " + std::to_string(o.renew_fraction) + " is not in (0, 1)");
+    if (!(o.clock_drift_factor >= 0.0 && o.clock_drift_factor < 0.5))
+        bad("clock_drift_factor: " + std::to_string(o.clock_drift_factor) +
+            " is not in [0, 0.5)");
+    if (o.clock_drift_floor.count() < 0)
+        bad("clock_drift_floor: " + std::to_string(o.clock_drift_floor.count()) +
+            " ms is negative");
+    if (o.renew_retry_delay.count() <= 0)
+        bad("renew_retry_delay: " + std::to_string(o.renew_retry_delay.count()) +
+            " ms is not positive");
+}
+
+}  // namespace
+
+session::session(connection& conn, session_options opts) {
+    check_options(opts);
+    impl_ = std::make_shared<detail::session_impl>(conn, std::move(opts));
+    impl_->hub.start(impl_);
+    impl_->dog.start(impl_);
+}
+
+session::~session() { impl_->close(); }
+
+connection& session::get_connection() const noexcept { return impl_->conn; }
+session::executor_type session::get_executor() const noexcept {
+    return impl_->conn.get_executor();
+}
+const keyspace& session::keys() const noexcept { return impl_->keys; }
+const std::string& session::node_id() const noexcept { return impl_->node_id; }
+const session_options& session::options() const noexcept { return impl_->opts; }
+std::string session::new_owner_token() const { return impl_->new_owner_token(); }
+std::size_t session::held_leases() const noexcept { return impl_->dog.size(); }
+
+lock_statistics session::get_lock_statistics() const {
+    lock_statistics out;
+    impl_->lock_stats.fill(out);
+    return out;
+}
+
+}  // namespace redcoord

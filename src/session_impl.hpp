@@ -1,0 +1,232 @@
+// Internals of a session: the push fan-out, the lease watchdog, lock wait queues, statistics.
+#pragma once
+
+#include "eval.hpp"
+
+#include <redcoord/lease.hpp>
+#include <redcoord/script.hpp>
+#include <redcoord/session.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace redcoord::detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+class session_impl;
+
+// One pub/sub subscription per channel (or pattern) per session, fanned out to any number of
+// local listeners. Gap events (reconnect, overflow) reach every listener.
+class push_hub {
+public:
+    using listener = std::function<void(const push_message&)>;
+
+    explicit push_hub(connection& conn) : conn_(conn) {}
+
+    // Adds a listener; the first listener of a channel subscribes (the SUBSCRIBE is queued on
+    // the connection before anything the caller sends afterwards).
+    std::uint64_t add(const std::string& channel, bool pattern, listener fn);
+    // Removes a listener; the last one of a channel unsubscribes.
+    void remove(std::uint64_t id);
+
+    void start(const std::shared_ptr<session_impl>& owner);
+    void stop();
+    std::size_t channels() const noexcept { return channels_.size(); }
+
+private:
+    struct entry {
+        std::string channel;
+        bool pattern = false;
+        std::map<std::uint64_t, std::shared_ptr<listener>> listeners;
+    };
+    void send(std::string_view command, const std::string& channel);
+    void dispatch(const push_message& m);
+    static asio::awaitable<void> receive_loop(std::shared_ptr<session_impl> owner);
+
+    connection& conn_;
+    std::map<std::string, entry> channels_;  // key: "c:" or "p:" + name
+    std::unordered_map<std::uint64_t, std::string> by_id_;
+    std::uint64_t next_id_ = 1;
+    asio::cancellation_signal stop_;
+    bool running_ = false;
+};
+
+// How to renew and release one kind of lease. Renew: KEYS = keys, ARGV = owner, ttl_ms,
+// extra...; replies 1 when renewed, 0 when gone or taken. Release: ARGV = owner, extra...;
+// replies 0 when not held, 1 when released, 2 when still held (a reentrant count above zero).
+struct lease_spec {
+    const script* renew = nullptr;
+    const script* release = nullptr;
+};
+
+struct lease_state {
+    std::shared_ptr<session_impl> session;
+    const lease_spec* spec = nullptr;
+    std::string resource;
+    std::vector<std::string> keys;
+    std::vector<std::string> extra_args;
+    std::string owner;
+    std::int64_t fence = 0;
+    milliseconds ttl{0};
+    milliseconds renew_interval{0};  // 0: ttl * renew_fraction
+    bool watchdog = true;
+
+    lease::status status = lease::status::held;
+    error_code lost_reason;
+    clock::time_point deadline;
+    clock::time_point next_renewal;
+    std::uint64_t generation = 0;  // bumped when rescheduled; stale watchdog entries skip
+    bool renewing = false;
+    bool scheduled = false;  // known to the watchdog
+    std::uint64_t renewals = 0;
+
+    std::list<asio::cancellation_signal> signals;
+    std::list<asio::any_completion_handler<void(error_code)>> lost_waiters;
+    // Called once when the lease stops being held by a release (before the release's reply:
+    // the next local waiter's attempt rides the same pipeline).
+    std::function<void()> on_release;
+    diagnostics scratch;
+};
+
+// Renews every lease of the session from one timer: due renewals are sent together, so they
+// leave in one write.
+class watchdog {
+public:
+    explicit watchdog(session_impl& s) : s_(s) {}
+    void add(const std::shared_ptr<lease_state>& l);       // schedules (or reschedules)
+    void remove(lease_state& l) noexcept {
+        ++l.generation;
+        if (l.scheduled) {
+            l.scheduled = false;
+            --count_;
+        }
+    }
+    std::size_t size() const noexcept { return count_; }
+    void start(const std::shared_ptr<session_impl>& owner);
+    void stop();
+
+    struct item {
+        clock::time_point when;
+        std::uint64_t seq;
+        std::weak_ptr<lease_state> lease;
+        std::uint64_t generation;
+        bool operator<(const item& o) const noexcept {
+            return when != o.when ? when < o.when : seq < o.seq;
+        }
+    };
+    const std::set<item>& items() const noexcept { return items_; }
+
+private:
+    static asio::awaitable<void> loop(std::shared_ptr<session_impl> owner);
+    static asio::awaitable<void> renew(std::shared_ptr<session_impl> owner,
+                                       std::shared_ptr<lease_state> l);
+
+    session_impl& s_;
+    std::set<item> items_;
+    std::uint64_t seq_ = 0;
+    std::size_t count_ = 0;
+    std::unique_ptr<asio::steady_timer> timer_;
+    bool stopped_ = false;
+};
+
+// Local waiters for one lock key: one of them at a time asks Redis (the head), the others
+// wait their turn, so contention costs no burst of scripts per release.
+struct lock_waiter {
+    asio::steady_timer* timer = nullptr;
+    bool attempt = false;  // woken to try (a release, a handoff, a gap)
+    bool rearm = false;    // woken to recompute its fallback timer
+    clock::time_point hint{};  // rearm: the holder's lease ends about then
+    void wake_to_attempt() {
+        attempt = true;
+        timer->cancel();
+    }
+};
+
+struct lock_queue {
+    std::string key;
+    std::string channel;
+    bool fair = false;
+    std::list<lock_waiter*> waiters;
+    std::uint64_t listener = 0;
+    std::unordered_multiset<std::string> own_releases;  // owners whose release we handed off
+    void wake_head() {
+        if (fair) {
+            for (auto* w : waiters) w->wake_to_attempt();
+        } else if (!waiters.empty()) {
+            waiters.front()->wake_to_attempt();
+        }
+    }
+};
+
+class lock_stats_window {
+public:
+    void record(std::chrono::microseconds wait, bool contended);
+    void fill(lock_statistics& out) const;
+    std::uint64_t acquisitions = 0, contended = 0, timeouts = 0, lost = 0, renewals = 0;
+
+private:
+    static constexpr std::size_t window = 100000;
+    std::vector<std::int64_t> samples_;
+    std::size_t next_ = 0;
+    double sum_ = 0;
+    std::int64_t max_ = 0;
+};
+
+class session_impl : public std::enable_shared_from_this<session_impl> {
+public:
+    session_impl(connection& c, session_options o);
+
+    connection& conn;
+    session_options opts;
+    keyspace keys;
+    std::string node_id;
+    bool closed = false;
+    push_hub hub;
+    watchdog dog;
+    lock_stats_window lock_stats;
+    std::unordered_map<std::string, std::shared_ptr<lock_queue>> lock_queues;
+
+    std::string new_owner_token();
+    milliseconds drift(milliseconds ttl) const;
+
+    // Starts holding: computes deadline and schedules the watchdog.
+    void hold(const std::shared_ptr<lease_state>& l, clock::time_point sent);
+    // Marks a held lease lost: completes waiters, emits the cancellation signals.
+    void mark_lost(lease_state& l, error_code why);
+    // Stops holding because of a release (no renewal after this).
+    void mark_released(lease_state& l);
+
+    std::shared_ptr<lock_queue> queue_for(const std::string& key, const std::string& channel,
+                                          bool fair);
+    void drop_queue_if_idle(const std::shared_ptr<lock_queue>& q);
+
+    void close();
+};
+
+// Runs f on the session's executor as a detached coroutine, keeping the session alive.
+void spawn_detached(session_impl& s, asio::awaitable<void> f);
+
+inline error_code invalid(diagnostics& diag, std::string msg) {
+    diag.set_client_message(msg);
+    return error::invalid_argument;
+}
+
+}  // namespace redcoord::detail
