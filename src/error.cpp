@@ -37,6 +37,17 @@ public:
             case error::session_closed: return "the session has been destroyed";
             case error::stale_fencing_token:
                 return "fenced write rejected: a newer fencing token has been used";
+            case error::quorum_lost:
+                return "stepped down: fewer live nodes than the quorum requires";
+            case error::events_gap: return "pushes may have been missed (reconnect or overflow)";
+            case error::subscriber_overflow: return "the subscriber fell behind and was dropped";
+            case error::decode_failed:
+                return "the payload is not valid JSON or does not convert to the type";
+            case error::circuit_open:
+                return "the circuit breaker is open: the call was not made";
+            case error::corrupt_data:
+                return "the stored data is corrupt or truncated (it does not decompress)";
+            case error::dependency_failed: return "a dependency of the job did not succeed";
         }
         return "unknown redcoord error";
     }

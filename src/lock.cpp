@@ -5,6 +5,7 @@
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -33,8 +34,8 @@ const detail::lease_spec& lock_spec() {
 
 struct lock_names {
     std::string key, fence, queue, queue_deadlines, channel;
-    explicit lock_names(const keyspace& ks, std::string_view name)
-        : key(ks.lock(name)), fence(keyspace::companion(key, "fence")),
+    explicit lock_names(std::string main_key)
+        : key(std::move(main_key)), fence(keyspace::companion(key, "fence")),
           queue(keyspace::companion(key, "queue")),
           queue_deadlines(keyspace::companion(key, "queue:deadlines")),
           channel(keyspace::companion(key, "released")) {}
@@ -135,6 +136,9 @@ struct acquire_call {
 
 asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool once) {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
+    // Cancellation is checked by hand (cancelled()): a co_await that threw instead would skip
+    // leave(), leaving a dangling waiter in the queue that the next release's push wakes.
+    co_await asio::this_coro::throw_if_cancelled(false);
     auto& s = *c.s;
     const auto start = clock::now();
     const milliseconds wait =
@@ -253,8 +257,15 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool
                 co_return std::tuple{r.ec, lease()};
             }
             last_error = r.ec;
+            // A handed-over release whose push has not arrived has not run yet either (its
+            // push precedes the replies of later commands): this attempt overtook it (the
+            // release went again as EVAL after NOSCRIPT). Let that push wake us, then.
+            q->own_releases.clear();
             const auto pause = r.ec ? c.lo.retry_delay : c.fallback(r.fence_or_pttl);
             wake_at = std::min(deadline, clock::now() + pause);
+            // Woken while the attempt was out (a local handoff or a release's push): the
+            // timer's cancel found no wait to end, so go again now rather than sleep through it.
+            if (w.attempt && !s.closed && clock::now() < deadline) continue;
         } else if (w.rearm) {
             w.rearm = false;
             wake_at = std::min(deadline, std::max(w.hint, clock::now() + c.lo.retry_delay));
@@ -276,7 +287,7 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool
     leave(false, {});
     ++s.lock_stats.timeouts;
     c.diag.set_client_message(
-        "lock '" + c.name + "' not acquired within " + std::to_string(wait.count()) + " ms" +
+        "'" + c.name + "' (" + c.names.key + ") not acquired within " + std::to_string(wait.count()) + " ms" +
         (last_error ? " (last error: " + last_error.message() + ")" : std::string()));
     co_return std::tuple{error_code(error::acquire_timeout), lease()};
 }
@@ -313,37 +324,54 @@ lock_provider::lock_provider(session& s, lock_options opts) : session_(&s), opts
 void lock_provider::acquire_impl(std::string name, acquire_options opts, diagnostics* diag,
                                  bool once, acquire_handler handler) {
     auto s = session_->impl();
+    auto key = s->keys.lock(name);
+    detail::acquire_lock_lease(std::move(s), std::move(key), "lock", std::move(name), opts_, opts,
+                               diag, once, std::move(handler));
+}
+
+namespace detail {
+
+void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
+                        std::string_view kind, std::string name, const lock_options& lo,
+                        acquire_options opts, diagnostics* diag, bool once,
+                        asio::any_completion_handler<void(error_code, lease)> handler) {
     static thread_local diagnostics unused;
     diagnostics& d = diag ? *diag : unused;
     d.clear();
-    error_code ec = detail::check_name("lock name", name, d);
+    const std::string what = std::string(kind) + " '" + name + "'";
+    error_code ec = detail::check_name(std::string(kind) + " name", name, d);
     if (!ec && opts.ttl.count() < 0)
-        ec = detail::invalid(d, "lock '" + name + "': ttl " + std::to_string(opts.ttl.count()) +
+        ec = detail::invalid(d, what + ": ttl " + std::to_string(opts.ttl.count()) +
                                     " ms is negative");
     if (!ec && opts.wait && opts.wait->count() < 0)
-        ec = detail::invalid(d, "lock '" + name + "': wait " +
-                                    std::to_string(opts.wait->count()) + " ms is negative");
+        ec = detail::invalid(d, what + ": wait " + std::to_string(opts.wait->count()) +
+                                    " ms is negative");
     if (!ec && opts.reentrant && opts.owner.empty())
-        ec = detail::invalid(d, "lock '" + name +
-                                    "': reentrant acquisition needs the owner of the held lease");
+        ec = detail::invalid(d, what + ": reentrant acquisition needs the owner of the held lease");
     if (!ec && s->closed) ec = error::session_closed;
     if (ec) {
         post_to(*s, std::move(handler), ec, lease());
         return;
     }
-    const auto ttl = opts.ttl.count() > 0 ? opts.ttl : opts_.default_lock_timeout;
+    const auto ttl = opts.ttl.count() > 0 ? opts.ttl : lo.default_lock_timeout;
     std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
     opts.owner = {};
-    lock_names names(s->keys, name);
-    acquire_call call{s,   opts_,           std::move(name), opts, std::move(owner),
+    lock_names names(std::move(main_key));
+    acquire_call call{s,   lo,              std::move(name), opts, std::move(owner),
                       ttl, std::move(names), d};
-    asio::co_spawn(s->conn.get_executor(), acquire_coro(std::move(call), once),
-                   [h = std::move(handler)](std::exception_ptr ep,
-                                            std::tuple<error_code, lease> r) mutable {
-                       if (ep) std::get<0>(r) = asio::error::operation_aborted;
-                       std::move(h)(std::get<0>(r), std::move(std::get<1>(r)));
-                   });
+    auto ex = s->conn.get_executor();
+    // The caller's cancellation slot goes to co_spawn, which forwards it to the coroutine.
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    asio::co_spawn(ex, acquire_coro(std::move(call), once),
+                   asio::bind_cancellation_slot(
+                       slot, [h = std::move(handler)](std::exception_ptr ep,
+                                                      std::tuple<error_code, lease> r) mutable {
+                           if (ep) std::get<0>(r) = asio::error::operation_aborted;
+                           std::move(h)(std::get<0>(r), std::move(std::get<1>(r)));
+                       }));
 }
+
+}  // namespace detail
 
 void lock_provider::extend_by_name_impl(std::string name, std::string owner, milliseconds ttl,
                                         bool_handler handler) {
@@ -390,7 +418,7 @@ void lock_provider::force_release_impl(std::string name, bool_handler handler) {
         auto [ec, n] = co_await detail::eval(s->conn, force, keys, args, reply, d);
         co_return std::tuple{ec, !ec && reply == 1};
     };
-    asio::co_spawn(s->conn.get_executor(), run(s, lock_names(s->keys, name)),
+    asio::co_spawn(s->conn.get_executor(), run(s, lock_names(s->keys.lock(name))),
                    [h = std::move(handler)](std::exception_ptr ep,
                                             std::tuple<error_code, bool> r) mutable {
                        if (ep) std::get<0>(r) = asio::error::operation_aborted;

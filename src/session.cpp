@@ -37,7 +37,8 @@ void spawn_detached(session_impl& s, asio::awaitable<void> f) {
 
 // ---- push_hub -------------------------------------------------------------------------------
 
-std::uint64_t push_hub::add(const std::string& channel, bool pattern, listener fn) {
+std::uint64_t push_hub::add(const std::string& channel, bool pattern, listener fn,
+                           bool notify_close) {
     const std::string k = (pattern ? "p:" : "c:") + channel;
     auto [it, inserted] = channels_.try_emplace(k);
     if (inserted) {
@@ -46,12 +47,25 @@ std::uint64_t push_hub::add(const std::string& channel, bool pattern, listener f
         send(pattern ? "PSUBSCRIBE" : "SUBSCRIBE", channel);
     }
     const auto id = next_id_++;
-    it->second.listeners.emplace(id, std::make_shared<listener>(std::move(fn)));
+    it->second.listeners.emplace(id, slot{std::move(fn), false, notify_close});
     by_id_.emplace(id, k);
     return id;
 }
 
 void push_hub::remove(std::uint64_t id) {
+    if (dispatching_ == 0) return erase(id);
+    auto b = by_id_.find(id);
+    if (b == by_id_.end()) return;
+    auto it = channels_.find(b->second);
+    if (it == channels_.end()) return;
+    auto l = it->second.listeners.find(id);
+    if (l == it->second.listeners.end() || l->second.removed) return;
+    // A listener may be running (it may be the one removing itself): erased after dispatch.
+    l->second.removed = true;
+    removed_.push_back(id);
+}
+
+void push_hub::erase(std::uint64_t id) {
     auto b = by_id_.find(id);
     if (b == by_id_.end()) return;
     auto it = channels_.find(b->second);
@@ -64,6 +78,22 @@ void push_hub::remove(std::uint64_t id) {
     }
 }
 
+void push_hub::end_dispatch() {
+    if (--dispatching_ > 0) return;
+    memo_.clear();
+    while (!removed_.empty()) {
+        const auto id = removed_.back();
+        removed_.pop_back();
+        erase(id);
+    }
+}
+
+std::shared_ptr<void>& push_hub::memo(const void* tag) {
+    for (auto& [t, v] : memo_)
+        if (t == tag) return v;
+    return memo_.emplace_back(tag, nullptr).second;
+}
+
 void push_hub::send(std::string_view command, const std::string& channel) {
     auto req = std::make_shared<request>();
     req->push(command, channel);
@@ -73,28 +103,32 @@ void push_hub::send(std::string_view command, const std::string& channel) {
 }
 
 void push_hub::dispatch(const push_message& m) {
-    auto deliver = [&](const entry& e) {
-        // Copy first: a listener may add or remove listeners.
-        std::vector<std::shared_ptr<listener>> ls;
-        ls.reserve(e.listeners.size());
-        for (auto& [id, l] : e.listeners) ls.push_back(l);
-        for (auto& l : ls) (*l)(m);
-    };
-    if (m.is_gap()) {
-        std::vector<std::shared_ptr<listener>> ls;
-        for (auto& [k, e] : channels_)
-            for (auto& [id, l] : e.listeners) ls.push_back(l);
-        for (auto& l : ls) (*l)(m);
-        return;
+    entry* target = nullptr;
+    if (!m.is_gap()) {
+        const bool pattern = m.kind == "pmessage";
+        if (!pattern && m.kind != "message" && m.kind != "smessage") return;
+        key_.assign(pattern ? "p:" : "c:").append(pattern ? m.pattern : m.channel);
+        auto it = channels_.find(key_);
+        if (it == channels_.end()) return;
+        target = &it->second;
     }
-    std::string k;
-    if (m.kind == "message" || m.kind == "smessage")
-        k = "c:" + m.channel;
-    else if (m.kind == "pmessage")
-        k = "p:" + m.pattern;
-    else
-        return;
-    if (auto it = channels_.find(k); it != channels_.end()) deliver(it->second);
+    // Listeners added from here on wait for the next message. Entries are not erased while
+    // dispatching, and std::map insertions keep iterators valid.
+    const auto limit = next_id_;
+    struct guard {
+        push_hub& h;
+        ~guard() { h.end_dispatch(); }
+    } g{*this};
+    if (dispatching_++ == 0) memo_.clear();
+    auto deliver = [&](entry& e) {
+        for (auto it = e.listeners.begin(); it != e.listeners.end() && it->first < limit; ++it)
+            if (!it->second.removed) it->second.fn(m);
+    };
+    if (target) {
+        deliver(*target);
+    } else {
+        for (auto& [k, e] : channels_) deliver(e);
+    }
 }
 
 void push_hub::start(const std::shared_ptr<session_impl>& owner) {
@@ -107,6 +141,17 @@ void push_hub::stop() {
     if (!running_) return;
     running_ = false;
     stop_.emit(asio::cancellation_type::terminal);
+    push_message closed;
+    closed.kind = "closed";
+    const auto limit = next_id_;
+    struct guard {
+        push_hub& h;
+        ~guard() { h.end_dispatch(); }
+    } g{*this};
+    if (dispatching_++ == 0) memo_.clear();
+    for (auto& [k, e] : channels_)
+        for (auto it = e.listeners.begin(); it != e.listeners.end() && it->first < limit; ++it)
+            if (it->second.notify_close && !it->second.removed) it->second.fn(closed);
 }
 
 asio::awaitable<void> push_hub::receive_loop(std::shared_ptr<session_impl> owner) {
@@ -126,6 +171,7 @@ asio::awaitable<void> push_hub::receive_loop(std::shared_ptr<session_impl> owner
             if (ec2 || owner->closed) co_return;
             continue;
         }
+        if (m.is_gap() && m.gap_reason == "reconnect") owner->dog.renew_all_now(owner);
         owner->hub.dispatch(m);
     }
 }
@@ -152,6 +198,21 @@ void watchdog::start(const std::shared_ptr<session_impl>& owner) {
 void watchdog::stop() {
     stopped_ = true;
     if (timer_) timer_->cancel();
+}
+
+void watchdog::renew_all_now(const std::shared_ptr<session_impl>& owner) {
+    std::vector<std::shared_ptr<lease_state>> held;
+    for (const auto& it : items_) {
+        auto l = it.lease.lock();
+        if (l && l->generation == it.generation && l->status == lease::status::held &&
+            l->watchdog && !l->renewing)
+            held.push_back(std::move(l));
+    }
+    for (auto& l : held) {
+        if (l->renewing) continue;
+        l->renewing = true;
+        asio::co_spawn(owner->conn.get_executor(), renew(owner, l), asio::detached);
+    }
 }
 
 asio::awaitable<void> watchdog::loop(std::shared_ptr<session_impl> owner) {
@@ -332,6 +393,10 @@ void session_impl::drop_queue_if_idle(const std::shared_ptr<lock_queue>& q) {
         q->listener = 0;
     }
     q->own_releases.clear();
+    // Another acquisition of the same key still holds the queue (its first attempt is out):
+    // keep it findable, or that one would wait in a queue that local releases never hand over
+    // to, and each release would be won again by the releasing coroutine's next acquisition.
+    if (q.use_count() > 2) return;
     if (auto it = lock_queues.find(q->key); it != lock_queues.end() && it->second == q)
         lock_queues.erase(it);
 }

@@ -4,6 +4,7 @@
 #include "eval.hpp"
 
 #include <redcoord/lease.hpp>
+#include <redcoord/lock.hpp>
 #include <redcoord/script.hpp>
 #include <redcoord/session.hpp>
 
@@ -35,6 +36,10 @@ class session_impl;
 
 // One pub/sub subscription per channel (or pattern) per session, fanned out to any number of
 // local listeners. Gap events (reconnect, overflow) reach every listener.
+//
+// Listeners may add and remove listeners (themselves included) while a message is being
+// dispatched: a listener removed then is not called again, one added then gets the next
+// message; the removal itself (and an UNSUBSCRIBE) happens when the dispatch is over.
 class push_hub {
 public:
     using listener = std::function<void(const push_message&)>;
@@ -42,29 +47,47 @@ public:
     explicit push_hub(connection& conn) : conn_(conn) {}
 
     // Adds a listener; the first listener of a channel subscribes (the SUBSCRIBE is queued on
-    // the connection before anything the caller sends afterwards).
-    std::uint64_t add(const std::string& channel, bool pattern, listener fn);
+    // the connection before anything the caller sends afterwards). With notify_close the
+    // listener also gets one push of kind "closed" when the session closes.
+    std::uint64_t add(const std::string& channel, bool pattern, listener fn,
+                      bool notify_close = false);
     // Removes a listener; the last one of a channel unsubscribes.
     void remove(std::uint64_t id);
+
+    // Work the listeners of the message being dispatched share (a payload parsed once for all
+    // of them): one slot per tag, empty at the start of each message. The reference is valid
+    // until the next call.
+    std::shared_ptr<void>& memo(const void* tag);
 
     void start(const std::shared_ptr<session_impl>& owner);
     void stop();
     std::size_t channels() const noexcept { return channels_.size(); }
 
 private:
+    struct slot {
+        listener fn;
+        bool removed = false;
+        bool notify_close = false;
+    };
     struct entry {
         std::string channel;
         bool pattern = false;
-        std::map<std::uint64_t, std::shared_ptr<listener>> listeners;
+        std::map<std::uint64_t, slot> listeners;
     };
     void send(std::string_view command, const std::string& channel);
     void dispatch(const push_message& m);
+    void erase(std::uint64_t id);
+    void end_dispatch();
     static asio::awaitable<void> receive_loop(std::shared_ptr<session_impl> owner);
 
     connection& conn_;
     std::map<std::string, entry> channels_;  // key: "c:" or "p:" + name
     std::unordered_map<std::uint64_t, std::string> by_id_;
     std::uint64_t next_id_ = 1;
+    int dispatching_ = 0;                  // nesting depth of dispatches under way
+    std::vector<std::uint64_t> removed_;   // removed during a dispatch, erased after it
+    std::vector<std::pair<const void*, std::shared_ptr<void>>> memo_;
+    std::string key_;                      // lookup scratch, so dispatch does not allocate
     asio::cancellation_signal stop_;
     bool running_ = false;
 };
@@ -122,6 +145,9 @@ public:
     std::size_t size() const noexcept { return count_; }
     void start(const std::shared_ptr<session_impl>& owner);
     void stop();
+    // After a reconnect the server may have lost its data (a restart without persistence):
+    // every held lease is checked at once, before anything else the session sends.
+    void renew_all_now(const std::shared_ptr<session_impl>& owner);
 
     struct item {
         clock::time_point when;
@@ -220,6 +246,13 @@ public:
 
     void close();
 };
+
+// Acquires a lease shaped like a lock (the hash lock_acquire.lua writes) at main_key, with the
+// mutex's waiting, handoff and fair mode. kind names the resource in messages ("lock").
+void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
+                        std::string_view kind, std::string name, const lock_options& lo,
+                        acquire_options opts, diagnostics* diag, bool once,
+                        asio::any_completion_handler<void(error_code, lease)> handler);
 
 // Runs f on the session's executor as a detached coroutine, keeping the session alive.
 void spawn_detached(session_impl& s, asio::awaitable<void> f);

@@ -50,6 +50,17 @@ enum class error {
     acquire_timeout,        ///< not acquired before the deadline
     session_closed,         ///< the session the operation belongs to has been destroyed
     stale_fencing_token,    ///< a fenced write carried a token older than one already seen
+    quorum_lost,            ///< a leader saw fewer live nodes than minimum_nodes and stepped down
+
+    // Events and shared state.
+    events_gap,             ///< pushes may have been missed (reconnect or overflow)
+    subscriber_overflow,    ///< the subscriber fell behind and was dropped
+    decode_failed,          ///< a payload is not valid JSON or does not convert to the type
+    circuit_open,           ///< the circuit breaker is open (or half-open, its trial under way)
+
+    // Results, barriers and dependencies.
+    corrupt_data,           ///< stored compressed data is corrupt or truncated
+    dependency_failed,      ///< a job this one depends on completed unsuccessfully
 };
 
 /// The category of `redcoord::error`; its name is "redcoord".

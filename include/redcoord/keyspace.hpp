@@ -32,11 +32,19 @@ public:
     std::string circuit(std::string_view name) const { return join("circuit:", name); }
     std::string cache(std::string_view key) const { return join("cache:", key); }
     std::string checkpoint(std::string_view task, std::int64_t sequence) const;
+    /// The index of a task's checkpoints (a sorted set of their sequences):
+    /// `{{prefix}checkpoint:{task}}:index`.
+    std::string checkpoint_index(std::string_view task) const {
+        return companion(join("checkpoint:", task), "index");
+    }
+    std::string idempotency(std::string_view key) const { return join("idempotency:", key); }
     std::string result(std::string_view id) const { return join("result:", id); }
     std::string result_value(std::string_view id) const { return result(id) + ":value"; }
     std::string state(std::string_view key) const { return join("state:", key); }
     std::string queue(std::string_view name) const { return join("queue:", name); }
     std::string barrier(std::string_view name) const { return join("barrier:", name); }
+    /// A job's completion record (the barrier's dependencies): `{prefix}job:{id}`.
+    std::string job(std::string_view id) const { return join("job:", id); }
     std::string channel(std::string_view name) const { return join("events:", name); }
 
     /// A key (or pub/sub channel) that lives in the same cluster slot as `main_key`:

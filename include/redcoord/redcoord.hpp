@@ -1,17 +1,29 @@
 // The whole public API of redcoord.
 #pragma once
 
+#include <redcoord/barrier.hpp>
+#include <redcoord/cache.hpp>
+#include <redcoord/checkpoint.hpp>
+#include <redcoord/circuit_breaker.hpp>
 #include <redcoord/config.hpp>
 #include <redcoord/connection.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
+#include <redcoord/events.hpp>
+#include <redcoord/idempotency.hpp>
 #include <redcoord/keyspace.hpp>
 #include <redcoord/lease.hpp>
 #include <redcoord/lock.hpp>
+#include <redcoord/lock_monitor.hpp>
+#include <redcoord/queue.hpp>
 #include <redcoord/request.hpp>
 #include <redcoord/response.hpp>
+#include <redcoord/results.hpp>
 #include <redcoord/resp3/node.hpp>
 #include <redcoord/resp3/parser.hpp>
 #include <redcoord/resp3/type.hpp>
+#include <redcoord/rw_lock.hpp>
 #include <redcoord/script.hpp>
+#include <redcoord/semaphore.hpp>
 #include <redcoord/session.hpp>
+#include <redcoord/state.hpp>

@@ -7,13 +7,22 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -145,6 +154,937 @@ TEST_CASE("lock: 50 coroutines increment a counter non-atomically under one lock
         auto stats = s.get_lock_statistics();
         CHECK(stats.acquisitions == static_cast<std::uint64_t>(workers * rounds));
         CHECK(stats.contended_acquisitions > 0);
+    });
+}
+
+
+// ---- Helpers of the tests below -------------------------------------------------------------
+
+using redcoord::diagnostics;
+using redcoord::error_with_diagnostics;
+using redcoord::test::redis_server;
+namespace rerror = redcoord;  // redcoord::error, the enum
+
+bool mentions(const std::string& text, const std::string& what) {
+    return text.find(what) != std::string::npos;
+}
+
+std::string lock_key(const std::string& name) { return "redcoord:lock:" + name; }
+std::string queue_key(const std::string& name) { return "{redcoord:lock:" + name + "}:queue"; }
+std::string channel_of(const std::string& name) {
+    return "{redcoord:lock:" + name + "}:released";
+}
+
+// Polls pred every few milliseconds until it holds or `limit` passes: true when it held.
+asio::awaitable<bool> eventually(std::function<bool()> pred, std::chrono::milliseconds limit) {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    const auto until = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+        if (pred()) co_return true;
+        if (std::chrono::steady_clock::now() >= until) co_return false;
+        t.expires_after(5ms);
+        co_await t.async_wait(asio::use_awaitable);
+    }
+}
+
+// The same with a predicate that asks Redis.
+asio::awaitable<bool> eventually_redis(std::function<asio::awaitable<bool>()> pred,
+                                       std::chrono::milliseconds limit) {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    const auto until = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+        const bool ok = co_await pred();
+        if (ok) co_return true;
+        if (std::chrono::steady_clock::now() >= until) co_return false;
+        t.expires_after(5ms);
+        co_await t.async_wait(asio::use_awaitable);
+    }
+}
+
+// A command whose reply is an integer.
+template <class... Args>
+asio::awaitable<std::int64_t> int_command(redcoord::connection& conn, std::string_view name,
+                                          const Args&... args) {
+    auto reply = co_await command(conn, name, args...);
+    co_return std::stoll(reply);
+}
+
+asio::awaitable<bool> key_exists(redcoord::connection& conn, const std::string& key) {
+    auto n = co_await int_command(conn, "EXISTS", key);
+    co_return n == 1;
+}
+
+// Subscribers of a channel, as the server counts them (PUBSUB NUMSUB).
+asio::awaitable<std::int64_t> subscribers(redcoord::connection& conn, const std::string& channel) {
+    redcoord::request req;
+    req.push("PUBSUB", "NUMSUB", channel);
+    std::map<std::string, std::int64_t> reply;
+    diagnostics diag;
+    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
+    require_ok(ec, diag);
+    co_return reply[channel];
+}
+
+// EVALSHA calls the server has run since it started (INFO commandstats).
+asio::awaitable<std::int64_t> evalsha_calls(redcoord::connection& conn) {
+    const auto info = co_await command(conn, "INFO", "commandstats");
+    const std::string tag = "cmdstat_evalsha:calls=";
+    const auto at = info.find(tag);
+    if (at == std::string::npos) co_return 0;
+    co_return std::stoll(info.substr(at + tag.size()));
+}
+
+// A second connection to the same server: another process, as far as the locks can tell.
+struct side_connection {
+    redcoord::connection conn;
+    side_connection(asio::any_io_executor ex, const redis_server& srv) : conn(std::move(ex)) {
+        conn.async_run(redcoord::test::config_for(srv), asio::detached);
+    }
+};
+
+// An acquisition running in the background.
+struct pending_acquire {
+    bool done = false;
+    error_code ec;
+    lease l;
+    diagnostics diag;
+};
+
+std::shared_ptr<pending_acquire> spawn_acquire(lock_provider& locks, std::string name,
+                                               acquire_options opts,
+                                               asio::cancellation_slot slot = {}) {
+    auto p = std::make_shared<pending_acquire>();
+    asio::co_spawn(
+        locks.get_session().get_executor(),
+        [&locks, name = std::move(name), opts, p, slot]() -> asio::awaitable<void> {
+            auto [ec, l] = co_await locks.async_acquire(name, opts, p->diag,
+                                                        asio::bind_cancellation_slot(slot, nothrow));
+            p->ec = ec;
+            p->l = std::move(l);
+            p->done = true;
+        },
+        asio::detached);
+    return p;
+}
+
+// An operation running in the background that completes with an error_code.
+struct pending_op {
+    bool done = false;
+    error_code ec;
+};
+
+// Waits for the lease to be lost.
+std::shared_ptr<pending_op> spawn_wait_lost(asio::any_io_executor ex, lease& l) {
+    auto p = std::make_shared<pending_op>();
+    asio::co_spawn(
+        ex,
+        [&l, p]() -> asio::awaitable<void> {
+            auto [ec] = co_await l.async_wait_lost(nothrow);
+            p->ec = ec;
+            p->done = true;
+        },
+        asio::detached);
+    return p;
+}
+
+// Work under a lease: a long timer wait bound to the given cancellation slot.
+std::shared_ptr<pending_op> spawn_bound_sleep(asio::any_io_executor ex,
+                                              asio::cancellation_slot slot,
+                                              std::chrono::milliseconds d) {
+    auto p = std::make_shared<pending_op>();
+    asio::co_spawn(
+        ex,
+        [p, slot, d]() -> asio::awaitable<void> {
+            asio::steady_timer t(co_await asio::this_coro::executor);
+            t.expires_after(d);
+            auto [ec] = co_await t.async_wait(asio::bind_cancellation_slot(slot, nothrow));
+            p->ec = ec;
+            p->done = true;
+        },
+        asio::detached);
+    return p;
+}
+
+// Checks that f() throws error_with_diagnostics with error::bad_config naming `field`.
+template <class F>
+void require_bad_config(F f, const std::string& field) {
+    bool thrown = false;
+    try {
+        f();
+    } catch (const error_with_diagnostics& e) {
+        thrown = true;
+        INFO(field << ": " << e.what());
+        CHECK(e.code() == rerror::error::bad_config);
+        CHECK(mentions(e.get_diagnostics().message(), field));
+    }
+    INFO(field);
+    CHECK(thrown);
+}
+
+// ---- 1. The lost signal ---------------------------------------------------------------------
+
+TEST_CASE("lock: a force release by another session makes the holder's lease lost", "[lock]") {
+    with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        side_connection other(ex, srv);
+        session s(conn, {.node_id = "holder"});
+        session admin_session(other.conn, {.node_id = "admin"});
+        lock_provider locks(s);
+        lock_provider admin(admin_session);
+
+        auto l = co_await must_acquire(locks, "lost-force", {.ttl = 600ms});
+        auto lost = spawn_wait_lost(ex, l);
+        auto work = spawn_bound_sleep(ex, l.cancellation_slot(), 30s);
+        auto work2 = spawn_bound_sleep(ex, l.cancellation_slot(), 30s);
+
+        auto [fec, released] = co_await admin.async_force_release("lost-force", nothrow);
+        REQUIRE_FALSE(fec);
+        CHECK(released);
+
+        const bool told =
+            co_await eventually([&] { return lost->done && work->done && work2->done; }, 3s);
+        REQUIRE(told);
+        CHECK_FALSE(lost->ec);
+        CHECK(work->ec == asio::error::operation_aborted);
+        CHECK(work2->ec == asio::error::operation_aborted);
+        CHECK(l.get_status() == lease::status::lost);
+        CHECK_FALSE(l.is_held());
+        CHECK(l.lost_reason() == rerror::error::lease_lost);
+        // Asked after the fact, it completes at once.
+        auto [again] = co_await l.async_wait_lost(nothrow);
+        CHECK_FALSE(again);
+
+        diagnostics diag;
+        auto [rec] = co_await l.async_release(diag, nothrow);
+        CHECK(rec == rerror::error::not_held);
+        INFO(diag.message());
+        CHECK(mentions(diag.message(), "lost-force"));
+
+        CHECK(s.get_lock_statistics().leases_lost == 1);
+        CHECK(s.held_leases() == 0);
+        // A second force release finds nothing.
+        auto [fec2, released2] = co_await admin.async_force_release("lost-force", nothrow);
+        REQUIRE_FALSE(fec2);
+        CHECK_FALSE(released2);
+    });
+}
+
+TEST_CASE("lock: a lock deleted and taken by another owner is lost for its holder", "[lock]") {
+    with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        side_connection other(ex, srv);
+        session s(conn, {.node_id = "holder"});
+        session thief_session(other.conn, {.node_id = "thief"});
+        lock_provider locks(s);
+        lock_provider thief(thief_session);
+
+        auto l = co_await must_acquire(locks, "lost-taken", {.ttl = 600ms});
+        auto lost = spawn_wait_lost(ex, l);
+        auto work = spawn_bound_sleep(ex, l.cancellation_slot(), 30s);
+
+        co_await command(other.conn, "DEL", lock_key("lost-taken"));
+        auto [tec, taker] = co_await thief.async_try_acquire("lost-taken", {.ttl = 10s}, nothrow);
+        REQUIRE_FALSE(tec);
+        REQUIRE(taker.is_held());
+        CHECK(taker.fencing_token() > l.fencing_token());
+
+        const bool told = co_await eventually([&] { return lost->done && work->done; }, 3s);
+        REQUIRE(told);
+        CHECK_FALSE(lost->ec);
+        CHECK(work->ec == asio::error::operation_aborted);
+        CHECK(l.get_status() == lease::status::lost);
+        CHECK(l.lost_reason() == rerror::error::lease_lost);
+
+        diagnostics diag;
+        auto [rec] = co_await l.async_release(diag, nothrow);
+        CHECK(rec == rerror::error::not_held);
+        INFO(diag.message());
+        CHECK(mentions(diag.message(), "lost-taken"));
+        // The loser neither renewed nor released the new holder's lock.
+        auto owner = co_await command(conn, "HGET", lock_key("lost-taken"), "owner");
+        CHECK(owner == taker.owner());
+        CHECK(taker.is_held());
+        co_await must_release(taker);
+    });
+}
+
+// ---- 2. Without the watchdog ----------------------------------------------------------------
+
+TEST_CASE("lock: without extension the lease is lost at its TTL and the key is gone", "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        session s(conn);
+        lock_provider plain(s, {.enable_extension = false});
+        lock_provider watched(s);
+
+        auto l = co_await must_acquire(plain, "no-dog", {.ttl = 400ms});
+        auto renewed = co_await must_acquire(watched, "with-dog", {.ttl = 900ms});
+        auto lost = spawn_wait_lost(ex, l);
+        auto wd = co_await command(conn, "HGET", lock_key("no-dog"), "wd");
+        CHECK(wd == "0");
+
+        const bool told = co_await eventually([&] { return lost->done; }, 3s);
+        REQUIRE(told);
+        CHECK_FALSE(lost->ec);
+        CHECK(l.get_status() == lease::status::lost);
+        CHECK(l.lost_reason() == rerror::error::lease_lost);
+        CHECK(l.renewals() == 0);
+        // Lost no later than Redis drops the key (the deadline is conservative).
+        const bool gone = co_await eventually_redis(
+            [&]() -> asio::awaitable<bool> { co_return !co_await key_exists(conn, lock_key("no-dog")); },
+            1s);
+        CHECK(gone);
+        diagnostics diag;
+        auto [rec] = co_await l.async_release(diag, nothrow);
+        CHECK(rec == rerror::error::not_held);
+
+        // The same TTL with the watchdog outlives it.
+        co_await sleep_for(800ms);
+        CHECK(renewed.is_held());
+        CHECK(renewed.renewals() > 0);
+        const bool still = co_await key_exists(conn, lock_key("with-dog"));
+        CHECK(still);
+        co_await must_release(renewed);
+    });
+}
+
+// ---- 3. Extension ---------------------------------------------------------------------------
+
+TEST_CASE("lock: extend sets the TTL of a held lease; extend by name checks the owner",
+          "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s, {.enable_extension = false});
+        const std::string key = lock_key("ext");
+
+        auto l = co_await must_acquire(locks, "ext", {.ttl = 1s});
+        auto [ec] = co_await l.async_extend(5000ms, nothrow);
+        REQUIRE_FALSE(ec);
+        CHECK(l.ttl() == 5000ms);
+        auto pttl = co_await int_command(conn, "PTTL", key);
+        CHECK(pttl > 1000);
+        CHECK(pttl <= 5000);
+        // The lease is not marked lost at the TTL it was acquired with.
+        co_await sleep_for(1200ms);
+        CHECK(l.is_held());
+        const bool exists = co_await key_exists(conn, key);
+        CHECK(exists);
+
+        auto [e1, mine] = co_await locks.async_extend("ext", l.owner(), 2500ms, nothrow);
+        REQUIRE_FALSE(e1);
+        CHECK(mine);
+        pttl = co_await int_command(conn, "PTTL", key);
+        CHECK(pttl > 1000);
+        CHECK(pttl <= 2500);
+
+        auto [e2, theirs] = co_await locks.async_extend("ext", "someone-else", 60000ms, nothrow);
+        REQUIRE_FALSE(e2);
+        CHECK_FALSE(theirs);
+        pttl = co_await int_command(conn, "PTTL", key);
+        CHECK(pttl <= 2500);
+
+        auto [e3, missing] = co_await locks.async_extend("ext-missing", l.owner(), 1000ms, nothrow);
+        REQUIRE_FALSE(e3);
+        CHECK_FALSE(missing);
+        const bool created = co_await key_exists(conn, lock_key("ext-missing"));
+        CHECK_FALSE(created);
+
+        // Extending a lease that Redis no longer holds tells so, and marks it lost.
+        co_await command(conn, "DEL", key);
+        auto [e4] = co_await l.async_extend(1000ms, nothrow);
+        CHECK(e4 == rerror::error::not_held);
+        CHECK(l.get_status() == lease::status::lost);
+        const bool recreated = co_await key_exists(conn, key);
+        CHECK_FALSE(recreated);
+    });
+}
+
+// ---- 4. Scope guard and moves ---------------------------------------------------------------
+
+TEST_CASE("lock: a lease destroyed while held releases; a move transfers it", "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+        const std::string key = lock_key("guard");
+        {
+            auto l = co_await must_acquire(locks, "guard", {.ttl = 10s});
+            CHECK(s.held_leases() == 1);
+        }
+        const bool gone = co_await eventually_redis(
+            [&]() -> asio::awaitable<bool> { co_return !co_await key_exists(conn, key); }, 2s);
+        REQUIRE(gone);
+        CHECK(s.held_leases() == 0);
+        // Free long before its 10 s TTL.
+        auto [ec, again] = co_await locks.async_try_acquire("guard", {.ttl = 10s}, nothrow);
+        REQUIRE_FALSE(ec);
+        REQUIRE(again.is_held());
+
+        const std::string owner = again.owner();
+        const auto fence = again.fencing_token();
+        lease moved(std::move(again));
+        CHECK_FALSE(again);
+        CHECK(moved.is_held());
+        CHECK(moved.owner() == owner);
+        CHECK(moved.fencing_token() == fence);
+        // A release scheduled by the move would have run by the second round trip.
+        co_await command(conn, "PING");
+        co_await command(conn, "PING");
+        auto held_by = co_await command(conn, "HGET", key, "owner");
+        CHECK(held_by == owner);
+
+        // Move assignment releases what the target held and takes the other lease.
+        auto target = co_await must_acquire(locks, "guard-other", {.ttl = 10s});
+        target = std::move(moved);
+        CHECK_FALSE(moved);
+        CHECK(target.is_held());
+        CHECK(target.owner() == owner);
+        const bool other_gone = co_await eventually_redis(
+            [&]() -> asio::awaitable<bool> {
+                co_return !co_await key_exists(conn, lock_key("guard-other"));
+            },
+            2s);
+        CHECK(other_gone);
+        held_by = co_await command(conn, "HGET", key, "owner");
+        CHECK(held_by == owner);
+        CHECK(s.held_leases() == 1);
+        co_await must_release(target);
+        const bool released = co_await key_exists(conn, key);
+        CHECK_FALSE(released);
+    });
+}
+
+// ---- 5. Reentrancy --------------------------------------------------------------------------
+
+TEST_CASE("lock: a reentrant acquisition counts holds; the lock is free after as many releases",
+          "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+        const std::string key = lock_key("re");
+
+        auto first = co_await must_acquire(locks, "re", {.ttl = 10s});
+        auto second = co_await must_acquire(
+            locks, "re", {.ttl = 10s, .owner = first.owner(), .reentrant = true});
+        CHECK(second.owner() == first.owner());
+        CHECK(second.fencing_token() == first.fencing_token());
+        auto count = co_await command(conn, "HGET", key, "count");
+        CHECK(count == "2");
+
+        co_await must_release(first);
+        count = co_await command(conn, "HGET", key, "count");
+        CHECK(count == "1");
+        auto [ec, other] = co_await locks.async_try_acquire("re", {}, nothrow);
+        REQUIRE_FALSE(ec);
+        CHECK_FALSE(other);
+        CHECK(second.is_held());
+
+        co_await must_release(second);
+        const bool exists = co_await key_exists(conn, key);
+        CHECK_FALSE(exists);
+        auto [ec2, free_again] = co_await locks.async_try_acquire("re", {}, nothrow);
+        REQUIRE_FALSE(ec2);
+        CHECK(free_again.is_held());
+
+        // A reentrant acquisition without the owner is refused.
+        diagnostics diag;
+        auto [ec3, none] = co_await locks.async_acquire("re", {.reentrant = true}, diag, nothrow);
+        CHECK(ec3 == rerror::error::invalid_argument);
+        CHECK_FALSE(none);
+        INFO(diag.message());
+        CHECK(mentions(diag.message(), "owner"));
+    });
+}
+
+TEST_CASE("lock: a local waiter woken while its attempt is out is not left asleep", "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+        auto ex = co_await asio::this_coro::executor;
+        // A reentrant holder releases its first hold: the local waiter is woken, tries, and
+        // finds the lock still held. The last hold is released a few executor turns later, at
+        // several offsets, so that in some rounds the waiter's attempt is still out when it is
+        // woken again: it must try again then, not sleep until the holder's TTL (10 s) ends.
+        for (int turns = 0; turns <= 8; ++turns) {
+            INFO("executor turns between the releases: " << turns);
+            const std::string name = "re-wait-" + std::to_string(turns);
+            auto first = co_await must_acquire(locks, name, {.ttl = 10s});
+            auto second = co_await must_acquire(
+                locks, name, {.ttl = 10s, .owner = first.owner(), .reentrant = true});
+            auto w = spawn_acquire(locks, name, {.wait = 20s});
+            // Subscribed, and (its attempt after subscribing was answered first) waiting.
+            const bool waiting = co_await eventually_redis(
+                [&]() -> asio::awaitable<bool> {
+                    co_return co_await subscribers(conn, channel_of(name)) == 1;
+                },
+                3s);
+            REQUIRE(waiting);
+            REQUIRE_FALSE(w->done);
+
+            auto r1 = std::make_shared<pending_op>();
+            auto r2 = std::make_shared<pending_op>();
+            first.async_release([r1](error_code ec) {
+                r1->ec = ec;
+                r1->done = true;
+            });
+            for (int i = 0; i < turns; ++i) co_await asio::post(ex, asio::use_awaitable);
+            second.async_release([r2](error_code ec) {
+                r2->ec = ec;
+                r2->done = true;
+            });
+            const bool got =
+                co_await eventually([&] { return w->done && r1->done && r2->done; }, 3s);
+            INFO("waiter done " << w->done << ", first release done " << r1->done
+                                << ", last release done " << r2->done);
+            REQUIRE(got);
+            CHECK_FALSE(r1->ec);
+            CHECK_FALSE(r2->ec);
+            require_ok(w->ec, w->diag);
+            REQUIRE(w->l.is_held());
+            auto owner = co_await command(conn, "HGET", lock_key(name), "owner");
+            CHECK(owner == w->l.owner());
+            co_await must_release(w->l);
+        }
+    });
+}
+
+// ---- 6. Fair mode ---------------------------------------------------------------------------
+
+TEST_CASE("lock: fair waiters acquire in arrival order", "[lock]") {
+    with_connection(
+        [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            side_connection other(ex, srv);
+            session sa(conn, {.node_id = "a"});
+            session sb(other.conn, {.node_id = "b"});
+            lock_provider fa(sa, {.fair = true});
+            lock_provider fb(sb, {.fair = true});
+            const std::string name = "fair";
+            const std::string queue = queue_key(name);
+
+            auto holder = co_await must_acquire(fa, name, {.ttl = 10s});
+            std::vector<int> order;
+            std::vector<std::string> failures;
+            int done = 0;
+            for (int i = 0; i < 5; ++i) {
+                // Alternate between the two sessions: arrival order holds across processes.
+                lock_provider* p = i % 2 == 0 ? &fa : &fb;
+                asio::co_spawn(
+                    ex,
+                    [&, i, p]() -> asio::awaitable<void> {
+                        diagnostics diag;
+                        auto [ec, l] = co_await p->async_acquire(
+                            name, {.ttl = 10s, .wait = 20s}, diag, nothrow);
+                        if (ec) {
+                            failures.push_back("waiter " + std::to_string(i) + ": " +
+                                               ec.message() + ": " + diag.message());
+                        } else {
+                            order.push_back(i);
+                            auto [rec] = co_await l.async_release(nothrow);
+                            if (rec)
+                                failures.push_back("release " + std::to_string(i) + ": " +
+                                                   rec.message());
+                        }
+                        ++done;
+                    },
+                    asio::detached);
+                const std::int64_t want = i + 1;
+                const bool queued = co_await eventually_redis(
+                    [&]() -> asio::awaitable<bool> {
+                        co_return co_await int_command(conn, "LLEN", queue) == want;
+                    },
+                    3s);
+                INFO("waiter " << i);
+                REQUIRE(queued);
+            }
+            co_await must_release(holder);
+            const bool all = co_await eventually([&] { return done == 5; }, 15s);
+            std::string why;
+            for (auto& f : failures) why += f + "\n";
+            INFO(why);
+            REQUIRE(all);
+            CHECK(failures.empty());
+            const std::vector<int> arrival{0, 1, 2, 3, 4};
+            CHECK(order == arrival);
+            auto left = co_await int_command(conn, "LLEN", queue);
+            CHECK(left == 0);
+        },
+        60s);
+}
+
+TEST_CASE("lock: a fair waiter that times out leaves the queue", "[lock]") {
+    with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        side_connection other(ex, srv);
+        session sa(conn);
+        session sb(other.conn);
+        lock_provider fa(sa, {.fair = true});
+        lock_provider fb(sb, {.fair = true});
+        const std::string queue = queue_key("fair-timeout");
+
+        auto holder = co_await must_acquire(fa, "fair-timeout", {.ttl = 10s});
+        auto w = spawn_acquire(fb, "fair-timeout", {.wait = 600ms});
+        const bool queued = co_await eventually_redis(
+            [&]() -> asio::awaitable<bool> {
+                co_return co_await int_command(conn, "LLEN", queue) == 1;
+            },
+            2s);
+        REQUIRE(queued);
+        const bool finished = co_await eventually([&] { return w->done; }, 3s);
+        REQUIRE(finished);
+        CHECK(w->ec == rerror::error::acquire_timeout);
+        CHECK_FALSE(w->l);
+        // Its place is given up at once, not when it lapses (5 s) or the queue expires (10 s).
+        const bool left = co_await eventually_redis(
+            [&]() -> asio::awaitable<bool> {
+                co_return co_await int_command(conn, "LLEN", queue) == 0;
+            },
+            2s);
+        CHECK(left);
+        co_await must_release(holder);
+        // Nobody is ahead any more: one attempt gets it.
+        auto [ec, l] = co_await fb.async_try_acquire("fair-timeout", {}, nothrow);
+        REQUIRE_FALSE(ec);
+        CHECK(l.is_held());
+    });
+}
+
+// ---- 7. Waiting by push ---------------------------------------------------------------------
+
+TEST_CASE("lock: a waiter is woken by the release's push, not by polling", "[lock]") {
+    with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        side_connection other(ex, srv);
+        session s(conn, {.node_id = "waiter"});
+        session hs(other.conn, {.node_id = "holder"});
+        lock_provider waiting(s, {.retry_delay = 5s});
+        lock_provider holding(hs, {.enable_extension = false});
+
+        // Load both scripts first, so that each call below is one EVALSHA.
+        auto warm = co_await must_acquire(holding, "push", {.ttl = 10s});
+        co_await must_release(warm);
+
+        auto holder = co_await must_acquire(holding, "push", {.ttl = 10s});
+        const auto connects_before = conn.get_usage().connects;
+        const auto before = co_await evalsha_calls(conn);
+        auto w = spawn_acquire(waiting, "push", {.wait = 20s});
+        // Waiting: subscribed, and its attempts (before and after subscribing) were refused.
+        const bool parked = co_await eventually_redis(
+            [&]() -> asio::awaitable<bool> {
+                const auto subs = co_await subscribers(conn, channel_of("push"));
+                const auto calls = co_await evalsha_calls(conn);
+                co_return subs == 1 && calls >= before + 2;
+            },
+            3s);
+        REQUIRE(parked);
+        CHECK_FALSE(w->done);
+
+        co_await must_release(holder);
+        // The fallback timer could not fire before max(retry_delay, holder's TTL) = 10 s.
+        const bool got = co_await eventually([&] { return w->done; }, 4s);
+        REQUIRE(got);
+        require_ok(w->ec, w->diag);
+        CHECK(w->l.is_held());
+        const auto after = co_await evalsha_calls(conn);
+        const auto waiter_calls = after - before - 1;  // less the holder's release
+        // A reconnect (a gap) rightly wakes a waiter for one more attempt.
+        const auto reconnects =
+            static_cast<std::int64_t>(conn.get_usage().connects - connects_before);
+        INFO("lock_acquire calls of the waiter: " << waiter_calls << ", reconnects: "
+                                                  << reconnects);
+        CHECK(waiter_calls >= 1);
+        CHECK(waiter_calls <= 3 + reconnects);
+        auto owner = co_await command(conn, "HGET", lock_key("push"), "owner");
+        CHECK(owner == w->l.owner());
+        CHECK(s.get_lock_statistics().contended_acquisitions == 1);
+    });
+}
+
+TEST_CASE("lock: a waiter whose deadline passes gets acquire_timeout naming the lock",
+          "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+        auto holder = co_await must_acquire(locks, "busy", {.ttl = 10s});
+        diagnostics diag;
+        auto [ec, l] = co_await locks.async_acquire("busy", {.wait = 300ms}, diag, nothrow);
+        CHECK(ec == rerror::error::acquire_timeout);
+        CHECK_FALSE(l);
+        INFO(diag.message());
+        CHECK(mentions(diag.message(), "busy"));
+        // The holder is untouched.
+        CHECK(holder.is_held());
+        auto owner = co_await command(conn, "HGET", lock_key("busy"), "owner");
+        CHECK(owner == holder.owner());
+        // No wait at all: one attempt, then the timeout.
+        auto [ec0, l0] = co_await locks.async_acquire("busy", {.wait = 0ms}, diag, nothrow);
+        CHECK(ec0 == rerror::error::acquire_timeout);
+        CHECK_FALSE(l0);
+        co_await must_release(holder);
+    });
+}
+
+// ---- 8. Cancellation ------------------------------------------------------------------------
+
+TEST_CASE("lock: a cancelled wait completes with operation_aborted and takes nothing",
+          "[lock]") {
+    with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        side_connection other(ex, srv);
+        session s(conn);
+        session hs(other.conn);
+        lock_provider locks(s);
+        lock_provider holding(hs);
+        const std::string key = lock_key("cancel");
+
+        auto holder = co_await must_acquire(holding, "cancel", {.ttl = 10s});
+        asio::cancellation_signal stop;
+        auto w = spawn_acquire(locks, "cancel", {.wait = 20s}, stop.slot());
+        const bool waiting = co_await eventually_redis(
+            [&]() -> asio::awaitable<bool> {
+                co_return co_await subscribers(conn, channel_of("cancel")) == 1;
+            },
+            3s);
+        REQUIRE(waiting);
+        CHECK_FALSE(w->done);
+
+        stop.emit(asio::cancellation_type::terminal);
+        const bool finished = co_await eventually([&] { return w->done; }, 3s);
+        REQUIRE(finished);
+        CHECK(w->ec == asio::error::operation_aborted);
+        CHECK_FALSE(w->l);
+
+        co_await must_release(holder);
+        // Give a waiter that had not really left time to act on the release's push.
+        co_await sleep_for(300ms);
+        const bool taken = co_await key_exists(conn, key);
+        CHECK_FALSE(taken);
+        CHECK(s.held_leases() == 0);
+        CHECK(s.get_lock_statistics().acquisitions == 0);
+        // The waiter unsubscribed when it left.
+        auto subs = co_await subscribers(conn, channel_of("cancel"));
+        CHECK(subs == 0);
+    });
+}
+
+// ---- 9. Running exclusively -----------------------------------------------------------------
+
+TEST_CASE("lock: run_exclusive never overlaps and releases after the work", "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+        auto ex = co_await asio::this_coro::executor;
+        int inside = 0, max_inside = 0, ran = 0, done = 0;
+        std::vector<std::string> failures;
+        auto work = [&]() -> asio::awaitable<void> {
+            ++inside;
+            max_inside = std::max(max_inside, inside);
+            co_await sleep_for(100ms);
+            --inside;
+            ++ran;
+        };
+        for (int i = 0; i < 2; ++i) {
+            asio::co_spawn(
+                ex,
+                [&]() -> asio::awaitable<void> {
+                    try {
+                        co_await locks.async_run_exclusive("exclusive", work,
+                                                           {.ttl = 5s, .wait = 5s},
+                                                           asio::use_awaitable);
+                    } catch (const std::exception& e) {
+                        failures.push_back(e.what());
+                    }
+                    ++done;
+                },
+                asio::detached);
+        }
+        const bool finished = co_await eventually([&] { return done == 2; }, 5s);
+        REQUIRE(finished);
+        std::string why;
+        for (auto& f : failures) why += f + "\n";
+        INFO(why);
+        CHECK(failures.empty());
+        CHECK(ran == 2);
+        CHECK(max_inside == 1);
+        const bool held = co_await key_exists(conn, lock_key("exclusive"));
+        CHECK_FALSE(held);
+        CHECK(s.held_leases() == 0);
+    });
+}
+
+TEST_CASE("lock: run_exclusive cancels the work and fails with lease_lost when the lease is lost",
+          "[lock]") {
+    with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        side_connection other(ex, srv);
+        session s(conn);
+        session admin_session(other.conn);
+        lock_provider locks(s);
+        lock_provider admin(admin_session);
+
+        bool started = false, cancelled = false, finished_work = false, done = false;
+        std::exception_ptr result;
+        auto work = [&]() -> asio::awaitable<void> {
+            started = true;
+            asio::steady_timer t(co_await asio::this_coro::executor);
+            t.expires_after(30s);
+            auto [ec] = co_await t.async_wait(nothrow);
+            if (ec == asio::error::operation_aborted) {
+                cancelled = true;
+                throw boost::system::system_error(ec);
+            }
+            finished_work = true;
+        };
+        asio::co_spawn(
+            ex,
+            [&]() -> asio::awaitable<void> {
+                try {
+                    co_await locks.async_run_exclusive("singleton", work, {.ttl = 600ms},
+                                                       asio::use_awaitable);
+                } catch (...) {
+                    result = std::current_exception();
+                }
+                done = true;
+            },
+            asio::detached);
+        const bool running = co_await eventually([&] { return started; }, 3s);
+        REQUIRE(running);
+        auto [fec, released] = co_await admin.async_force_release("singleton", nothrow);
+        REQUIRE_FALSE(fec);
+        CHECK(released);
+
+        const bool ended = co_await eventually([&] { return done; }, 3s);
+        REQUIRE(ended);
+        CHECK(cancelled);
+        CHECK_FALSE(finished_work);
+        REQUIRE(result);
+        bool lost = false;
+        try {
+            std::rethrow_exception(result);
+        } catch (const error_with_diagnostics& e) {
+            lost = e.code() == rerror::error::lease_lost;
+            INFO(e.what());
+            CHECK(mentions(e.get_diagnostics().message(), "singleton"));
+        } catch (const std::exception& e) {
+            INFO("unexpected exception: " << e.what());
+        }
+        CHECK(lost);
+        CHECK(s.get_lock_statistics().leases_lost == 1);
+    });
+}
+
+// ---- 10. Bad input --------------------------------------------------------------------------
+
+TEST_CASE("lock: bad input gives clear errors naming the field", "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+        diagnostics diag;
+
+        auto [e1, l1] = co_await locks.async_acquire("", {}, diag, nothrow);
+        CHECK(e1 == rerror::error::invalid_argument);
+        CHECK_FALSE(l1);
+        CHECK(mentions(diag.message(), "lock name"));
+
+        auto [e2, l2] = co_await locks.async_try_acquire("", {}, diag, nothrow);
+        CHECK(e2 == rerror::error::invalid_argument);
+        CHECK(mentions(diag.message(), "lock name"));
+
+        auto [e3, l3] = co_await locks.async_acquire("bad", {.ttl = -1ms}, diag, nothrow);
+        CHECK(e3 == rerror::error::invalid_argument);
+        CHECK_FALSE(l3);
+        INFO(diag.message());
+        CHECK(mentions(diag.message(), "ttl"));
+        CHECK(mentions(diag.message(), "bad"));
+
+        auto [e4, l4] = co_await locks.async_acquire("bad", {.wait = -5ms}, diag, nothrow);
+        CHECK(e4 == rerror::error::invalid_argument);
+        CHECK_FALSE(l4);
+        CHECK(mentions(diag.message(), "wait"));
+
+        auto [e5, r5] = co_await locks.async_force_release("", nothrow);
+        CHECK(e5 == rerror::error::invalid_argument);
+        CHECK_FALSE(r5);
+        auto [e6, r6] = co_await locks.async_extend("", "owner", 1000ms, nothrow);
+        CHECK(e6 == rerror::error::invalid_argument);
+        auto [e7, r7] = co_await locks.async_extend("bad", "", 1000ms, nothrow);
+        CHECK(e7 == rerror::error::invalid_argument);
+        auto [e8, r8] = co_await locks.async_extend("bad", "owner", 0ms, nothrow);
+        CHECK(e8 == rerror::error::invalid_argument);
+        // Nothing reached Redis.
+        const bool created = co_await key_exists(conn, lock_key("bad"));
+        CHECK_FALSE(created);
+
+        require_bad_config([&] { lock_provider p(s, {.default_lock_timeout = 0ms}); },
+                           "default_lock_timeout");
+        require_bad_config([&] { lock_provider p(s, {.default_lock_timeout = -1ms}); },
+                           "default_lock_timeout");
+        require_bad_config([&] { lock_provider p(s, {.retry_delay = 0ms}); }, "retry_delay");
+        require_bad_config([&] { lock_provider p(s, {.retry_delay = -10ms}); }, "retry_delay");
+        require_bad_config([&] { lock_provider p(s, {.max_retries = -1}); }, "max_retries");
+
+        for (double f : {0.0, 1.0, -0.5, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
+            redcoord::session_options opts;
+            opts.renew_fraction = f;
+            require_bad_config([&] { session bad(conn, opts); }, "renew_fraction");
+        }
+
+        lease empty;
+        auto [e9] = co_await empty.async_release(diag, nothrow);
+        CHECK(e9 == rerror::error::invalid_argument);
+        CHECK(mentions(diag.message(), "empty"));
+        auto [e10] = co_await empty.async_extend(1000ms, nothrow);
+        CHECK(e10 == rerror::error::invalid_argument);
+        auto [e11] = co_await empty.async_wait_lost(nothrow);
+        CHECK(e11 == rerror::error::invalid_argument);
+
+        auto l = co_await must_acquire(locks, "extend-zero", {.ttl = 10s});
+        auto [e12] = co_await l.async_extend(0ms, nothrow);
+        CHECK(e12 == rerror::error::invalid_argument);
+        auto [e13] = co_await l.async_extend(-1000ms, nothrow);
+        CHECK(e13 == rerror::error::invalid_argument);
+        CHECK(l.is_held());
+        CHECK(l.ttl() == 10s);
+        co_await must_release(l);
+    });
+}
+
+// ---- 11. Statistics -------------------------------------------------------------------------
+
+TEST_CASE("lock: statistics count acquisitions, contended ones and timeouts", "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+
+        auto first = co_await must_acquire(locks, "stats", {.ttl = 10s});
+        auto w = spawn_acquire(locks, "stats", {.ttl = 10s, .wait = 10s});
+        const bool waiting = co_await eventually_redis(
+            [&]() -> asio::awaitable<bool> {
+                co_return co_await subscribers(conn, channel_of("stats")) == 1;
+            },
+            3s);
+        REQUIRE(waiting);
+        co_await sleep_for(20ms);  // a wait long enough to show in the statistics
+        co_await must_release(first);
+        const bool got = co_await eventually([&] { return w->done; }, 3s);
+        REQUIRE(got);
+        require_ok(w->ec, w->diag);
+
+        diagnostics diag;
+        auto [ec, none] = co_await locks.async_acquire("stats", {.wait = 100ms}, diag, nothrow);
+        CHECK(ec == rerror::error::acquire_timeout);
+        co_await must_release(w->l);
+        auto other = co_await must_acquire(locks, "stats-other", {});
+        co_await must_release(other);
+
+        const auto st = s.get_lock_statistics();
+        CHECK(st.acquisitions == 3);
+        CHECK(st.contended_acquisitions == 1);
+        CHECK(st.timeouts == 1);
+        CHECK(st.leases_lost == 0);
+        CHECK(st.wait_p50 <= st.wait_p99);
+        CHECK(st.wait_p99 <= st.wait_max);
+        CHECK(st.wait_max >= 20ms);
+        CHECK(st.wait_mean <= st.wait_max);
     });
 }
 

@@ -1,0 +1,201 @@
+// Event fan-out on one connection: 100 local listeners (awaitable receivers) of one channel
+// share its single Redis subscription; a second connection, on its own thread, publishes as
+// fast as its pipeline allows for a few seconds. Prints one JSON line with the deliveries per
+// second (messages times listeners) and the publish rate.
+//
+//   build/bench/events [seconds] [listeners]
+// Uses REDIS_URL when set; otherwise starts a throwaway redis-server on a free loopback port
+// (with no output-buffer limit for pub/sub clients, so a slow subscriber is not cut off).
+#include <redcoord/redcoord.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "redis_server.hpp"
+
+namespace asio = boost::asio;
+using clock_type = std::chrono::steady_clock;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+struct tick {
+    std::int64_t seq = 0;
+    std::string source;
+};
+
+void tag_invoke(const boost::json::value_from_tag&, boost::json::value& jv, const tick& t) {
+    jv = {{"seq", t.seq}, {"source", t.source}};
+}
+
+tick tag_invoke(const boost::json::value_to_tag<tick>&, const boost::json::value& jv) {
+    const auto& o = jv.as_object();
+    return tick{o.at("seq").to_number<std::int64_t>(),
+                boost::json::value_to<std::string>(o.at("source"))};
+}
+
+struct listener_stats {
+    std::uint64_t delivered = 0;
+    std::uint64_t gaps = 0;
+    std::uint64_t errors = 0;
+    clock_type::time_point last{};
+};
+
+asio::awaitable<void> listen(redcoord::receiver<tick>& r, listener_stats& st) {
+    for (;;) {
+        auto [ec, ev] = co_await r.async_receive(nothrow);
+        if (ec == redcoord::error::events_gap) {
+            ++st.gaps;
+            continue;
+        }
+        if (ec == asio::error::operation_aborted || ec == redcoord::error::session_closed) co_return;
+        if (ec) {
+            ++st.errors;
+            continue;
+        }
+        ++st.delivered;
+        st.last = clock_type::now();
+    }
+}
+
+// Keeps `window` publishes in flight until `stop`.
+asio::awaitable<void> publisher(redcoord::event_bus& bus, std::atomic<bool>& stop,
+                                std::uint64_t& published, std::uint64_t& failures) {
+    tick t{0, "bench"};
+    while (!stop.load(std::memory_order_relaxed)) {
+        t.seq = static_cast<std::int64_t>(published);
+        auto [ec, n] = co_await bus.async_publish("fanout", t, nothrow);
+        if (ec) ++failures;
+        ++published;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const double seconds = argc > 1 ? std::atof(argv[1]) : 3.0;
+    const int listeners = argc > 2 ? std::atoi(argv[2]) : 100;
+    constexpr int window = 256;  // publishing coroutines, so as many PUBLISH in flight
+    try {
+        std::unique_ptr<redcoord::test::redis_server> server;
+        redcoord::config cfg;
+        if (const char* url = std::getenv("REDIS_URL")) {
+            cfg = redcoord::parse_config(url);
+        } else {
+            redcoord::test::redis_options ro;
+            ro.extra_config = {"client-output-buffer-limit pubsub 0 0 0"};
+            server = std::make_unique<redcoord::test::redis_server>(ro);
+            cfg.endpoints = {{"127.0.0.1", server->port()}};
+        }
+        cfg.request_timeout = std::chrono::seconds(60);
+        cfg.max_pending_pushes = 1u << 22;
+
+        // Subscriber side: this thread.
+        asio::io_context sub_ioc(1);
+        redcoord::connection sub_conn(sub_ioc.get_executor());
+        sub_conn.async_run(cfg, asio::detached);
+        auto sub_session = std::make_unique<redcoord::session>(sub_conn);
+        redcoord::event_bus sub_bus(*sub_session, {.queue_limit = 1u << 20});
+        std::vector<redcoord::receiver<tick>> receivers;
+        std::vector<listener_stats> stats(static_cast<std::size_t>(listeners));
+        for (int i = 0; i < listeners; ++i) receivers.push_back(sub_bus.make_receiver<tick>("fanout"));
+        for (int i = 0; i < listeners; ++i)
+            asio::co_spawn(sub_ioc, listen(receivers[i], stats[i]), asio::detached);
+        while (!sub_conn.is_connected()) sub_ioc.run_one();
+        {
+            bool pinged = false;
+            redcoord::request ping;
+            ping.push("PING");
+            sub_conn.async_exec(ping, [&](boost::system::error_code, std::size_t) { pinged = true; });
+            while (!pinged) sub_ioc.run_one();  // the SUBSCRIBE has reached Redis
+        }
+
+        // Publisher side: its own thread and connection.
+        std::atomic<bool> stop{false};
+        std::atomic<bool> pub_done{false};
+        std::uint64_t published = 0, pub_failures = 0;
+        double pub_seconds = 0;
+        std::thread pub_thread([&] {
+            asio::io_context ioc(1);
+            redcoord::connection conn(ioc.get_executor());
+            conn.async_run(cfg, asio::detached);
+            redcoord::session s(conn);
+            redcoord::event_bus bus(s);
+            while (!conn.is_connected()) ioc.run_one();
+            int running = 0;
+            const auto start = clock_type::now();
+            for (int i = 0; i < window; ++i, ++running)
+                asio::co_spawn(ioc, publisher(bus, stop, published, pub_failures),
+                               [&](std::exception_ptr) { --running; });
+            while (running > 0) ioc.run_one();
+            pub_seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+            conn.cancel();
+            ioc.run_for(std::chrono::milliseconds(50));
+            pub_done = true;
+        });
+
+        const auto start = clock_type::now();
+        const auto stop_at = start + std::chrono::duration_cast<clock_type::duration>(
+                                         std::chrono::duration<double>(seconds));
+        sub_ioc.run_until(stop_at);
+        stop = true;
+        while (!pub_done.load()) sub_ioc.run_for(std::chrono::milliseconds(10));
+        pub_thread.join();
+        // Drain what is still on its way, bounded.
+        auto total = [&] {
+            std::uint64_t n = 0;
+            for (auto& s : stats) n += s.delivered;
+            return n;
+        };
+        const auto expected = published * static_cast<std::uint64_t>(listeners);
+        const auto drain_until = clock_type::now() + std::chrono::seconds(30);
+        while (total() < expected && clock_type::now() < drain_until)
+            sub_ioc.run_for(std::chrono::milliseconds(10));
+
+        clock_type::time_point last = start;
+        std::uint64_t gaps = 0, errors = 0;
+        for (auto& s : stats) {
+            last = std::max(last, s.last);
+            gaps += s.gaps;
+            errors += s.errors;
+        }
+        const auto delivered = total();
+        const double sub_seconds = std::chrono::duration<double>(last - start).count();
+        const auto usage = sub_conn.get_usage();
+
+        receivers.clear();
+        sub_session.reset();
+        sub_conn.cancel();
+        sub_ioc.run_for(std::chrono::milliseconds(50));
+
+        std::ostringstream json;
+        json << "{\"figure\":\"event_fanout\",\"listeners\":" << listeners
+             << ",\"delivered_msgs_per_s\":"
+             << static_cast<long>(sub_seconds > 0 ? delivered / sub_seconds : 0)
+             << ",\"published_msgs_per_s\":"
+             << static_cast<long>(pub_seconds > 0 ? published / pub_seconds : 0)
+             << ",\"published\":" << published << ",\"delivered\":" << delivered
+             << ",\"expected\":" << expected << ",\"gaps\":" << gaps
+             << ",\"decode_errors\":" << errors << ",\"publish_failures\":" << pub_failures
+             << ",\"pushes_dropped\":" << usage.pushes_dropped
+             << ",\"seconds\":" << sub_seconds << "}";
+        std::cout << json.str() << std::endl;
+        return delivered == expected && pub_failures == 0 ? 0 : 1;
+    } catch (const std::exception& e) {
+        std::cerr << "events: " << e.what() << "\n";
+        return 1;
+    }
+}

@@ -1,0 +1,575 @@
+// Lock benchmarks, one JSON line per figure:
+// - uncontended: 100 coroutines, each on its own lock, acquire + release pairs per second over
+//   one connection; alongside, measured in the same run against the same server,
+//   `redis-benchmark -c 1 -P 256` of a one-key EVALSHA of a trivial script (the server's ceiling
+//   for Lua calls) and the ratio of our script calls to it;
+// - contended: 50 coroutines on one lock for 10 s: acquisitions and owner changes per second,
+//   wait p50/p99/max, and Redis commands per acquisition from INFO commandstats (the commands
+//   the client sent, and every call including those made inside the scripts);
+// - watchdog: 10,000 held locks (TTL 3 s, renewed every second) for 20 s: the process's CPU
+//   seconds per minute and how late the renewals were.
+//
+//   build/bench/locks [uncontended|contended|watchdog ...]   (default: all three)
+// Uses REDIS_URL when set; otherwise starts a throwaway redis-server on a free loopback port.
+#include <redcoord/redcoord.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "redis_server.hpp"
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+double cpu_seconds() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+double seconds_since(clock_type::time_point t) {
+    return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
+// Runs the io_context until pred() holds.
+template <class Pred>
+void run_until(asio::io_context& ioc, Pred pred) {
+    while (!pred()) ioc.run_for(10ms);
+}
+
+// Runs one coroutine to completion on the io_context and returns its value.
+template <class T>
+T run(asio::io_context& ioc, asio::awaitable<T> op) {
+    std::optional<T> out;
+    std::exception_ptr error;
+    asio::co_spawn(ioc, std::move(op), [&](std::exception_ptr ep, T v) {
+        error = ep;
+        out = std::move(v);
+    });
+    run_until(ioc, [&] { return out.has_value(); });
+    if (error) std::rethrow_exception(error);
+    return std::move(*out);
+}
+
+// Runs one command whose reply is text (or ignored), throwing on error.
+asio::awaitable<std::string> command_text(redcoord::connection& conn,
+                                          std::vector<std::string> args) {
+    redcoord::request req;
+    const std::string cmd = args.front();
+    args.erase(args.begin());
+    req.push(cmd, args);
+    redcoord::generic_response reply;
+    redcoord::diagnostics diag;
+    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
+    redcoord::throw_on_error(ec, diag);
+    std::string text;
+    for (const auto& node : reply)
+        if (!node.value.empty()) text = node.value;  // the last scalar: enough for these
+    co_return text;
+}
+
+struct command_stat {
+    long calls = 0;
+    double usec = 0;  // server time spent in the command, in all
+};
+
+// Calls and time per command from INFO commandstats ("cmdstat_evalsha:calls=12,usec=...").
+std::map<std::string, command_stat> parse_commandstats(const std::string& info) {
+    std::map<std::string, command_stat> out;
+    std::istringstream in(info);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("cmdstat_", 0) != 0) continue;
+        const auto colon = line.find(':');
+        const auto calls = line.find("calls=", colon);
+        const auto usec = line.find("usec=", colon);
+        if (colon == std::string::npos || calls == std::string::npos) continue;
+        auto& st = out[line.substr(8, colon - 8)];
+        st.calls = std::atol(line.c_str() + calls + 6);
+        if (usec != std::string::npos) st.usec = std::atof(line.c_str() + usec + 5);
+    }
+    return out;
+}
+
+// Server time per call of one command (its own time, scripts' inner calls included).
+double usec_per_call(const std::map<std::string, command_stat>& stats, const std::string& name) {
+    auto it = stats.find(name);
+    return it == stats.end() || it->second.calls == 0
+               ? 0.0
+               : it->second.usec / static_cast<double>(it->second.calls);
+}
+
+// A field of INFO's text ("used_cpu_user:1.23").
+double info_field(const std::string& info, const std::string& name) {
+    const auto at = info.find(name + ":");
+    return at == std::string::npos ? 0.0 : std::atof(info.c_str() + at + name.size() + 1);
+}
+
+double server_cpu(asio::io_context& ioc, redcoord::connection& conn) {
+    const auto info = run(ioc, command_text(conn, {"INFO", "cpu"}));
+    return info_field(info, "used_cpu_user") + info_field(info, "used_cpu_sys");
+}
+
+struct endpoint_info {
+    std::string host;
+    int port;
+};
+
+struct bench_env {
+    redcoord::config cfg;
+    endpoint_info ep;
+};
+
+// A connection with its io_context, up and running.
+struct client {
+    asio::io_context ioc{1};
+    redcoord::connection conn{ioc.get_executor()};
+    explicit client(const redcoord::config& cfg) {
+        conn.async_run(cfg, asio::detached);
+        run_until(ioc, [&] { return conn.is_connected(); });
+    }
+    ~client() {
+        conn.cancel();
+        ioc.run_for(100ms);
+    }
+};
+
+std::uint64_t percentile(std::vector<std::int64_t>& v, double q) {
+    if (v.empty()) return 0;
+    const auto i = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1));
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(i), v.end());
+    return static_cast<std::uint64_t>(v[i]);
+}
+
+// ---- uncontended ----------------------------------------------------------------------------
+
+asio::awaitable<void> uncontended_worker(redcoord::lock_provider& locks, std::string name,
+                                         const bool& stop, std::uint64_t& pairs,
+                                         std::uint64_t& failures) {
+    const redcoord::acquire_options opts;
+    while (!stop && failures < 1000) {
+        auto [ec, l] = co_await locks.async_acquire(name, opts, nothrow);
+        if (ec) {
+            ++failures;
+            continue;
+        }
+        auto [rec] = co_await l.async_release(nothrow);
+        if (rec) ++failures;
+        ++pairs;
+    }
+}
+
+// EVALSHA calls per second as redis-benchmark reports them (its --csv output).
+std::optional<double> redis_benchmark_evalsha(const endpoint_info& ep, const std::string& sha,
+                                              long n) {
+    const std::string cmd = "redis-benchmark -h " + ep.host + " -p " + std::to_string(ep.port) +
+                            " -c 1 -P 256 -n " + std::to_string(n) + " --csv EVALSHA " + sha +
+                            " 1 bench:evalsha 2>&1";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    if (!pipe) return std::nullopt;
+    char line[1024];
+    std::optional<double> rps;
+    while (std::fgets(line, sizeof line, pipe)) {
+        std::string s(line);
+        if (s.rfind("\"EVALSHA", 0) != 0) continue;
+        const auto start = s.find(",\"") + 2;
+        rps = std::stod(s.substr(start, s.find('"', start) - start));
+    }
+    pclose(pipe);
+    return rps;
+}
+
+int bench_uncontended(const bench_env& env) {
+    constexpr int coroutines = 100;
+    const auto measure = 3s;
+    client c(env.cfg);
+    redcoord::session s(c.conn, {.node_id = "bench"});
+    redcoord::lock_provider locks(s);
+
+    bool stop = false;
+    std::uint64_t pairs = 0, failures = 0;
+    int done = 0;
+    for (int i = 0; i < coroutines; ++i)
+        asio::co_spawn(c.ioc,
+                       uncontended_worker(locks, "bench:uncontended:" + std::to_string(i), stop,
+                                          pairs, failures),
+                       [&](std::exception_ptr) { ++done; });
+    c.ioc.run_for(500ms);  // warm up
+
+    run(c.ioc, command_text(c.conn, {"CONFIG", "RESETSTAT"}));
+    const auto server_cpu0 = server_cpu(c.ioc, c.conn);
+    const auto pairs0 = pairs;
+    const auto usage0 = c.conn.get_usage();
+    const auto cpu0 = cpu_seconds();
+    const auto t0 = clock_type::now();
+    c.ioc.run_for(measure);
+    const double secs = seconds_since(t0);
+    const auto cpu = cpu_seconds() - cpu0;
+    const auto measured = pairs - pairs0;
+    const auto usage1 = c.conn.get_usage();
+    const auto server_cpu1 = server_cpu(c.ioc, c.conn);
+    const auto ours =
+        parse_commandstats(run(c.ioc, command_text(c.conn, {"INFO", "commandstats"})));
+    stop = true;
+    run_until(c.ioc, [&] { return done == coroutines; });
+
+    const double pairs_per_s = static_cast<double>(measured) / secs;
+    const double client_cpu_share = cpu / secs;
+    const double server_cpu_share = (server_cpu1 - server_cpu0) / secs;
+    const auto writes = usage1.writes - usage0.writes;
+    const auto commands = usage1.commands_written - usage0.commands_written;
+
+    // The reference: the server's ceiling for one-key script calls over one connection.
+    const std::string sha = run(c.ioc, command_text(c.conn, {"SCRIPT", "LOAD", "return 1"}));
+    const long ref_calls = std::max<long>(200000, static_cast<long>(2 * pairs_per_s * 2));
+    run(c.ioc, command_text(c.conn, {"CONFIG", "RESETSTAT"}));
+    const auto reference = redis_benchmark_evalsha(env.ep, sha, ref_calls);
+    const auto theirs =
+        parse_commandstats(run(c.ioc, command_text(c.conn, {"INFO", "commandstats"})));
+
+    std::ostringstream json;
+    json << "{\"bench\":\"locks_uncontended\",\"coroutines\":" << coroutines
+         << ",\"seconds\":" << secs << ",\"pairs\":" << measured
+         << ",\"pairs_per_s\":" << static_cast<long>(pairs_per_s)
+         << ",\"script_calls_per_s\":" << static_cast<long>(2 * pairs_per_s)
+         << ",\"commands_per_write\":"
+         << (writes ? static_cast<double>(commands) / static_cast<double>(writes) : 0.0)
+         << ",\"client_cpu_share\":" << client_cpu_share
+         << ",\"server_cpu_share\":" << server_cpu_share
+         << ",\"client_cpu_us_per_pair\":" << cpu * 1e6 / static_cast<double>(measured)
+         << ",\"server_cpu_us_per_pair\":"
+         << (server_cpu1 - server_cpu0) * 1e6 / static_cast<double>(measured)
+         << ",\"server_us_per_script\":" << usec_per_call(ours, "evalsha")
+         << ",\"failures\":" << failures
+         << ",\"target_pairs_per_s\":150000";
+    if (reference) {
+        json << ",\"reference\":\"redis-benchmark -c 1 -P 256 EVALSHA <return 1> 1 key\""
+             << ",\"reference_calls_per_s\":" << static_cast<long>(*reference)
+             << ",\"reference_server_us_per_script\":" << usec_per_call(theirs, "evalsha")
+             << ",\"ratio\":" << 2 * pairs_per_s / *reference;
+    } else {
+        json << ",\"reference\":null";
+    }
+    json << "}";
+    std::cout << json.str() << std::endl;
+    return failures == 0 ? 0 : 1;
+}
+
+// ---- contended ------------------------------------------------------------------------------
+
+struct contended_state {
+    bool stop = false;
+    bool measuring = false;
+    int holder = -1;
+    std::uint64_t acquisitions = 0, owner_changes = 0, failures = 0;
+    std::vector<std::int64_t> waits_us;
+};
+
+asio::awaitable<void> contended_worker(redcoord::lock_provider& locks, int id,
+                                       contended_state& st) {
+    redcoord::acquire_options opts;
+    opts.wait = 30s;
+    while (!st.stop && st.failures < 1000) {
+        const auto t0 = clock_type::now();
+        auto [ec, l] = co_await locks.async_acquire("bench:contended", opts, nothrow);
+        if (ec) {
+            ++st.failures;
+            continue;
+        }
+        if (st.measuring) {
+            st.waits_us.push_back(
+                std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0)
+                    .count());
+            ++st.acquisitions;
+            if (st.holder != id) ++st.owner_changes;
+        }
+        st.holder = id;
+        auto [rec] = co_await l.async_release(nothrow);
+        if (rec) ++st.failures;
+    }
+}
+
+int bench_contended(const bench_env& env) {
+    constexpr int coroutines = 50;
+    const auto measure = 10s;
+    client c(env.cfg);
+    redcoord::session s(c.conn, {.node_id = "bench"});
+    redcoord::lock_provider locks(s);
+
+    contended_state st;
+    st.waits_us.reserve(1 << 20);
+    int done = 0;
+    for (int i = 0; i < coroutines; ++i)
+        asio::co_spawn(c.ioc, contended_worker(locks, i, st), [&](std::exception_ptr) { ++done; });
+    c.ioc.run_for(500ms);  // warm up: every coroutine is waiting by now
+
+    // The window: from CONFIG RESETSTAT to INFO commandstats, both on the same connection, so
+    // the server counts exactly what was sent in between.
+    run(c.ioc, command_text(c.conn, {"CONFIG", "RESETSTAT"}));
+    const auto usage0 = c.conn.get_usage();
+    const auto t0 = clock_type::now();
+    st.measuring = true;
+    c.ioc.run_for(measure);
+    st.measuring = false;
+    const double secs = seconds_since(t0);
+    const auto usage1 = c.conn.get_usage();
+    const auto info = run(c.ioc, command_text(c.conn, {"INFO", "commandstats"}));
+    st.stop = true;
+    run_until(c.ioc, [&] { return done == coroutines; });
+
+    const auto stats = parse_commandstats(info);
+    // Commands a client sends at top level (scripts cannot call these, or ours do not), and
+    // the bench's own window markers, which are not the lock's cost.
+    static const char* top_level[] = {"evalsha", "eval", "evalsha_ro", "eval_ro",
+                                      "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
+                                      "ssubscribe", "sunsubscribe", "ping", "hello", "multi",
+                                      "exec"};
+    long client_calls = 0, all_calls = 0;
+    for (const auto& [name, st] : stats) {
+        if (name == "info" || name.rfind("config", 0) == 0) continue;
+        all_calls += st.calls;
+        for (const char* t : top_level)
+            if (name == t) client_calls += st.calls;
+    }
+    const double acq = static_cast<double>(std::max<std::uint64_t>(st.acquisitions, 1));
+    const auto commands_sent = usage1.commands_written - usage0.commands_written;
+    auto lib = s.get_lock_statistics();
+
+    std::ostringstream json;
+    json << "{\"bench\":\"locks_contended\",\"coroutines\":" << coroutines
+         << ",\"seconds\":" << secs << ",\"acquisitions\":" << st.acquisitions
+         << ",\"acquisitions_per_s\":" << static_cast<long>(st.acquisitions / secs)
+         << ",\"owner_changes_per_s\":" << static_cast<long>(st.owner_changes / secs)
+         << ",\"wait_p50_ms\":" << percentile(st.waits_us, 0.50) / 1000.0
+         << ",\"wait_p99_ms\":" << percentile(st.waits_us, 0.99) / 1000.0
+         << ",\"wait_max_ms\":" << percentile(st.waits_us, 1.0) / 1000.0
+         << ",\"client_commands_per_acquisition\":" << client_calls / acq
+         << ",\"all_calls_per_acquisition\":" << all_calls / acq
+         << ",\"commands_written_per_acquisition\":" << static_cast<double>(commands_sent) / acq
+         << ",\"evalsha_calls\":" << (stats.count("evalsha") ? stats.at("evalsha").calls : 0)
+         << ",\"library_wait_p99_ms\":" << lib.wait_p99.count() / 1000.0
+         << ",\"failures\":" << st.failures
+         << ",\"targets\":{\"wait_p99_ms\":20,\"wait_max_ms\":100,\"commands_per_acquisition\":4}"
+         << "}";
+    std::cout << json.str() << std::endl;
+    return st.failures == 0 ? 0 : 1;
+}
+
+// ---- watchdog -------------------------------------------------------------------------------
+
+struct watchdog_state {
+    bool stop = false;
+    std::vector<redcoord::lease> held;
+    // Per lease, as last sampled.
+    std::vector<std::uint64_t> renewals;
+    std::vector<clock_type::time_point> valid_until;
+    milliseconds interval{0};
+    double max_send_lag_ms = 0;
+    double min_remaining_ms = 1e9;
+    std::int64_t min_pttl = -1;
+    std::uint64_t lost = 0;
+};
+
+// Every lease's renewals() and valid_until(): a renewal moves valid_until to its send time +
+// TTL - drift, so the step between two renewals is the time between their sends, which the
+// watchdog schedules `interval` apart. The excess is how late the renewal was sent.
+void sample_leases(watchdog_state& st) {
+    const auto now = clock_type::now();
+    for (std::size_t i = 0; i < st.held.size(); ++i) {
+        auto& l = st.held[i];
+        if (!l.is_held()) {
+            ++st.lost;
+            continue;
+        }
+        const auto r = l.renewals();
+        const auto vu = l.valid_until();
+        if (r > st.renewals[i]) {
+            const double step =
+                std::chrono::duration<double, std::milli>(vu - st.valid_until[i]).count() /
+                static_cast<double>(r - st.renewals[i]);
+            st.max_send_lag_ms = std::max(
+                st.max_send_lag_ms,
+                step - std::chrono::duration<double, std::milli>(st.interval).count());
+        }
+        st.renewals[i] = r;
+        st.valid_until[i] = vu;
+        st.min_remaining_ms = std::min(
+            st.min_remaining_ms, std::chrono::duration<double, std::milli>(vu - now).count());
+    }
+}
+
+asio::awaitable<void> lease_sampler(watchdog_state& st) {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    while (!st.stop) {
+        t.expires_after(200ms);
+        co_await t.async_wait(nothrow);
+        sample_leases(st);
+    }
+}
+
+// The server's view: PTTL of a sample of the keys, 50 times a second. Right before a renewal
+// a key has TTL - interval left; any less is lateness as Redis saw it (within the period).
+asio::awaitable<void> pttl_sampler(redcoord::connection& conn, watchdog_state& st,
+                                   std::vector<std::string> keys) {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    redcoord::request req;
+    for (const auto& k : keys) req.push("PTTL", k);
+    std::vector<std::int64_t> pttls(keys.size());
+    while (!st.stop) {
+        t.expires_after(20ms);
+        co_await t.async_wait(nothrow);
+        redcoord::generic_response reply;
+        auto [ec, n] = co_await conn.async_exec(req, reply, nothrow);
+        if (ec) continue;
+        for (const auto& node : reply) {
+            const auto v = std::atoll(node.value.c_str());
+            if (v >= 0 && (st.min_pttl < 0 || v < st.min_pttl)) st.min_pttl = v;
+        }
+    }
+}
+
+int bench_watchdog(const bench_env& env) {
+    constexpr int count = 10000;
+    const auto ttl = 3s;
+    const auto measure = 20s;
+    client c(env.cfg);
+    redcoord::session s(c.conn, {.node_id = "bench"});
+    redcoord::lock_provider locks(s);
+
+    watchdog_state st;
+    st.held.resize(count);
+    int acquired = 0, failures = 0;
+    for (int i = 0; i < count; ++i) {
+        auto op = [](redcoord::lock_provider& locks, watchdog_state& st, int i, int& acquired,
+                     int& failures, milliseconds ttl) -> asio::awaitable<void> {
+            redcoord::acquire_options opts;
+            opts.ttl = ttl;
+            auto [ec, l] = co_await locks.async_acquire("bench:watchdog:" + std::to_string(i),
+                                                        opts, nothrow);
+            if (ec) ++failures;
+            st.held[static_cast<std::size_t>(i)] = std::move(l);
+            ++acquired;
+        };
+        asio::co_spawn(c.ioc, op(locks, st, i, acquired, failures, ttl), asio::detached);
+    }
+    const auto acquire_start = clock_type::now();
+    run_until(c.ioc, [&] { return acquired == count; });
+    const double acquire_secs = seconds_since(acquire_start);
+
+    st.interval = std::chrono::duration_cast<milliseconds>(ttl * s.options().renew_fraction);
+    st.renewals.resize(count);
+    st.valid_until.resize(count);
+    for (std::size_t i = 0; i < st.held.size(); ++i) {
+        st.renewals[i] = st.held[i].renewals();
+        st.valid_until[i] = st.held[i].valid_until();
+    }
+    std::vector<std::string> sample_keys;
+    for (int i = 0; i < count; i += count / 20)
+        sample_keys.push_back("redcoord:lock:bench:watchdog:" + std::to_string(i));
+
+    const auto renewals0 = s.get_lock_statistics().renewals;
+    const auto usage0 = c.conn.get_usage();
+    const auto cpu0 = cpu_seconds();
+    const auto t0 = clock_type::now();
+    int samplers = 0;
+    asio::co_spawn(c.ioc, lease_sampler(st), [&](std::exception_ptr) { ++samplers; });
+    asio::co_spawn(c.ioc, pttl_sampler(c.conn, st, sample_keys),
+                   [&](std::exception_ptr) { ++samplers; });
+    c.ioc.run_for(measure);
+    const double secs = seconds_since(t0);
+    const double cpu = cpu_seconds() - cpu0;
+    const auto usage1 = c.conn.get_usage();
+    const auto renewals = s.get_lock_statistics().renewals - renewals0;
+    st.stop = true;
+    run_until(c.ioc, [&] { return samplers == 2; });
+    sample_leases(st);
+    const auto lost = s.get_lock_statistics().leases_lost;
+    st.held.clear();  // released, scheduled
+    c.ioc.run_for(1s);
+
+    const double ttl_ms = static_cast<double>(ttl.count() * 1000);
+    std::ostringstream json;
+    json << "{\"bench\":\"locks_watchdog\",\"leases\":" << count
+         << ",\"ttl_ms\":" << ttl.count() * 1000 << ",\"renew_interval_ms\":"
+         << st.interval.count() << ",\"seconds\":" << secs
+         << ",\"acquire_seconds\":" << acquire_secs << ",\"renewals\":" << renewals
+         << ",\"renewals_per_s\":" << static_cast<long>(renewals / secs)
+         << ",\"writes_per_s\":" << static_cast<long>((usage1.writes - usage0.writes) / secs)
+         << ",\"cpu_seconds_per_minute\":" << cpu / secs * 60.0
+         << ",\"max_send_lag_ms\":" << st.max_send_lag_ms
+         << ",\"min_remaining_validity_ms\":" << st.min_remaining_ms
+         << ",\"server_min_pttl_ms\":" << st.min_pttl
+         << ",\"server_renewal_lag_ms\":"
+         << (st.min_pttl >= 0
+                 ? ttl_ms - static_cast<double>(st.interval.count()) -
+                       static_cast<double>(st.min_pttl)
+                 : -1.0)
+         << ",\"pttl_sample_period_ms\":20,\"leases_lost\":" << lost
+         << ",\"acquire_failures\":" << failures << "}";
+    std::cout << json.str() << std::endl;
+    return failures == 0 && lost == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> phases(argv + 1, argv + argc);
+    if (phases.empty()) phases = {"uncontended", "contended", "watchdog"};
+    try {
+        std::unique_ptr<redcoord::test::redis_server> server;
+        bench_env env;
+        if (const char* url = std::getenv("REDIS_URL")) {
+            env.cfg = redcoord::parse_config(url);
+        } else {
+            server = std::make_unique<redcoord::test::redis_server>();
+            env.cfg.endpoints = {{"127.0.0.1", server->port()}};
+        }
+        env.cfg.request_timeout = std::chrono::seconds(60);
+        env.ep = {env.cfg.endpoints.front().host, env.cfg.endpoints.front().port};
+
+        int rc = 0;
+        for (const auto& p : phases) {
+            if (p == "uncontended")
+                rc |= bench_uncontended(env);
+            else if (p == "contended")
+                rc |= bench_contended(env);
+            else if (p == "watchdog")
+                rc |= bench_watchdog(env);
+            else {
+                std::cerr << "locks: unknown phase '" << p
+                          << "' (uncontended, contended, watchdog)\n";
+                return 2;
+            }
+        }
+        return rc;
+    } catch (const std::exception& e) {
+        std::cerr << "locks: " << e.what() << "\n";
+        return 1;
+    }
+}

@@ -1,0 +1,289 @@
+// A cluster node: joins the cluster, heartbeats, campaigns for the leadership of "scheduler",
+// runs a periodic job as leader (one node at a time cluster-wide, under a lock), publishes what
+// it did as an event and prints what the other nodes did. One readable line per thing that
+// happens:
+//
+//   [node-2] elected leader of scheduler (term 3)
+//   [node-1] node node-3 is dead
+//
+//   cluster_node <node-id> [--heartbeat-ms 500] [--grace-ms 500] [--ttl-ms 1500]
+//                [--renew-ms 500] [--job-ms 1000] [--run-ms 60000]
+//
+// The connection string comes from REDIS_URL (default redis://127.0.0.1:6379). The node leaves
+// gracefully (resigns, removes its heartbeat) on SIGINT or SIGTERM, or after --run-ms.
+// scripts/demo starts three of them, kills the leader and watches the others take over.
+#include <redcoord/events.hpp>
+#include <redcoord/leader.hpp>
+#include <redcoord/lock.hpp>
+#include <redcoord/membership.hpp>
+#include <redcoord/redcoord.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using boost::system::error_code;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+struct settings {
+    std::string node;
+    milliseconds heartbeat{500}, grace{500}, ttl{1500}, renew{500}, job{1000}, run{60000};
+};
+
+class node {
+public:
+    node(redcoord::connection& conn, settings cfg) : conn_(conn), cfg_(std::move(cfg)) {}
+
+    asio::awaitable<int> run() {
+        redcoord::session_options so;
+        so.node_id = cfg_.node;
+        redcoord::session s(conn_, so);
+
+        redcoord::membership_options mo;
+        mo.heartbeat_interval = cfg_.heartbeat;
+        mo.heartbeat_grace = cfg_.grace;
+        // Look for dead nodes twice per heartbeat: they are reported soon after their TTL.
+        mo.dead_check_interval = cfg_.heartbeat / 2;
+        redcoord::membership members(s, mo);
+        auto member_watch = members.subscribe([this](const redcoord::member_event& e) {
+            if (e.node == cfg_.node) return;
+            switch (e.what) {
+                case redcoord::member_event::kind::joined: say("node " + e.node + " joined"); break;
+                case redcoord::member_event::kind::left: say("node " + e.node + " left"); break;
+                case redcoord::member_event::kind::dead: say("node " + e.node + " is dead"); break;
+            }
+        });
+
+        redcoord::event_bus bus(s);
+        auto events = bus.subscribe<json::value>(
+            "cluster", [this](error_code ec, const redcoord::event<json::value>& ev) {
+                if (ec || !ev.value.is_object()) return;
+                const auto& o = ev.value.as_object();
+                const auto* from = o.if_contains("node");
+                const auto* text = o.if_contains("text");
+                if (!from || !text || !from->is_string() || !text->is_string()) return;
+                if (from->as_string() == cfg_.node) return;
+                say("event from " + std::string(from->as_string()) + ": " +
+                    std::string(text->as_string()));
+            });
+
+        auto [jec] = co_await members.async_join(cfg_.node, nothrow);
+        if (jec) {
+            say("cannot join the cluster: " + jec.message());
+            co_return 1;
+        }
+        say("joined the cluster (heartbeat every " + std::to_string(cfg_.heartbeat.count()) +
+            " ms)");
+        auto [nec, nodes] = co_await members.async_nodes(nothrow);
+        if (!nec) {
+            std::string alive;
+            for (const auto& n : nodes)
+                if (n.alive && n.id != cfg_.node) alive += (alive.empty() ? "" : ", ") + n.id;
+            if (!alive.empty()) say("nodes already here: " + alive);
+        }
+
+        redcoord::leader_options lo;
+        lo.leadership_timeout = cfg_.ttl;
+        lo.renewal_interval = cfg_.renew;
+        redcoord::leader_election election(s, lo, &members);
+        std::optional<std::string> last_leader;
+        auto leader_watch = election.watch_leader(
+            "scheduler", [this, &last_leader](const std::optional<redcoord::leader_info>& i) {
+                const std::string now = i ? i->node : std::string();
+                if (last_leader && *last_leader == now) return;
+                last_leader = now;
+                if (!i)
+                    say("scheduler has no leader");
+                else if (i->node != cfg_.node)
+                    say("leader of scheduler is " + i->node + " (term " +
+                        std::to_string(i->term) + ")");
+            });
+
+        redcoord::lock_options lko;
+        lko.default_lock_timeout = std::chrono::seconds(5);
+        redcoord::lock_provider locks(s, lko);
+
+        auto ex = co_await asio::this_coro::executor;
+        asio::signal_set signals(ex, SIGINT, SIGTERM);
+        signals.async_wait([this](error_code ec, int sig) {
+            if (ec) return;
+            say(std::string("got ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+            stop();
+        });
+        asio::steady_timer deadline(ex);
+        deadline.expires_after(cfg_.run);
+        deadline.async_wait([this](error_code ec) {
+            if (!ec) stop();
+        });
+
+        co_await lead(election, locks, bus);
+
+        signals.cancel();
+        deadline.cancel();
+        auto [lec] = co_await members.async_leave(cfg_.node, nothrow);
+        say(lec ? "could not leave: " + lec.message() : "left the cluster");
+        co_return 0;
+    }
+
+private:
+    void say(const std::string& line) const {
+        std::cout << "[" << cfg_.node << "] " << line << std::endl;
+    }
+
+    void stop() {
+        if (stopping_) return;
+        stopping_ = true;
+        if (current_ && current_->is_held())
+            current_->async_release([](error_code) {});  // resign: the work ends with it
+        else
+            campaign_cancel_.emit(asio::cancellation_type::terminal);
+    }
+
+    // Campaign; as leader run the job until the leadership is lost; campaign again.
+    asio::awaitable<void> lead(redcoord::leader_election& election, redcoord::lock_provider& locks,
+                               redcoord::event_bus& bus) {
+        auto ex = co_await asio::this_coro::executor;
+        while (!stopping_) {
+            say("campaigning for the leadership of scheduler");
+            auto [ec, l] = co_await election.async_campaign(
+                "scheduler", asio::bind_cancellation_slot(campaign_cancel_.slot(), nothrow));
+            if (ec) {
+                if (!stopping_) say("campaign failed: " + ec.message());
+                co_return;
+            }
+            const auto term = l.fencing_token();
+            say("elected leader of scheduler (term " + std::to_string(term) + ")");
+            if (stopping_) {
+                co_await election.async_resign(l, nothrow);
+                say("resigned the leadership of scheduler");
+                co_return;
+            }
+            current_ = &l;
+            // The jobs run while the leadership holds; losing it cancels them.
+            auto [order, ep, lost_ec] =
+                co_await asio::experimental::make_parallel_group(
+                    asio::co_spawn(ex, jobs(l, locks, bus), asio::deferred),
+                    l.async_wait_lost(asio::deferred))
+                    .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+            current_ = nullptr;
+            if (!lost_ec)
+                say("lost the leadership of scheduler (term " + std::to_string(term) +
+                    "): " + l.lost_reason().message());
+            else if (stopping_)
+                say("resigned the leadership of scheduler (term " + std::to_string(term) + ")");
+        }
+    }
+
+    asio::awaitable<void> jobs(redcoord::lease& leadership, redcoord::lock_provider& locks,
+                               redcoord::event_bus& bus) {
+        asio::steady_timer timer(co_await asio::this_coro::executor);
+        const auto term = leadership.fencing_token();
+        for (int run = 1;; ++run) {
+            timer.expires_after(cfg_.job);
+            co_await timer.async_wait(asio::use_awaitable);
+            // The job itself runs under a lock, so that it never runs twice at once even while
+            // an old leader has not yet noticed that it lost.
+            redcoord::acquire_options ao;
+            ao.wait = std::chrono::seconds(1);
+            const std::string text =
+                "job #" + std::to_string(run) + " done (term " + std::to_string(term) + ")";
+            auto [ep] = co_await locks.async_run_exclusive(
+                "scheduler-job",
+                [&]() -> asio::awaitable<void> {
+                    json::object o;
+                    o["node"] = cfg_.node;
+                    o["text"] = text;
+                    const json::value v(std::move(o));
+                    co_await bus.async_publish("cluster", v, asio::use_awaitable);
+                },
+                ao, nothrow);
+            if (ep) {
+                try {
+                    std::rethrow_exception(ep);
+                } catch (const std::exception& e) {
+                    say("job #" + std::to_string(run) + " failed: " + e.what());
+                }
+            } else {
+                say("ran job #" + std::to_string(run) + " as leader (term " +
+                    std::to_string(term) + ")");
+            }
+        }
+    }
+
+    redcoord::connection& conn_;
+    settings cfg_;
+    bool stopping_ = false;
+    redcoord::lease* current_ = nullptr;
+    asio::cancellation_signal campaign_cancel_;
+};
+
+int usage() {
+    std::cerr << "usage: cluster_node <node-id> [--heartbeat-ms N] [--grace-ms N] [--ttl-ms N] "
+                 "[--renew-ms N] [--job-ms N] [--run-ms N]\n";
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2 || argv[1][0] == '-') return usage();
+    settings cfg;
+    cfg.node = argv[1];
+    const std::map<std::string, milliseconds*> flags{
+        {"--heartbeat-ms", &cfg.heartbeat}, {"--grace-ms", &cfg.grace}, {"--ttl-ms", &cfg.ttl},
+        {"--renew-ms", &cfg.renew},         {"--job-ms", &cfg.job},     {"--run-ms", &cfg.run}};
+    for (int i = 2; i < argc; i += 2) {
+        auto it = flags.find(argv[i]);
+        if (it == flags.end() || i + 1 >= argc) return usage();
+        *it->second = milliseconds(std::atoll(argv[i + 1]));
+    }
+    const char* url = std::getenv("REDIS_URL");
+    try {
+        const redcoord::config rc = redcoord::parse_config(url ? url : "redis://127.0.0.1:6379");
+        asio::io_context ioc;
+        redcoord::connection conn(ioc.get_executor());
+        conn.async_run(rc, asio::detached);
+        node n(conn, cfg);
+        int code = 1;
+        asio::co_spawn(ioc, n.run(), [&](std::exception_ptr ep, int rc) {
+            code = rc;
+            if (ep) {
+                try {
+                    std::rethrow_exception(ep);
+                } catch (const std::exception& e) {
+                    std::cerr << "cluster_node: " << e.what() << "\n";
+                }
+                code = 1;
+            }
+            conn.cancel();
+        });
+        ioc.run();
+        return code;
+    } catch (const std::exception& e) {
+        std::cerr << "cluster_node: " << e.what() << "\n";
+        return 1;
+    }
+}

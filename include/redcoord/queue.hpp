@@ -1,0 +1,161 @@
+// Reliable work queues (the reference's distributed queue and work stealing): an item taken
+// by a consumer moves, atomically, to that consumer's processing list until it is
+// acknowledged; the items of a consumer whose heartbeat is gone go back to the queue. Per-worker
+// queues let an idle worker steal from the longest queue of the others.
+#pragma once
+
+#include <redcoord/diagnostics.hpp>
+#include <redcoord/error.hpp>
+#include <redcoord/session.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace redcoord {
+
+/// One item taken from a queue.
+struct queue_item {
+    std::string id;       ///< unique per enqueue (32 hex digits)
+    std::string payload;  ///< what was enqueued
+    std::string worker;   ///< work stealing: the worker whose queue it came from
+    /// The element as stored (id, ':', payload): what async_ack removes.
+    std::string raw;
+};
+
+/// Reliable queues of one session.
+///
+/// Key layout for queue `name` (main key Q = `{prefix}queue:{name}`, a list; enqueue pushes on
+/// the left, consumers take from the right):
+/// - `{Q}:processing:{consumer}`: the items a consumer took and has not acknowledged;
+/// - `{Q}:consumers`: the set of consumers with a processing list;
+/// - `{Q}:worker:{worker}` and the set `{Q}:workers`: per-worker queues (work stealing);
+/// - channel `{Q}:pushed`: each enqueue publishes there.
+/// A consumer is alive while its heartbeat key `{prefix}hb:{consumer}` (membership) exists;
+/// the consumer id defaults to the session's node id. Redelivery reads heartbeat keys from a
+/// script, so it needs a single node (not Redis Cluster).
+///
+/// The handle is light; several may share a session. Thread safety: none; use it from the
+/// session's executor. Every operation completes through the handler's associated executor.
+/// Errors arrive as error_with_diagnostics in the exception_ptr (error::invalid_argument for an
+/// empty name, consumer or worker; connection errors).
+class reliable_queue {
+public:
+    explicit reliable_queue(session& s) : session_(&s) {}
+
+    session& get_session() const noexcept { return *session_; }
+
+    /// Appends payload to queue name. Completion signature: void(std::exception_ptr,
+    /// std::string id).
+    template <class Token = boost::asio::deferred_t>
+    auto async_enqueue(std::string name, std::string payload, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::string)>(
+            [this](auto h, std::string name, std::string payload) {
+                enqueue_impl(std::move(name), std::nullopt, std::move(payload), std::move(h));
+            },
+            token, std::move(name), std::move(payload));
+    }
+
+    /// Takes the oldest item of queue name into consumer's processing list (empty consumer:
+    /// the session's node id), waiting up to timeout for one (BLMOVE, on the connection's side
+    /// connection for blocking commands; zero: no wait). Completion signature:
+    /// void(std::exception_ptr, std::optional<queue_item>): nullopt when none came in time.
+    template <class Token = boost::asio::deferred_t>
+    auto async_dequeue(std::string name, std::string consumer,
+                       std::chrono::milliseconds timeout, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr,
+                                                       std::optional<queue_item>)>(
+            [this](auto h, std::string name, std::string consumer,
+                   std::chrono::milliseconds timeout) {
+                dequeue_impl(std::move(name), std::move(consumer), timeout, std::move(h));
+            },
+            token, std::move(name), std::move(consumer), timeout);
+    }
+
+    /// Acknowledges an item: removes it from consumer's processing list. Completion
+    /// signature: void(std::exception_ptr, bool): false when it was not there (redelivered).
+    template <class Token = boost::asio::deferred_t>
+    auto async_ack(std::string name, std::string consumer, std::string raw, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, bool)>(
+            [this](auto h, std::string name, std::string consumer, std::string raw) {
+                ack_impl(std::move(name), std::move(consumer), std::move(raw), std::move(h));
+            },
+            token, std::move(name), std::move(consumer), std::move(raw));
+    }
+
+    /// Puts the unacknowledged items of every consumer of queue name whose heartbeat key is
+    /// gone back at the consumers' end of the queue, oldest first. Completion signature:
+    /// void(std::exception_ptr, std::int64_t moved).
+    template <class Token = boost::asio::deferred_t>
+    auto async_redeliver(std::string name, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::int64_t)>(
+            [this](auto h, std::string name) { redeliver_impl(std::move(name), std::move(h)); },
+            token, std::move(name));
+    }
+
+    /// Work stealing: appends payload to worker's own queue of name. Completion signature:
+    /// void(std::exception_ptr, std::string id).
+    template <class Token = boost::asio::deferred_t>
+    auto async_enqueue_to(std::string name, std::string worker, std::string payload,
+                          Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::string)>(
+            [this](auto h, std::string name, std::string worker, std::string payload) {
+                enqueue_impl(std::move(name), std::optional<std::string>(std::move(worker)),
+                             std::move(payload), std::move(h));
+            },
+            token, std::move(name), std::move(worker), std::move(payload));
+    }
+
+    /// Takes the oldest item of worker's own queue. Completion signature:
+    /// void(std::exception_ptr, std::optional<queue_item>).
+    template <class Token = boost::asio::deferred_t>
+    auto async_try_dequeue(std::string name, std::string worker, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr,
+                                                       std::optional<queue_item>)>(
+            [this](auto h, std::string name, std::string worker) {
+                take_impl(std::move(name), std::move(worker), false, std::move(h));
+            },
+            token, std::move(name), std::move(worker));
+    }
+
+    /// Takes, for worker, the newest item of the longest queue of the other workers (one
+    /// script: the choice and the take are atomic). Completion signature:
+    /// void(std::exception_ptr, std::optional<queue_item>): nullopt when the others have none;
+    /// the item's worker names the victim.
+    template <class Token = boost::asio::deferred_t>
+    auto async_steal(std::string name, std::string worker, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr,
+                                                       std::optional<queue_item>)>(
+            [this](auto h, std::string name, std::string worker) {
+                take_impl(std::move(name), std::move(worker), true, std::move(h));
+            },
+            token, std::move(name), std::move(worker));
+    }
+
+private:
+    using id_handler = boost::asio::any_completion_handler<void(std::exception_ptr, std::string)>;
+    using item_handler = boost::asio::any_completion_handler<void(std::exception_ptr,
+                                                                  std::optional<queue_item>)>;
+    using bool_handler = boost::asio::any_completion_handler<void(std::exception_ptr, bool)>;
+    using count_handler =
+        boost::asio::any_completion_handler<void(std::exception_ptr, std::int64_t)>;
+
+    void enqueue_impl(std::string name, std::optional<std::string> worker, std::string payload,
+                      id_handler handler);
+    void dequeue_impl(std::string name, std::string consumer, std::chrono::milliseconds timeout,
+                      item_handler handler);
+    void ack_impl(std::string name, std::string consumer, std::string raw, bool_handler handler);
+    void redeliver_impl(std::string name, count_handler handler);
+    void take_impl(std::string name, std::string worker, bool steal, item_handler handler);
+
+    session* session_;
+};
+
+}  // namespace redcoord

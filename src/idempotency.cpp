@@ -1,0 +1,61 @@
+#include "data_ops.hpp"
+#include "fill_once.hpp"
+
+#include <redcoord/error.hpp>
+#include <redcoord/idempotency.hpp>
+
+namespace redcoord {
+
+using boost::system::error_code;
+using std::chrono::milliseconds;
+
+namespace {
+constexpr std::size_t redis_max_string = std::size_t(512) * 1024 * 1024;
+}
+
+idempotency::idempotency(session& s, idempotency_options opts) : session_(&s), opts_(opts) {
+    diagnostics diag;
+    auto bad = [&](std::string m) {
+        diag.set_client_message(std::move(m));
+        throw error_with_diagnostics(error::bad_config, diag);
+    };
+    if (opts_.default_ttl.count() <= 0)
+        bad("default_ttl: " + std::to_string(opts_.default_ttl.count()) + " ms is not positive");
+    if (opts_.in_flight_ttl.count() <= 0)
+        bad("in_flight_ttl: " + std::to_string(opts_.in_flight_ttl.count()) +
+            " ms is not positive");
+    if (opts_.max_result_bytes == 0 || opts_.max_result_bytes > redis_max_string)
+        bad("max_result_bytes: " + std::to_string(opts_.max_result_bytes) +
+            " is not in [1, 536870912] (512 MiB)");
+}
+
+// The same scheme as the cache's get-or-set: the stored result is the value, the in-flight
+// marker is the filler's lease.
+void idempotency::once_impl(std::string key, detail::json_factory make,
+                            std::optional<milliseconds> ttl, once_handler handler) {
+    auto s = session_->impl();
+    diagnostics d;
+    const std::string what = "idempotent operation '" + key + "'";
+    error_code ec = detail::check_name("idempotency key", key, d);
+    if (!ec && ttl && ttl->count() <= 0)
+        ec = detail::invalid(d, what + ": ttl " + std::to_string(ttl->count()) +
+                                    " ms is not positive");
+    if (!ec && s->closed) ec = error::session_closed;
+    if (ec)
+        return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d),
+                                      boost::json::value());
+    detail::fill_spec spec;
+    spec.what = what;
+    spec.key = s->keys.idempotency(key);
+    spec.lease_suffix = "running";
+    spec.channel_suffix = "done";
+    spec.ttl = ttl.value_or(opts_.default_ttl);
+    spec.lease_ttl = opts_.in_flight_ttl;
+    spec.max_bytes = opts_.max_result_bytes;
+    spec.limit_name = "max_result_bytes";
+    auto& sr = *s;
+    detail::launch_throwing(sr, detail::fill_once(std::move(s), std::move(spec), std::move(make)),
+                            std::move(handler));
+}
+
+}  // namespace redcoord

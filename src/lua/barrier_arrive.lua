@@ -1,0 +1,6 @@
+-- One arrival at a barrier, announced in the same step: INCR KEYS[1], PEXPIRE it ARGV[1] ms,
+-- PUBLISH the new count on channel ARGV[2]. Returns the count.
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], n)
+return n

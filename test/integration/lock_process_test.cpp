@@ -1,0 +1,718 @@
+// Mutex locks across processes and under faults, against a real redis-server: worker processes
+// (test/support/lock_worker.cpp) contending for one lock, a holder killed or paused while
+// holding, Redis restarted under held locks and waiters, and the watchdog.
+//
+// Worker processes are started with fork/exec, tied to this process (PR_SET_PDEATHSIG) and
+// ended by their PID only. Every wait is bounded; the tests assert outcomes, not timings.
+#include <redcoord/redcoord.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "async_test.hpp"
+#include "connection_helpers.hpp"
+#include "redis_server.hpp"
+
+#ifndef REDCOORD_LOCK_WORKER
+#error "REDCOORD_LOCK_WORKER must name the lock_worker executable"
+#endif
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using boost::system::error_code;
+using redcoord::lease;
+using redcoord::lock_options;
+using redcoord::lock_provider;
+using redcoord::session;
+using redcoord::test::command;
+using redcoord::test::config_for;
+using redcoord::test::nothrow;
+using redcoord::test::redis_options;
+using redcoord::test::redis_server;
+using redcoord::test::require_ok;
+using redcoord::test::run_async;
+using redcoord::test::with_connection;
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+
+asio::awaitable<void> sleep_for(milliseconds d) {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    t.expires_after(d);
+    co_await t.async_wait(asio::use_awaitable);
+}
+
+// A lock_worker child process. Its stdout comes through a non-blocking pipe, read line by line
+// when asked. The destructor kills (SIGKILL) and reaps it unless it was reaped already.
+class worker {
+public:
+    explicit worker(std::vector<std::string> args) {
+        args.insert(args.begin(), REDCOORD_LOCK_WORKER);
+        for (const auto& a : args) command_line_ += (command_line_.empty() ? "" : " ") + a;
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) != 0)
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        const pid_t parent = ::getpid();
+        pid_ = ::fork();
+        if (pid_ < 0) {
+            const int e = errno;
+            ::close(fds[0]);
+            ::close(fds[1]);
+            throw std::system_error(e, std::generic_category(), "fork");
+        }
+        if (pid_ == 0) {
+            // Only async-signal-safe calls until exec. Die with the test process.
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != parent) ::_exit(127);
+            sigset_t none;
+            ::sigemptyset(&none);
+            ::sigprocmask(SIG_SETMASK, &none, nullptr);
+            ::dup2(fds[1], STDOUT_FILENO);  // the copy is not close-on-exec
+            ::execv(argv[0], argv.data());
+            ::_exit(127);
+        }
+        ::close(fds[1]);
+        fd_ = fds[0];
+        ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+    }
+    ~worker() {
+        if (pid_ > 0 && !reaped_) {
+            ::kill(pid_, SIGKILL);  // also ends a stopped process
+            int status = 0;
+            while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+            }
+        }
+        if (fd_ >= 0) ::close(fd_);
+    }
+    worker(const worker&) = delete;
+    worker& operator=(const worker&) = delete;
+
+    pid_t pid() const { return pid_; }
+
+    void signal(int sig) {
+        REQUIRE(!reaped_);
+        REQUIRE(::kill(pid_, sig) == 0);
+    }
+
+    // The command line and every line printed so far, for failure messages.
+    std::string transcript() const {
+        std::string out = "worker " + std::to_string(pid_) + ": " + command_line_;
+        for (const auto& l : lines_) out += "\n  | " + l;
+        if (!partial_.empty()) out += "\n  | " + partial_ + " (no newline)";
+        return out;
+    }
+
+    // The next line not returned before; nullopt at EOF or when `timeout` passes.
+    asio::awaitable<std::optional<std::string>> next_line(milliseconds timeout) {
+        const auto deadline = steady::now() + timeout;
+        for (;;) {
+            drain();
+            if (next_ < lines_.size()) co_return lines_[next_++];
+            if (eof_ || steady::now() >= deadline) co_return std::nullopt;
+            co_await sleep_for(5ms);
+        }
+    }
+
+    // The next line starting with `prefix`, skipping others; nullopt at EOF or on timeout.
+    asio::awaitable<std::optional<std::string>> line_starting_with(std::string prefix,
+                                                                   milliseconds timeout) {
+        const auto deadline = steady::now() + timeout;
+        for (;;) {
+            const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now());
+            auto line = co_await next_line(std::max(left, milliseconds(0)));
+            if (!line) co_return std::nullopt;
+            if (line->starts_with(prefix)) co_return line;
+        }
+    }
+
+    // Waits until the process has stopped (SIGSTOP); false when it exited or on timeout.
+    asio::awaitable<bool> wait_stopped(milliseconds timeout) {
+        const auto deadline = steady::now() + timeout;
+        for (;;) {
+            int status = 0;
+            const pid_t r = ::waitpid(pid_, &status, WNOHANG | WUNTRACED);
+            if (r == pid_) {
+                if (WIFSTOPPED(status)) co_return true;
+                if (WIFEXITED(status) || WIFSIGNALED(status)) {
+                    record_exit(status);
+                    co_return false;
+                }
+            }
+            if (steady::now() >= deadline) co_return false;
+            co_await sleep_for(5ms);
+        }
+    }
+
+    // Waits for the process to end and reaps it: its exit code, 128 + signal when killed, or
+    // nullopt on timeout.
+    asio::awaitable<std::optional<int>> wait_exit(milliseconds timeout) {
+        const auto deadline = steady::now() + timeout;
+        while (!reaped_) {
+            drain();
+            int status = 0;
+            const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+            if (r == pid_ && (WIFEXITED(status) || WIFSIGNALED(status))) {
+                record_exit(status);
+                break;
+            }
+            if (steady::now() >= deadline) co_return std::nullopt;
+            co_await sleep_for(5ms);
+        }
+        drain();
+        co_return exit_code_;
+    }
+
+private:
+    void record_exit(int status) {
+        reaped_ = true;
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+
+    void drain() {
+        char buf[4096];
+        for (;;) {
+            const ssize_t n = ::read(fd_, buf, sizeof buf);
+            if (n > 0) {
+                partial_.append(buf, static_cast<std::size_t>(n));
+                continue;
+            }
+            if (n == 0) eof_ = true;
+            if (n < 0 && errno == EINTR) continue;
+            break;  // EOF, or nothing more for now (EAGAIN)
+        }
+        for (auto nl = partial_.find('\n'); nl != std::string::npos; nl = partial_.find('\n')) {
+            lines_.push_back(partial_.substr(0, nl));
+            partial_.erase(0, nl + 1);
+        }
+    }
+
+    std::string command_line_;
+    pid_t pid_ = -1;
+    int fd_ = -1;
+    bool reaped_ = false;
+    int exit_code_ = -1;
+    bool eof_ = false;
+    std::string partial_;
+    std::vector<std::string> lines_;
+    std::size_t next_ = 0;
+};
+
+std::string port_of(const redis_server& srv) { return std::to_string(srv.port()); }
+
+asio::awaitable<std::int64_t> int_command(redcoord::connection& conn, std::string_view name,
+                                          const std::string& key) {
+    auto reply = co_await command(conn, name, key);
+    co_return std::stoll(reply);
+}
+
+asio::awaitable<std::optional<std::string>> get(redcoord::connection& conn,
+                                                const std::string& key) {
+    redcoord::request req;
+    req.push("GET", key);
+    std::optional<std::string> reply;
+    redcoord::diagnostics diag;
+    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
+    require_ok(ec, diag);
+    co_return reply;
+}
+
+asio::awaitable<std::vector<std::string>> lrange_all(redcoord::connection& conn,
+                                                     const std::string& key) {
+    redcoord::request req;
+    req.push("LRANGE", key, 0, -1);
+    std::vector<std::string> reply;
+    redcoord::diagnostics diag;
+    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
+    require_ok(ec, diag);
+    co_return reply;
+}
+
+// Calls of EVALSHA and EVAL the server has run so far (INFO commandstats): every lock script,
+// renewals included, is one of them.
+asio::awaitable<std::uint64_t> script_calls(redcoord::connection& conn) {
+    const auto info = co_await command(conn, "INFO", "commandstats");
+    std::uint64_t total = 0;
+    for (const std::string name : {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="}) {
+        if (auto at = info.find(name); at != std::string::npos)
+            total += std::stoull(info.substr(at + name.size()));
+    }
+    co_return total;
+}
+
+// Index of the first element not larger than the one before, or -1 when strictly increasing.
+long first_not_increasing(const std::vector<std::int64_t>& v) {
+    for (std::size_t i = 1; i < v.size(); ++i)
+        if (v[i] <= v[i - 1]) return static_cast<long>(i);
+    return -1;
+}
+
+TEST_CASE("lock process: 3 processes x 20 coroutines do a non-atomic read-modify-write under "
+          "one lock; the count is exact and fencing tokens strictly increase",
+          "[lock-process]") {
+    with_connection(
+        [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+            constexpr int processes = 3, coroutines = 20, rounds = 10;
+            constexpr int sections = processes * coroutines * rounds;
+            std::vector<std::unique_ptr<worker>> workers;
+            for (int p = 0; p < processes; ++p) {
+                std::vector<std::string> args{port_of(srv), "counter", "shared",
+                                              std::to_string(coroutines),
+                                              std::to_string(rounds)};
+                workers.push_back(std::make_unique<worker>(std::move(args)));
+            }
+            for (auto& w : workers) {
+                auto done = co_await w->line_starting_with("done ", 100s);
+                INFO(w->transcript());
+                REQUIRE(done);
+                CHECK(*done == "done " + std::to_string(coroutines * rounds));
+            }
+            for (auto& w : workers) {
+                auto code = co_await w->wait_exit(10s);
+                INFO(w->transcript());
+                REQUIRE(code);
+                CHECK(*code == 0);
+            }
+
+            auto total = co_await get(conn, "counter");
+            REQUIRE(total);
+            CHECK(*total == std::to_string(sections));
+
+            // Each holder appended its fencing token inside its critical section: in the order
+            // of the critical sections they must strictly increase.
+            auto fences_text = co_await lrange_all(conn, "fences");
+            std::vector<std::int64_t> fences;
+            for (const auto& f : fences_text) fences.push_back(std::stoll(f));
+            REQUIRE(fences.size() == static_cast<std::size_t>(sections));
+            const long bad = first_not_increasing(fences);
+            INFO("fence at " << bad << " is not larger than the one before it: "
+                             << (bad > 0 ? fences[bad - 1] : 0) << ", "
+                             << (bad > 0 ? fences[bad] : 0));
+            CHECK(bad == -1);
+            CHECK(fences.back() == sections);  // one grant per critical section, none wasted
+        },
+        120s);
+}
+
+TEST_CASE("lock process: a holder killed with SIGKILL leaves the lock free after its TTL; the "
+          "next holder gets a larger fencing token",
+          "[lock-process]") {
+    with_connection([](redcoord::connection& conn,
+                       redis_server& srv) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+        const std::string key = s.keys().lock("job");
+        std::vector<std::string> args{port_of(srv), "hold", "job", "500", "job-output"};
+        worker w(std::move(args));
+        INFO(w.transcript());
+
+        auto acquired = co_await w.line_starting_with("acquired ", 15s);
+        REQUIRE(acquired);
+        const std::int64_t old_fence = std::stoll(acquired->substr(9));
+        auto wrote = co_await w.line_starting_with("fenced-write ", 10s);
+        REQUIRE(wrote);
+        CHECK(*wrote == "fenced-write ok");
+
+        // Held by the worker, and kept past several TTLs by its watchdog.
+        auto [ec0, none] = co_await locks.async_try_acquire("job", {}, nothrow);
+        REQUIRE_FALSE(ec0);
+        CHECK_FALSE(none);
+        co_await sleep_for(1500ms);
+        auto node = co_await command(conn, "HGET", key, "node");
+        CHECK(node == "worker-" + std::to_string(w.pid()));
+        auto [ec1, still_none] = co_await locks.async_try_acquire("job", {}, nothrow);
+        REQUIRE_FALSE(ec1);
+        CHECK_FALSE(still_none);
+
+        w.signal(SIGKILL);
+        auto code = co_await w.wait_exit(10s);
+        REQUIRE(code);
+        CHECK(*code == 128 + SIGKILL);
+        // Nobody renews it any more: it lives at most one TTL longer (-2: gone already).
+        const auto pttl = co_await int_command(conn, "PTTL", key);
+        CHECK(pttl <= 500);
+
+        redcoord::diagnostics diag;
+        auto [ec, l] = co_await locks.async_acquire("job", {.ttl = 5s, .wait = 10s}, diag,
+                                                    nothrow);
+        require_ok(ec, diag);
+        REQUIRE(l.is_held());
+        CHECK(l.fencing_token() > old_fence);
+
+        // The new holder's fenced write goes through; the dead holder's token is stale now.
+        auto [wec] = co_await redcoord::async_fenced_set(s, "job-output", "test",
+                                                         l.fencing_token(), nothrow);
+        CHECK_FALSE(wec);
+        auto [stale] = co_await redcoord::async_fenced_set(s, "job-output", "late", old_fence,
+                                                           nothrow);
+        CHECK(stale == redcoord::error::stale_fencing_token);
+        auto value = co_await get(conn, "job-output");
+        CHECK(value == std::optional<std::string>("test"));
+
+        auto [rec] = co_await l.async_release(diag, nothrow);
+        require_ok(rec, diag);
+    });
+}
+
+TEST_CASE("lock process: a holder paused with SIGSTOP past its TTL is told its lease was lost "
+          "when it resumes, and its fenced write is rejected",
+          "[lock-process]") {
+    with_connection([](redcoord::connection& conn,
+                       redis_server& srv) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+        const std::string key = s.keys().lock("job");
+        std::vector<std::string> args{port_of(srv), "hold", "job", "500", "job-output"};
+        worker w(std::move(args));
+        INFO(w.transcript());
+
+        auto acquired = co_await w.line_starting_with("acquired ", 15s);
+        REQUIRE(acquired);
+        const std::int64_t old_fence = std::stoll(acquired->substr(9));
+        auto wrote = co_await w.line_starting_with("fenced-write ", 10s);
+        REQUIRE(wrote);
+        CHECK(*wrote == "fenced-write ok");
+
+        w.signal(SIGSTOP);
+        const bool stopped = co_await w.wait_stopped(10s);
+        REQUIRE(stopped);
+
+        // Its lease runs out while it sleeps; the test takes the lock.
+        redcoord::diagnostics diag;
+        auto [ec, l] = co_await locks.async_acquire("job", {.ttl = 1s, .wait = 10s}, diag,
+                                                    nothrow);
+        require_ok(ec, diag);
+        REQUIRE(l.is_held());
+        CHECK(l.fencing_token() > old_fence);
+        auto [wec] = co_await redcoord::async_fenced_set(s, "job-output", "new-holder",
+                                                         l.fencing_token(), nothrow);
+        CHECK_FALSE(wec);
+
+        w.signal(SIGCONT);
+        auto lost = co_await w.line_starting_with("lost ", 10s);
+        REQUIRE(lost);
+        CHECK(*lost == "lost " + error_code(redcoord::error::lease_lost).message());
+        auto late = co_await w.line_starting_with("fenced-write ", 10s);
+        REQUIRE(late);
+        CHECK(*late == "fenced-write rejected");
+        auto released = co_await w.line_starting_with("release ", 10s);
+        REQUIRE(released);
+        CHECK(*released == "release not-held");
+        auto done = co_await w.line_starting_with("done", 10s);
+        CHECK(done);
+        auto code = co_await w.wait_exit(10s);
+        REQUIRE(code);
+        CHECK(*code == 0);
+
+        // The old holder changed nothing: the resource and the lock are the new holder's.
+        auto value = co_await get(conn, "job-output");
+        CHECK(value == std::optional<std::string>("new-holder"));
+        auto owner = co_await command(conn, "HGET", key, "owner");
+        CHECK(owner == l.owner());
+        CHECK(l.is_held());
+        auto [rec] = co_await l.async_release(diag, nothrow);
+        require_ok(rec, diag);
+    });
+}
+
+// Two sessions (two "nodes", each on its own connection) x 4 coroutines contend for one lock
+// while the server is restarted twice, each time while a holder is inside a long critical
+// section (600 ms, TTL 1 s, kept by the watchdog) and the others wait: once at once
+// (restart()), once staying down for 400 ms. With persistence (AOF, fsync always) Redis keeps
+// the lock keys and the fencing counter across a restart, so no two holders may ever overlap
+// and fencing tokens strictly increase. Without it, Redis forgets the locks: two holders may
+// then overlap, but only when one of them is told (its lease is lost, or its release fails),
+// never silently; the holder whose lock was forgotten is always told. Either way every
+// acquisition ends by its deadline and the lock works again afterwards.
+void restart_scenario(bool persistent) {
+    redis_options opts;
+    if (persistent) opts.extra_config = {"appendonly yes", "appendfsync always"};
+    redis_server srv(opts);
+    run_async(
+        [&](asio::io_context& ioc) -> asio::awaitable<void> {
+            constexpr int nodes = 2, coroutines = 4, per_epoch = 8;
+            constexpr auto wait = 3s, ttl = 1s;
+            const auto cfg = config_for(srv);
+            std::vector<std::unique_ptr<redcoord::connection>> conns;
+            std::vector<std::unique_ptr<session>> sessions;
+            std::vector<std::unique_ptr<lock_provider>> providers;
+            for (int n = 0; n < nodes; ++n) {
+                conns.push_back(std::make_unique<redcoord::connection>(ioc.get_executor()));
+                conns.back()->async_run(cfg, asio::detached);
+                sessions.push_back(std::make_unique<session>(
+                    *conns.back(), redcoord::session_options{.node_id =
+                                                                 "node-" + std::to_string(n)}));
+                providers.push_back(std::make_unique<lock_provider>(
+                    *sessions.back(), lock_options{.default_lock_timeout = ttl}));
+            }
+
+            struct section {
+                std::int64_t fence = 0;
+                int epoch = 0;      // restarts done before it began
+                bool long_work = false;
+                bool done = false;
+                bool told = false;  // lost while held, or its release failed
+            };
+            std::vector<section> sections;
+            std::set<std::size_t> inside;
+            std::vector<std::pair<std::size_t, std::size_t>> overlaps;
+            std::map<std::string, int> errors;
+            const auto T0 = steady::now();
+            int epoch = 0;
+            bool stop = false;
+            int running = 0;
+            int waiting = 0;
+            milliseconds worst_overrun{0};
+
+            for (int n = 0; n < nodes; ++n) {
+                for (int c = 0; c < coroutines; ++c) {
+                    ++running;
+                    auto& locks = *providers[static_cast<std::size_t>(n)];
+                    asio::co_spawn(
+                        ioc,
+                        [&, &locks = locks, n, c]() -> asio::awaitable<void> {
+                            asio::steady_timer t(co_await asio::this_coro::executor);
+                            while (!stop) {
+                                redcoord::diagnostics diag;
+                                const auto t0 = steady::now();
+                                ++waiting;
+                                auto [ec, l] = co_await locks.async_acquire(
+                                    "shared", {.ttl = ttl, .wait = wait}, diag, nothrow);
+                                --waiting;
+                                worst_overrun = std::max(
+                                    worst_overrun, std::chrono::duration_cast<milliseconds>(
+                                                       steady::now() - t0 - wait));
+                                if (ec) {
+                                    ++errors[ec.message() + " (epoch " + std::to_string(epoch) + ")"];
+                                    fprintf(stderr, "%lld n%d c%d timeout: %s\n", (long long)std::chrono::duration_cast<milliseconds>(steady::now() - T0).count(), n, c, diag.message().data());
+                                    t.expires_after(20ms);  // no busy loop while Redis is down
+                                    co_await t.async_wait(nothrow);
+                                    continue;
+                                }
+                                const std::size_t me = sections.size();
+                                sections.push_back({.fence = l.fencing_token(),
+                                                    .epoch = epoch,
+                                                    .long_work = me % 4 == 0});
+                                for (auto other : inside) overlaps.emplace_back(other, me);
+                                fprintf(stderr, "%lld n%d c%d acquired #%zu fence %lld waited %lld\n", (long long)std::chrono::duration_cast<milliseconds>(steady::now() - T0).count(), n, c, me, (long long)l.fencing_token(), (long long)std::chrono::duration_cast<milliseconds>(steady::now() - t0).count());
+                                inside.insert(me);
+                                // The work, cut short when the lease is lost.
+                                t.expires_after(sections[me].long_work ? 600ms : 10ms);
+                                co_await t.async_wait(
+                                    asio::bind_cancellation_slot(l.cancellation_slot(), nothrow));
+                                inside.erase(me);
+                                const bool lost = l.get_status() == lease::status::lost;
+                                fprintf(stderr, "%lld n%d c%d leaving #%zu lost=%d\n", (long long)std::chrono::duration_cast<milliseconds>(steady::now() - T0).count(), n, c, me, (int)lost);
+                                auto [rec] = co_await l.async_release(diag, nothrow);
+                                sections[me].told = lost || rec;
+                                sections[me].done = true;
+                            }
+                            --running;
+                        },
+                        asio::detached);
+                }
+            }
+
+            auto sections_in_epoch = [&](int e) {
+                int count = 0;
+                for (const auto& s : sections) count += s.epoch == e;
+                return count;
+            };
+            // Runs until `count` critical sections of the current epoch were done (or 20 s).
+            auto run_until_sections = [&](int count) -> asio::awaitable<void> {
+                const auto until = steady::now() + 20s;
+                while (sections_in_epoch(epoch) < count && steady::now() < until)
+                    co_await sleep_for(5ms);
+            };
+            // Waits (up to 20 s) until a long critical section is under way and others wait;
+            // returns that section, or -1.
+            auto long_holder = [&]() -> asio::awaitable<long> {
+                const auto until = steady::now() + 20s;
+                while (steady::now() < until) {
+                    for (auto i : inside)
+                        if (sections[i].long_work && waiting > 0) co_return static_cast<long>(i);
+                    co_await sleep_for(5ms);
+                }
+                co_return -1;
+            };
+
+            co_await run_until_sections(per_epoch);
+            // Restart at once, a lock held and waiters waiting.
+            const long held_at_restart = co_await long_holder();
+            srv.restart();
+            ++epoch;
+            co_await run_until_sections(per_epoch);
+            // Down for a while: renewals and attempts fail, then succeed again.
+            const long held_at_stop = co_await long_holder();
+            fprintf(stderr, "%lld stop\n", (long long)std::chrono::duration_cast<milliseconds>(steady::now() - T0).count());
+            srv.stop();
+            ++epoch;
+            co_await sleep_for(400ms);
+            srv.start();
+            fprintf(stderr, "%lld started\n", (long long)std::chrono::duration_cast<milliseconds>(steady::now() - T0).count());
+            co_await run_until_sections(per_epoch);
+            stop = true;
+            {
+                const auto until = steady::now() + 30s;
+                while (running > 0 && steady::now() < until) co_await sleep_for(5ms);
+            }
+
+            std::string error_summary;
+            for (const auto& [m, count] : errors)
+                error_summary += "\n  " + std::to_string(count) + " x " + m;
+            int told = 0;
+            for (const auto& s : sections) told += s.told;
+            INFO("critical sections: " << sections.size() << " (" << sections_in_epoch(0)
+                                       << ", " << sections_in_epoch(1) << ", "
+                                       << sections_in_epoch(2) << " per epoch), told: " << told
+                                       << ", overlaps: " << overlaps.size()
+                                       << ", held at the faults: " << held_at_restart << ", "
+                                       << held_at_stop << ", worst overrun of a wait: "
+                                       << worst_overrun.count()
+                                       << " ms, acquire errors:" << error_summary);
+            WARN("DEBUG");
+            REQUIRE(running == 0);
+            CHECK(waiting == 0);
+            // Both faults struck a holder inside its critical section, with waiters waiting.
+            REQUIRE(held_at_restart >= 0);
+            REQUIRE(held_at_stop >= 0);
+            for (const auto& s : sections) CHECK(s.done);
+            // Every acquisition ended by its deadline (give or take one request's timeout).
+            CHECK(worst_overrun < cfg.request_timeout + 5s);
+            // The lock worked after each restart.
+            CHECK(sections_in_epoch(1) >= per_epoch);
+            CHECK(sections_in_epoch(2) >= per_epoch);
+            for (const auto& s : sessions) CHECK(s->held_leases() == 0);
+
+            if (persistent) {
+                CHECK(overlaps.empty());
+                std::vector<std::int64_t> fences;
+                for (const auto& s : sections) fences.push_back(s.fence);
+                const long bad = first_not_increasing(fences);
+                INFO("fence at " << bad << " is not larger than the one before it");
+                CHECK(bad == -1);
+            } else {
+                // Redis forgot both holders' locks: they were told.
+                CHECK(sections[static_cast<std::size_t>(held_at_restart)].told);
+                CHECK(sections[static_cast<std::size_t>(held_at_stop)].told);
+                for (const auto& [a, b] : overlaps) {
+                    INFO("critical sections " << a << " (fence " << sections[a].fence
+                                              << ") and " << b << " (fence "
+                                              << sections[b].fence << ") overlapped");
+                    CHECK((sections[a].told || sections[b].told));
+                }
+            }
+
+            // Afterwards the lock is free and can be taken.
+            redcoord::diagnostics diag;
+            auto [ec, l] = co_await providers[0]->async_acquire("shared", {.ttl = ttl, .wait = 5s},
+                                                                diag, nothrow);
+            require_ok(ec, diag);
+            CHECK(l.is_held());
+            auto [rec] = co_await l.async_release(diag, nothrow);
+            require_ok(rec, diag);
+
+            providers.clear();
+            sessions.clear();
+            for (auto& c : conns) c->cancel();
+        },
+        120s);
+}
+
+TEST_CASE("lock process: Redis restarted with persistence under held locks and waiters: never "
+          "two holders, fencing tokens increase, nothing hangs",
+          "[lock-process]") {
+    restart_scenario(true);
+}
+
+TEST_CASE("lock process: Redis restarted without persistence under held locks and waiters: "
+          "holders that overlap are told, nothing hangs",
+          "[lock-process]") {
+    restart_scenario(false);
+}
+
+TEST_CASE("lock process: the watchdog keeps a 300 ms lock held for many TTLs and sends nothing "
+          "after the release",
+          "[lock-process]") {
+    with_connection([](redcoord::connection& observer,
+                       redis_server& srv) -> asio::awaitable<void> {
+        // The holder's own connection, without health-check PINGs: after the release, it has
+        // nothing to write at all.
+        redcoord::connection conn(co_await asio::this_coro::executor);
+        auto cfg = config_for(srv);
+        cfg.health_check_interval = 0ms;
+        conn.async_run(cfg, asio::detached);
+        {
+            session s(conn);
+            lock_provider locks(s);
+            const std::string key = s.keys().lock("dog");
+            redcoord::diagnostics diag;
+            auto [ec, l] = co_await locks.async_acquire("dog", {.ttl = 300ms, .wait = 5s}, diag,
+                                                        nothrow);
+            require_ok(ec, diag);
+            REQUIRE(l.is_held());
+
+            // About 2 s, several times the TTL: held throughout.
+            for (int i = 0; i < 8; ++i) {
+                co_await sleep_for(250ms);
+                REQUIRE(l.is_held());
+                const auto pttl = co_await int_command(observer, "PTTL", key);
+                CHECK(pttl > 0);
+                auto owner = co_await command(observer, "HGET", key, "owner");
+                CHECK(owner == l.owner());
+            }
+            CHECK(l.renewals() > 0);
+            const auto stats = s.get_lock_statistics();
+            CHECK(stats.renewals == l.renewals());
+            CHECK(stats.leases_lost == 0);
+
+            auto [rec] = co_await l.async_release(diag, nothrow);
+            require_ok(rec, diag);
+            CHECK(s.held_leases() == 0);
+            auto exists = co_await command(observer, "EXISTS", key);
+            CHECK(exists == "0");
+
+            // No renewal after the release: neither the holder's connection nor the server
+            // sees another script call over the next few TTLs.
+            const auto written = conn.get_usage().commands_written;
+            const auto calls = co_await script_calls(observer);
+            co_await sleep_for(1s);
+            CHECK(conn.get_usage().commands_written == written);
+            const auto calls_after = co_await script_calls(observer);
+            CHECK(calls_after == calls);
+            CHECK(l.renewals() == stats.renewals);
+        }
+        conn.cancel();
+    });
+}
+
+}  // namespace

@@ -1,0 +1,390 @@
+// A separate process that takes part in a cluster (membership and leader election), for the
+// cross-process and fault tests (test/integration/membership_test.cpp, leader_test.cpp). It
+// prints one line per event on stdout, flushed at once, so the test can follow it through a
+// pipe:
+//
+//   cluster_worker <port> leader <node> <name> <ttl_ms> <renew_ms> <resource>
+//       Joins the membership as <node> (heartbeat every 200 ms, grace 300 ms) and runs
+//       leader-only work as leader of <name> (leadership_timeout <ttl_ms>, renewal_interval
+//       <renew_ms>). Prints "joined"; "elected <term>" once in office; writes <resource> fenced
+//       with the term ("fenced-write ok"); then works until the leadership is lost: "work
+//       cancelled" when the work was cancelled, "lost <reason>"; then writes <resource> again
+//       with the old term ("fenced-write rejected" when the term was stale); prints "done".
+//
+//   cluster_worker <port> member <node> <interval_ms> <grace_ms> [lock <name> <ttl_ms>]
+//                  [leave <after_ms>]
+//       Joins the membership as <node> and prints "joined"; with lock, acquires lock <name>
+//       (TTL <ttl_ms>, renewed by the watchdog) and prints "locked <fence>"; with leave, leaves
+//       gracefully after <after_ms> ms ("left") and exits 0; otherwise heartbeats until killed.
+//
+//   cluster_worker <port> elections <node> <name> <candidates> <rounds> <ttl_ms> <renew_ms>
+//       <candidates> candidates, each on a connection and session of its own (node ids
+//       <node>-1, <node>-2, ...), each <rounds> times: campaigns for <name>; in office appends
+//       "start <term> <node> <server time us>" to the list "intervals", holds a moment, checks
+//       it still leads, appends "end <term> <node> <server time us>", resigns. Prints
+//       "ready" when connected, then "done <terms held>", or "error ..." lines (exit code 1).
+//
+// The process gives up after two minutes (SIGALRM), so it never outlives a broken test.
+#include <redcoord/leader.hpp>
+#include <redcoord/membership.hpp>
+#include <redcoord/redcoord.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using boost::system::error_code;
+using std::chrono::milliseconds;
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// One line on stdout, written at once (a pipe is not line-buffered by stdio).
+void say(const std::string& line) {
+    const std::string out = line + "\n";
+    std::size_t done = 0;
+    while (done < out.size()) {
+        const ssize_t n = ::write(STDOUT_FILENO, out.data() + done, out.size() - done);
+        if (n <= 0) return;
+        done += static_cast<std::size_t>(n);
+    }
+}
+
+std::string describe(error_code ec, const redcoord::diagnostics& diag) {
+    std::string s = ec.message();
+    if (!diag.message().empty()) s += " (" + std::string(diag.message()) + ")";
+    return s;
+}
+
+redcoord::config config_for(std::uint16_t port) {
+    redcoord::config cfg;
+    cfg.endpoints = {redcoord::endpoint{"127.0.0.1", port}};
+    cfg.connect_timeout = 1s;
+    cfg.request_timeout = 2s;
+    cfg.health_check_interval = 200ms;
+    cfg.reconnect_wait_min = 20ms;
+    cfg.reconnect_wait_max = 200ms;
+    return cfg;
+}
+
+asio::awaitable<void> sleep_for(milliseconds d) {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    t.expires_after(d);
+    co_await t.async_wait(asio::use_awaitable);
+}
+
+// Waits until the connection is up (a PING answered), so "ready" means ready.
+asio::awaitable<bool> ping(redcoord::connection& conn) {
+    redcoord::request req;
+    req.push("PING");
+    std::string reply;
+    redcoord::diagnostics diag;
+    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
+    if (ec) say("error ping: " + describe(ec, diag));
+    co_return !ec;
+}
+
+asio::awaitable<int> leader_mode(redcoord::connection& conn, std::string node, std::string name,
+                                 milliseconds ttl, milliseconds renew, std::string resource) {
+    if (!co_await ping(conn)) co_return 1;
+    redcoord::session_options so;
+    so.node_id = node;
+    redcoord::session s(conn, so);
+    redcoord::membership_options mo;
+    mo.heartbeat_interval = 200ms;
+    mo.heartbeat_grace = 300ms;
+    redcoord::membership members(s, mo);
+    auto [jec] = co_await members.async_join(node, nothrow);
+    if (jec) {
+        say("error join: " + jec.message());
+        co_return 1;
+    }
+    say("joined");
+
+    redcoord::leader_options lo;
+    lo.leadership_timeout = ttl;
+    lo.renewal_interval = renew;
+    redcoord::leader_election election(s, lo, &members);
+    std::int64_t term = 0;
+    auto fenced_write = [&](std::string value) -> asio::awaitable<void> {
+        auto [wec] = co_await redcoord::async_fenced_set(s, resource, std::move(value), term,
+                                                         nothrow);
+        if (!wec)
+            say("fenced-write ok");
+        else if (wec == redcoord::error::stale_fencing_token)
+            say("fenced-write rejected");
+        else
+            say("fenced-write error " + wec.message());
+    };
+    auto work = [&](redcoord::lease& l) -> asio::awaitable<void> {
+        term = l.fencing_token();
+        say("elected " + std::to_string(term));
+        co_await fenced_write(node + " term " + std::to_string(term));
+        try {
+            for (;;) co_await sleep_for(20ms);  // leader-only work
+        } catch (const boost::system::system_error&) {
+            say("work cancelled");
+            throw;
+        }
+    };
+    auto [ep] = co_await election.async_run_as_leader(name, work, nothrow);
+    if (!ep) {
+        say("error the work ended without losing the leadership");
+        co_return 1;
+    }
+    try {
+        std::rethrow_exception(ep);
+    } catch (const redcoord::error_with_diagnostics& e) {
+        say("lost " + e.code().message());
+    } catch (const std::exception& e) {
+        say(std::string("error ") + e.what());
+        co_return 1;
+    }
+    co_await fenced_write(node + " late, term " + std::to_string(term));
+    say("done");
+    co_return 0;
+}
+
+asio::awaitable<int> member_mode(redcoord::connection& conn, std::string node,
+                                 milliseconds interval, milliseconds grace,
+                                 std::optional<std::string> lock, milliseconds lock_ttl,
+                                 std::optional<milliseconds> leave_after) {
+    if (!co_await ping(conn)) co_return 1;
+    redcoord::session_options so;
+    so.node_id = node;
+    redcoord::session s(conn, so);
+    redcoord::membership_options mo;
+    mo.heartbeat_interval = interval;
+    mo.heartbeat_grace = grace;
+    redcoord::membership members(s, mo);
+    auto [jec] = co_await members.async_join(node, nothrow);
+    if (jec) {
+        say("error join: " + jec.message());
+        co_return 1;
+    }
+    say("joined");
+    redcoord::lock_provider locks(s);
+    redcoord::lease held;
+    if (lock) {
+        redcoord::acquire_options ao;
+        ao.ttl = lock_ttl;
+        ao.wait = 10s;
+        redcoord::diagnostics diag;
+        auto [lec, l] = co_await locks.async_acquire(*lock, ao, diag, nothrow);
+        if (lec) {
+            say("error acquire: " + describe(lec, diag));
+            co_return 1;
+        }
+        say("locked " + std::to_string(l.fencing_token()));
+        held = std::move(l);
+    }
+    if (!leave_after) {
+        for (;;) co_await sleep_for(1s);
+    }
+    co_await sleep_for(*leave_after);
+    auto [lec] = co_await members.async_leave(node, nothrow);
+    if (lec) {
+        say("error leave: " + lec.message());
+        co_return 1;
+    }
+    say("left");
+    co_return 0;
+}
+
+// The server's clock in microseconds, appended with `what` to the list "intervals" in one
+// script, so the order of the list is the order in which Redis saw the events.
+const redcoord::script& record_script() {
+    static const redcoord::script sc(
+        "local t = redis.call('TIME')\n"
+        "redis.call('RPUSH', KEYS[1], ARGV[1] .. ' ' .. t[1] .. string.format('%06d', t[2]))\n"
+        "return 1\n");
+    return sc;
+}
+
+asio::awaitable<bool> record(redcoord::connection& conn, std::string what) {
+    std::int64_t reply = 0;
+    redcoord::diagnostics diag;
+    std::vector<std::string> keys{"intervals"};
+    std::vector<std::string> args{std::move(what)};
+    auto [ec, n] = co_await redcoord::async_eval(conn, record_script(), keys, args, reply, diag,
+                                                 nothrow);
+    if (ec) say("error record: " + describe(ec, diag));
+    co_return !ec;
+}
+
+asio::awaitable<int> elections_mode(std::uint16_t port, std::string node, std::string name,
+                                    int candidates, int rounds, milliseconds ttl,
+                                    milliseconds renew) {
+    auto ex = co_await asio::this_coro::executor;
+    struct candidate {
+        std::unique_ptr<redcoord::connection> conn;
+        std::unique_ptr<redcoord::session> s;
+        std::unique_ptr<redcoord::leader_election> election;
+        std::string node;
+    };
+    std::vector<candidate> cs;
+    redcoord::leader_options lo;
+    lo.leadership_timeout = ttl;
+    lo.renewal_interval = renew;
+    for (int i = 0; i < candidates; ++i) {
+        candidate c;
+        c.node = node + "-" + std::to_string(i + 1);
+        c.conn = std::make_unique<redcoord::connection>(ex);
+        c.conn->async_run(config_for(port), asio::detached);
+        if (!co_await ping(*c.conn)) co_return 1;
+        redcoord::session_options so;
+        so.node_id = c.node;
+        c.s = std::make_unique<redcoord::session>(*c.conn, so);
+        c.election = std::make_unique<redcoord::leader_election>(*c.s, lo);
+        cs.push_back(std::move(c));
+    }
+    say("ready");
+
+    int finished = 0;
+    int terms = 0;
+    bool failed = false;
+    auto fail = [&](const std::string& what) {
+        failed = true;
+        say("error " + what);
+    };
+    for (auto& c : cs) {
+        asio::co_spawn(
+            ex,
+            [&]() -> asio::awaitable<void> {
+                std::mt19937 rng(std::random_device{}());
+                for (int r = 0; r < rounds && !failed; ++r) {
+                    auto [ec, l] = co_await c.election->async_campaign(name, nothrow);
+                    if (ec) {
+                        fail(c.node + " campaign: " + ec.message());
+                        break;
+                    }
+                    const auto term = std::to_string(l.fencing_token());
+                    if (!co_await record(*c.conn, "start " + term + " " + c.node)) {
+                        failed = true;
+                        break;
+                    }
+                    co_await sleep_for(milliseconds(rng() % 5));
+                    if (!l.is_held()) {
+                        fail(c.node + " lost term " + term + " while in office: " +
+                             l.lost_reason().message());
+                        break;
+                    }
+                    if (!co_await record(*c.conn, "end " + term + " " + c.node)) {
+                        failed = true;
+                        break;
+                    }
+                    redcoord::diagnostics diag;
+                    auto [rec] = co_await c.election->async_resign(l, nothrow);
+                    if (rec) {
+                        fail(c.node + " resign: " + rec.message());
+                        break;
+                    }
+                    ++terms;
+                }
+                ++finished;
+            },
+            asio::detached);
+    }
+    asio::steady_timer t(ex);
+    while (finished < candidates) {
+        t.expires_after(5ms);
+        co_await t.async_wait(nothrow);
+    }
+    for (auto& c : cs) c.conn->cancel();
+    if (failed) co_return 1;
+    say("done " + std::to_string(terms));
+    co_return 0;
+}
+
+int usage() {
+    say("error usage: cluster_worker <port> leader <node> <name> <ttl_ms> <renew_ms> <resource>"
+        " | cluster_worker <port> member <node> <interval_ms> <grace_ms> [lock <name> <ttl_ms>]"
+        " [leave <after_ms>] | cluster_worker <port> elections <node> <name> <candidates>"
+        " <rounds> <ttl_ms> <renew_ms>");
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // End with the test process, even when it dies without ending us (the test also sets it
+    // before exec; this covers a worker started by hand).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::alarm(120);
+    if (argc < 3) return usage();
+    const auto port = static_cast<std::uint16_t>(std::atoi(argv[1]));
+    const std::string mode = argv[2];
+    const std::vector<std::string> args(argv + 3, argv + argc);
+    auto ms = [](const std::string& v) { return milliseconds(std::atoll(v.c_str())); };
+
+    asio::io_context ioc;
+    redcoord::connection conn(ioc.get_executor());
+    if (mode != "elections") conn.async_run(config_for(port), asio::detached);
+
+    asio::awaitable<int> body = [&]() -> asio::awaitable<int> {
+        if (mode == "leader" && args.size() == 5)
+            return leader_mode(conn, args[0], args[1], ms(args[2]), ms(args[3]), args[4]);
+        if (mode == "member" && args.size() >= 3) {
+            std::optional<std::string> lock;
+            milliseconds lock_ttl{0};
+            std::optional<milliseconds> leave_after;
+            for (std::size_t i = 3; i < args.size();) {
+                if (args[i] == "lock" && i + 2 < args.size()) {
+                    lock = args[i + 1];
+                    lock_ttl = ms(args[i + 2]);
+                    i += 3;
+                } else if (args[i] == "leave" && i + 1 < args.size()) {
+                    leave_after = ms(args[i + 1]);
+                    i += 2;
+                } else {
+                    return {};
+                }
+            }
+            return member_mode(conn, args[0], ms(args[1]), ms(args[2]), lock, lock_ttl,
+                               leave_after);
+        }
+        if (mode == "elections" && args.size() == 6)
+            return elections_mode(port, args[0], args[1], std::atoi(args[2].c_str()),
+                                  std::atoi(args[3].c_str()), ms(args[4]), ms(args[5]));
+        return {};
+    }();
+    if (!body.valid()) return usage();
+
+    int code = 1;
+    asio::co_spawn(ioc, std::move(body), [&](std::exception_ptr ep, int rc) {
+        if (ep) {
+            try {
+                std::rethrow_exception(ep);
+            } catch (const std::exception& e) {
+                say(std::string("error exception: ") + e.what());
+            }
+            rc = 1;
+        }
+        code = rc;
+        conn.cancel();
+        ioc.stop();
+    });
+    ioc.run();
+    return code;
+}

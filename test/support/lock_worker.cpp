@@ -1,0 +1,255 @@
+// A separate process that takes redcoord locks, for the cross-process and fault tests
+// (test/integration/lock_process_test.cpp). It prints one line per event on stdout, flushed at
+// once, so the test can follow it through a pipe:
+//
+//   lock_worker <port> counter <lock> <coroutines> <rounds>
+//       Each coroutine, <rounds> times: acquire <lock>; GET "counter"; SET "counter" to the value
+//       plus one (a non-atomic read-modify-write); RPUSH the fencing token to "fences"; release.
+//       Prints "ready" when connected, then "done <critical sections>", or "error ..." lines.
+//       Exit code 0 when every acquisition, command and release succeeded and no two
+//       coroutines of this process were ever inside at once.
+//
+//   lock_worker <port> hold <lock> <ttl_ms> <resource>
+//       Acquires <lock> with that TTL (watchdog on) and prints "acquired <fence>"; writes
+//       <resource> fenced with its token ("fenced-write ok"); then waits until the lease is lost
+//       and prints "lost <reason>"; writes <resource> again with the old token
+//       ("fenced-write rejected" when the token was stale); releases ("release not-held" when
+//       the lock was no longer its own); prints "done".
+//
+// The process gives up after two minutes (SIGALRM), so it never outlives a broken test.
+#include <redcoord/redcoord.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/prctl.h>
+#include <signal.h>
+#include <unistd.h>
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using boost::system::error_code;
+using std::chrono::milliseconds;
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// One line on stdout, written at once (a pipe is not line-buffered by stdio).
+void say(const std::string& line) {
+    const std::string out = line + "\n";
+    std::size_t done = 0;
+    while (done < out.size()) {
+        const ssize_t n = ::write(STDOUT_FILENO, out.data() + done, out.size() - done);
+        if (n <= 0) return;
+        done += static_cast<std::size_t>(n);
+    }
+}
+
+std::string describe(error_code ec, const redcoord::diagnostics& diag) {
+    std::string s = ec.message();
+    if (!diag.message().empty()) s += " (" + std::string(diag.message()) + ")";
+    return s;
+}
+
+redcoord::config config_for(std::uint16_t port) {
+    redcoord::config cfg;
+    cfg.endpoints = {redcoord::endpoint{"127.0.0.1", port}};
+    cfg.connect_timeout = 1s;
+    cfg.request_timeout = 2s;
+    cfg.health_check_interval = 200ms;
+    cfg.reconnect_wait_min = 20ms;
+    cfg.reconnect_wait_max = 200ms;
+    return cfg;
+}
+
+// Waits until the connection is up (a PING answered), so "ready" means ready.
+asio::awaitable<bool> ping(redcoord::connection& conn) {
+    redcoord::request req;
+    req.push("PING");
+    std::string reply;
+    redcoord::diagnostics diag;
+    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
+    if (ec) say("error ping: " + describe(ec, diag));
+    co_return !ec;
+}
+
+asio::awaitable<int> counter_mode(redcoord::connection& conn, std::string lock, int coroutines,
+                                  int rounds) {
+    if (!co_await ping(conn)) co_return 1;
+    redcoord::session s(conn, {.node_id = "worker-" + std::to_string(::getpid())});
+    redcoord::lock_provider locks(s, {.default_lock_timeout = 1s});
+    say("ready");
+
+    int inside = 0;
+    int finished = 0;
+    int sections = 0;
+    bool failed = false;
+    auto fail = [&](const std::string& what) {
+        failed = true;
+        say("error " + what);
+    };
+    auto ex = co_await asio::this_coro::executor;
+    for (int c = 0; c < coroutines; ++c) {
+        asio::co_spawn(
+            ex,
+            [&]() -> asio::awaitable<void> {
+                for (int r = 0; r < rounds && !failed; ++r) {
+                    redcoord::diagnostics diag;
+                    redcoord::acquire_options ao;
+                    ao.ttl = 1s;
+                    ao.wait = 60s;
+                    auto [ec, l] = co_await locks.async_acquire(lock, ao, diag, nothrow);
+                    if (ec) {
+                        fail("acquire: " + describe(ec, diag));
+                        break;
+                    }
+                    if (++inside != 1) fail("two coroutines of one process inside at once");
+                    const auto fence = l.fencing_token();
+                    std::optional<std::string> cur;
+                    {
+                        redcoord::request req;
+                        req.push("GET", "counter");
+                        auto [gec, n] = co_await conn.async_exec(req, cur, diag, nothrow);
+                        if (gec) fail("GET: " + describe(gec, diag));
+                    }
+                    const auto next = std::stoll(cur.value_or("0")) + 1;
+                    {
+                        redcoord::request req;
+                        req.push("SET", "counter", std::to_string(next));
+                        req.push("RPUSH", "fences", std::to_string(fence));
+                        redcoord::ignore_t ignored;
+                        auto [sec, n] = co_await conn.async_exec(req, ignored, diag, nothrow);
+                        if (sec) fail("SET/RPUSH: " + describe(sec, diag));
+                    }
+                    --inside;
+                    if (!l.is_held())
+                        fail("lease lost inside the critical section: " +
+                             l.lost_reason().message());
+                    auto [rec] = co_await l.async_release(diag, nothrow);
+                    if (rec) fail("release: " + describe(rec, diag));
+                    ++sections;
+                }
+                ++finished;
+            },
+            asio::detached);
+    }
+    asio::steady_timer t(ex);
+    while (finished < coroutines) {
+        t.expires_after(5ms);
+        co_await t.async_wait(nothrow);
+    }
+    if (failed) co_return 1;
+    say("done " + std::to_string(sections));
+    co_return 0;
+}
+
+asio::awaitable<int> hold_mode(redcoord::connection& conn, std::string lock, milliseconds ttl,
+                               std::string resource) {
+    if (!co_await ping(conn)) co_return 1;
+    redcoord::session s(conn, {.node_id = "worker-" + std::to_string(::getpid())});
+    redcoord::lock_provider locks(s, {.default_lock_timeout = ttl});
+    redcoord::diagnostics diag;
+    redcoord::acquire_options ao;
+    ao.ttl = ttl;
+    ao.wait = 10s;
+    auto [ec, l] = co_await locks.async_acquire(lock, ao, diag, nothrow);
+    if (ec) {
+        say("error acquire: " + describe(ec, diag));
+        co_return 1;
+    }
+    const auto fence = l.fencing_token();
+    say("acquired " + std::to_string(fence));
+
+    auto fenced_write = [&](std::string value) -> asio::awaitable<void> {
+        auto [wec] = co_await redcoord::async_fenced_set(s, resource, std::move(value), fence,
+                                                         nothrow);
+        if (!wec)
+            say("fenced-write ok");
+        else if (wec == redcoord::error::stale_fencing_token)
+            say("fenced-write rejected");
+        else
+            say("fenced-write error " + wec.message());
+    };
+    co_await fenced_write("worker-" + std::to_string(::getpid()));
+
+    auto [lec] = co_await l.async_wait_lost(nothrow);
+    if (lec) {
+        say("error wait_lost: " + lec.message());
+        co_return 1;
+    }
+    say("lost " + l.lost_reason().message());
+
+    co_await fenced_write("worker-" + std::to_string(::getpid()) + "-late");
+
+    auto [rec] = co_await l.async_release(diag, nothrow);
+    if (rec == redcoord::error::not_held)
+        say("release not-held");
+    else if (!rec)
+        say("release ok");
+    else
+        say("release error " + rec.message());
+    say("done");
+    co_return 0;
+}
+
+int usage() {
+    say("error usage: lock_worker <port> counter <lock> <coroutines> <rounds> | "
+        "lock_worker <port> hold <lock> <ttl_ms> <resource>");
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // End with the test process, even when it dies without ending us (the test also sets it
+    // before exec; this covers a worker started by hand).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::alarm(120);
+    if (argc < 3) return usage();
+    const auto port = static_cast<std::uint16_t>(std::atoi(argv[1]));
+    const std::string mode = argv[2];
+
+    asio::io_context ioc;
+    redcoord::connection conn(ioc.get_executor());
+    conn.async_run(config_for(port), asio::detached);
+
+    asio::awaitable<int> body = [&]() -> asio::awaitable<int> {
+        if (mode == "counter" && argc == 6)
+            return counter_mode(conn, argv[3], std::atoi(argv[4]), std::atoi(argv[5]));
+        if (mode == "hold" && argc == 6)
+            return hold_mode(conn, argv[3], milliseconds(std::atoll(argv[4])), argv[5]);
+        return {};
+    }();
+    if (!body.valid()) return usage();
+
+    int code = 1;
+    asio::co_spawn(ioc, std::move(body), [&](std::exception_ptr ep, int rc) {
+        if (ep) {
+            try {
+                std::rethrow_exception(ep);
+            } catch (const std::exception& e) {
+                say(std::string("error exception: ") + e.what());
+            }
+            rc = 1;
+        }
+        code = rc;
+        conn.cancel();
+        ioc.stop();
+    });
+    ioc.run();
+    return code;
+}
