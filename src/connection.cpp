@@ -616,6 +616,7 @@ std::unique_ptr<request> connection_impl::restore_subscriptions_request() const 
 asio::awaitable<error_code> connection_impl::health_checker() {
     co_await asio::this_coro::throw_if_cancelled(false);
     const auto interval = cfg_.health_check_interval;
+    clock::time_point ping_at{};
     for (;;) {
         health_timer_.expires_after(interval.count() > 0 ? clock::duration(interval)
                                                          : clock::duration::max() / 2);
@@ -634,7 +635,9 @@ asio::awaitable<error_code> connection_impl::health_checker() {
             continue;
         }
         const auto idle = clock::now() - last_read_;
-        if (idle >= 2 * interval) {
+        // Dead only when a PING has had a whole interval to be answered: timer jitter must
+        // not fail a connection that was never asked.
+        if (idle >= 2 * interval && ping_outstanding_ && clock::now() - ping_at >= interval) {
             run_diag_.set_client_message("no byte from the server for " +
                                          std::to_string(2 * interval.count()) + " ms");
             co_return error::health_check_failed;
@@ -644,6 +647,7 @@ asio::awaitable<error_code> connection_impl::health_checker() {
             ping.push("PING");
             enqueue_internal(std::move(ping))->is_ping = true;
             ping_outstanding_ = true;
+            ping_at = clock::now();
         }
     }
 }

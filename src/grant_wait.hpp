@@ -76,6 +76,9 @@ template <class Call>
 asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_settings ws,
                                                               bool once) {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
+    // Cancellation is noticed by looking (cancelled() below), never by an exception thrown
+    // from a co_await: the waiter must leave the local queue, and a writer its mark.
+    co_await asio::this_coro::throw_if_cancelled(false);
     constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
     auto& s = *c.s;
     const auto start = clock::now();
@@ -133,7 +136,16 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
     lock_waiter w;
     w.timer = &timer;
     q->waiters.push_back(&w);
-    const auto me = std::prev(q->waiters.end());
+    // Leaves the queue however the coroutine ends (leave() below does it on every normal path).
+    struct membership {
+        lock_queue& q;
+        std::list<lock_waiter*>::iterator me;
+        bool in = true;
+        ~membership() {
+            if (in) q.waiters.erase(me);
+        }
+    } member{*q, std::prev(q->waiters.end())};
+    const auto me = member.me;
     if (!q->listener) {
         q->listener = s.hub.add(
             c.channel(), false, [wq = std::weak_ptr<lock_queue>(q)](const push_message&) {
@@ -147,8 +159,10 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
     w.attempt = is_head();
 
     auto leave = [&](const grant_reply* got) {
+        if (!member.in) return;
         const bool was_head = q->waiters.front() == &w;
         q->waiters.erase(me);
+        member.in = false;
         if (!ws.wake_all && was_head && !q->waiters.empty()) {
             auto* next = q->waiters.front();
             if (got && got->room <= 0) {
@@ -162,10 +176,6 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
         }
         if (!got) c.give_up();
         s.drop_queue_if_idle(q);
-    };
-    auto aborted = [&] {
-        leave(nullptr);
-        return std::tuple{error_code(asio::error::operation_aborted), lease()};
     };
 
     for (;;) {
@@ -189,7 +199,10 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
                 leave(nullptr);
                 co_return std::tuple{r.ec, lease()};
             }
-            if (co_await cancelled()) co_return aborted();
+            if (co_await cancelled()) {
+                leave(nullptr);
+                co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
+            }
             last_error = r.ec;
             wake_at = std::min(deadline, clock::now() + fallback(r));
             // Woken while the attempt was out (a release published meanwhile): go again.
@@ -203,7 +216,10 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
         if (clock::now() >= deadline) break;
         timer.expires_at(wake_at);
         co_await timer.async_wait(nothrow);
-        if (co_await cancelled()) co_return aborted();
+        if (co_await cancelled()) {
+                leave(nullptr);
+                co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
+            }
         if (!w.attempt && !w.rearm) {
             if (clock::now() >= deadline) break;
             w.attempt = is_head();  // the fallback timer

@@ -256,6 +256,12 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool
                 leave(false, {});
                 co_return std::tuple{r.ec, lease()};
             }
+            // A cancellation that arrived during the attempt must not wait for the fallback
+            // timer (which may be the holder's whole TTL).
+            if (co_await cancelled()) {
+                leave(false, {});
+                co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
+            }
             last_error = r.ec;
             // A handed-over release whose push has not arrived has not run yet either (its
             // push precedes the replies of later commands): this attempt overtook it (the

@@ -34,7 +34,8 @@ struct membership_options {
     /// How often this process looks for dead nodes and publishes "dead" events for them
     /// (zero: heartbeat_interval). Only while at least one node is hosted here.
     std::chrono::milliseconds dead_check_interval{0};
-    /// Reaper: remove dead nodes from the registry and release the locks they held (false).
+    /// Reaper: remove dead nodes from the registry and release the locks and leaderships they
+    /// held (false).
     bool reaper = false;
     /// Free text stored in the heartbeat payload (e.g. the application's version).
     std::string version;

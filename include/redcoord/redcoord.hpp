@@ -12,9 +12,11 @@
 #include <redcoord/events.hpp>
 #include <redcoord/idempotency.hpp>
 #include <redcoord/keyspace.hpp>
+#include <redcoord/leader.hpp>
 #include <redcoord/lease.hpp>
 #include <redcoord/lock.hpp>
 #include <redcoord/lock_monitor.hpp>
+#include <redcoord/membership.hpp>
 #include <redcoord/queue.hpp>
 #include <redcoord/request.hpp>
 #include <redcoord/response.hpp>

@@ -258,7 +258,8 @@ TEST_CASE("events: 1,000 local subscribers share one Redis subscription", "[even
         co_await command(conn, "PING");
 
         other_connection other(co_await asio::this_coro::executor, srv);
-        CHECK(co_await numsub(other.conn, "redcoord:events:fan") == 1);
+        const auto subscribed = co_await numsub(other.conn, "redcoord:events:fan");
+        CHECK(subscribed == 1);
         session s2(other.conn);
         event_bus bus2(s2);
         for (int m = 0; m < messages; ++m) {
@@ -276,7 +277,8 @@ TEST_CASE("events: 1,000 local subscribers share one Redis subscription", "[even
         // Dropping all but one keeps the subscription; dropping the last one ends it.
         subs.resize(1);
         co_await command(conn, "PING");
-        CHECK(co_await numsub(other.conn, "redcoord:events:fan") == 1);
+        const auto still = co_await numsub(other.conn, "redcoord:events:fan");
+        CHECK(still == 1);
         subs.clear();
         const bool gone = co_await wait_numsub(other.conn, "redcoord:events:fan", 0);
         CHECK(gone);
@@ -297,9 +299,12 @@ TEST_CASE("events: pattern subscriptions name the channel that matched", "[event
         other_connection other(co_await asio::this_coro::executor, srv);
         session s2(other.conn);
         event_bus bus2(s2);
-        CHECK(co_await publish(bus2, "orders.eu", std::string("a")) == 1);
-        CHECK(co_await publish(bus2, "invoices.eu", std::string("x")) == 0);
-        CHECK(co_await publish(bus2, "orders.us", std::string("b")) == 1);
+        const auto n1 = co_await publish(bus2, "orders.eu", std::string("a"));
+        const auto n2 = co_await publish(bus2, "invoices.eu", std::string("x"));
+        const auto n3 = co_await publish(bus2, "orders.us", std::string("b"));
+        CHECK(n1 == 1);
+        CHECK(n2 == 0);
+        CHECK(n3 == 1);
 
         auto [ec1, e1] = co_await receive(r);
         REQUIRE_FALSE(ec1);
@@ -391,7 +396,8 @@ TEST_CASE("events: drop_subscriber closes a slow subscriber with subscriber_over
         auto [ec2, e2] = co_await receive(slow);
         CHECK(ec2 == redcoord::error::subscriber_overflow);
         CHECK(fast.is_open());
-        CHECK(co_await numsub(other.conn, "redcoord:events:burst") == 1);
+        const auto subscribed = co_await numsub(other.conn, "redcoord:events:burst");
+        CHECK(subscribed == 1);
     });
 }
 

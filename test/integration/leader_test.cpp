@@ -129,8 +129,8 @@ struct watch_log {
     }
 };
 
-TEST_CASE("leader: a campaign elects; the leadership key and async_leader_info describe the "
-          "leader; resigning clears it",
+TEST_CASE("leader: a campaign elects, the leadership key and async_leader_info describe the "
+          "leader, and resigning clears it",
           "[leader]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session_options so;
@@ -183,7 +183,7 @@ TEST_CASE("leader: a campaign elects; the leadership key and async_leader_info d
     });
 }
 
-TEST_CASE("leader: async_resign hands over to a waiting candidate at once (woken by push); the "
+TEST_CASE("leader: async_resign hands over to a waiting candidate at once (woken by push), and the "
           "watch reports every change",
           "[leader]") {
     with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
@@ -246,8 +246,8 @@ TEST_CASE("leader: async_resign hands over to a waiting candidate at once (woken
     });
 }
 
-TEST_CASE("leader: a cancelled campaign leaves the race; leader-only work is cancelled when "
-          "the leadership is lost",
+TEST_CASE("leader: a cancelled campaign leaves the race, and leader-only work is "
+          "cancelled when the leadership is lost",
           "[leader]") {
     with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
         session_options so;
@@ -311,12 +311,12 @@ TEST_CASE("leader: a cancelled campaign leaves the race; leader-only work is can
     });
 }
 
-TEST_CASE("leader: a leader process killed with SIGKILL is replaced once its lease lapses; the "
+TEST_CASE("leader: a leader process killed with SIGKILL is replaced once its lease lapses, and the "
           "watch reports the new leader",
           "[leader]") {
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
-            constexpr auto ttl = 1500ms, renew = 500ms;
+            constexpr auto ttl = 2000ms, renew = 500ms;
             std::vector<std::string> args{port_of(srv), "leader", "node-w", "scheduler",
                                           std::to_string(ttl.count()),
                                           std::to_string(renew.count()), "out"};
@@ -362,8 +362,8 @@ TEST_CASE("leader: a leader process killed with SIGKILL is replaced once its lea
         60s);
 }
 
-TEST_CASE("leader: a leader paused (SIGSTOP) past its lease is replaced; resumed, its work is "
-          "cancelled, it learns it lost, and its write fenced with the old term is rejected",
+TEST_CASE("leader: a leader paused (SIGSTOP) past its lease is replaced, and once resumed its "
+          "work is cancelled, it learns it lost and its write fenced with the old term is rejected",
           "[leader]") {
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
@@ -427,7 +427,7 @@ TEST_CASE("leader: a leader paused (SIGSTOP) past its lease is replaced; resumed
 }
 
 TEST_CASE("leader: never two leaders: candidates in several processes campaign and resign "
-          "over and over; terms strictly increase and terms never overlap",
+          "over and over: terms strictly increase and never overlap",
           "[leader]") {
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {

@@ -135,7 +135,7 @@ struct event_log {
     }
 };
 
-TEST_CASE("membership: the heartbeat key has the documented name, JSON fields and TTL; the "
+TEST_CASE("membership: the heartbeat key has the documented name, JSON fields and TTL, and the "
           "registry is a set with a sliding TTL",
           "[membership]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
@@ -226,6 +226,9 @@ TEST_CASE("membership: joins and leaves reach every watcher as events", "[member
         membership m(s, mo);
         event_log log;
         auto w = m.subscribe(log.recorder());
+        // The SUBSCRIBE went ahead of this PING on the connection: subscribed once it answers,
+        // before anything is published from the other connection.
+        co_await command(conn, "PING");
 
         // Another process's view: a second connection and session.
         redcoord::connection conn2(co_await asio::this_coro::executor);
@@ -264,8 +267,8 @@ TEST_CASE("membership: joins and leaves reach every watcher as events", "[member
     });
 }
 
-TEST_CASE("membership: a node killed with SIGKILL is reported dead, once; a node that left "
-          "gracefully is not",
+TEST_CASE("membership: a node killed with SIGKILL is reported dead (once) but a node that "
+          "left gracefully is not",
           "[membership]") {
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
@@ -344,8 +347,8 @@ TEST_CASE("membership: a node killed with SIGKILL is reported dead, once; a node
         60s);
 }
 
-TEST_CASE("membership: a node stopped without leaving (its connection gone) is reported dead; "
-          "it is reported alive again when it comes back",
+TEST_CASE("membership: a node stopped without leaving (its connection gone) is reported dead, "
+          "and alive again when it comes back",
           "[membership]") {
     with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
         session s(conn);

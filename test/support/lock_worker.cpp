@@ -4,7 +4,9 @@
 //
 //   lock_worker <port> counter <lock> <coroutines> <rounds>
 //       Each coroutine, <rounds> times: acquire <lock>; GET "counter"; SET "counter" to the value
-//       plus one (a non-atomic read-modify-write); RPUSH the fencing token to "fences"; release.
+//       plus one (a non-atomic read-modify-write); RPUSH the fencing token to "fences" and the
+//       node id ("worker-<pid>") to "holders"; release; then pause 0-2 ms outside the lock, so
+//       the lock also changes hands between processes, not only between local coroutines.
 //       Prints "ready" when connected, then "done <critical sections>", or "error ..." lines.
 //       Exit code 0 when every acquisition, command and release succeeded and no two
 //       coroutines of this process were ever inside at once.
@@ -107,6 +109,7 @@ asio::awaitable<int> counter_mode(redcoord::connection& conn, std::string lock, 
         asio::co_spawn(
             ex,
             [&]() -> asio::awaitable<void> {
+                asio::steady_timer t(co_await asio::this_coro::executor);
                 for (int r = 0; r < rounds && !failed; ++r) {
                     redcoord::diagnostics diag;
                     redcoord::acquire_options ao;
@@ -131,6 +134,7 @@ asio::awaitable<int> counter_mode(redcoord::connection& conn, std::string lock, 
                         redcoord::request req;
                         req.push("SET", "counter", std::to_string(next));
                         req.push("RPUSH", "fences", std::to_string(fence));
+                        req.push("RPUSH", "holders", s.node_id());
                         redcoord::ignore_t ignored;
                         auto [sec, n] = co_await conn.async_exec(req, ignored, diag, nothrow);
                         if (sec) fail("SET/RPUSH: " + describe(sec, diag));
@@ -142,6 +146,8 @@ asio::awaitable<int> counter_mode(redcoord::connection& conn, std::string lock, 
                     auto [rec] = co_await l.async_release(diag, nothrow);
                     if (rec) fail("release: " + describe(rec, diag));
                     ++sections;
+                    t.expires_after(milliseconds(r % 3));
+                    co_await t.async_wait(nothrow);
                 }
                 ++finished;
             },
