@@ -70,15 +70,5 @@ inline std::exception_ptr make_error(error_code ec, const diagnostics& d) {
     return std::make_exception_ptr(error_with_diagnostics(ec, d));
 }
 
-// Escapes the characters Redis's glob gives a meaning ("*?[]\"), so text matches itself.
-inline std::string glob_escape(std::string_view text) {
-    std::string out;
-    out.reserve(text.size() + 8);
-    for (char c : text) {
-        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out.push_back('\\');
-        out.push_back(c);
-    }
-    return out;
-}
 
 }  // namespace redcoord::detail

@@ -37,16 +37,6 @@ void parse_payload(event_message& out, std::string_view payload) {
         out.value = parser.release();
 }
 
-// The glob characters of a prefix are matched literally in a pattern subscription.
-std::string escape_glob(std::string_view s) {
-    std::string out;
-    out.reserve(s.size() + 4);
-    for (char c : s) {
-        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out.push_back('\\');
-        out.push_back(c);
-    }
-    return out;
-}
 
 }  // namespace
 
@@ -250,7 +240,7 @@ const std::string& receiver_base::name() const noexcept {
 namespace {
 
 std::string redis_channel(const keyspace& keys, std::string_view name, bool pattern) {
-    return pattern ? detail::escape_glob(keys.channel("")) + std::string(name)
+    return pattern ? detail::glob_escape(keys.channel("")) + std::string(name)
                    : keys.channel(name);
 }
 

@@ -1,3 +1,5 @@
+#include "glob.hpp"
+
 #include <redcoord/error.hpp>
 #include <redcoord/keyspace.hpp>
 
@@ -56,6 +58,16 @@ boost::system::error_code check_name(std::string_view field, std::string_view va
     if (!value.empty()) return {};
     diag.set_client_message(std::string(field) + ": must not be empty");
     return error::invalid_argument;
+}
+
+std::string glob_escape(std::string_view text) {
+    std::string out;
+    out.reserve(text.size() + 8);
+    for (char c : text) {
+        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out.push_back('\\');
+        out.push_back(c);
+    }
+    return out;
 }
 
 }  // namespace detail

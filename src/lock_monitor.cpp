@@ -29,16 +29,6 @@ constexpr int scan_count = 1000;
 
 using list_result = std::tuple<error_code, std::vector<active_lock>>;
 
-// MATCH treats * ? [ ] and \ specially: a prefix holding them must match only itself.
-std::string escape_glob(std::string_view s) {
-    std::string out;
-    out.reserve(s.size() + 8);
-    for (char c : s) {
-        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out.push_back('\\');
-        out.push_back(c);
-    }
-    return out;
-}
 
 std::optional<std::int64_t> to_int(const std::optional<std::string>& s) {
     if (!s || s->empty()) return std::nullopt;
@@ -121,7 +111,7 @@ asio::awaitable<error_code> read_locks(session_impl& s, const std::vector<std::s
 }
 
 asio::awaitable<list_result> list_locks(std::shared_ptr<session_impl> s, diagnostics& diag) {
-    const std::string pattern = escape_glob(s->keys.prefix()) + "lock:*";
+    const std::string pattern = detail::glob_escape(s->keys.prefix()) + "lock:*";
     std::vector<active_lock> out;
     std::unordered_set<std::string> seen;  // SCAN may return a key more than once
     std::string cursor = "0";
@@ -145,7 +135,7 @@ asio::awaitable<list_result> list_locks(std::shared_ptr<session_impl> s, diagnos
 
 // True when any node of the deployment has a heartbeat key.
 asio::awaitable<std::tuple<error_code, bool>> any_heartbeat(session_impl& s, diagnostics& diag) {
-    const std::string pattern = escape_glob(s.keys.prefix()) + "hb:*";
+    const std::string pattern = detail::glob_escape(s.keys.prefix()) + "hb:*";
     std::string cursor = "0";
     do {
         request req;

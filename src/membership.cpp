@@ -39,15 +39,6 @@ std::string this_host() {
     return buf;
 }
 
-// Escapes the glob characters of a literal, for SCAN MATCH.
-std::string glob_escape(std::string_view s) {
-    std::string out;
-    for (char c : s) {
-        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out.push_back('\\');
-        out.push_back(c);
-    }
-    return out;
-}
 
 node_info parse_node(const std::string& id, const std::optional<std::string>& payload) {
     node_info n;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "eval.hpp"
+#include "glob.hpp"
 
 #include <redcoord/lease.hpp>
 #include <redcoord/lock.hpp>
