@@ -6,6 +6,8 @@
 #include <redcoord/connection.hpp>
 #include <redcoord/script.hpp>
 
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <string>
@@ -26,6 +28,31 @@ boost::asio::awaitable<std::pair<boost::system::error_code, std::size_t>> eval(
     request::config cfg = {}, bool cancellable = true) {
     return eval_erased(conn, s, keys, args, make_adapter(resp), diag, std::move(cfg),
                        cancellable);
+}
+
+// A script call for hot paths, without a coroutine frame: the caller fills req with
+// `EVALSHA <sha1> <numkeys> keys... args...` and adapter with where the reply goes, and keeps
+// the call alive until done runs. On NOSCRIPT (a server that lost its script cache) the script
+// is loaded and req sent again. Not cancellable: the reply is always awaited, so the caller
+// always knows what the script did.
+struct script_call {
+    const script* sc = nullptr;
+    request req;
+    any_adapter adapter;
+    diagnostics* diag = nullptr;
+
+    // Used by run_script_call.
+    any_adapter filter_inner;
+    request load;
+};
+
+void run_script_call(connection& conn, script_call& call,
+                     boost::asio::any_completion_handler<void(boost::system::error_code)> done);
+
+template <class Token>
+auto async_script_call(connection& conn, script_call& call, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [&conn, &call](auto h) { run_script_call(conn, call, std::move(h)); }, token);
 }
 
 }  // namespace redcoord::detail

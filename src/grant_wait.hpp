@@ -236,20 +236,18 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
 #pragma GCC diagnostic pop
 #endif
 
-// A hook for lease_state::on_release: a local release wakes the local waiters at once (their
-// attempt usually rides the same pipeline, behind the release). The release's own push still
-// wakes them afterwards: the attempt may have reached Redis before the release did (the
-// release's EVALSHA met NOSCRIPT and went again as EVAL, say), and skipping the push would then
-// leave the waiters asleep until their fallback timer. The price is one more attempt.
-inline std::function<void()> local_handoff(const std::shared_ptr<session_impl>& s,
-                                           std::string queue_key) {
-    return [w = std::weak_ptr<session_impl>(s), key = std::move(queue_key)] {
-        auto s = w.lock();
-        if (!s || s->closed) return;
-        auto it = s->lock_queues.find(key);
-        if (it == s->lock_queues.end()) return;
-        it->second->wake_head();
-    };
+// A hook for lease_state::on_release (hook_arg: the key of the local wait queue): a local
+// release wakes the local waiters at once (their attempt usually rides the same pipeline,
+// behind the release). The release's own push still wakes them afterwards: the attempt may
+// have reached Redis before the release did (the release's script had to be loaded again,
+// say), and skipping the push would then leave the waiters asleep until their fallback timer.
+// The price is one more attempt.
+inline void local_handoff(lease_state& l) {
+    auto& s = *l.session;
+    if (s.closed) return;
+    auto it = s.lock_queues.find(l.hook_arg);
+    if (it == s.lock_queues.end()) return;
+    it->second->wake_head();
 }
 
 // Runs an acquisition (wait_for_grant) and completes handler with its result through the

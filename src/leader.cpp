@@ -1,3 +1,4 @@
+#include "lock_value.hpp"
 #include "session_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -14,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
+#include <charconv>
 #include <map>
 
 namespace redcoord {
@@ -63,33 +65,32 @@ std::string released_channel(const std::string& key) {
     return keyspace::companion(key, "released");
 }
 
-// The leader of the leadership key, read in one round trip (HGETALL + PTTL).
+// The leader of the leadership key, read in one round trip (GET, GET of the fencing counter,
+// PTTL).
 asio::awaitable<std::pair<error_code, std::optional<leader_info>>> read_info(
     session_impl& s, const std::string& name, const std::string& key) {
     request req;
-    req.push("HGETALL", key);
+    req.push("GET", key);
+    req.push("GET", keyspace::companion(key, "fence"));
     req.push("PTTL", key);
-    response<std::map<std::string, std::string>, std::int64_t> resp;
+    response<std::optional<std::string>, std::optional<std::string>, std::int64_t> resp;
     auto [ec, n] = co_await s.conn.async_exec(req, resp, nothrow);
     if (ec) co_return std::pair{ec, std::optional<leader_info>{}};
-    const auto& fields = std::get<0>(resp);
-    const auto pttl = std::get<1>(resp);
-    auto owner = fields.find("owner");
-    if (owner == fields.end() || pttl == -2) co_return std::pair{ec, std::optional<leader_info>{}};
+    const auto& value = std::get<0>(resp);
+    const auto pttl = std::get<2>(resp);
+    if (!value || pttl == -2) co_return std::pair{ec, std::optional<leader_info>{}};
+    auto v = detail::parse_lock_value(*value);
+    std::int64_t term = 0;
+    const auto& fence = std::get<1>(resp);
+    if (!v || !fence ||
+        std::from_chars(fence->data(), fence->data() + fence->size(), term).ec != std::errc())
+        co_return std::pair{error_code(error::unexpected_reply), std::optional<leader_info>{}};
     leader_info info;
     info.name = name;
-    info.owner = owner->second;
-    auto get = [&](const char* f) -> std::string {
-        auto it = fields.find(f);
-        return it == fields.end() ? std::string() : it->second;
-    };
-    info.node = get("node");
-    try {
-        info.term = std::stoll(get("fence"));
-        info.since = std::chrono::system_clock::time_point(milliseconds(std::stoll(get("since"))));
-    } catch (const std::exception&) {
-        co_return std::pair{error_code(error::unexpected_reply), std::optional<leader_info>{}};
-    }
+    info.owner = std::move(v->owner);
+    info.node = std::move(v->node);
+    info.term = term;
+    info.since = std::chrono::system_clock::time_point(milliseconds(v->since_ms));
     // A leadership key without TTL (written by hand) has no end: "expires" is then the far
     // future, and a watch looks again now and then instead of spinning on it.
     info.expires = pttl < 0 ? std::chrono::system_clock::time_point::max()

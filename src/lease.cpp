@@ -27,32 +27,45 @@ std::string describe(const lease_state& l) {
     return "'" + l.resource + "' (key " + l.keys.front() + ", owner " + l.owner + ")";
 }
 
-asio::awaitable<error_code> release_script(std::shared_ptr<lease_state> l, diagnostics* diag) {
-    auto& s = *l->session;
-    std::vector<std::string> args{l->owner};
-    args.insert(args.end(), l->extra_args.begin(), l->extra_args.end());
+// A release under way: the script call and what its completion needs.
+struct release_op {
+    std::shared_ptr<lease_state> lease;
+    detail::script_call script;
     std::int64_t reply = 0;
     diagnostics local;
-    auto& d = diag ? *diag : local;
-    auto [ec, n] = co_await detail::eval(s.conn, *l->spec->release, l->keys, args, reply, d);
-    if (ec) co_return ec;
-    if (reply == 0) {
-        d.set_client_message("release of " + describe(*l) +
-                             ": Redis no longer holds it for this owner (expired or taken)");
-        co_return error::not_held;
+    asio::any_completion_handler<void(error_code)> handler;
+
+    // (Constructed with its handler: any_completion_handler's move assignment recurses
+    // without end in Boost 1.81.)
+    release_op(std::shared_ptr<lease_state> l,
+               asio::any_completion_handler<void(error_code)> h)
+        : lease(std::move(l)), handler(std::move(h)) {}
+
+    void done(error_code ec) {
+        if (!ec && reply == 0) {
+            script.diag->set_client_message(
+                "release of " + describe(*lease) +
+                ": Redis no longer holds it for this owner (expired or taken)");
+            ec = error::not_held;
+        }
+        if (handler) asio::dispatch(asio::append(std::move(handler), ec));
     }
-    co_return error_code{};
-}
+};
 
 // Starts the release of a held lease; the status changes at once, so no renewal follows.
+// Without a coroutine: releases are as frequent as acquisitions.
 void start_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
                    asio::any_completion_handler<void(error_code)> handler) {
     auto& s = *l->session;
-    asio::co_spawn(s.conn.get_executor(), release_script(l, diag),
-                   [h = std::move(handler)](std::exception_ptr ep, error_code ec) mutable {
-                       if (ep) ec = asio::error::operation_aborted;
-                       if (h) std::move(h)(ec);
-                   });
+    auto op = std::make_unique<release_op>(l, std::move(handler));
+    auto& call = op->script;
+    call.sc = l->spec->release;
+    call.req.push("EVALSHA", call.sc->sha1(), l->keys.size(), l->keys, l->owner, l->extra_args);
+    call.adapter = detail::make_adapter(op->reply);
+    call.diag = diag ? diag : &op->local;
+    detail::run_script_call(s.conn, call, [op = std::move(op)](error_code ec) mutable {
+        op->done(ec);
+    });
     s.mark_released(*l);
 }
 

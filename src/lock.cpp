@@ -8,10 +8,12 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <optional>
 #include <tuple>
 
 namespace redcoord {
@@ -32,13 +34,17 @@ const detail::lease_spec& lock_spec() {
     return spec;
 }
 
+// The keys and channel of one lock; the wait queue's keys only in fair mode.
 struct lock_names {
-    std::string key, fence, queue, queue_deadlines, channel;
-    explicit lock_names(std::string main_key)
+    std::string key, fence, channel, queue, queue_deadlines;
+    lock_names(std::string main_key, bool fair)
         : key(std::move(main_key)), fence(keyspace::companion(key, "fence")),
-          queue(keyspace::companion(key, "queue")),
-          queue_deadlines(keyspace::companion(key, "queue:deadlines")),
-          channel(keyspace::companion(key, "released")) {}
+          channel(keyspace::companion(key, "released")) {
+        if (fair) {
+            queue = keyspace::companion(key, "queue");
+            queue_deadlines = keyspace::companion(key, "queue:deadlines");
+        }
+    }
 };
 
 // Errors after which waiting on makes sense: the connection may come back before the deadline.
@@ -54,6 +60,20 @@ struct attempt_result {
     clock::time_point sent;
 };
 
+// lock_acquire.lua's reply: {granted, fence or the holder's PTTL, holds}.
+using acquire_reply = response<std::tuple<std::int64_t, std::int64_t, std::int64_t>>;
+
+// A local release hands the lock to the next local waiter: its attempt rides the same
+// pipeline, behind the release; the release's own push is then skipped.
+void lock_handoff(detail::lease_state& l) {
+    auto& s = *l.session;
+    if (s.closed) return;
+    auto it = s.lock_queues.find(l.keys.front());
+    if (it == s.lock_queues.end() || it->second->waiters.empty()) return;
+    it->second->own_releases.insert(l.owner);
+    it->second->wake_head();
+}
+
 struct acquire_call {
     std::shared_ptr<session_impl> s;
     lock_options lo;
@@ -63,57 +83,86 @@ struct acquire_call {
     milliseconds ttl;
     lock_names names;
     diagnostics& diag;
+    clock::time_point start = clock::now();
+    std::string value;  // scratch for prepare()
+    bool always_publish = false;  // the release publishes even when nobody waits
 
-    asio::awaitable<attempt_result> attempt() {
+    // Fills call with one attempt: lock_acquire.lua, its reply going to reply.
+    void prepare(detail::script_call& call, acquire_reply& reply) {
         static const script& acquire = script::embedded("lock_acquire");
-        const std::vector<std::string> keys{names.key, names.fence, names.queue,
-                                            names.queue_deadlines};
-        const std::vector<std::string> args{owner,
-                                            std::to_string(ttl.count()),
-                                            ao.reentrant ? "1" : "0",
-                                            lo.fair ? "1" : "0",
-                                            std::to_string(lo.fair_waiter_timeout.count()),
-                                            s->node_id,
-                                            lo.enable_extension ? "1" : "0"};
-        std::vector<std::int64_t> reply;
-        attempt_result r;
-        r.sent = clock::now();
-        // Not cancellable: a grant must be known, or the lock would stay taken until its TTL.
-        auto [ec, n] = co_await detail::eval(s->conn, acquire, keys, args, reply, diag, {},
-                                             false);
-        r.ec = ec;
-        if (!ec && reply.size() != 3) {
-            r.ec = error::unexpected_reply;
-            diag.set_client_message("lock_acquire: expected 3 integers");
-        }
-        r.granted = !r.ec && reply[0] == 1;
-        r.fence_or_pttl = r.ec ? 0 : reply[1];
-        co_return r;
+        const auto now_ms = std::chrono::duration_cast<milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+        // The value a grant stores (lock_value.hpp), with one hold.
+        value.clear();
+        value.append(owner).append("\n1 ").append(lo.enable_extension ? "1 " : "0 ");
+        value.append(std::to_string(now_ms)).append(" 0 ").append(s->node_id);
+        std::string_view mode = "-";
+        if (ao.reentrant && lo.fair)
+            mode = "rf";
+        else if (ao.reentrant)
+            mode = "r";
+        else if (lo.fair)
+            mode = "f";
+        call.sc = &acquire;
+        call.req.clear();
+        if (lo.fair)
+            call.req.push("EVALSHA", acquire.sha1(), 4, names.key, names.fence, names.queue,
+                          names.queue_deadlines, value, ttl.count(), mode,
+                          lo.fair_waiter_timeout.count());
+        else
+            call.req.push("EVALSHA", acquire.sha1(), 2, names.key, names.fence, value,
+                          ttl.count(), mode);
+        call.adapter = detail::make_adapter(reply);
+        call.diag = &diag;
     }
 
-    lease make_lease(const attempt_result& r) {
+    attempt_result result(error_code ec, const acquire_reply& reply,
+                          clock::time_point sent) const {
+        attempt_result r;
+        r.sent = sent;
+        r.ec = ec;
+        if (ec == error::unexpected_reply)
+            diag.set_client_message("lock_acquire: expected 3 integers");
+        if (!r.ec) {
+            const auto& [granted, fence_or_pttl, holds] = std::get<0>(reply);
+            r.granted = granted == 1;
+            r.fence_or_pttl = fence_or_pttl;
+        }
+        return r;
+    }
+
+    // Not cancellable: a grant must be known, or the lock would stay taken until its TTL.
+    asio::awaitable<attempt_result> attempt() {
+        detail::script_call call;
+        acquire_reply reply;
+        prepare(call, reply);
+        const auto sent = clock::now();
+        auto [ec] = co_await detail::async_script_call(s->conn, call, nothrow);
+        co_return result(ec, reply, sent);
+    }
+
+    // Records the acquisition and makes its lease (the names move into it: nothing uses them
+    // after a grant).
+    lease granted(const attempt_result& r, bool contended) {
+        s->lock_stats.record(
+            std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - start),
+            contended);
         auto st = std::make_shared<detail::lease_state>();
         st->session = s;
         st->spec = &lock_spec();
-        st->resource = name;
-        st->keys = {names.key};
-        st->extra_args = {names.channel};
-        st->owner = owner;
+        st->resource = std::move(name);
+        st->keys.push_back(std::move(names.key));
+        st->extra_args.push_back(std::move(names.channel));
+        // Who watches a leadership without campaigning for it learns of a resignation from
+        // the release's push: it is always published.
+        if (always_publish) st->extra_args.push_back("1");
+        st->owner = std::move(owner);
         st->fence = r.fence_or_pttl;
         st->ttl = ttl;
         st->renew_interval = lo.extension_interval;
         st->watchdog = lo.enable_extension;
-        // A local release hands the lock to the next local waiter: its attempt rides the same
-        // pipeline, behind the release; the release's own push is then skipped.
-        st->on_release = [w = std::weak_ptr<session_impl>(s), key = names.key,
-                          owner = owner] {
-            auto s = w.lock();
-            if (!s || s->closed) return;
-            auto it = s->lock_queues.find(key);
-            if (it == s->lock_queues.end() || it->second->waiters.empty()) return;
-            it->second->own_releases.insert(owner);
-            it->second->wake_head();
-        };
+        st->on_release = &lock_handoff;
         s->hold(st, r.sent);
         return lease(std::move(st));
     }
@@ -134,33 +183,39 @@ struct acquire_call {
     }
 };
 
-asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool once) {
+// g++ 12 reports a false -Wmismatched-new-delete for this coroutine's frame (allocated and
+// freed by awaitable_frame_base's own operators), hence the pragma.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+// Acquires, waiting as long as the options allow. first: the attempt the fast path made
+// already (the coroutine then goes straight to waiting).
+asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool once,
+                                                            std::optional<attempt_result> first) {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
     // Cancellation is checked by hand (cancelled()): a co_await that threw instead would skip
     // leave(), leaving a dangling waiter in the queue that the next release's push wakes.
     co_await asio::this_coro::throw_if_cancelled(false);
     auto& s = *c.s;
-    const auto start = clock::now();
     const milliseconds wait =
         c.ao.wait ? *c.ao.wait : c.lo.retry_delay * std::max(c.lo.max_retries, 0);
-    const auto deadline = start + wait;
+    const auto deadline = c.start + wait;
     auto cancelled = [&]() -> asio::awaitable<bool> {
         auto cs = co_await asio::this_coro::cancellation_state;
         co_return cs.cancelled() != asio::cancellation_type::none;
     };
     auto granted = [&](const attempt_result& r, bool contended) {
-        s.lock_stats.record(std::chrono::duration_cast<std::chrono::microseconds>(
-                                clock::now() - start),
-                            contended);
-        return c.make_lease(r);
+        return c.granted(r, contended);
     };
 
     auto q = s.queue_for(c.names.key, c.names.channel, c.lo.fair);
     error_code last_error;
+    if (first) last_error = first->ec;
 
-    // Fast path: no local waiter ahead (a reentrant acquisition never queues behind others:
-    // it would wait for itself).
-    if (q->waiters.empty() || c.ao.reentrant || once) {
+    // No local waiter ahead (a reentrant acquisition never queues behind others: it would wait
+    // for itself): one attempt first.
+    if (!first && (q->waiters.empty() || c.ao.reentrant || once)) {
         auto r = co_await c.attempt();
         if (r.granted) {
             lease l = granted(r, false);
@@ -247,6 +302,11 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool
             auto r = co_await c.attempt();
             if (r.granted) {
                 lease l = granted(r, true);
+                // The push of every release sent before this attempt has arrived by now (a
+                // push precedes the replies of later commands), and a release publishes only
+                // when an attempt found the lock held: forget the handoffs whose push did
+                // not come.
+                q->own_releases.clear();
                 leave(true, c.ttl);
                 if (co_await cancelled())
                     co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
@@ -298,11 +358,66 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool
     co_return std::tuple{error_code(error::acquire_timeout), lease()};
 }
 
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 template <class Handler, class... Args>
 void post_to(session_impl& s, Handler&& h, Args&&... args) {
     asio::post(s.conn.get_executor(),
                asio::append(std::forward<Handler>(h), std::forward<Args>(args)...));
 }
+
+using acquire_handler = asio::any_completion_handler<void(error_code, lease)>;
+
+// Runs acquire_coro and completes handler with its result. The handler's cancellation slot
+// goes to co_spawn, which forwards it to the coroutine.
+void spawn_acquire(acquire_call call, bool once, std::optional<attempt_result> first,
+                   acquire_handler handler) {
+    auto ex = call.s->conn.get_executor();
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    asio::co_spawn(ex, acquire_coro(std::move(call), once, first),
+                   asio::bind_cancellation_slot(
+                       slot, [h = std::move(handler)](std::exception_ptr ep,
+                                                      std::tuple<error_code, lease> r) mutable {
+                           if (ep) std::get<0>(r) = asio::error::operation_aborted;
+                           std::move(h)(std::get<0>(r), std::move(std::get<1>(r)));
+                       }));
+}
+
+// An acquisition's first attempt, made without a coroutine (the uncontended case is the common
+// one, and a coroutine frame per acquisition costs more than the rest of it). When the lock is
+// held by another, the acquisition goes on waiting in acquire_coro.
+struct fast_acquire {
+    acquire_call call;
+    bool once;
+    acquire_handler handler;
+    bool cancelled = false;  // the caller's cancellation slot fired during the attempt
+    detail::script_call script;
+    acquire_reply reply;
+    clock::time_point sent;
+
+    fast_acquire(acquire_call c, bool once, acquire_handler h)
+        : call(std::move(c)), once(once), handler(std::move(h)) {}
+
+    static void finish(std::unique_ptr<fast_acquire> op, error_code ec) {
+        auto slot = asio::get_associated_cancellation_slot(op->handler);
+        if (slot.is_connected()) slot.clear();
+        auto r = op->call.result(ec, op->reply, op->sent);
+        auto complete = [&](error_code e, lease l) {
+            asio::dispatch(asio::append(std::move(op->handler), e, std::move(l)));
+        };
+        if (r.granted) {
+            lease l = op->call.granted(r, false);
+            // Cancelled meanwhile: the lease goes out of scope here, which releases it.
+            if (op->cancelled) return complete(asio::error::operation_aborted, lease());
+            return complete(error_code{}, std::move(l));
+        }
+        if (op->once || (r.ec && !transient(r.ec))) return complete(r.ec, lease());
+        if (op->cancelled) return complete(asio::error::operation_aborted, lease());
+        spawn_acquire(std::move(op->call), false, r, std::move(op->handler));
+    }
+};
 
 }  // namespace
 
@@ -344,16 +459,18 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
     static thread_local diagnostics unused;
     diagnostics& d = diag ? *diag : unused;
     d.clear();
-    const std::string what = std::string(kind) + " '" + name + "'";
     error_code ec = detail::check_name(std::string(kind) + " name", name, d);
+    auto what = [&] { return std::string(kind) + " '" + name + "'"; };
     if (!ec && opts.ttl.count() < 0)
-        ec = detail::invalid(d, what + ": ttl " + std::to_string(opts.ttl.count()) +
+        ec = detail::invalid(d, what() + ": ttl " + std::to_string(opts.ttl.count()) +
                                     " ms is negative");
     if (!ec && opts.wait && opts.wait->count() < 0)
-        ec = detail::invalid(d, what + ": wait " + std::to_string(opts.wait->count()) +
+        ec = detail::invalid(d, what() + ": wait " + std::to_string(opts.wait->count()) +
                                     " ms is negative");
     if (!ec && opts.reentrant && opts.owner.empty())
-        ec = detail::invalid(d, what + ": reentrant acquisition needs the owner of the held lease");
+        ec = detail::invalid(d, what() + ": reentrant acquisition needs the owner of the held lease");
+    if (!ec && opts.owner.find('\n') != std::string_view::npos)
+        ec = detail::invalid(d, what() + ": the owner must not contain a newline");
     if (!ec && s->closed) ec = error::session_closed;
     if (ec) {
         post_to(*s, std::move(handler), ec, lease());
@@ -362,19 +479,29 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
     const auto ttl = opts.ttl.count() > 0 ? opts.ttl : lo.default_lock_timeout;
     std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
     opts.owner = {};
-    lock_names names(std::move(main_key));
-    acquire_call call{s,   lo,              std::move(name), opts, std::move(owner),
-                      ttl, std::move(names), d};
-    auto ex = s->conn.get_executor();
-    // The caller's cancellation slot goes to co_spawn, which forwards it to the coroutine.
-    auto slot = asio::get_associated_cancellation_slot(handler);
-    asio::co_spawn(ex, acquire_coro(std::move(call), once),
-                   asio::bind_cancellation_slot(
-                       slot, [h = std::move(handler)](std::exception_ptr ep,
-                                                      std::tuple<error_code, lease> r) mutable {
-                           if (ep) std::get<0>(r) = asio::error::operation_aborted;
-                           std::move(h)(std::get<0>(r), std::move(std::get<1>(r)));
-                       }));
+    const bool queued = [&] {
+        auto it = s->lock_queues.find(main_key);
+        return it != s->lock_queues.end() && !it->second->waiters.empty();
+    }();
+    lock_names names(std::move(main_key), lo.fair);
+    acquire_call call{s,   lo,  std::move(name), opts,        std::move(owner), ttl,
+                      std::move(names), d,   clock::now(),    std::string(), kind != "lock"};
+    if (queued && !opts.reentrant && !once) {
+        // Local waiters are ahead: queue behind them.
+        spawn_acquire(std::move(call), once, std::nullopt, std::move(handler));
+        return;
+    }
+    // The fast path, without a coroutine: one attempt, which usually succeeds.
+    auto op = std::make_unique<fast_acquire>(std::move(call), once, std::move(handler));
+    auto slot = asio::get_associated_cancellation_slot(op->handler);
+    if (slot.is_connected())
+        slot.assign([op = op.get()](asio::cancellation_type) { op->cancelled = true; });
+    op->call.prepare(op->script, op->reply);
+    op->sent = clock::now();
+    auto& script = op->script;
+    detail::run_script_call(s->conn, script, [op = std::move(op)](error_code ec) mutable {
+        fast_acquire::finish(std::move(op), ec);
+    });
 }
 
 }  // namespace detail
@@ -424,7 +551,7 @@ void lock_provider::force_release_impl(std::string name, bool_handler handler) {
         auto [ec, n] = co_await detail::eval(s->conn, force, keys, args, reply, d);
         co_return std::tuple{ec, !ec && reply == 1};
     };
-    asio::co_spawn(s->conn.get_executor(), run(s, lock_names(s->keys.lock(name))),
+    asio::co_spawn(s->conn.get_executor(), run(s, lock_names(s->keys.lock(name), false)),
                    [h = std::move(handler)](std::exception_ptr ep,
                                             std::tuple<error_code, bool> r) mutable {
                        if (ep) std::get<0>(r) = asio::error::operation_aborted;

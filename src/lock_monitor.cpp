@@ -1,3 +1,4 @@
+#include "lock_value.hpp"
 #include "session_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -39,50 +40,47 @@ std::optional<std::int64_t> to_int(const std::optional<std::string>& s) {
     return v;
 }
 
-// The fields lock_acquire.lua writes, in this order.
-constexpr std::string_view lock_fields[] = {"owner", "fence", "count", "since", "node", "wd"};
-
-// Replies of MULTI, HMGET key <fields>, PTTL key, EXEC for each key: only EXEC's reply (the
-// other two fields' snapshot, taken atomically) is kept. A key that changed type in between
-// gives an error inside EXEC's reply; it is skipped rather than failing the whole listing.
+// Replies of MULTI, GET key, GET fence, PTTL key, EXEC for each key: only EXEC's reply (a
+// snapshot of the three, taken atomically) is kept. A key that changed type in between gives an
+// error inside EXEC's reply; it is skipped rather than failing the whole listing.
 struct lock_reads {
     struct entry {
         bool ok = false;
-        std::vector<std::optional<std::string>> fields;
+        std::optional<std::string> value, fence;
         std::int64_t pttl = -2;
     };
     std::vector<entry> entries;
 
     static void store(void* self, std::size_t index, node_span reply, error_code&) {
-        if (index % 4 != 3) return;
-        auto& e = static_cast<lock_reads*>(self)->entries[index / 4];
-        std::tuple<std::vector<std::optional<std::string>>, std::int64_t> v;
+        if (index % 5 != 4) return;
+        auto& e = static_cast<lock_reads*>(self)->entries[index / 5];
+        std::tuple<std::optional<std::string>, std::optional<std::string>, std::int64_t> v;
         error_code local;
         from_resp3(reply, v, local);
         if (local) return;
-        e.fields = std::move(std::get<0>(v));
-        e.pttl = std::get<1>(v);
+        e.value = std::move(std::get<0>(v));
+        e.fence = std::move(std::get<1>(v));
+        e.pttl = std::get<2>(v);
         e.ok = true;
     }
 };
 
 std::optional<active_lock> to_lock(std::string name, const lock_reads::entry& e) {
-    if (!e.ok || e.pttl == -2 || e.fields.size() != std::size(lock_fields)) return std::nullopt;
-    const auto& f = e.fields;
-    const auto fence = to_int(f[1]);
-    const auto count = to_int(f[2]);
-    // Not a lock hash: e.g. a read-write lock's writer hash (no count) under a tagged name.
-    if (!f[0] || f[0]->empty() || !fence || !count) return std::nullopt;
+    if (!e.ok || e.pttl == -2 || !e.value) return std::nullopt;
+    auto v = detail::parse_lock_value(*e.value);
+    const auto fence = to_int(e.fence);
+    // Not a lock: a string under the prefix that lock_acquire.lua did not write.
+    if (!v || !fence) return std::nullopt;
     active_lock l;
     l.name = std::move(name);
-    l.owner = *f[0];
+    l.owner = std::move(v->owner);
     l.fencing_token = *fence;
-    l.holds = *count;
-    if (auto since = to_int(f[3]))
-        l.acquired_at = std::chrono::system_clock::time_point(
-            std::chrono::duration_cast<std::chrono::system_clock::duration>(milliseconds(*since)));
-    l.node = f[4].value_or("");
-    l.watchdog = f[5] && *f[5] == "1";
+    l.holds = v->holds;
+    l.acquired_at = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            milliseconds(v->since_ms)));
+    l.node = std::move(v->node);
+    l.watchdog = v->watchdog;
     l.remaining_ttl = milliseconds(e.pttl);
     return l;
 }
@@ -93,7 +91,8 @@ asio::awaitable<error_code> read_locks(session_impl& s, const std::vector<std::s
     request req;
     for (const auto& k : keys) {
         req.push("MULTI");
-        req.push("HMGET", k, lock_fields);
+        req.push("GET", k);
+        req.push("GET", keyspace::companion(k, "fence"));
         req.push("PTTL", k);
         req.push("EXEC");
     }
@@ -117,7 +116,7 @@ asio::awaitable<list_result> list_locks(std::shared_ptr<session_impl> s, diagnos
     std::string cursor = "0";
     do {
         request req;
-        req.push("SCAN", cursor, "MATCH", pattern, "COUNT", scan_count, "TYPE", "hash");
+        req.push("SCAN", cursor, "MATCH", pattern, "COUNT", scan_count, "TYPE", "string");
         std::pair<std::string, std::vector<std::string>> page;
         auto [ec, n] = co_await s->conn.async_exec(req, page, diag, nothrow);
         if (ec) co_return list_result{ec, {}};

@@ -1,3 +1,4 @@
+#include "lock_value.hpp"
 #include "session_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -220,16 +221,17 @@ public:
     }
 
     // Releases the locks and leaderships of `kind` ("lock:", "leader:") held by dead nodes: one
-    // SCAN over those keys, the holders of each page read in one request, and each match
-    // released by a script that checks the holder again.
+    // SCAN over those keys of one Redis type, the holders of each page read in one request, and
+    // each match released by a script that checks the holder again. Type "string": locks and
+    // leaderships (lock_acquire.lua's value); "hash": read-write locks' writers (field node).
     asio::awaitable<error_code> release_held(const std::set<std::string>& dead,
-                                             std::string_view kind) {
+                                             std::string_view kind, std::string_view type) {
         static const script& release = script::embedded("membership_reap");
         std::string cursor = "0";
         const std::string match = glob_escape(s->keys.prefix()) + glob_escape(kind) + "*";
         do {
             request req;
-            req.push("SCAN", cursor, "MATCH", match, "COUNT", 500, "TYPE", "hash");
+            req.push("SCAN", cursor, "MATCH", match, "COUNT", 500, "TYPE", type);
             // One reply, [cursor, keys] (a bare std::tuple would be read as two replies).
             response<std::tuple<std::string, std::vector<std::string>>> page;
             auto [ec, n] = co_await s->conn.async_exec(req, page, nothrow);
@@ -238,7 +240,12 @@ public:
             const auto& keys = std::get<1>(std::get<0>(page));
             if (keys.empty()) continue;
             request get;
-            for (const auto& key : keys) get.push("HGET", key, "node");
+            for (const auto& key : keys) {
+                if (type == "hash")
+                    get.push("HGET", key, "node");
+                else
+                    get.push("GET", key);
+            }
             generic_response holders;
             auto [ec2, n2] = co_await s->conn.async_exec(get, holders, nothrow);
             if (ec2) co_return ec2;
@@ -249,8 +256,13 @@ public:
                 std::size_t reply = 0;
                 for (const auto& nd : holders) {
                     if (nd.depth != 0) continue;
-                    if (reply < nodes.size() && nd.data_type == resp3::type::blob_string)
-                        nodes[reply] = nd.value;
+                    if (reply < nodes.size() && nd.data_type == resp3::type::blob_string) {
+                        if (type == "hash") {
+                            nodes[reply] = nd.value;
+                        } else if (auto v = parse_lock_value(nd.value)) {
+                            nodes[reply] = std::move(v->node);
+                        }
+                    }
                     ++reply;
                 }
             }
@@ -270,8 +282,9 @@ public:
     // Removes dead nodes from the registry and releases the locks and leaderships they held.
     asio::awaitable<error_code> reap(const std::set<std::string>& dead) {
         if (dead.empty()) co_return error_code{};
-        if (auto ec = co_await release_held(dead, "lock:")) co_return ec;
-        if (auto ec = co_await release_held(dead, "leader:")) co_return ec;
+        if (auto ec = co_await release_held(dead, "lock:", "string")) co_return ec;
+        if (auto ec = co_await release_held(dead, "lock:", "hash")) co_return ec;
+        if (auto ec = co_await release_held(dead, "leader:", "string")) co_return ec;
         const std::vector<std::string> ids(dead.begin(), dead.end());
         request req;
         req.push_range("SREM", s->keys.registry(), ids);

@@ -111,7 +111,10 @@ struct rw_call {
         // A writer's release wakes the local waiters at once (then by its push, as for remote
         // ones). A reader's release frees the lock only when it was the last reader, which its
         // push tells (it publishes only then).
-        if (write) st->on_release = detail::local_handoff(s, names.channel);
+        if (write) {
+            st->on_release = &detail::local_handoff;
+            st->hook_arg = names.channel;
+        }
         s->hold(st, r.sent);
         return lease(std::move(st));
     }

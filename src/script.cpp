@@ -42,6 +42,11 @@ struct skip_noscript {
             return;
         static_cast<skip_noscript*>(self)->inner(index, reply, ec);
     }
+    // The same, for an adapter stored elsewhere (self points at the inner adapter).
+    static void store_inner(void* self, std::size_t index, node_span reply, error_code& ec) {
+        skip_noscript filter{*static_cast<detail::any_adapter*>(self)};
+        store(&filter, index, reply, ec);
+    }
 };
 
 request make_call(std::string_view command, std::string_view script_ref,
@@ -95,6 +100,31 @@ asio::awaitable<std::pair<error_code, std::size_t>> eval_erased(
     const request by_source = make_call("EVAL", s.source(), keys, args, std::move(cfg));
     auto [ec2, n2] = co_await exec(by_source, adapter);
     co_return std::pair{ec2, n2};
+}
+
+void run_script_call(connection& conn, script_call& call,
+                     asio::any_completion_handler<void(error_code)> done) {
+    call.filter_inner = call.adapter;
+    const any_adapter filtered(&call.filter_inner, &skip_noscript::store_inner,
+                               call.adapter.expected(), call.adapter.wants_errors());
+    conn.async_exec_erased(
+        call.req, filtered, call.diag,
+        [&conn, &call, done = std::move(done)](error_code ec, std::size_t) mutable {
+            if (ec != error::noscript) {
+                std::move(done)(ec);
+                return;
+            }
+            // The server lost the script: load it, then send the same call again (both in one
+            // pipeline, in this order).
+            if (call.diag) call.diag->clear();
+            call.load.clear();
+            call.load.push("SCRIPT", "LOAD", call.sc->source());
+            conn.async_exec(call.load, [](error_code, std::size_t) {});
+            conn.async_exec_erased(call.req, call.adapter, call.diag,
+                                   [done = std::move(done)](error_code ec2, std::size_t) mutable {
+                                       std::move(done)(ec2);
+                                   });
+        });
 }
 
 void eval_impl(connection& conn, const script& s, std::vector<std::string> keys,

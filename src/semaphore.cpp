@@ -87,7 +87,8 @@ struct semaphore_call {
         st->watchdog = so.enable_extension;
         // A local release wakes the next local waiter at once (then by its push, as for
         // remote ones).
-        st->on_release = detail::local_handoff(s, names.key);
+        st->on_release = &detail::local_handoff;
+        st->hook_arg = names.key;
         s->hold(st, r.sent);
         return lease(std::move(st));
     }

@@ -178,16 +178,23 @@ asio::awaitable<void> push_hub::receive_loop(std::shared_ptr<session_impl> owner
 
 // ---- watchdog -------------------------------------------------------------------------------
 
+void watchdog::schedule(const std::shared_ptr<lease_state>& l, clock::time_point when) {
+    remove(*l);
+    l->dog_entry = items_.insert(item{when, seq_++, l}).first;
+    l->scheduled = true;
+}
+
 void watchdog::add(const std::shared_ptr<lease_state>& l) {
-    ++l->generation;
-    if (!l->scheduled) {
-        l->scheduled = true;
-        ++count_;
-    }
     const auto when = l->watchdog ? std::min(l->next_renewal, l->deadline) : l->deadline;
     const bool earliest = items_.empty() || when < items_.begin()->when;
-    items_.insert(item{when, seq_++, l, l->generation});
+    schedule(l, when);
     if (earliest && timer_) timer_->cancel();
+}
+
+void watchdog::clear() noexcept {
+    for (const auto& it : items_)
+        if (auto l = it.lease.lock()) l->scheduled = false;
+    items_.clear();
 }
 
 void watchdog::start(const std::shared_ptr<session_impl>& owner) {
@@ -204,8 +211,7 @@ void watchdog::renew_all_now(const std::shared_ptr<session_impl>& owner) {
     std::vector<std::shared_ptr<lease_state>> held;
     for (const auto& it : items_) {
         auto l = it.lease.lock();
-        if (l && l->generation == it.generation && l->status == lease::status::held &&
-            l->watchdog && !l->renewing)
+        if (l && l->status == lease::status::held && l->watchdog && !l->renewing)
             held.push_back(std::move(l));
     }
     for (auto& l : held) {
@@ -226,11 +232,13 @@ asio::awaitable<void> watchdog::loop(std::shared_ptr<session_impl> owner) {
         if (self.stopped_) break;
         const auto now = clock::now();
         while (!self.items_.empty() && self.items_.begin()->when <= now) {
-            item it = *self.items_.begin();
-            self.items_.erase(self.items_.begin());
-            auto l = it.lease.lock();
-            if (!l || l->generation != it.generation || l->status != lease::status::held)
+            auto l = self.items_.begin()->lease.lock();
+            if (!l) {
+                self.items_.erase(self.items_.begin());
                 continue;
+            }
+            self.remove(*l);
+            if (l->status != lease::status::held) continue;
             if (now >= l->deadline) {
                 owner->mark_lost(*l, error::lease_lost);
                 continue;
@@ -240,10 +248,10 @@ asio::awaitable<void> watchdog::loop(std::shared_ptr<session_impl> owner) {
                 asio::co_spawn(owner->conn.get_executor(), renew(owner, l), asio::detached);
             }
             // While a renewal is out, only the deadline is watched.
-            self.items_.insert(item{l->deadline, self.seq_++, l, l->generation});
+            self.schedule(l, l->deadline);
         }
     }
-    self.items_.clear();
+    self.clear();
 }
 
 asio::awaitable<void> watchdog::renew(std::shared_ptr<session_impl> owner,
@@ -371,7 +379,10 @@ void session_impl::mark_released(lease_state& l) {
                    asio::append(std::move(h), error_code(asio::error::operation_aborted)));
     // Posted, so that the release the caller sends next is queued before whatever the hook
     // wakes up (the next local waiter's attempt rides the same pipeline, behind it).
-    if (auto f = std::move(l.on_release)) asio::post(conn.get_executor(), std::move(f));
+    if (auto hook = std::exchange(l.on_release, nullptr)) {
+        asio::post(conn.get_executor(),
+                   [l = l.shared_from_this(), hook] { hook(*l); });
+    }
 }
 
 std::shared_ptr<lock_queue> session_impl::queue_for(const std::string& key,

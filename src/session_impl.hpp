@@ -101,7 +101,24 @@ struct lease_spec {
     const script* release = nullptr;
 };
 
-struct lease_state {
+struct lease_state;
+
+// One entry of the watchdog's schedule; a lease has at most one (lease_state::dog_entry).
+struct watchdog_item {
+    clock::time_point when;
+    std::uint64_t seq;
+    std::weak_ptr<lease_state> lease;
+    bool operator<(const watchdog_item& o) const noexcept {
+        return when != o.when ? when < o.when : seq < o.seq;
+    }
+};
+using watchdog_schedule = std::set<watchdog_item>;
+
+// What happens when a lease stops being held by a release (before the release's reply: the
+// next local waiter's attempt rides the same pipeline). Called with the lease, once.
+using release_hook = void (*)(lease_state&);
+
+struct lease_state : std::enable_shared_from_this<lease_state> {
     std::shared_ptr<session_impl> session;
     const lease_spec* spec = nullptr;
     std::string resource;
@@ -117,16 +134,15 @@ struct lease_state {
     error_code lost_reason;
     clock::time_point deadline;
     clock::time_point next_renewal;
-    std::uint64_t generation = 0;  // bumped when rescheduled; stale watchdog entries skip
     bool renewing = false;
-    bool scheduled = false;  // known to the watchdog
+    bool scheduled = false;  // in the watchdog's schedule, at dog_entry
+    watchdog_schedule::iterator dog_entry;
     std::uint64_t renewals = 0;
 
     std::list<asio::cancellation_signal> signals;
     std::list<asio::any_completion_handler<void(error_code)>> lost_waiters;
-    // Called once when the lease stops being held by a release (before the release's reply:
-    // the next local waiter's attempt rides the same pipeline).
-    std::function<void()> on_release;
+    release_hook on_release = nullptr;
+    std::string hook_arg;  // for on_release: e.g. the channel whose local waiters to wake
     diagnostics scratch;
 };
 
@@ -135,41 +151,34 @@ struct lease_state {
 class watchdog {
 public:
     explicit watchdog(session_impl& s) : s_(s) {}
-    void add(const std::shared_ptr<lease_state>& l);       // schedules (or reschedules)
+    void add(const std::shared_ptr<lease_state>& l);  // schedules (or reschedules)
     void remove(lease_state& l) noexcept {
-        ++l.generation;
         if (l.scheduled) {
             l.scheduled = false;
-            --count_;
+            items_.erase(l.dog_entry);
         }
     }
-    std::size_t size() const noexcept { return count_; }
+    std::size_t size() const noexcept { return items_.size(); }
     void start(const std::shared_ptr<session_impl>& owner);
     void stop();
     // After a reconnect the server may have lost its data (a restart without persistence):
     // every held lease is checked at once, before anything else the session sends.
     void renew_all_now(const std::shared_ptr<session_impl>& owner);
 
-    struct item {
-        clock::time_point when;
-        std::uint64_t seq;
-        std::weak_ptr<lease_state> lease;
-        std::uint64_t generation;
-        bool operator<(const item& o) const noexcept {
-            return when != o.when ? when < o.when : seq < o.seq;
-        }
-    };
-    const std::set<item>& items() const noexcept { return items_; }
+    using item = watchdog_item;
+    const watchdog_schedule& items() const noexcept { return items_; }
 
 private:
     static asio::awaitable<void> loop(std::shared_ptr<session_impl> owner);
     static asio::awaitable<void> renew(std::shared_ptr<session_impl> owner,
                                        std::shared_ptr<lease_state> l);
 
+    void schedule(const std::shared_ptr<lease_state>& l, clock::time_point when);
+    void clear() noexcept;
+
     session_impl& s_;
-    std::set<item> items_;
+    watchdog_schedule items_;
     std::uint64_t seq_ = 0;
-    std::size_t count_ = 0;
     std::unique_ptr<asio::steady_timer> timer_;
     bool stopped_ = false;
 };

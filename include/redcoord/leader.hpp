@@ -44,13 +44,13 @@ struct leader_options {
     int minimum_nodes = 1;
 };
 
-/// Who leads: from the leadership key `{prefix}leader:{name}` (a hash as a lock's).
+/// Who leads: from the leadership key `{prefix}leader:{name}` (a string as a lock's).
 struct leader_info {
     std::string name;
     std::string node;   ///< the leader's node id
     std::string owner;  ///< its owner token
     std::int64_t term = 0;  ///< the fencing token of its lease: strictly grows with each leader
-    std::chrono::system_clock::time_point since;    ///< when it took office (server clock)
+    std::chrono::system_clock::time_point since;    ///< when it took office (its node's clock)
     std::chrono::system_clock::time_point expires;  ///< when its lease ends unless renewed
 };
 

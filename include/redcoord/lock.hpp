@@ -61,8 +61,8 @@ struct acquire_options {
     bool reentrant = false;
 };
 
-/// Mutex locks on one session. Key `{prefix}lock:{name}` (a hash: owner, fence, count, since,
-/// node, wd), companions `{{prefix}lock:{name}}:fence` (fencing counter),
+/// Mutex locks on one session. Key `{prefix}lock:{name}` (a string: owner, holds, watchdog,
+/// since, waiters, node), companions `{{prefix}lock:{name}}:fence` (fencing counter),
 /// `...:queue`/`...:queue:deadlines` (fair mode) and the channel `...:released`.
 ///
 /// Waiting: a waiter subscribes to the lock's channel (a push on the shared connection) and

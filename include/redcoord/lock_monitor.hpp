@@ -18,7 +18,7 @@
 
 namespace redcoord {
 
-/// One held lock as Redis stores it (the hash `{prefix}lock:{name}`).
+/// One held lock as Redis stores it (the string `{prefix}lock:{name}` and its fencing counter).
 struct active_lock {
     std::string name;   ///< the lock's name, as given to lock_provider ("orders")
     std::string owner;  ///< the holder's owner token (node id, ':', random)
@@ -27,7 +27,7 @@ struct active_lock {
     /// (written by hand).
     std::chrono::milliseconds remaining_ttl{0};
     std::int64_t fencing_token = 0;
-    /// When the holder acquired it, by the Redis server's clock.
+    /// When the holder acquired it, by the acquiring node's clock.
     std::chrono::system_clock::time_point acquired_at{};
     bool watchdog = false;  ///< renewed by the holder's watchdog
     std::int64_t holds = 0; ///< reentrant hold count (1 unless acquired again by its owner)
@@ -49,7 +49,7 @@ public:
     session& get_session() const noexcept { return *session_; }
 
     /// Every lock currently held, in no particular order. A key under `{prefix}lock:` that is
-    /// not a lock hash (an owner, a fencing token and a hold count) is skipped.
+    /// not a lock's value with a fencing counter beside it is skipped.
     ///
     /// Completion signature: void(error_code, std::vector<active_lock>). Errors are those of
     /// connection::async_exec, with the server's text in diag.

@@ -1,8 +1,18 @@
--- Releases the lock or leadership KEYS[1] (a hash written by lock_acquire.lua) when the node
--- ARGV[2] still holds it, and wakes its waiters on channel ARGV[1]. Checked here, atomically:
--- the lease may have lapsed and gone to a live node since the reaper looked.
--- Returns 1 when released, 0 when the key is gone or held by another node.
-if redis.call('HGET', KEYS[1], 'node') == ARGV[2] then
+-- Releases the lock or leadership KEYS[1] when the node ARGV[2] still holds it, and wakes its
+-- waiters on channel ARGV[1]. The key is a lock's string (lock_acquire.lua: the node is what
+-- follows the fourth space after the newline) or a read-write lock's writer hash (field node).
+-- Checked here, atomically: the lease may have lapsed and gone to a live node since the
+-- reaper looked. Returns 1 when released, 0 when the key is gone or held by another node.
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local node
+if kind == 'string' then
+    local v = redis.call('GET', KEYS[1])
+    local nl = string.find(v, '\n', 1, true)
+    if nl then node = string.match(v, '^%d+ %d %-?%d+ %d (.*)$', nl + 1) end
+elseif kind == 'hash' then
+    node = redis.call('HGET', KEYS[1], 'node')
+end
+if node == ARGV[2] then
     redis.call('DEL', KEYS[1])
     redis.call('PUBLISH', ARGV[1], '')
     return 1

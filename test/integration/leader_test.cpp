@@ -32,6 +32,7 @@
 #include "async_test.hpp"
 #include "cluster_process.hpp"
 #include "connection_helpers.hpp"
+#include "lock_fields.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -147,8 +148,8 @@ TEST_CASE("leader: a campaign elects, the leadership key and async_leader_info d
         CHECK(l.resource() == "scheduler");
         CHECK(l.fencing_token() == 1);
         CHECK(l.ttl() == 5s);
-        const auto node = co_await command(conn, "HGET", "redcoord:leader:scheduler", "node");
-        CHECK(node == "node-a");
+        const auto stored = co_await command(conn, "GET", "redcoord:leader:scheduler");
+        CHECK(redcoord::test::split_lock_value(stored).node == "node-a");
         const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:leader:scheduler"));
         CHECK(pttl > 0);
         CHECK(pttl <= 5000);

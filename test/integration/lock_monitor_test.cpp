@@ -18,6 +18,7 @@
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
+#include "lock_fields.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -81,16 +82,6 @@ std::vector<std::string> names(const std::vector<active_lock>& v) {
     return out;
 }
 
-// HGETALL of a key as a map.
-asio::awaitable<std::map<std::string, std::string>> hgetall(redcoord::connection& conn,
-                                                            const std::string& key) {
-    redcoord::request req;
-    req.push("HGETALL", key);
-    std::map<std::string, std::string> out;
-    auto [ec, n] = co_await conn.async_exec(req, out, nothrow);
-    REQUIRE_FALSE(ec);
-    co_return out;
-}
 
 std::int64_t ms_since_epoch(std::chrono::system_clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -123,16 +114,18 @@ TEST_CASE("lock_monitor: active locks carry the fields Redis stores", "[lock_mon
 
         for (const auto& [name, l] : listed) {
             const std::string key = "redcoord:lock:" + name;
-            auto h = co_await hgetall(conn, key);
+            const auto stored = co_await command(conn, "GET", key);
+            const auto f = redcoord::test::split_lock_value(stored);
+            const auto fence = co_await command(conn, "GET", "{" + key + "}:fence");
             const auto pttl = std::stoll(co_await command(conn, "PTTL", key));
             INFO(name);
-            CHECK(l.owner == h["owner"]);
-            CHECK(l.node == h["node"]);
+            CHECK(l.owner == f.owner);
+            CHECK(l.node == f.node);
             CHECK(l.node == "node-a");
-            CHECK(l.fencing_token == std::stoll(h["fence"]));
-            CHECK(l.holds == std::stoll(h["count"]));
-            CHECK(ms_since_epoch(l.acquired_at) == std::stoll(h["since"]));
-            CHECK(l.watchdog == (h["wd"] == "1"));
+            CHECK(l.fencing_token == std::stoll(fence));
+            CHECK(l.holds == std::stoll(f.holds));
+            CHECK(ms_since_epoch(l.acquired_at) == std::stoll(f.since));
+            CHECK(l.watchdog == (f.watchdog == "1"));
             // Read before the PTTL above: at least as much left, and no more than the TTL.
             CHECK(l.remaining_ttl.count() >= pttl);
             CHECK(l.remaining_ttl <= (name == "orders" ? 20s : 30s));
@@ -277,13 +270,17 @@ TEST_CASE("lock_monitor: keys under the prefix that are not locks are ignored",
         co_await command(conn, "SET", "app[1]*:lock:plain-string", "x");
         co_await command(conn, "HSET", "app[1]*:lock:other-hash", "field", "value");
         co_await command(conn, "HSET", "app[1]*:lock:no-fence", "owner", "someone");
+        // A string shaped like a lock's value, but with no fencing counter beside it.
+        co_await command(conn, "SET", "app[1]*:lock:lookalike", "o\n1 1 0 0 n");
         co_await command(conn, "RPUSH", "app[1]*:lock:a-list", "x");
         // A read-write lock's writer hash under a tagged name: owner and fence, no count.
         co_await command(conn, "HSET", "app[1]*:lock:{tagged}:rw:writer", "owner", "o", "fence",
                          "1", "since", "0", "node", "n");
         // Would match the prefix read as a glob pattern, and another deployment's lock.
-        co_await command(conn, "HSET", "app1x:lock:globbed", "owner", "o", "fence", "1");
-        co_await command(conn, "HSET", "redcoord:lock:elsewhere", "owner", "o", "fence", "1");
+        co_await command(conn, "SET", "app1x:lock:globbed", "o\n1 1 0 0 n");
+        co_await command(conn, "SET", "{app1x:lock:globbed}:fence", "1");
+        co_await command(conn, "SET", "redcoord:lock:elsewhere", "o\n1 1 0 0 n");
+        co_await command(conn, "SET", "{redcoord:lock:elsewhere}:fence", "1");
         // The companions of "{tagged}" share its prefix: string and no hash.
         const auto companion = co_await command(conn, "EXISTS", "app[1]*:lock:{tagged}:fence");
         CHECK(companion == "1");

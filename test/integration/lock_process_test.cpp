@@ -36,6 +36,7 @@
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
+#include "lock_fields.hpp"
 #include "redis_server.hpp"
 
 #ifndef REDCOORD_LOCK_WORKER
@@ -356,8 +357,8 @@ TEST_CASE("lock process: a holder killed with SIGKILL leaves the lock free after
         REQUIRE_FALSE(ec0);
         CHECK_FALSE(none);
         co_await sleep_for(1500ms);
-        auto node = co_await command(conn, "HGET", key, "node");
-        CHECK(node == "worker-" + std::to_string(w.pid()));
+        auto stored = co_await command(conn, "GET", key);
+        CHECK(redcoord::test::split_lock_value(stored).node == "worker-" + std::to_string(w.pid()));
         auto [ec1, still_none] = co_await locks.async_try_acquire("job", {}, nothrow);
         REQUIRE_FALSE(ec1);
         CHECK_FALSE(still_none);
@@ -445,8 +446,8 @@ TEST_CASE("lock process: a holder paused with SIGSTOP past its TTL is told its l
         // The old holder changed nothing: the resource and the lock are the new holder's.
         auto value = co_await get(conn, "job-output");
         CHECK(value == std::optional<std::string>("new-holder"));
-        auto owner = co_await command(conn, "HGET", key, "owner");
-        CHECK(owner == l.owner());
+        auto stored = co_await command(conn, "GET", key);
+        CHECK(redcoord::test::split_lock_value(stored).owner == l.owner());
         CHECK(l.is_held());
         auto [rec] = co_await l.async_release(diag, nothrow);
         require_ok(rec, diag);
@@ -690,8 +691,8 @@ TEST_CASE("lock process: the watchdog keeps a 300 ms lock held for many TTLs and
                 REQUIRE(l.is_held());
                 const auto pttl = co_await int_command(observer, "PTTL", key);
                 CHECK(pttl > 0);
-                auto owner = co_await command(observer, "HGET", key, "owner");
-                CHECK(owner == l.owner());
+                auto stored = co_await command(observer, "GET", key);
+                CHECK(redcoord::test::split_lock_value(stored).owner == l.owner());
             }
             CHECK(l.renewals() > 0);
             const auto stats = s.get_lock_statistics();

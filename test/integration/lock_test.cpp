@@ -28,6 +28,7 @@
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
+#include "lock_fields.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -62,6 +63,18 @@ asio::awaitable<lease> must_acquire(lock_provider& locks, std::string name,
     co_return std::move(l);
 }
 
+// One field of a lock's stored value (owner, node, holds, watchdog); empty when not held.
+asio::awaitable<std::string> lock_field(redcoord::connection& conn, const std::string& key,
+                                        std::string_view field) {
+    const auto stored = co_await command(conn, "GET", key);
+    const auto f = redcoord::test::split_lock_value(stored);
+    if (field == "owner") co_return f.owner;
+    if (field == "node") co_return f.node;
+    if (field == "holds") co_return f.holds;
+    if (field == "watchdog") co_return f.watchdog;
+    co_return std::string();
+}
+
 asio::awaitable<void> must_release(lease& l) {
     redcoord::diagnostics diag;
     auto [ec] = co_await l.async_release(diag, nothrow);
@@ -76,9 +89,9 @@ TEST_CASE("lock: acquire stores the documented hash; release deletes it", "[lock
         CHECK(l.key() == "redcoord:lock:orders");
         CHECK(l.owner().starts_with("node-a:"));
         CHECK(l.fencing_token() == 1);
-        auto owner = co_await command(conn, "HGET", "redcoord:lock:orders", "owner");
+        auto owner = co_await lock_field(conn, "redcoord:lock:orders", "owner");
         CHECK(owner == l.owner());
-        auto node = co_await command(conn, "HGET", "redcoord:lock:orders", "node");
+        auto node = co_await lock_field(conn, "redcoord:lock:orders", "node");
         CHECK(node == "node-a");
         auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:lock:orders"));
         CHECK(pttl > 5000);
@@ -401,7 +414,7 @@ TEST_CASE("lock: a lock deleted and taken by another owner is lost for its holde
         INFO(diag.message());
         CHECK(mentions(diag.message(), "lost-taken"));
         // The loser neither renewed nor released the new holder's lock.
-        auto owner = co_await command(conn, "HGET", lock_key("lost-taken"), "owner");
+        auto owner = co_await lock_field(conn, lock_key("lost-taken"), "owner");
         CHECK(owner == taker.owner());
         CHECK(taker.is_held());
         co_await must_release(taker);
@@ -420,7 +433,7 @@ TEST_CASE("lock: without extension the lease is lost at its TTL and the key is g
         auto l = co_await must_acquire(plain, "no-dog", {.ttl = 400ms});
         auto renewed = co_await must_acquire(watched, "with-dog", {.ttl = 900ms});
         auto lost = spawn_wait_lost(ex, l);
-        auto wd = co_await command(conn, "HGET", lock_key("no-dog"), "wd");
+        auto wd = co_await lock_field(conn, lock_key("no-dog"), "watchdog");
         CHECK(wd == "0");
 
         const bool told = co_await eventually([&] { return lost->done; }, 3s);
@@ -529,7 +542,7 @@ TEST_CASE("lock: a lease destroyed while held releases; a move transfers it", "[
         // A release scheduled by the move would have run by the second round trip.
         co_await command(conn, "PING");
         co_await command(conn, "PING");
-        auto held_by = co_await command(conn, "HGET", key, "owner");
+        auto held_by = co_await lock_field(conn, key, "owner");
         CHECK(held_by == owner);
 
         // Move assignment releases what the target held and takes the other lease.
@@ -544,7 +557,7 @@ TEST_CASE("lock: a lease destroyed while held releases; a move transfers it", "[
             },
             2s);
         CHECK(other_gone);
-        held_by = co_await command(conn, "HGET", key, "owner");
+        held_by = co_await lock_field(conn, key, "owner");
         CHECK(held_by == owner);
         CHECK(s.held_leases() == 1);
         co_await must_release(target);
@@ -567,11 +580,11 @@ TEST_CASE("lock: a reentrant acquisition counts holds; the lock is free after as
             locks, "re", {.ttl = 10s, .owner = first.owner(), .reentrant = true});
         CHECK(second.owner() == first.owner());
         CHECK(second.fencing_token() == first.fencing_token());
-        auto count = co_await command(conn, "HGET", key, "count");
+        auto count = co_await lock_field(conn, key, "holds");
         CHECK(count == "2");
 
         co_await must_release(first);
-        count = co_await command(conn, "HGET", key, "count");
+        count = co_await lock_field(conn, key, "holds");
         CHECK(count == "1");
         auto [ec, other] = co_await locks.async_try_acquire("re", {}, nothrow);
         REQUIRE_FALSE(ec);
@@ -640,7 +653,7 @@ TEST_CASE("lock: a local waiter woken while its attempt is out is not left aslee
             CHECK_FALSE(r2->ec);
             require_ok(w->ec, w->diag);
             REQUIRE(w->l.is_held());
-            auto owner = co_await command(conn, "HGET", lock_key(name), "owner");
+            auto owner = co_await lock_field(conn, lock_key(name), "owner");
             CHECK(owner == w->l.owner());
             co_await must_release(w->l);
         }
@@ -793,7 +806,7 @@ TEST_CASE("lock: a waiter is woken by the release's push, not by polling", "[loc
                                                   << reconnects);
         CHECK(waiter_calls >= 1);
         CHECK(waiter_calls <= 3 + reconnects);
-        auto owner = co_await command(conn, "HGET", lock_key("push"), "owner");
+        auto owner = co_await lock_field(conn, lock_key("push"), "owner");
         CHECK(owner == w->l.owner());
         CHECK(s.get_lock_statistics().contended_acquisitions == 1);
     });
@@ -813,7 +826,7 @@ TEST_CASE("lock: a waiter whose deadline passes gets acquire_timeout naming the 
         CHECK(mentions(diag.message(), "busy"));
         // The holder is untouched.
         CHECK(holder.is_held());
-        auto owner = co_await command(conn, "HGET", lock_key("busy"), "owner");
+        auto owner = co_await lock_field(conn, lock_key("busy"), "owner");
         CHECK(owner == holder.owner());
         // No wait at all: one attempt, then the timeout.
         auto [ec0, l0] = co_await locks.async_acquire("busy", {.wait = 0ms}, diag, nothrow);
