@@ -12,7 +12,6 @@
 #include <redcoord/membership.hpp>
 #include <redcoord/redcoord.hpp>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -35,27 +34,22 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "redis_server.hpp"
+#include "bench_support.hpp"
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using namespace redcoord::bench;
 using boost::system::error_code;
 using std::chrono::milliseconds;
-using steady = std::chrono::steady_clock;
+using steady = clock_type;
 
 namespace {
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-
-double ms_between(steady::time_point a, steady::time_point b) {
-    return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-double percentile(std::vector<double> v, double q) {
+// Nearest rank: the sample at q (0 to 1) of the sorted samples, rounded; 0 when empty.
+double nearest_rank(std::vector<double> v, double q) {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
     const auto i = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
@@ -223,13 +217,13 @@ asio::awaitable<std::string> failover(redcoord::session& s, const std::string& u
     std::ostringstream o;
     o << "{\"bench\":\"cluster_failover\",\"runs\":" << runs << ",\"failures\":" << failures
       << ",\"lease_ttl_ms\":" << ttl.count() << ",\"renewal_interval_ms\":" << renew.count()
-      << ",\"failover_ms_min\":" << fixed(percentile(failover_ms, 0))
-      << ",\"failover_ms_median\":" << fixed(percentile(failover_ms, 0.5))
-      << ",\"failover_ms_max\":" << fixed(percentile(failover_ms, 1))
+      << ",\"failover_ms_min\":" << fixed(nearest_rank(failover_ms, 0))
+      << ",\"failover_ms_median\":" << fixed(nearest_rank(failover_ms, 0.5))
+      << ",\"failover_ms_max\":" << fixed(nearest_rank(failover_ms, 1))
       << ",\"failover_over_ttl_max\":"
-      << fixed(percentile(failover_ms, 1) / static_cast<double>(ttl.count()))
-      << ",\"after_lease_expiry_ms_median\":" << fixed(percentile(after_expiry_ms, 0.5))
-      << ",\"after_lease_expiry_ms_max\":" << fixed(percentile(after_expiry_ms, 1)) << "}";
+      << fixed(nearest_rank(failover_ms, 1) / static_cast<double>(ttl.count()))
+      << ",\"after_lease_expiry_ms_median\":" << fixed(nearest_rank(after_expiry_ms, 0.5))
+      << ",\"after_lease_expiry_ms_max\":" << fixed(nearest_rank(after_expiry_ms, 1)) << "}";
     co_return o.str();
 }
 
@@ -269,24 +263,15 @@ asio::awaitable<std::string> handover(redcoord::session& a, redcoord::session& b
         ms.push_back(ms_between(resigned_at, elected_at));
         co_await waiter.async_resign(next, nothrow);
     }
-    const double p99 = percentile(ms, 0.99);
+    const double p99 = nearest_rank(ms, 0.99);
     std::ostringstream o;
     o << "{\"bench\":\"cluster_handover\",\"runs\":" << runs << ",\"failures\":" << failures
       << ",\"handover_ms_mean\":" << fixed(mean(ms))
-      << ",\"handover_ms_p50\":" << fixed(percentile(ms, 0.5))
+      << ",\"handover_ms_p50\":" << fixed(nearest_rank(ms, 0.5))
       << ",\"handover_ms_p99\":" << fixed(p99)
-      << ",\"handover_ms_max\":" << fixed(percentile(ms, 1)) << ",\"target_ms\":50"
+      << ",\"handover_ms_max\":" << fixed(nearest_rank(ms, 1)) << ",\"target_ms\":50"
       << ",\"target_met_p99\":" << (p99 < 50 ? "true" : "false") << "}";
     co_return o.str();
-}
-
-double cpu_us() {
-    rusage ru{};
-    ::getrusage(RUSAGE_SELF, &ru);
-    auto us = [](const timeval& t) {
-        return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec);
-    };
-    return us(ru.ru_utime) + us(ru.ru_stime);
 }
 
 asio::awaitable<std::string> heartbeat_cpu(redcoord::connection& conn, redcoord::session& s,
@@ -307,10 +292,10 @@ asio::awaitable<std::string> heartbeat_cpu(redcoord::connection& conn, redcoord:
     // Start measuring between ticks.
     co_await sleep_for(interval / 2);
     const auto u0 = conn.get_usage();
-    const double c0 = cpu_us();
+    const double c0 = cpu_seconds() * 1e6;
     const auto t0 = steady::now();
     co_await sleep_for(interval * ticks);
-    const double c1 = cpu_us();
+    const double c1 = cpu_seconds() * 1e6;
     const auto t1 = steady::now();
     const auto u1 = conn.get_usage();
     const std::uint64_t per_tick = static_cast<std::uint64_t>(nodes) + 3;
@@ -346,14 +331,8 @@ int main(int argc, char** argv) {
     const int nodes = argc > 3 ? std::atoi(argv[3]) : 10000;
     const int ticks = argc > 4 ? std::atoi(argv[4]) : 5;
     try {
-        std::unique_ptr<redcoord::test::redis_server> server;
-        std::string url;
-        if (const char* env = std::getenv("REDIS_URL")) {
-            url = env;
-        } else {
-            server = std::make_unique<redcoord::test::redis_server>();
-            url = "redis://127.0.0.1:" + std::to_string(server->port());
-        }
+        const bench_server server;
+        const std::string& url = server.env.url;
         redcoord::config cfg = redcoord::parse_config(url);
         cfg.request_timeout = 60s;
 

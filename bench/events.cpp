@@ -9,7 +9,6 @@
 // (with no output-buffer limit for pub/sub clients, so a slow subscriber is not cut off).
 #include <redcoord/redcoord.hpp>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -27,11 +26,11 @@
 #include <thread>
 #include <vector>
 
-#include "redis_server.hpp"
+#include "bench_support.hpp"
 
 namespace asio = boost::asio;
-using clock_type = std::chrono::steady_clock;
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using namespace redcoord::bench;
+
 constexpr std::uint64_t max_lead = 20000;
 
 namespace {
@@ -110,17 +109,10 @@ int main(int argc, char** argv) {
     const int listeners = argc > 2 ? std::atoi(argv[2]) : 100;
     constexpr int window = 256;  // publishing coroutines, so as many PUBLISH in flight
     try {
-        std::unique_ptr<redcoord::test::redis_server> server;
-        redcoord::config cfg;
-        if (const char* url = std::getenv("REDIS_URL")) {
-            cfg = redcoord::parse_config(url);
-        } else {
-            redcoord::test::redis_options ro;
-            ro.extra_config = {"client-output-buffer-limit pubsub 0 0 0"};
-            server = std::make_unique<redcoord::test::redis_server>(ro);
-            cfg.endpoints = {{"127.0.0.1", server->port()}};
-        }
-        cfg.request_timeout = std::chrono::seconds(60);
+        redcoord::test::redis_options ro;
+        ro.extra_config = {"client-output-buffer-limit pubsub 0 0 0"};
+        const bench_server server(ro);
+        redcoord::config cfg = server.env.cfg;
         cfg.max_pending_pushes = 1u << 22;
 
         // Subscriber side: this thread.
@@ -165,7 +157,7 @@ int main(int argc, char** argv) {
                 asio::co_spawn(ioc, publisher(bus, stop, consumed, sent, published, pub_failures),
                                [&](std::exception_ptr) { --running; });
             while (running > 0) ioc.run_one();
-            pub_seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+            pub_seconds = seconds_since(start);
             conn.cancel();
             ioc.run_for(std::chrono::milliseconds(50));
             pub_done = true;
@@ -176,7 +168,7 @@ int main(int argc, char** argv) {
                                          std::chrono::duration<double>(seconds));
         sub_ioc.run_until(stop_at);
         stop = true;
-        while (!pub_done.load()) sub_ioc.run_for(std::chrono::milliseconds(10));
+        run_until(sub_ioc, [&] { return pub_done.load(); });
         pub_thread.join();
         // Drain what is still on its way, bounded.
         auto total = [&] {
@@ -185,9 +177,8 @@ int main(int argc, char** argv) {
             return n;
         };
         const auto expected = published * static_cast<std::uint64_t>(listeners);
-        const auto drain_until = clock_type::now() + std::chrono::seconds(30);
-        while (total() < expected && clock_type::now() < drain_until)
-            sub_ioc.run_for(std::chrono::milliseconds(10));
+        run_until(sub_ioc, clock_type::now() + std::chrono::seconds(30),
+                  [&] { return total() >= expected; });
 
         clock_type::time_point last = start;
         std::uint64_t gaps = 0, errors = 0;

@@ -13,7 +13,6 @@
 // Uses REDIS_URL when set; otherwise starts a throwaway redis-server on a free loopback port.
 #include <redcoord/redcoord.hpp>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -21,151 +20,23 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <iostream>
-#include <map>
-#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "redis_server.hpp"
+#include "bench_support.hpp"
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
-using clock_type = std::chrono::steady_clock;
+using namespace redcoord::bench;
 using std::chrono::milliseconds;
 
 namespace {
-
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-
-double cpu_seconds() {
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-double seconds_since(clock_type::time_point t) {
-    return std::chrono::duration<double>(clock_type::now() - t).count();
-}
-
-// Runs the io_context until pred() holds.
-template <class Pred>
-void run_until(asio::io_context& ioc, Pred pred) {
-    while (!pred()) ioc.run_for(10ms);
-}
-
-// Runs one coroutine to completion on the io_context and returns its value.
-template <class T>
-T run(asio::io_context& ioc, asio::awaitable<T> op) {
-    std::optional<T> out;
-    std::exception_ptr error;
-    asio::co_spawn(ioc, std::move(op), [&](std::exception_ptr ep, T v) {
-        error = ep;
-        out = std::move(v);
-    });
-    run_until(ioc, [&] { return out.has_value(); });
-    if (error) std::rethrow_exception(error);
-    return std::move(*out);
-}
-
-// Runs one command whose reply is text (or ignored), throwing on error.
-asio::awaitable<std::string> command_text(redcoord::connection& conn,
-                                          std::vector<std::string> args) {
-    redcoord::request req;
-    const std::string cmd = args.front();
-    args.erase(args.begin());
-    req.push(cmd, args);
-    redcoord::generic_response reply;
-    redcoord::diagnostics diag;
-    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
-    redcoord::throw_on_error(ec, diag);
-    std::string text;
-    for (const auto& node : reply)
-        if (!node.value.empty()) text = node.value;  // the last scalar: enough for these
-    co_return text;
-}
-
-struct command_stat {
-    long calls = 0;
-    double usec = 0;  // server time spent in the command, in all
-};
-
-// Calls and time per command from INFO commandstats ("cmdstat_evalsha:calls=12,usec=...").
-std::map<std::string, command_stat> parse_commandstats(const std::string& info) {
-    std::map<std::string, command_stat> out;
-    std::istringstream in(info);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.rfind("cmdstat_", 0) != 0) continue;
-        const auto colon = line.find(':');
-        const auto calls = line.find("calls=", colon);
-        const auto usec = line.find("usec=", colon);
-        if (colon == std::string::npos || calls == std::string::npos) continue;
-        auto& st = out[line.substr(8, colon - 8)];
-        st.calls = std::atol(line.c_str() + calls + 6);
-        if (usec != std::string::npos) st.usec = std::atof(line.c_str() + usec + 5);
-    }
-    return out;
-}
-
-// Server time per call of one command (its own time, scripts' inner calls included).
-double usec_per_call(const std::map<std::string, command_stat>& stats, const std::string& name) {
-    auto it = stats.find(name);
-    return it == stats.end() || it->second.calls == 0
-               ? 0.0
-               : it->second.usec / static_cast<double>(it->second.calls);
-}
-
-// A field of INFO's text ("used_cpu_user:1.23").
-double info_field(const std::string& info, const std::string& name) {
-    const auto at = info.find(name + ":");
-    return at == std::string::npos ? 0.0 : std::atof(info.c_str() + at + name.size() + 1);
-}
-
-double server_cpu(asio::io_context& ioc, redcoord::connection& conn) {
-    const auto info = run(ioc, command_text(conn, {"INFO", "cpu"}));
-    return info_field(info, "used_cpu_user") + info_field(info, "used_cpu_sys");
-}
-
-struct endpoint_info {
-    std::string host;
-    int port;
-};
-
-struct bench_env {
-    redcoord::config cfg;
-    endpoint_info ep;
-};
-
-// A connection with its io_context, up and running.
-struct client {
-    asio::io_context ioc{1};
-    redcoord::connection conn{ioc.get_executor()};
-    explicit client(const redcoord::config& cfg) {
-        conn.async_run(cfg, asio::detached);
-        run_until(ioc, [&] { return conn.is_connected(); });
-    }
-    ~client() {
-        conn.cancel();
-        ioc.run_for(100ms);
-    }
-};
-
-std::uint64_t percentile(std::vector<std::int64_t>& v, double q) {
-    if (v.empty()) return 0;
-    const auto i = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1));
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(i), v.end());
-    return static_cast<std::uint64_t>(v[i]);
-}
 
 // ---- uncontended ----------------------------------------------------------------------------
 
@@ -185,24 +56,11 @@ asio::awaitable<void> uncontended_worker(redcoord::lock_provider& locks, std::st
     }
 }
 
-// EVALSHA calls per second as redis-benchmark reports them (its --csv output).
+// EVALSHA calls per second of the script `sha` on one key, as redis-benchmark reports them.
 std::optional<double> redis_benchmark_evalsha(const endpoint_info& ep, const std::string& sha,
                                               long n) {
-    const std::string cmd = "redis-benchmark -h " + ep.host + " -p " + std::to_string(ep.port) +
-                            " -c 1 -P 256 -n " + std::to_string(n) + " --csv EVALSHA " + sha +
-                            " 1 bench:evalsha 2>&1";
-    FILE* pipe = popen(cmd.c_str(), "r");
-    if (!pipe) return std::nullopt;
-    char line[1024];
-    std::optional<double> rps;
-    while (std::fgets(line, sizeof line, pipe)) {
-        std::string s(line);
-        if (s.rfind("\"EVALSHA", 0) != 0) continue;
-        const auto start = s.find(",\"") + 2;
-        rps = std::stod(s.substr(start, s.find('"', start) - start));
-    }
-    pclose(pipe);
-    return rps;
+    const std::string call = "EVALSHA " + sha + " 1 bench:evalsha";
+    return rate_of(redis_benchmark(ep, "-c 1 -P 256 -n " + std::to_string(n) + " " + call), call);
 }
 
 int bench_uncontended(const bench_env& env) {
@@ -352,7 +210,7 @@ int bench_contended(const bench_env& env) {
                                       "exec"};
     long client_calls = 0, all_calls = 0;
     for (const auto& [name, st] : stats) {
-        if (name == "info" || name.rfind("config", 0) == 0) continue;
+        if (window_marker(name)) continue;
         all_calls += st.calls;
         for (const char* t : top_level)
             if (name == t) client_calls += st.calls;
@@ -366,9 +224,9 @@ int bench_contended(const bench_env& env) {
          << ",\"seconds\":" << secs << ",\"acquisitions\":" << st.acquisitions
          << ",\"acquisitions_per_s\":" << static_cast<long>(st.acquisitions / secs)
          << ",\"owner_changes_per_s\":" << static_cast<long>(st.owner_changes / secs)
-         << ",\"wait_p50_ms\":" << percentile(st.waits_us, 0.50) / 1000.0
-         << ",\"wait_p99_ms\":" << percentile(st.waits_us, 0.99) / 1000.0
-         << ",\"wait_max_ms\":" << percentile(st.waits_us, 1.0) / 1000.0
+         << ",\"wait_p50_ms\":" << percentile_ms(st.waits_us, 0.50)
+         << ",\"wait_p99_ms\":" << percentile_ms(st.waits_us, 0.99)
+         << ",\"wait_max_ms\":" << percentile_ms(st.waits_us, 1.0)
          << ",\"client_commands_per_acquisition\":" << client_calls / acq
          << ",\"all_calls_per_acquisition\":" << all_calls / acq
          << ",\"commands_written_per_acquisition\":" << static_cast<double>(commands_sent) / acq
@@ -539,37 +397,8 @@ int bench_watchdog(const bench_env& env) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::vector<std::string> phases(argv + 1, argv + argc);
-    if (phases.empty()) phases = {"uncontended", "contended", "watchdog"};
-    try {
-        std::unique_ptr<redcoord::test::redis_server> server;
-        bench_env env;
-        if (const char* url = std::getenv("REDIS_URL")) {
-            env.cfg = redcoord::parse_config(url);
-        } else {
-            server = std::make_unique<redcoord::test::redis_server>();
-            env.cfg.endpoints = {{"127.0.0.1", server->port()}};
-        }
-        env.cfg.request_timeout = std::chrono::seconds(60);
-        env.ep = {env.cfg.endpoints.front().host, env.cfg.endpoints.front().port};
-
-        int rc = 0;
-        for (const auto& p : phases) {
-            if (p == "uncontended")
-                rc |= bench_uncontended(env);
-            else if (p == "contended")
-                rc |= bench_contended(env);
-            else if (p == "watchdog")
-                rc |= bench_watchdog(env);
-            else {
-                std::cerr << "locks: unknown phase '" << p
-                          << "' (uncontended, contended, watchdog)\n";
-                return 2;
-            }
-        }
-        return rc;
-    } catch (const std::exception& e) {
-        std::cerr << "locks: " << e.what() << "\n";
-        return 1;
-    }
+    return run_phases("locks", argc, argv,
+                      {{"uncontended", bench_uncontended},
+                       {"contended", bench_contended},
+                       {"watchdog", bench_watchdog}});
 }

@@ -6,27 +6,23 @@
 // Uses REDIS_URL when set; otherwise starts a throwaway redis-server on a free loopback port.
 #include <redcoord/redcoord.hpp>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <sys/resource.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <iostream>
-#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
 
-#include "redis_server.hpp"
+#include "bench_support.hpp"
 
 namespace asio = boost::asio;
-using clock_type = std::chrono::steady_clock;
+using namespace redcoord::bench;
 
 namespace {
 
@@ -44,30 +40,23 @@ asio::awaitable<void> worker(redcoord::connection& conn, int id, int ops, long& 
     get.push("GET", key);
     std::string value;
     for (int i = 0; i < ops; i += 2) {
-        auto [ec1, n1] = co_await conn.async_exec(set, redcoord::ignore,
-                                                  asio::as_tuple(asio::use_awaitable));
-        auto [ec2, n2] = co_await conn.async_exec(get, value, asio::as_tuple(asio::use_awaitable));
+        auto [ec1, n1] = co_await conn.async_exec(set, redcoord::ignore, nothrow);
+        auto [ec2, n2] = co_await conn.async_exec(get, value, nothrow);
         if (ec1 || ec2 || value.size() != 16) ++failures;
     }
 }
 
-// Mean requests/s of SET and GET as redis-benchmark reports them (its --csv output).
-std::optional<double> redis_benchmark(const std::string& host, int port, long ops) {
-    const std::string cmd = "redis-benchmark -h " + host + " -p " + std::to_string(port) +
-                            " -c 1 -P 256 -t set,get -n " + std::to_string(ops) + " --csv 2>&1";
-    FILE* pipe = popen(cmd.c_str(), "r");
-    if (!pipe) return std::nullopt;
-    char line[512];
+// Mean requests/s of SET and GET as redis-benchmark reports them.
+std::optional<double> redis_benchmark_set_get(const endpoint_info& ep, long ops) {
+    const auto rates = redis_benchmark(ep, "-c 1 -P 256 -t set,get -n " + std::to_string(ops));
     double sum = 0;
     int count = 0;
-    while (std::fgets(line, sizeof line, pipe)) {
-        std::string s(line);
-        if (s.rfind("\"SET\"", 0) != 0 && s.rfind("\"GET\"", 0) != 0) continue;
-        const auto start = s.find(",\"") + 2;
-        sum += std::stod(s.substr(start, s.find('"', start) - start));
-        ++count;
+    for (const char* test : {"SET", "GET"}) {
+        if (const auto r = rate_of(rates, test)) {
+            sum += *r;
+            ++count;
+        }
     }
-    pclose(pipe);
     if (count == 0) return std::nullopt;
     return sum / count;
 }
@@ -78,44 +67,31 @@ int main(int argc, char** argv) {
     const long total_ops = argc > 1 ? std::atol(argv[1]) : 500000;
     const int coroutines = argc > 2 ? std::atoi(argv[2]) : 1000;
     try {
-        std::unique_ptr<redcoord::test::redis_server> server;
-        redcoord::config cfg;
-        if (const char* url = std::getenv("REDIS_URL")) {
-            cfg = redcoord::parse_config(url);
-        } else {
-            server = std::make_unique<redcoord::test::redis_server>();
-            cfg.endpoints = {{"127.0.0.1", server->port()}};
-        }
-        cfg.request_timeout = std::chrono::seconds(60);
+        const bench_server server;
+        const bench_env& env = server.env;
+        auto c = std::make_optional<client>(env.cfg);
 
-        asio::io_context ioc(1);
-        redcoord::connection conn(ioc.get_executor());
-        conn.async_run(cfg, asio::detached);
-
-        // Warm up: connect and touch every key once.
+        // Warm up: touch every key once.
         long failures = 0;
-        asio::co_spawn(ioc, worker(conn, 0, 2, failures), asio::detached);
-        while (!conn.is_connected()) ioc.run_one();
-        ioc.run_for(std::chrono::milliseconds(100));
+        asio::co_spawn(c->ioc, worker(c->conn, 0, 2, failures), asio::detached);
+        c->ioc.run_for(std::chrono::milliseconds(100));
 
         const int per_coroutine = static_cast<int>(total_ops / coroutines);
         const long ops = static_cast<long>(per_coroutine) * coroutines;
-        const auto writes_before = conn.get_usage().writes;
+        const auto writes_before = c->conn.get_usage().writes;
         int done = 0;
         const auto start = clock_type::now();
-        for (int c = 0; c < coroutines; ++c)
-            asio::co_spawn(ioc, worker(conn, c, per_coroutine, failures),
+        for (int i = 0; i < coroutines; ++i)
+            asio::co_spawn(c->ioc, worker(c->conn, i, per_coroutine, failures),
                            [&](std::exception_ptr) { ++done; });
-        while (done < coroutines) ioc.run_one();
-        const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+        while (done < coroutines) c->ioc.run_one();
+        const double seconds = seconds_since(start);
         const double ops_per_s = ops / seconds;
-        const auto writes = conn.get_usage().writes - writes_before;
+        const auto writes = c->conn.get_usage().writes - writes_before;
         const long rss = peak_rss_kib();
-        conn.cancel();
-        ioc.run_for(std::chrono::milliseconds(100));
+        c.reset();  // disconnected before the reference runs
 
-        const auto& ep = cfg.endpoints.front();
-        const auto reference = redis_benchmark(ep.host, ep.port, ops);
+        const auto reference = redis_benchmark_set_get(env.ep, ops);
 
         std::ostringstream json;
         json << "{\"bench\":\"throughput\",\"operations\":" << ops

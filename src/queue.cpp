@@ -4,6 +4,8 @@
 #include <redcoord/queue.hpp>
 #include <redcoord/script.hpp>
 
+#include <boost/json/parse.hpp>
+
 #include <memory>
 #include <random>
 #include <vector>
@@ -165,6 +167,26 @@ bool refuse(detail::session_impl& s, Handler& handler, V empty,
 }
 
 }  // namespace
+
+namespace detail {
+
+error_code parse_queue_payload(const queue_item& item, boost::json::value& out,
+                               diagnostics& diag) {
+    error_code ec;
+    out = boost::json::parse(item.payload, ec);
+    if (!ec) return {};
+    diag.set_client_message("queue item '" + item.id + "': the payload is not JSON (" +
+                            ec.message() + ")");
+    return error::decode_failed;
+}
+
+error_code queue_payload_mismatch(const queue_item& item, diagnostics& diag) {
+    diag.set_client_message("queue item '" + item.id +
+                            "': the payload does not convert to the requested type");
+    return error::decode_failed;
+}
+
+}  // namespace detail
 
 void reliable_queue::enqueue_impl(std::string name, std::optional<std::string> worker,
                                   std::string payload, id_handler handler) {

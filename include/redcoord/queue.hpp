@@ -1,7 +1,8 @@
 // Reliable work queues (the reference's distributed queue and work stealing): an item taken
 // by a consumer moves, atomically, to that consumer's processing list until it is
 // acknowledged; the items of a consumer whose heartbeat is gone go back to the queue. Per-worker
-// queues let an idle worker steal from the longest queue of the others.
+// queues let an idle worker steal from the longest queue of the others. Payloads are text;
+// typed values go in and come out as JSON (boost::json::value_from / value_to).
 #pragma once
 
 #include <redcoord/diagnostics.hpp>
@@ -11,23 +12,93 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <boost/json/value_from.hpp>
+#include <boost/json/value_to.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <exception>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace redcoord {
 
+struct queue_item;
+
+namespace detail {
+
+/// Parses item's payload as JSON into out; error::decode_failed (diag names the item) when it
+/// is not JSON.
+boost::system::error_code parse_queue_payload(const queue_item& item, boost::json::value& out,
+                                              diagnostics& diag);
+
+/// Sets diag's message for a payload of item that is JSON but does not convert to the type
+/// asked for; returns error::decode_failed.
+boost::system::error_code queue_payload_mismatch(const queue_item& item, diagnostics& diag);
+
+/// A payload stored as is: anything a std::string converts from implicitly (std::string,
+/// string literals, const char*). The typed overloads take everything else.
+template <class T>
+inline constexpr bool is_text_payload_v = std::is_convertible_v<const T&, std::string>;
+
+/// The text stored for a typed payload: the value's JSON, or the characters themselves for
+/// text a std::string is only explicitly constructible from (std::string_view).
+template <class T>
+std::string encode_queue_payload(const T& value) {
+    if constexpr (std::is_constructible_v<std::string, const T&>)
+        return std::string(value);
+    else
+        return boost::json::serialize(boost::json::value_from(value));
+}
+
+}  // namespace detail
+
 /// One item taken from a queue.
 struct queue_item {
     std::string id;       ///< unique per enqueue (32 hex digits)
-    std::string payload;  ///< what was enqueued
+    std::string payload;  ///< what was enqueued (a typed value: its JSON text)
     std::string worker;   ///< work stealing: the worker whose queue it came from
     /// The element as stored (id, ':', payload): what async_ack removes.
     std::string raw;
+
+    /// The payload as a T, the inverse of the typed enqueue: parsed as JSON and converted by
+    /// boost::json::value_to (user types through tag_invoke). T = std::string returns the
+    /// payload text as is, the inverse of the text enqueue. Throws error_with_diagnostics
+    /// (error::decode_failed, the message names the item) when the payload is not JSON or does
+    /// not convert to T.
+    template <class T>
+    T as() const {
+        boost::system::error_code ec;
+        diagnostics diag;
+        auto v = try_as<T>(ec, diag);
+        if (ec) throw error_with_diagnostics(ec, diag);
+        return std::move(*v);
+    }
+
+    /// As as<T>() without throwing: nullopt when the payload does not decode, with ec set to
+    /// error::decode_failed and diag saying why.
+    template <class T>
+    std::optional<T> try_as(boost::system::error_code& ec, diagnostics& diag) const {
+        ec.clear();
+        if constexpr (std::is_same_v<T, std::string>) {
+            return payload;
+        } else {
+            boost::json::value jv;
+            ec = detail::parse_queue_payload(*this, jv, diag);
+            if (ec) return std::nullopt;
+            try {
+                return boost::json::value_to<T>(jv);
+            } catch (const std::exception&) {
+                ec = detail::queue_payload_mismatch(*this, diag);
+                return std::nullopt;
+            }
+        }
+    }
 };
 
 /// Reliable queues of one session.
@@ -61,6 +132,17 @@ public:
                 enqueue_impl(std::move(name), std::nullopt, std::move(payload), std::move(h));
             },
             token, std::move(name), std::move(payload));
+    }
+
+    /// Appends a typed value to queue name, as its JSON (boost::json::value_from, converted
+    /// by this call); read it back with queue_item::as<T>(). Text is stored as is: std::string
+    /// and string literals take the overload above, std::string_view is copied. Completion
+    /// signature: void(std::exception_ptr, std::string id).
+    template <class T, class Token = boost::asio::deferred_t>
+        requires(!detail::is_text_payload_v<T>)
+    auto async_enqueue(std::string name, const T& value, Token&& token = {}) {
+        return async_enqueue(std::move(name), detail::encode_queue_payload(value),
+                             std::forward<Token>(token));
     }
 
     /// Takes the oldest item of queue name into consumer's processing list (empty consumer:
@@ -111,6 +193,16 @@ public:
                              std::move(payload), std::move(h));
             },
             token, std::move(name), std::move(worker), std::move(payload));
+    }
+
+    /// Work stealing: appends a typed value, as its JSON, to worker's own queue of name (as
+    /// the typed async_enqueue). Completion signature: void(std::exception_ptr, std::string id).
+    template <class T, class Token = boost::asio::deferred_t>
+        requires(!detail::is_text_payload_v<T>)
+    auto async_enqueue_to(std::string name, std::string worker, const T& value,
+                          Token&& token = {}) {
+        return async_enqueue_to(std::move(name), std::move(worker),
+                                detail::encode_queue_payload(value), std::forward<Token>(token));
     }
 
     /// Takes the oldest item of worker's own queue. Completion signature:

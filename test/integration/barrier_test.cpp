@@ -1,6 +1,10 @@
 // Barriers and job dependencies against a real redis-server: arrivals from several sessions on
-// separate connections release a waiter by push, the counter's key and TTL, deadlines, failed
-// dependencies named in the error, and bad input.
+// separate connections and from separate processes release the waiters by push, the counter's
+// key and TTL, deadlines, dependencies across processes, failed dependencies named in the
+// error, and bad input.
+//
+// Worker processes (test/support/cluster_worker.cpp) are started with fork/exec, tied to this
+// process and ended by their PID only.
 #include <redcoord/redcoord.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -13,11 +17,16 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <exception>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "async_test.hpp"
+#include "cluster_process.hpp"
 #include "connection_helpers.hpp"
 #include "redis_server.hpp"
 
@@ -30,9 +39,13 @@ using redcoord::barrier;
 using redcoord::barrier_options;
 using redcoord::dependencies;
 using redcoord::session;
+using redcoord::test::cluster_process;
 using redcoord::test::command;
 using redcoord::test::config_for;
 using redcoord::test::nothrow;
+using redcoord::test::redis_server;
+using redcoord::test::run_async;
+using redcoord::test::wait_until;
 using redcoord::test::with_connection;
 
 struct side_connection {
@@ -68,6 +81,22 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
     asio::steady_timer t(co_await asio::this_coro::executor);
     t.expires_after(d);
     co_await t.async_wait(asio::use_awaitable);
+}
+
+std::string port_of(const redis_server& srv) { return std::to_string(srv.port()); }
+
+// A cluster_worker that must print want (20 s at most for each line), then exit 0.
+asio::awaitable<void> expect_lines(cluster_process& p, std::vector<std::string> want) {
+    for (const auto& line : want) {
+        auto got = co_await p.line_starting_with(line, 20s);
+        INFO(p.transcript());
+        REQUIRE(got);
+        CHECK(*got == line);
+    }
+    auto code = co_await p.wait_exit(20s);
+    INFO(p.transcript());
+    REQUIRE(code);
+    CHECK(*code == 0);
 }
 
 }  // namespace
@@ -126,7 +155,7 @@ TEST_CASE("barrier: arrivals from sessions on separate connections release the w
     });
 }
 
-TEST_CASE("barrier: times out at its deadline; custom TTL; bad input", "[barrier]") {
+TEST_CASE("barrier: times out at its deadline, custom TTL and bad input", "[barrier]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
         barrier_options o;
@@ -256,4 +285,132 @@ TEST_CASE("dependencies: a failed dependency is dependency_failed naming the job
         CHECK(redcoord::error_category().message(static_cast<int>(
                   redcoord::error::dependency_failed)) != "unknown redcoord error");
     });
+}
+
+TEST_CASE("barrier: separate processes arrive and are all released", "[barrier][process]") {
+    redis_server srv;
+    run_async(
+        [&](asio::io_context& ioc) -> asio::awaitable<void> {
+            constexpr int processes = 5;
+            side_connection c(ioc.get_executor(), srv);
+            session s(c.conn, {.node_id = "observer"});
+            barrier b(s);
+            auto ex = co_await asio::this_coro::executor;
+
+            // A waiter in this process too, released by the same arrivals.
+            bool observed = false;
+            std::exception_ptr observer_error;
+            std::int64_t observer_count = 0;
+            asio::co_spawn(
+                ex,
+                [&]() -> asio::awaitable<void> {
+                    auto [ep, n] = co_await b.async_wait("batch-p", processes, 60s, nothrow);
+                    observer_error = ep;
+                    observer_count = n;
+                    observed = true;
+                },
+                asio::detached);
+
+            // All but the last arrive, one after the other, and wait.
+            std::vector<std::unique_ptr<cluster_process>> procs;
+            for (int i = 0; i < processes - 1; ++i) {
+                std::vector<std::string> args{port_of(srv), "barrier", "proc-" + std::to_string(i),
+                                              "batch-p", std::to_string(processes)};
+                procs.push_back(std::make_unique<cluster_process>(args));
+                auto arrived = co_await procs.back()->line_starting_with("arrived ", 20s);
+                INFO(procs.back()->transcript());
+                REQUIRE(arrived);
+                CHECK(*arrived == "arrived " + std::to_string(i + 1));
+            }
+            const auto count = co_await command(c.conn, "GET", "redcoord:barrier:batch-p");
+            CHECK(count == std::to_string(processes - 1));
+            for (auto& p : procs) {
+                auto early = co_await p->next_line(0ms);  // nobody is released before the last
+                INFO(p->transcript());
+                CHECK_FALSE(early);
+            }
+            CHECK_FALSE(observed);
+
+            // The last arrival releases every waiter, in every process.
+            std::vector<std::string> last_args{port_of(srv), "barrier", "proc-last", "batch-p",
+                                               std::to_string(processes)};
+            procs.push_back(std::make_unique<cluster_process>(last_args));
+            const std::string released = "released " + std::to_string(processes);
+            std::vector<std::string> last_lines{"arrived " + std::to_string(processes), released};
+            co_await expect_lines(*procs.back(), last_lines);
+            for (int i = 0; i < processes - 1; ++i) {
+                std::vector<std::string> want{released};
+                co_await expect_lines(*procs[i], want);
+            }
+            co_await wait_until([&] { return observed; });
+            INFO(message_of(observer_error));
+            CHECK_FALSE(observer_error);
+            CHECK(observer_count == processes);
+        },
+        120s);
+}
+
+TEST_CASE("dependencies: jobs in separate processes wait for their dependencies",
+          "[barrier][process]") {
+    redis_server srv;
+    run_async(
+        [&](asio::io_context& ioc) -> asio::awaitable<void> {
+            side_connection c(ioc.get_executor(), srv);
+            const std::string port = port_of(srv);
+            auto start = [&](std::string job, std::string outcome,
+                             std::vector<std::string> deps) {
+                std::vector<std::string> args{port, "job", "node-" + job, job, outcome};
+                args.insert(args.end(), deps.begin(), deps.end());
+                return std::make_unique<cluster_process>(args);
+            };
+            // The dependents first: extract -> transform -> load, and broken -> audit.
+            auto load = start("load", "ok", {"extract", "transform"});
+            auto transform = start("transform", "ok", {"extract"});
+            auto audit = start("audit", "ok", {"broken"});
+            for (auto* p : {load.get(), transform.get(), audit.get()}) {
+                auto started = co_await p->line_starting_with("started", 20s);
+                INFO(p->transcript());
+                REQUIRE(started);
+            }
+            for (const char* job : {"load", "transform", "audit"}) {
+                const auto done =
+                    co_await command(c.conn, "EXISTS", std::string("redcoord:job:") + job);
+                INFO(job);
+                CHECK(done == "0");  // nothing runs before its dependencies
+            }
+
+            auto extract = start("extract", "ok", {});
+            auto broken = start("broken", "fail", {});
+            std::vector<std::string> ran{"runnable", "completed"};
+            for (auto* p : {extract.get(), transform.get(), load.get(), broken.get()})
+                co_await expect_lines(*p, ran);
+            {
+                auto blocked = co_await audit->line_starting_with("blocked ", 20s);
+                auto code = co_await audit->wait_exit(20s);
+                INFO(audit->transcript());
+                REQUIRE(blocked);
+                CHECK(blocked->find("audit") != std::string::npos);
+                CHECK(blocked->find("broken failed on purpose") != std::string::npos);
+                REQUIRE(code);
+                CHECK(*code == 0);
+            }
+
+            // The records: statuses, and each job completed no earlier than what it waited for.
+            std::map<std::string, long long> completed;
+            for (const char* job : {"extract", "transform", "load", "broken", "audit"}) {
+                const std::string key = std::string("redcoord:job:") + job;
+                const auto status = co_await command(c.conn, "HGET", key, "status");
+                const auto at = co_await command(c.conn, "HGET", key, "completed_ms");
+                INFO(job);
+                const bool should_fail =
+                    std::string_view(job) == "broken" || std::string_view(job) == "audit";
+                CHECK(status == (should_fail ? "failed" : "succeeded"));
+                completed[job] = std::stoll(at);
+            }
+            CHECK(completed["extract"] <= completed["transform"]);
+            CHECK(completed["transform"] <= completed["load"]);
+            const auto reason = co_await command(c.conn, "HGET", "redcoord:job:audit", "reason");
+            CHECK(reason == "dependency failed");
+        },
+        120s);
 }

@@ -289,7 +289,7 @@ TEST_CASE("cache: get_or_set stores the factory's value once and then reads it",
     });
 }
 
-TEST_CASE("cache: 50 concurrent misses call the factory once; the others wait by push",
+TEST_CASE("cache: 50 concurrent misses call the factory once, and the others wait by push",
           "[cache]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);

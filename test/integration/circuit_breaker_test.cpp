@@ -302,7 +302,7 @@ TEST_CASE("circuit: a failed trial opens the circuit again", "[circuit]") {
     });
 }
 
-TEST_CASE("circuit: results of user types come back; the throwing form throws", "[circuit]") {
+TEST_CASE("circuit: results of user types come back, and the throwing form throws", "[circuit]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
         circuit_breaker cb(s);
@@ -332,7 +332,7 @@ TEST_CASE("circuit: results of user types come back; the throwing form throws", 
     });
 }
 
-TEST_CASE("circuit: bad input is invalid_argument; bad options are bad_config", "[circuit]") {
+TEST_CASE("circuit: bad input is invalid_argument, and bad options are bad_config", "[circuit]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
         circuit_breaker cb(s);

@@ -278,7 +278,7 @@ long first_not_increasing(const std::vector<std::int64_t>& v) {
 }
 
 TEST_CASE("lock process: 3 processes x 20 coroutines do a non-atomic read-modify-write under "
-          "one lock; the count is exact and fencing tokens strictly increase",
+          "one lock, and the count is exact and fencing tokens strictly increase",
           "[lock-process]") {
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
@@ -333,7 +333,7 @@ TEST_CASE("lock process: 3 processes x 20 coroutines do a non-atomic read-modify
         120s);
 }
 
-TEST_CASE("lock process: a holder killed with SIGKILL leaves the lock free after its TTL; the "
+TEST_CASE("lock process: a holder killed with SIGKILL leaves the lock free after its TTL, and the "
           "next holder gets a larger fencing token",
           "[lock-process]") {
     with_connection([](redcoord::connection& conn,

@@ -81,7 +81,7 @@ asio::awaitable<void> must_release(lease& l) {
     require_ok(ec, diag);
 }
 
-TEST_CASE("lock: acquire stores the documented hash; release deletes it", "[lock]") {
+TEST_CASE("lock: acquire stores the documented value, and release deletes it", "[lock]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-a"});
         lock_provider locks(s);
@@ -463,7 +463,7 @@ TEST_CASE("lock: without extension the lease is lost at its TTL and the key is g
 
 // ---- 3. Extension ---------------------------------------------------------------------------
 
-TEST_CASE("lock: extend sets the TTL of a held lease; extend by name checks the owner",
+TEST_CASE("lock: extend sets the TTL of a held lease, and extend by name checks the owner",
           "[lock]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
@@ -514,7 +514,7 @@ TEST_CASE("lock: extend sets the TTL of a held lease; extend by name checks the 
 
 // ---- 4. Scope guard and moves ---------------------------------------------------------------
 
-TEST_CASE("lock: a lease destroyed while held releases; a move transfers it", "[lock]") {
+TEST_CASE("lock: a lease destroyed while held releases, and a move transfers it", "[lock]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
         lock_provider locks(s);
@@ -568,7 +568,7 @@ TEST_CASE("lock: a lease destroyed while held releases; a move transfers it", "[
 
 // ---- 5. Reentrancy --------------------------------------------------------------------------
 
-TEST_CASE("lock: a reentrant acquisition counts holds; the lock is free after as many releases",
+TEST_CASE("lock: a reentrant acquisition counts holds, and the lock is free after as many releases",
           "[lock]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);

@@ -1,6 +1,11 @@
-// Reliable queues against a real redis-server: round trip and acknowledgement, a blocking
-// dequeue woken by an enqueue on another connection, redelivery of a dead consumer's items,
-// and work stealing from the longest queue.
+// Reliable queues against a real redis-server: round trip and acknowledgement, typed payloads,
+// a blocking dequeue woken by an enqueue on another connection, redelivery of a dead
+// consumer's items (including a consumer process killed mid-item), 100,000 items through
+// several consumers, and work stealing from the longest queue.
+//
+// Consumer processes (test/support/cluster_worker.cpp) are started with fork/exec, tied to
+// this process and ended by their PID only. Every wait is bounded; the tests assert outcomes,
+// not timings.
 #include <redcoord/redcoord.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -9,28 +14,46 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/value.hpp>
+#include <boost/json/value_from.hpp>
+#include <boost/json/value_to.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <signal.h>
 
 #include "async_test.hpp"
+#include "cluster_process.hpp"
 #include "connection_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
 
 namespace asio = boost::asio;
+namespace json = boost::json;
 using namespace std::chrono_literals;
 using boost::system::error_code;
 using redcoord::queue_item;
 using redcoord::reliable_queue;
 using redcoord::session;
+using redcoord::test::cluster_process;
 using redcoord::test::command;
 using redcoord::test::config_for;
 using redcoord::test::nothrow;
+using redcoord::test::redis_server;
+using redcoord::test::run_async;
+using redcoord::test::wait_until;
 using redcoord::test::with_connection;
 
 struct side_connection {
@@ -51,6 +74,52 @@ error_code code_of(std::exception_ptr ep) {
     } catch (...) {
         return {};
     }
+}
+
+std::string message_of(std::exception_ptr ep) {
+    if (!ep) return "(no exception)";
+    try {
+        std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+}
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    t.expires_after(d);
+    co_await t.async_wait(asio::use_awaitable);
+}
+
+std::string port_of(const redis_server& srv) { return std::to_string(srv.port()); }
+
+// A user type carried by the queue through tag_invoke.
+struct job {
+    std::string name;
+    int priority = 0;
+    std::vector<std::string> tags;
+    bool operator==(const job&) const = default;
+};
+
+void tag_invoke(const json::value_from_tag&, json::value& jv, const job& j) {
+    jv = {{"name", j.name}, {"priority", j.priority}, {"tags", json::value_from(j.tags)}};
+}
+
+job tag_invoke(const json::value_to_tag<job>&, const json::value& jv) {
+    const auto& o = jv.as_object();
+    job j;
+    j.name = json::value_to<std::string>(o.at("name"));
+    j.priority = json::value_to<int>(o.at("priority"));
+    j.tags = json::value_to<std::vector<std::string>>(o.at("tags"));
+    return j;
+}
+
+job make_job(std::string name, int priority, std::vector<std::string> tags) {
+    job j;
+    j.name = std::move(name);
+    j.priority = priority;
+    j.tags = std::move(tags);
+    return j;
 }
 
 }  // namespace
@@ -205,5 +274,508 @@ TEST_CASE("queue: an idle worker steals from the longest queue", "[queue]") {
         auto [ep4, s3] = co_await q.async_steal("pool", "w2", nothrow);
         CHECK_FALSE(ep4);
         CHECK_FALSE(s3.has_value());
+    });
+}
+
+TEST_CASE("queue: typed payloads round trip as JSON and text stays text", "[queue]") {
+    with_connection([](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-1"});
+        reliable_queue q(s);
+        const job sent = make_job("resize", 3, {"images", "batch"});
+        auto [ep1, id1] = co_await q.async_enqueue("typed", sent, nothrow);
+        REQUIRE_FALSE(ep1);
+        // Text takes the text overload whatever its form, and is stored as is.
+        auto [ep2, id2] = co_await q.async_enqueue("typed", "plain text", nothrow);
+        REQUIRE_FALSE(ep2);
+        const std::string text = "{\"name\": not json";
+        auto [ep3, id3] = co_await q.async_enqueue("typed", text, nothrow);
+        REQUIRE_FALSE(ep3);
+        const std::string_view view = "a view";
+        auto [ep4, id4] = co_await q.async_enqueue("typed", view, nothrow);
+        REQUIRE_FALSE(ep4);
+        const std::vector<int> numbers{1, 2, 3};
+        auto [ep5, id5] = co_await q.async_enqueue("typed", numbers, nothrow);
+        REQUIRE_FALSE(ep5);
+
+        // Stored: the id, ':', then the value's JSON.
+        const auto oldest = co_await command(conn, "LINDEX", "redcoord:queue:typed", "-1");
+        CHECK(oldest == id1 + ":" + json::serialize(json::value_from(sent)));
+
+        auto [e1, it1] = co_await q.async_dequeue("typed", "", 0ms, nothrow);
+        REQUIRE_FALSE(e1);
+        REQUIRE(it1.has_value());
+        CHECK(it1->id == id1);
+        CHECK(it1->as<job>() == sent);
+        auto [e2, it2] = co_await q.async_dequeue("typed", "", 0ms, nothrow);
+        REQUIRE(it2.has_value());
+        CHECK(it2->payload == "plain text");
+        CHECK(it2->as<std::string>() == "plain text");
+        auto [e3, it3] = co_await q.async_dequeue("typed", "", 0ms, nothrow);
+        REQUIRE(it3.has_value());
+        CHECK(it3->payload == text);
+        CHECK(it3->as<std::string>() == text);
+        auto [e4, it4] = co_await q.async_dequeue("typed", "", 0ms, nothrow);
+        REQUIRE(it4.has_value());
+        CHECK(it4->payload == "a view");
+        auto [e5, it5] = co_await q.async_dequeue("typed", "", 0ms, nothrow);
+        REQUIRE(it5.has_value());
+        CHECK(it5->payload == "[1,2,3]");
+        CHECK(it5->as<std::vector<int>>() == numbers);
+        for (const auto* it : {&it1, &it2, &it3, &it4, &it5}) {
+            auto [aep, acked] = co_await q.async_ack("typed", "", (*it)->raw, nothrow);
+            CHECK_FALSE(aep);
+            CHECK(acked);
+        }
+
+        // Per-worker queues carry typed values too.
+        auto [ep6, id6] = co_await q.async_enqueue_to("typed-pool", "w1", sent, nothrow);
+        REQUIRE_FALSE(ep6);
+        auto [ep7, id7] = co_await q.async_enqueue_to("typed-pool", "w2", "text", nothrow);
+        REQUIRE_FALSE(ep7);
+        auto [ep8, own] = co_await q.async_try_dequeue("typed-pool", "w1", nothrow);
+        REQUIRE_FALSE(ep8);
+        REQUIRE(own.has_value());
+        CHECK(own->id == id6);
+        CHECK(own->as<job>() == sent);
+        auto [ep9, stolen] = co_await q.async_steal("typed-pool", "w1", nothrow);
+        REQUIRE(stolen.has_value());
+        CHECK(stolen->payload == "text");
+    });
+}
+
+TEST_CASE("queue: a payload that does not decode is decode_failed naming the item", "[queue]") {
+    with_connection([](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-1"});
+        reliable_queue q(s);
+        auto [ep1, id1] = co_await q.async_enqueue("bad", "{\"name\": not json", nothrow);
+        REQUIRE_FALSE(ep1);
+        const int answer = 42;
+        auto [ep2, id2] = co_await q.async_enqueue("bad", answer, nothrow);
+        REQUIRE_FALSE(ep2);
+        json::object partial;
+        partial["name"] = "no priority, no tags";
+        auto [ep3, id3] = co_await q.async_enqueue("bad", partial, nothrow);
+        REQUIRE_FALSE(ep3);
+
+        // Not JSON: the exception names the item and says why.
+        auto [e1, not_json] = co_await q.async_dequeue("bad", "", 0ms, nothrow);
+        REQUIRE(not_json.has_value());
+        CHECK_THROWS_AS(not_json->as<job>(), redcoord::error_with_diagnostics);
+        try {
+            (void)not_json->as<job>();
+            FAIL("as<job>() of text that is not JSON did not throw");
+        } catch (const redcoord::error_with_diagnostics& e) {
+            CHECK(e.code() == redcoord::error::decode_failed);
+            const std::string what = e.what();
+            CHECK(what.find(id1) != std::string::npos);
+            CHECK(what.find("not JSON") != std::string::npos);
+        }
+        error_code ec;
+        redcoord::diagnostics diag;
+        const auto none = not_json->try_as<job>(ec, diag);
+        CHECK_FALSE(none.has_value());
+        CHECK(ec == redcoord::error::decode_failed);
+        CHECK(diag.message().find(id1) != std::string::npos);
+        // The text itself is still there.
+        CHECK(not_json->as<std::string>() == "{\"name\": not json");
+
+        // JSON of another shape: decode_failed too; the right type reads it.
+        auto [e2, number] = co_await q.async_dequeue("bad", "", 0ms, nothrow);
+        REQUIRE(number.has_value());
+        CHECK(number->as<int>() == 42);
+        try {
+            (void)number->as<job>();
+            FAIL("as<job>() of a number did not throw");
+        } catch (const redcoord::error_with_diagnostics& e) {
+            CHECK(e.code() == redcoord::error::decode_failed);
+            const std::string what = e.what();
+            CHECK(what.find(id2) != std::string::npos);
+            CHECK(what.find("does not convert") != std::string::npos);
+        }
+        auto [e3, incomplete] = co_await q.async_dequeue("bad", "", 0ms, nothrow);
+        REQUIRE(incomplete.has_value());
+        ec.clear();
+        const auto missing_fields = incomplete->try_as<job>(ec, diag);
+        CHECK_FALSE(missing_fields.has_value());
+        CHECK(ec == redcoord::error::decode_failed);
+        CHECK(diag.message().find(id3) != std::string::npos);
+        const json::value raw_json = incomplete->as<json::value>();
+        CHECK(raw_json.at("name").as_string() == "no priority, no tags");
+    });
+}
+
+TEST_CASE("queue: a consumer process killed mid-item has the item redelivered and acked once",
+          "[queue][process]") {
+    redis_server srv;
+    run_async(
+        [&](asio::io_context& ioc) -> asio::awaitable<void> {
+            side_connection c(ioc.get_executor(), srv);
+            session s(c.conn, {.node_id = "supervisor"});
+            reliable_queue q(s);
+            std::vector<std::string> ids;
+            for (const char* p : {"a", "b", "c"}) {
+                auto [ep, id] = co_await q.async_enqueue("jobs", p, nothrow);
+                REQUIRE_FALSE(ep);
+                ids.push_back(id);
+            }
+
+            // The victim takes the oldest item and holds it. Its heartbeat key lives 500 ms past
+            // each beat (every 200 ms).
+            std::vector<std::string> victim_args{port_of(srv), "consumer", "victim", "jobs",
+                                                 "200",        "300"};
+            cluster_process victim(victim_args);
+            {
+                auto holding = co_await victim.line_starting_with("holding ", 20s);
+                INFO(victim.transcript());
+                REQUIRE(holding);
+                CHECK(*holding == "holding " + ids[0] + " a");
+            }
+            const auto held = co_await command(c.conn, "LINDEX",
+                                               "{redcoord:queue:jobs}:processing:victim", "0");
+            CHECK(held == ids[0] + ":a");
+
+            // The other items are taken and acknowledged meanwhile.
+            for (int i = 1; i < 3; ++i) {
+                auto [ep, it] = co_await q.async_dequeue("jobs", "", 0ms, nothrow);
+                REQUIRE_FALSE(ep);
+                REQUIRE(it.has_value());
+                CHECK(it->id == ids[i]);
+                auto [aep, acked] = co_await q.async_ack("jobs", "", it->raw, nothrow);
+                CHECK(acked);
+            }
+
+            // A second consumer process waits on the empty queue.
+            std::vector<std::string> rescuer_args{port_of(srv), "consumer", "rescuer", "jobs",
+                                                  "200",        "300",      "ack"};
+            cluster_process rescuer(rescuer_args);
+            {
+                auto joined = co_await rescuer.line_starting_with("joined", 20s);
+                INFO(rescuer.transcript());
+                REQUIRE(joined);
+            }
+
+            // Killed mid-item: nobody will acknowledge "a" for the victim.
+            REQUIRE(victim.signal(SIGKILL));
+            {
+                auto code = co_await victim.wait_exit(10s);
+                REQUIRE(code);
+                CHECK(*code == 128 + SIGKILL);
+            }
+
+            // Once the victim's heartbeat key has expired, redelivery gives the item back.
+            std::int64_t moved = 0;
+            const auto deadline = std::chrono::steady_clock::now() + 20s;
+            while (moved == 0 && std::chrono::steady_clock::now() < deadline) {
+                auto [rep, n] = co_await q.async_redeliver("jobs", nothrow);
+                INFO(message_of(rep));
+                REQUIRE_FALSE(rep);
+                moved = n;
+                if (moved == 0) co_await sleep_for(50ms);
+            }
+            REQUIRE(moved == 1);
+
+            // The waiting consumer gets it and acknowledges it.
+            {
+                auto holding = co_await rescuer.line_starting_with("holding ", 20s);
+                auto acked = co_await rescuer.line_starting_with("acked ", 20s);
+                auto code = co_await rescuer.wait_exit(20s);
+                INFO(rescuer.transcript());
+                REQUIRE(holding);
+                CHECK(*holding == "holding " + ids[0] + " a");
+                REQUIRE(acked);
+                CHECK(*acked == "acked " + ids[0]);
+                REQUIRE(code);
+                CHECK(*code == 0);
+            }
+
+            // Acknowledged exactly once: the victim's ack would find nothing; nothing is left.
+            const std::string victim_raw = ids[0] + ":a";
+            auto [lep, late] = co_await q.async_ack("jobs", "victim", victim_raw, nothrow);
+            CHECK_FALSE(lep);
+            CHECK_FALSE(late);
+            const auto pending = co_await command(c.conn, "LLEN", "redcoord:queue:jobs");
+            CHECK(pending == "0");
+            for (const char* who : {"victim", "rescuer", "supervisor"}) {
+                const auto left = co_await command(
+                    c.conn, "LLEN", std::string("{redcoord:queue:jobs}:processing:") + who);
+                INFO(who);
+                CHECK(left == "0");
+            }
+            const auto still_known = co_await command(c.conn, "SISMEMBER",
+                                                      "{redcoord:queue:jobs}:consumers", "victim");
+            CHECK(still_known == "0");
+            auto [rep2, again] = co_await q.async_redeliver("jobs", nothrow);
+            CHECK_FALSE(rep2);
+            CHECK(again == 0);
+        },
+        120s);
+}
+
+TEST_CASE("queue: 100,000 items through 4 consumers, each acked exactly once", "[queue]") {
+    redis_server srv;
+    run_async(
+        [&](asio::io_context& ioc) -> asio::awaitable<void> {
+            constexpr int items = 100000;
+            constexpr int producers = 64;  // concurrent enqueues, pipelined on one connection
+            constexpr int consumers = 4;   // sessions, each on a connection of its own
+            constexpr int loops = 8;       // concurrent dequeue loops of each consumer
+            auto ex = co_await asio::this_coro::executor;
+            side_connection producer_conn(ex, srv);
+            session ps(producer_conn.conn, {.node_id = "producer"});
+            reliable_queue pq(ps);
+            std::vector<std::unique_ptr<side_connection>> conns;
+            std::vector<std::unique_ptr<session>> sessions;
+            std::vector<std::unique_ptr<reliable_queue>> queues;
+            for (int i = 0; i < consumers; ++i) {
+                conns.push_back(std::make_unique<side_connection>(ex, srv));
+                redcoord::session_options so;
+                so.node_id = "consumer-" + std::to_string(i);
+                sessions.push_back(std::make_unique<session>(conns.back()->conn, so));
+                queues.push_back(std::make_unique<reliable_queue>(*sessions.back()));
+            }
+
+            struct acked_item {
+                std::string id, payload;
+                int consumer = 0;
+            };
+            std::vector<std::string> ids(items);
+            std::vector<acked_item> acked;
+            acked.reserve(items);
+            std::string failure;
+            int next = 0, producing = producers, running = producers + consumers * loops;
+            int refused_acks = 0;
+            for (int p = 0; p < producers; ++p) {
+                asio::co_spawn(
+                    ex,
+                    [&]() -> asio::awaitable<void> {
+                        while (next < items && failure.empty()) {
+                            const int i = next++;
+                            auto [ep, id] =
+                                co_await pq.async_enqueue("bulk", std::to_string(i), nothrow);
+                            if (ep) {
+                                failure = "enqueue: " + message_of(ep);
+                                break;
+                            }
+                            ids[i] = std::move(id);
+                        }
+                        --producing;
+                        --running;
+                    },
+                    asio::detached);
+            }
+            for (int c = 0; c < consumers; ++c) {
+                for (int l = 0; l < loops; ++l) {
+                    asio::co_spawn(
+                        ex,
+                        [&, c]() -> asio::awaitable<void> {
+                            auto& q = *queues[c];
+                            while (failure.empty()) {
+                                // Once everything is enqueued, an empty queue stays empty.
+                                const bool all_enqueued = producing == 0;
+                                auto [ep, item] = co_await q.async_dequeue("bulk", "", 500ms,
+                                                                           nothrow);
+                                if (ep) {
+                                    failure = "dequeue: " + message_of(ep);
+                                    break;
+                                }
+                                if (!item) {
+                                    if (all_enqueued) break;
+                                    continue;
+                                }
+                                auto [aep, ok] =
+                                    co_await q.async_ack("bulk", "", item->raw, nothrow);
+                                if (aep) {
+                                    failure = "ack: " + message_of(aep);
+                                    break;
+                                }
+                                if (!ok) {
+                                    ++refused_acks;
+                                    continue;
+                                }
+                                acked_item a;
+                                a.id = std::move(item->id);
+                                a.payload = std::move(item->payload);
+                                a.consumer = c;
+                                acked.push_back(std::move(a));
+                            }
+                            --running;
+                        },
+                        asio::detached);
+                }
+            }
+            co_await wait_until([&] { return running == 0; });
+            INFO(failure);
+            REQUIRE(failure.empty());
+            CHECK(refused_acks == 0);
+            CHECK(static_cast<int>(acked.size()) == items);
+
+            // Every enqueued id acked exactly once, with its own payload, by some consumer.
+            std::vector<int> seen(items, 0);
+            std::vector<int> per_consumer(consumers, 0);
+            int foreign = 0, mismatched = 0;
+            for (const auto& a : acked) {
+                const int i = std::stoi(a.payload);
+                ++per_consumer[a.consumer];
+                if (i < 0 || i >= items) {
+                    ++foreign;
+                    continue;
+                }
+                ++seen[i];
+                if (ids[i] != a.id) ++mismatched;
+            }
+            const auto never = std::count(seen.begin(), seen.end(), 0);
+            const auto twice = std::count_if(seen.begin(), seen.end(), [](int n) { return n > 1; });
+            CHECK(never == 0);
+            CHECK(twice == 0);
+            CHECK(foreign == 0);
+            CHECK(mismatched == 0);
+            auto distinct = ids;
+            std::sort(distinct.begin(), distinct.end());
+            CHECK(std::unique(distinct.begin(), distinct.end()) == distinct.end());
+            for (int c = 0; c < consumers; ++c) {
+                INFO("consumer-" << c << " acked " << per_consumer[c]);
+                CHECK(per_consumer[c] > 0);
+            }
+
+            // Nothing left in the queue or in any processing list.
+            const auto pending =
+                co_await command(producer_conn.conn, "LLEN", "redcoord:queue:bulk");
+            CHECK(pending == "0");
+            for (int c = 0; c < consumers; ++c) {
+                const auto held = co_await command(
+                    producer_conn.conn, "LLEN",
+                    "{redcoord:queue:bulk}:processing:consumer-" + std::to_string(c));
+                INFO("consumer-" << c);
+                CHECK(held == "0");
+            }
+        },
+        240s);
+}
+
+TEST_CASE("queue: work stealing spreads a load enqueued to one worker over all", "[queue]") {
+    redis_server srv;
+    run_async([&](asio::io_context& ioc) -> asio::awaitable<void> {
+        constexpr int workers = 4;
+        constexpr int items = 400;
+        auto ex = co_await asio::this_coro::executor;
+        std::vector<std::unique_ptr<side_connection>> conns;
+        std::vector<std::unique_ptr<session>> sessions;
+        std::vector<std::unique_ptr<reliable_queue>> queues;
+        for (int i = 0; i < workers; ++i) {
+            conns.push_back(std::make_unique<side_connection>(ex, srv));
+            redcoord::session_options so;
+            so.node_id = "node-" + std::to_string(i);
+            sessions.push_back(std::make_unique<session>(conns.back()->conn, so));
+            queues.push_back(std::make_unique<reliable_queue>(*sessions.back()));
+        }
+        // The whole load on worker w0's queue.
+        for (int i = 0; i < items; ++i) {
+            auto [ep, id] =
+                co_await queues[0]->async_enqueue_to("pool", "w0", std::to_string(i), nothrow);
+            REQUIRE_FALSE(ep);
+        }
+
+        // Each worker takes from its own queue, steals when that is empty, and stops when
+        // there is nothing left to steal (no item is enqueued after the start).
+        std::vector<int> processed(workers, 0), seen(items, 0);
+        std::string failure;
+        int running = workers;
+        for (int w = 0; w < workers; ++w) {
+            asio::co_spawn(
+                ex,
+                [&, w]() -> asio::awaitable<void> {
+                    auto& q = *queues[w];
+                    const std::string me = "w" + std::to_string(w);
+                    while (failure.empty()) {
+                        auto [ep, item] = co_await q.async_try_dequeue("pool", me, nothrow);
+                        if (ep) {
+                            failure = me + " try_dequeue: " + message_of(ep);
+                            break;
+                        }
+                        if (!item) {
+                            auto [sep, stolen] = co_await q.async_steal("pool", me, nothrow);
+                            if (sep) {
+                                failure = me + " steal: " + message_of(sep);
+                                break;
+                            }
+                            if (!stolen) break;
+                            if (stolen->worker != "w0") {
+                                failure = me + " stole from " + stolen->worker;
+                                break;
+                            }
+                            item = std::move(stolen);
+                        }
+                        ++processed[w];
+                        ++seen[std::stoi(item->payload)];
+                        co_await sleep_for(1ms);  // the work
+                    }
+                    --running;
+                },
+                asio::detached);
+        }
+        co_await wait_until([&] { return running == 0; });
+        INFO(failure);
+        REQUIRE(failure.empty());
+        int total = 0;
+        for (int w = 0; w < workers; ++w) {
+            INFO("w" << w << " processed " << processed[w]);
+            CHECK(processed[w] > 0);
+            total += processed[w];
+        }
+        CHECK(total == items);
+        CHECK(std::count(seen.begin(), seen.end(), 1) == items);
+        const auto left =
+            co_await command(conns[0]->conn, "LLEN", "{redcoord:queue:pool}:worker:w0");
+        CHECK(left == "0");
+    });
+}
+
+TEST_CASE("queue: steal always takes the newest item of the longest other queue", "[queue]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        reliable_queue q(s);
+        // w3 steals; its own queue is the longest and must never be touched. w2 and w4 tie.
+        const std::map<std::string, int> lengths{{"w0", 5}, {"w1", 3}, {"w2", 7}, {"w3", 10},
+                                                 {"w4", 7}};
+        int stealable = 0;
+        for (const auto& [w, n] : lengths) {
+            for (int i = 0; i < n; ++i) {
+                const std::string payload = w + "-" + std::to_string(i);
+                auto [ep, id] = co_await q.async_enqueue_to("ladder", w, payload, nothrow);
+                REQUIRE_FALSE(ep);
+            }
+            if (w != "w3") stealable += n;
+        }
+        auto key = [](const std::string& w) { return "{redcoord:queue:ladder}:worker:" + w; };
+        int steals = 0;
+        for (int round = 0; round <= stealable; ++round) {
+            // The expected victim: the longest other queue, ties to the smallest name.
+            std::string expected, newest;
+            long long best = 0;
+            for (const auto& [w, n] : lengths) {
+                if (w == "w3") continue;
+                const auto len_text = co_await command(conn, "LLEN", key(w));
+                const long long len = std::stoll(len_text);
+                if (len > best) {
+                    best = len;
+                    expected = w;
+                    newest = co_await command(conn, "LINDEX", key(w), "0");
+                }
+            }
+            auto [ep, stolen] = co_await q.async_steal("ladder", "w3", nothrow);
+            REQUIRE_FALSE(ep);
+            if (best == 0) {
+                CHECK_FALSE(stolen.has_value());
+                break;
+            }
+            INFO("round " << round);
+            REQUIRE(stolen.has_value());
+            CHECK(stolen->worker == expected);
+            CHECK(stolen->raw == newest);
+            ++steals;
+        }
+        CHECK(steals == stealable);
+        const auto own = co_await command(conn, "LLEN", key("w3"));
+        CHECK(own == "10");
     });
 }

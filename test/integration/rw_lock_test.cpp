@@ -109,7 +109,7 @@ const std::string readers_key = "{redcoord:lock:doc}:rw:readers";
 const std::string waiting_key = "{redcoord:lock:doc}:rw:writers_waiting";
 const std::string fence_key = "{redcoord:lock:doc}:rw:fence";
 
-TEST_CASE("rw_lock: holds store the documented keys; fences grow across reads and writes",
+TEST_CASE("rw_lock: holds store the documented keys, and fences grow across reads and writes",
           "[rw_lock]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-a"});
@@ -148,7 +148,7 @@ TEST_CASE("rw_lock: holds store the documented keys; fences grow across reads an
     });
 }
 
-TEST_CASE("rw_lock: many readers hold at once; a writer gets in when all have left",
+TEST_CASE("rw_lock: many readers hold at once, and a writer gets in when all have left",
           "[rw_lock]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);

@@ -1,7 +1,7 @@
-// A separate process that takes part in a cluster (membership and leader election), for the
-// cross-process and fault tests (test/integration/membership_test.cpp, leader_test.cpp). It
-// prints one line per event on stdout, flushed at once, so the test can follow it through a
-// pipe:
+// A separate process that takes part in a cluster (membership, leader election, queues,
+// barriers), for the cross-process and fault tests (test/integration/membership_test.cpp,
+// leader_test.cpp, queue_test.cpp, barrier_test.cpp). It prints one line per event on stdout,
+// flushed at once, so the test can follow it through a pipe:
 //
 //   cluster_worker <port> leader <node> <name> <ttl_ms> <renew_ms> <resource>
 //       Joins the membership as <node> (heartbeat every 200 ms, grace 300 ms) and runs
@@ -23,6 +23,24 @@
 //       "start <term> <node> <server time us>" to the list "intervals", holds a moment, checks
 //       it still leads, appends "end <term> <node> <server time us>", resigns. Prints
 //       "ready" when connected, then "done <terms held>", or "error ..." lines (exit code 1).
+//
+//   cluster_worker <port> consumer <node> <queue> <interval_ms> <grace_ms> [ack]
+//       Joins the membership as <node> (so its heartbeat key exists while it lives; heartbeat
+//       every <interval_ms>, grace <grace_ms>) and prints "joined"; takes one item of the
+//       reliable queue <queue> as consumer <node> (waiting up to 30 s) and prints
+//       "holding <id> <payload>". With ack, acknowledges it, prints "acked <id>" and exits 0;
+//       otherwise holds it, unacknowledged, until killed.
+//
+//   cluster_worker <port> barrier <node> <batch> <total>
+//       Arrives at barrier <batch> ("arrived <count>"), waits up to 60 s for <total> arrivals,
+//       prints "released <count>" and exits 0.
+//
+//   cluster_worker <port> job <node> <job> <ok|fail> [<dependency>...]
+//       Prints "started", waits up to 60 s until every <dependency> completed, prints
+//       "runnable", records <job> as completed (successfully with ok, failed with fail and the
+//       reason "<job> failed on purpose"), prints "completed" and exits 0. When a dependency
+//       failed: prints "blocked <message>", records <job> as failed ("dependency failed") and
+//       exits 0.
 //
 // The process gives up after two minutes (SIGALRM), so it never outlives a broken test.
 #include <redcoord/leader.hpp>
@@ -317,11 +335,99 @@ asio::awaitable<int> elections_mode(std::uint16_t port, std::string node, std::s
     co_return 0;
 }
 
+asio::awaitable<int> consumer_mode(redcoord::connection& conn, std::string node,
+                                   std::string queue, milliseconds interval, milliseconds grace,
+                                   bool ack) {
+    if (!co_await ping(conn)) co_return 1;
+    redcoord::session_options so;
+    so.node_id = node;
+    redcoord::session s(conn, so);
+    redcoord::membership_options mo;
+    mo.heartbeat_interval = interval;
+    mo.heartbeat_grace = grace;
+    redcoord::membership members(s, mo);
+    auto [jec] = co_await members.async_join(node, nothrow);
+    if (jec) {
+        say("error join: " + jec.message());
+        co_return 1;
+    }
+    say("joined");
+    redcoord::reliable_queue q(s);
+    auto [dep, item] = co_await q.async_dequeue(queue, node, 30s, nothrow);
+    if (dep) std::rethrow_exception(dep);
+    if (!item) {
+        say("error nothing to take from " + queue);
+        co_return 1;
+    }
+    say("holding " + item->id + " " + item->payload);
+    if (!ack) {
+        for (;;) co_await sleep_for(1s);  // the item stays unacknowledged until the kill
+    }
+    auto [aep, acked] = co_await q.async_ack(queue, node, item->raw, nothrow);
+    if (aep) std::rethrow_exception(aep);
+    if (!acked) {
+        say("error " + item->id + " was no longer in the processing list");
+        co_return 1;
+    }
+    say("acked " + item->id);
+    co_return 0;
+}
+
+asio::awaitable<int> barrier_mode(redcoord::connection& conn, std::string node,
+                                  std::string batch, std::int64_t total) {
+    if (!co_await ping(conn)) co_return 1;
+    redcoord::session_options so;
+    so.node_id = node;
+    redcoord::session s(conn, so);
+    redcoord::barrier b(s);
+    auto [aep, arrivals] = co_await b.async_arrive(batch, nothrow);
+    if (aep) std::rethrow_exception(aep);
+    say("arrived " + std::to_string(arrivals));
+    auto [wep, seen] = co_await b.async_wait(batch, total, 60s, nothrow);
+    if (wep) std::rethrow_exception(wep);
+    say("released " + std::to_string(seen));
+    co_return 0;
+}
+
+asio::awaitable<int> job_mode(redcoord::connection& conn, std::string node, std::string job,
+                              bool succeed, std::vector<std::string> deps) {
+    if (!co_await ping(conn)) co_return 1;
+    redcoord::session_options so;
+    so.node_id = node;
+    redcoord::session s(conn, so);
+    redcoord::dependencies d(s);
+    say("started");
+    auto [wep] = co_await d.async_wait_dependencies(job, deps, 60s, nothrow);
+    bool blocked = false;
+    if (wep) {
+        try {
+            std::rethrow_exception(wep);
+        } catch (const redcoord::error_with_diagnostics& e) {
+            if (e.code() != redcoord::error::dependency_failed) throw;
+            say(std::string("blocked ") + e.what());
+            blocked = true;
+        }
+    }
+    std::string reason;
+    if (blocked) {
+        reason = "dependency failed";
+    } else {
+        say("runnable");
+        if (!succeed) reason = job + " failed on purpose";
+    }
+    auto [cep] = co_await d.async_complete(job, !blocked && succeed, reason, nothrow);
+    if (cep) std::rethrow_exception(cep);
+    if (!blocked) say("completed");
+    co_return 0;
+}
+
 int usage() {
     say("error usage: cluster_worker <port> leader <node> <name> <ttl_ms> <renew_ms> <resource>"
         " | cluster_worker <port> member <node> <interval_ms> <grace_ms> [lock <name> <ttl_ms>]"
         " [leave <after_ms>] | cluster_worker <port> elections <node> <name> <candidates>"
-        " <rounds> <ttl_ms> <renew_ms>");
+        " <rounds> <ttl_ms> <renew_ms> | cluster_worker <port> consumer <node> <queue>"
+        " <interval_ms> <grace_ms> [ack] | cluster_worker <port> barrier <node> <batch> <total>"
+        " | cluster_worker <port> job <node> <job> <ok|fail> [<dependency>...]");
     return 2;
 }
 
@@ -367,6 +473,14 @@ int main(int argc, char** argv) {
         if (mode == "elections" && args.size() == 6)
             return elections_mode(port, args[0], args[1], std::atoi(args[2].c_str()),
                                   std::atoi(args[3].c_str()), ms(args[4]), ms(args[5]));
+        if (mode == "consumer" && (args.size() == 4 || (args.size() == 5 && args[4] == "ack")))
+            return consumer_mode(conn, args[0], args[1], ms(args[2]), ms(args[3]),
+                                 args.size() == 5);
+        if (mode == "barrier" && args.size() == 3)
+            return barrier_mode(conn, args[0], args[1], std::atoll(args[2].c_str()));
+        if (mode == "job" && args.size() >= 3 && (args[2] == "ok" || args[2] == "fail"))
+            return job_mode(conn, args[0], args[1], args[2] == "ok",
+                            std::vector<std::string>(args.begin() + 3, args.end()));
         return {};
     }();
     if (!body.valid()) return usage();
