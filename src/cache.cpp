@@ -19,8 +19,6 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr std::size_t redis_max_string = std::size_t(512) * 1024 * 1024;
-
 std::string what_of(std::string_view key) { return "cache '" + std::string(key) + "'"; }
 
 error_code check_key(std::string_view key, diagnostics& d) {
@@ -139,9 +137,7 @@ cache::cache(session& s, cache_options opts) : session_(&s), opts_(opts) {
         diag.set_client_message(std::move(m));
         throw error_with_diagnostics(error::bad_config, diag);
     };
-    if (opts_.max_value_bytes == 0 || opts_.max_value_bytes > redis_max_string)
-        bad("max_value_bytes: " + std::to_string(opts_.max_value_bytes) +
-            " is not in [1, 536870912] (512 MiB)");
+    detail::check_size_option("max_value_bytes", opts_.max_value_bytes);
     if (opts_.fill_lease_ttl.count() <= 0)
         bad("fill_lease_ttl: " + std::to_string(opts_.fill_lease_ttl.count()) +
             " ms is not positive");

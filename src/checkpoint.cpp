@@ -22,14 +22,24 @@ using std::chrono::milliseconds;
 
 namespace {
 
-std::string to_text(const checkpoint_record& r) {
+// The stored JSON of r, whose data is already serialized as data_text (checked against the
+// size limit; not serialized twice).
+std::string to_text(const checkpoint_record& r, std::string_view data_text) {
     boost::json::object o;
     o["task_id"] = r.task_id;
     o["sequence"] = r.sequence;
     o["progress"] = r.progress;
-    o["data"] = r.data;
-    o["saved_at"] = std::chrono::duration_cast<milliseconds>(r.saved_at.time_since_epoch()).count();
-    return boost::json::serialize(o);
+    std::string text = boost::json::serialize(o);  // {...}: ends with '}'
+    text.pop_back();
+    const auto saved_at =
+        std::chrono::duration_cast<milliseconds>(r.saved_at.time_since_epoch()).count();
+    text.reserve(text.size() + data_text.size() + 40);
+    text += ",\"data\":";
+    text += data_text;
+    text += ",\"saved_at\":";
+    text += std::to_string(saved_at);
+    text += '}';
+    return text;
 }
 
 // Reads what to_text wrote; false when a field is missing or of another type.
@@ -54,12 +64,11 @@ bool from_json(const boost::json::value& v, checkpoint_record& r) {
 
 asio::awaitable<std::tuple<error_code>> save_coro(std::shared_ptr<session_impl> s,
                                                   checkpoint_options o, checkpoint_record rec,
-                                                  diagnostics& d) {
+                                                  std::string text, diagnostics& d) {
     static const script& index = script::embedded("checkpoint_index");
     // The checkpoint first, then the index: the index never names a checkpoint not written.
     request req;
-    req.push("SET", s->keys.checkpoint(rec.task_id, rec.sequence), to_text(rec), "PX",
-             o.ttl.count());
+    req.push("SET", s->keys.checkpoint(rec.task_id, rec.sequence), text, "PX", o.ttl.count());
     auto [ec, n] = co_await s->conn.async_exec(req, ignore, d, data_nothrow);
     if (ec) co_return std::tuple{ec};
 
@@ -157,6 +166,7 @@ checkpoint_store::checkpoint_store(session& s, checkpoint_options opts)
     if (opts_.ttl.count() <= 0)
         bad("ttl: " + std::to_string(opts_.ttl.count()) + " ms is not positive");
     if (opts_.retention == 0) bad("retention: 0 is not positive");
+    detail::check_size_option("max_value_bytes", opts_.max_value_bytes);
 }
 
 void checkpoint_store::save_impl(checkpoint_record rec, diagnostics* diag, void_handler handler) {
@@ -172,16 +182,23 @@ void checkpoint_store::save_impl(checkpoint_record rec, diagnostics* diag, void_
     if (!ec && !(rec.progress >= 0.0 && rec.progress <= 1.0))
         ec = detail::invalid(d, what + ": progress " + std::to_string(rec.progress) +
                                     " is not in [0, 1]");
+    std::string data_text;
+    if (!ec)
+        ec = detail::serialize_limited(rec.data, opts_.max_value_bytes, "max_value_bytes",
+                                       what, data_text, d);
     if (!ec && s->closed) ec = error::session_closed;
     if (ec) return detail::complete_later(*s, std::move(handler), ec);
     rec.saved_at = std::chrono::system_clock::now();
+    std::string text = to_text(rec, data_text);
+    rec.data = nullptr;  // the text holds it
     auto run = [](std::shared_ptr<session_impl> s, checkpoint_options o, checkpoint_record rec,
-                  diagnostics& d,
+                  std::string text, diagnostics& d,
                   std::shared_ptr<own_diag>) -> asio::awaitable<std::tuple<error_code>> {
-        co_return co_await save_coro(std::move(s), o, std::move(rec), d);
+        co_return co_await save_coro(std::move(s), o, std::move(rec), std::move(text), d);
     };
     auto& sr = *s;
-    detail::launch(sr, run(std::move(s), opts_, std::move(rec), d, std::move(own)),
+    detail::launch(sr, run(std::move(s), opts_, std::move(rec), std::move(text), d,
+                           std::move(own)),
                    std::move(handler));
 }
 

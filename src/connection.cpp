@@ -57,6 +57,9 @@ namespace detail {
 namespace {
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+// The reader lets the writer send what the replies handled so far have queued once per this
+// many replies.
+constexpr std::size_t flush_every = 32;
 
 // Boost 1.81's any_completion_handler move assignment recurses forever (it copies from an
 // lvalue, which picks the wrapping constructor); swapping with a moved-into temporary does not.
@@ -387,11 +390,19 @@ asio::awaitable<error_code> connection_impl::reader() {
     co_await asio::this_coro::throw_if_cancelled(false);
     for (;;) {
         error_code ec;
+        std::size_t handled = 0;
         while (parse_buffered(ec)) {
             ec = on_message(parser_.message());
             parser_.clear();
             message_bytes_ = 0;
             if (ec) co_return ec;
+            // The handlers resumed by these replies have queued new requests: let the writer
+            // send them now, so the server works on them while the rest of the buffer is
+            // handled here (the two overlap instead of taking turns).
+            if (++handled % flush_every == 0 && !waiting_.empty()) {
+                co_await asio::post(ex_, asio::use_awaitable);
+                if (stopping_) co_return asio::error::operation_aborted;
+            }
         }
         if (ec) co_return ec;
         if (auto ec = co_await fill_read_buffer()) co_return ec;

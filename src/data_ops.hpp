@@ -1,6 +1,7 @@
-// What the data primitives (cache, circuit breaker, checkpoints, idempotency) share: running
-// an operation as a coroutine under the caller's cancellation slot and completing it through
-// the caller's associated executor.
+// What the data primitives (cache, circuit breaker, checkpoints, idempotency, results, shared
+// state, queues) share: running an operation as a coroutine under the caller's cancellation
+// slot and completing it through the caller's associated executor, and the size limits of
+// stored values.
 #pragma once
 
 #include "session_impl.hpp"
@@ -14,6 +15,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <cstddef>
 #include <exception>
 #include <string>
 #include <string_view>
@@ -68,6 +70,33 @@ void complete_later(session_impl& s, Handler&& h, Args&&... args) {
 
 inline std::exception_ptr make_error(error_code ec, const diagnostics& d) {
     return std::make_exception_ptr(error_with_diagnostics(ec, d));
+}
+
+// The largest string Redis stores (512 MiB): the default and the most of every size limit
+// option (max_value_bytes, max_result_bytes, max_payload_bytes).
+inline constexpr std::size_t redis_max_string = std::size_t(512) * 1024 * 1024;
+
+// Throws error_with_diagnostics (error::bad_config) naming the option when the size limit v of
+// option name is outside [1, 512 MiB].
+inline void check_size_option(std::string_view name, std::size_t v) {
+    if (v != 0 && v <= redis_max_string) return;
+    diagnostics diag;
+    diag.set_client_message(std::string(name) + ": " + std::to_string(v) +
+                            " is not in [1, 536870912] (512 MiB)");
+    throw error_with_diagnostics(error::bad_config, diag);
+}
+
+// error::invalid_argument (diag names what, the size and the limit) when text of size bytes,
+// stored as is, is longer than max_bytes, the option limit_name; noun says what the text is
+// ("payload"). Values stored as JSON use serialize_limited (fill_once.hpp), with the same
+// wording.
+inline error_code check_size(const std::string& what, std::string_view noun, std::size_t size,
+                             std::size_t max_bytes, std::string_view limit_name,
+                             diagnostics& diag) {
+    if (size <= max_bytes) return {};
+    return invalid(diag, what + ": " + std::string(noun) + " of " + std::to_string(size) +
+                             " bytes exceeds " + std::string(limit_name) + " (" +
+                             std::to_string(max_bytes) + ")");
 }
 
 

@@ -9,10 +9,6 @@ namespace redcoord {
 using boost::system::error_code;
 using std::chrono::milliseconds;
 
-namespace {
-constexpr std::size_t redis_max_string = std::size_t(512) * 1024 * 1024;
-}
-
 idempotency::idempotency(session& s, idempotency_options opts) : session_(&s), opts_(opts) {
     diagnostics diag;
     auto bad = [&](std::string m) {
@@ -24,9 +20,7 @@ idempotency::idempotency(session& s, idempotency_options opts) : session_(&s), o
     if (opts_.in_flight_ttl.count() <= 0)
         bad("in_flight_ttl: " + std::to_string(opts_.in_flight_ttl.count()) +
             " ms is not positive");
-    if (opts_.max_result_bytes == 0 || opts_.max_result_bytes > redis_max_string)
-        bad("max_result_bytes: " + std::to_string(opts_.max_result_bytes) +
-            " is not in [1, 536870912] (512 MiB)");
+    detail::check_size_option("max_result_bytes", opts_.max_result_bytes);
 }
 
 // The same scheme as the cache's get-or-set: the stored result is the value, the in-flight

@@ -188,6 +188,10 @@ error_code queue_payload_mismatch(const queue_item& item, diagnostics& diag) {
 
 }  // namespace detail
 
+reliable_queue::reliable_queue(session& s, queue_options opts) : session_(&s), opts_(opts) {
+    detail::check_size_option("max_payload_bytes", opts_.max_payload_bytes);
+}
+
 void reliable_queue::enqueue_impl(std::string name, std::optional<std::string> worker,
                                   std::string payload, id_handler handler) {
     auto s = session_->impl();
@@ -195,6 +199,11 @@ void reliable_queue::enqueue_impl(std::string name, std::optional<std::string> w
     if (refuse(*s, handler, std::string(),
                {{"queue name", &name}, {"worker", worker ? &*worker : &none}}))
         return;
+    diagnostics d;
+    if (auto ec = detail::check_size("queue '" + name + "'", "payload", payload.size(),
+                                     opts_.max_payload_bytes, "max_payload_bytes", d))
+        return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d),
+                                      std::string());
     auto& sr = *s;
     detail::launch_throwing(sr, enqueue(std::move(s), std::move(name), std::move(worker),
                                         std::move(payload)),

@@ -27,7 +27,6 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr std::size_t redis_max_string = std::size_t(512) * 1024 * 1024;
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 [[noreturn]] void fail(error_code ec, const diagnostics& d) {
@@ -210,9 +209,7 @@ const result_options& checked(const result_options& o) {
     positive("result_ttl", o.result_ttl);
     positive("value_ttl", o.value_ttl);
     positive("state_ttl", o.state_ttl);
-    if (o.max_value_bytes == 0 || o.max_value_bytes > redis_max_string)
-        bad("max_value_bytes: " + std::to_string(o.max_value_bytes) +
-            " is not in [1, 536870912] (512 MiB)");
+    detail::check_size_option("max_value_bytes", o.max_value_bytes);
     return o;
 }
 }  // namespace

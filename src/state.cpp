@@ -1,4 +1,6 @@
+#include "data_ops.hpp"
 #include "events_impl.hpp"
+#include "fill_once.hpp"
 
 #include <redcoord/error.hpp>
 #include <redcoord/script.hpp>
@@ -48,10 +50,12 @@ shared_state::shared_state(session& s, state_options opts) : session_(&s), opts_
                                 " ms is not positive");
         throw error_with_diagnostics(error::bad_config, diag);
     }
+    detail::check_size_option("max_value_bytes", opts_.max_value_bytes);
 }
 
-void shared_state::set_impl(std::string key, std::string text, std::optional<milliseconds> ttl,
-                            diagnostics* diag, void_handler handler) {
+void shared_state::set_impl(std::string key, boost::json::value value,
+                            std::optional<milliseconds> ttl, diagnostics* diag,
+                            void_handler handler) {
     auto s = session_->impl();
     const auto ex = s->conn.get_executor();
     const auto slot = asio::get_associated_cancellation_slot(handler);
@@ -62,6 +66,10 @@ void shared_state::set_impl(std::string key, std::string text, std::optional<mil
     if (!ec && ttl && ttl->count() <= 0)
         ec = detail::invalid(d, "state '" + key + "': ttl " + std::to_string(ttl->count()) +
                                     " ms is not positive");
+    std::string text;
+    if (!ec)
+        ec = detail::serialize_limited(value, opts_.max_value_bytes, "max_value_bytes",
+                                       "state '" + key + "'", text, d);
     if (!ec && s->closed) ec = error::session_closed;
     if (ec) {
         asio::post(ex, asio::append(std::move(o->handler), ec));

@@ -50,6 +50,9 @@ struct checkpoint_options {
     /// How many of a task's latest checkpoints are kept; older ones are deleted when a newer
     /// one is saved (5). Must be positive.
     std::size_t retention = 5;
+    /// The largest checkpoint data accepted, as JSON text (512 MiB, the largest string Redis
+    /// stores); the stored checkpoint adds its other fields to it. Must be in [1, 512 MiB].
+    std::size_t max_value_bytes = std::size_t(512) * 1024 * 1024;
 };
 
 namespace detail {
@@ -83,7 +86,8 @@ public:
     /// Saves cp (its data converted by this call), stamps it with the current time, and prunes
     /// the task's checkpoints beyond retention. Saving a sequence again replaces it.
     /// Completion signature: void(error_code). error::invalid_argument for an empty task_id, a
-    /// negative sequence, or a progress outside [0, 1] (diag names the field).
+    /// negative sequence, a progress outside [0, 1], or data whose JSON is longer than
+    /// max_value_bytes (diag names the field; nothing is written).
     template <class T, class Token = boost::asio::deferred_t>
     auto async_save(const checkpoint<T>& cp, diagnostics& diag, Token&& token = {}) {
         return initiate_save(to_record(cp), &diag, std::forward<Token>(token));

@@ -19,6 +19,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <optional>
@@ -57,6 +58,14 @@ std::string encode_queue_payload(const T& value) {
 }
 
 }  // namespace detail
+
+/// Queue settings. Defaults in comments.
+struct queue_options {
+    /// The largest payload accepted by the enqueue operations, in bytes: the text as given, or
+    /// a typed value's JSON (512 MiB, the largest string Redis stores; the stored element adds
+    /// 33 bytes, the id and ':'). Must be in [1, 512 MiB].
+    std::size_t max_payload_bytes = std::size_t(512) * 1024 * 1024;
+};
 
 /// One item taken from a queue.
 struct queue_item {
@@ -116,15 +125,18 @@ struct queue_item {
 /// The handle is light; several may share a session. Thread safety: none; use it from the
 /// session's executor. Every operation completes through the handler's associated executor.
 /// Errors arrive as error_with_diagnostics in the exception_ptr (error::invalid_argument for an
-/// empty name, consumer or worker; connection errors).
+/// empty name, consumer or worker, or a payload over max_payload_bytes; connection errors).
 class reliable_queue {
 public:
-    explicit reliable_queue(session& s) : session_(&s) {}
+    /// Throws error_with_diagnostics (error::bad_config) naming a bad option.
+    explicit reliable_queue(session& s, queue_options opts = {});
 
     session& get_session() const noexcept { return *session_; }
+    const queue_options& options() const noexcept { return opts_; }
 
     /// Appends payload to queue name. Completion signature: void(std::exception_ptr,
-    /// std::string id).
+    /// std::string id). error::invalid_argument (nothing is pushed) when payload is longer
+    /// than max_payload_bytes.
     template <class Token = boost::asio::deferred_t>
     auto async_enqueue(std::string name, std::string payload, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(std::exception_ptr, std::string)>(
@@ -136,8 +148,9 @@ public:
 
     /// Appends a typed value to queue name, as its JSON (boost::json::value_from, converted
     /// by this call); read it back with queue_item::as<T>(). Text is stored as is: std::string
-    /// and string literals take the overload above, std::string_view is copied. Completion
-    /// signature: void(std::exception_ptr, std::string id).
+    /// and string literals take the overload above, std::string_view is copied. The JSON is
+    /// the payload max_payload_bytes limits. Completion signature: void(std::exception_ptr,
+    /// std::string id).
     template <class T, class Token = boost::asio::deferred_t>
         requires(!detail::is_text_payload_v<T>)
     auto async_enqueue(std::string name, const T& value, Token&& token = {}) {
@@ -183,7 +196,8 @@ public:
     }
 
     /// Work stealing: appends payload to worker's own queue of name. Completion signature:
-    /// void(std::exception_ptr, std::string id).
+    /// void(std::exception_ptr, std::string id). error::invalid_argument (nothing is pushed)
+    /// when payload is longer than max_payload_bytes.
     template <class Token = boost::asio::deferred_t>
     auto async_enqueue_to(std::string name, std::string worker, std::string payload,
                           Token&& token = {}) {
@@ -248,6 +262,7 @@ private:
     void take_impl(std::string name, std::string worker, bool steal, item_handler handler);
 
     session* session_;
+    queue_options opts_;
 };
 
 }  // namespace redcoord

@@ -12,9 +12,12 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+#include <boost/json/value_from.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -26,6 +29,9 @@ namespace redcoord {
 struct state_options {
     /// TTL of a value set without one (7200 s, as in the reference). Must be positive.
     std::chrono::milliseconds default_ttl{std::chrono::seconds(7200)};
+    /// The largest value accepted, as JSON text (512 MiB, the largest string Redis stores).
+    /// Must be in [1, 512 MiB].
+    std::size_t max_value_bytes = std::size_t(512) * 1024 * 1024;
 };
 
 /// Values shared across the nodes of a deployment: `async_set` writes a value (as JSON text,
@@ -47,20 +53,21 @@ public:
     const state_options& options() const noexcept { return opts_; }
 
     /// Sets key to value for ttl (unset: options().default_ttl) and tells the watchers.
-    /// Completion signature: void(error_code). error::invalid_argument for an empty key or a
-    /// ttl that is not positive (diag names it). The value is serialized by this call; diag
-    /// must outlive the operation.
+    /// Completion signature: void(error_code). error::invalid_argument for an empty key, a ttl
+    /// that is not positive, or a value whose JSON is longer than max_value_bytes (diag names
+    /// it; nothing is written). The value is converted by this call; diag must outlive the
+    /// operation.
     template <class T, class Token = boost::asio::deferred_t>
     auto async_set(std::string key, const T& value, std::optional<std::chrono::milliseconds> ttl,
                    diagnostics& diag, Token&& token = {}) {
-        return initiate_set(std::move(key), detail::to_json_text(value), ttl, &diag,
+        return initiate_set(std::move(key), boost::json::value_from(value), ttl, &diag,
                             std::forward<Token>(token));
     }
     template <class T, class Token = boost::asio::deferred_t>
     auto async_set(std::string key, const T& value,
                    std::optional<std::chrono::milliseconds> ttl = std::nullopt,
                    Token&& token = {}) {
-        return initiate_set(std::move(key), detail::to_json_text(value), ttl, nullptr,
+        return initiate_set(std::move(key), boost::json::value_from(value), ttl, nullptr,
                             std::forward<Token>(token));
     }
 
@@ -117,15 +124,15 @@ private:
         boost::asio::any_completion_handler<void(boost::system::error_code, bool)>;
 
     template <class Token>
-    auto initiate_set(std::string key, std::string text,
+    auto initiate_set(std::string key, boost::json::value value,
                       std::optional<std::chrono::milliseconds> ttl, diagnostics* diag,
                       Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-            [this](auto handler, std::string key, std::string text,
+            [this](auto handler, std::string key, boost::json::value value,
                    std::optional<std::chrono::milliseconds> ttl, diagnostics* diag) {
-                set_impl(std::move(key), std::move(text), ttl, diag, std::move(handler));
+                set_impl(std::move(key), std::move(value), ttl, diag, std::move(handler));
             },
-            token, std::move(key), std::move(text), ttl, diag);
+            token, std::move(key), std::move(value), ttl, diag);
     }
 
     template <class T, class Token>
@@ -166,7 +173,7 @@ private:
             token, std::move(key), diag);
     }
 
-    void set_impl(std::string key, std::string text,
+    void set_impl(std::string key, boost::json::value value,
                   std::optional<std::chrono::milliseconds> ttl, diagnostics* diag,
                   void_handler handler);
     void get_impl(std::string key, diagnostics* diag, text_handler handler);

@@ -28,6 +28,7 @@
 #include "async_test.hpp"
 #include "cluster_process.hpp"
 #include "connection_helpers.hpp"
+#include "exception_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -40,50 +41,18 @@ using redcoord::barrier_options;
 using redcoord::dependencies;
 using redcoord::session;
 using redcoord::test::cluster_process;
+using redcoord::test::code_of;
 using redcoord::test::command;
-using redcoord::test::config_for;
+using redcoord::test::message_of;
 using redcoord::test::nothrow;
+using redcoord::test::port_of;
 using redcoord::test::redis_server;
 using redcoord::test::run_async;
+using redcoord::test::session_group;
+using redcoord::test::side_connection;
+using redcoord::test::sleep_for;
 using redcoord::test::wait_until;
 using redcoord::test::with_connection;
-
-struct side_connection {
-    redcoord::connection conn;
-    side_connection(asio::any_io_executor ex, const redcoord::test::redis_server& srv)
-        : conn(std::move(ex)) {
-        conn.async_run(config_for(srv), asio::detached);
-    }
-    ~side_connection() { conn.cancel(); }
-};
-
-error_code code_of(std::exception_ptr ep) {
-    if (!ep) return {};
-    try {
-        std::rethrow_exception(ep);
-    } catch (const boost::system::system_error& e) {
-        return e.code();
-    } catch (...) {
-        return {};
-    }
-}
-
-std::string message_of(std::exception_ptr ep) {
-    if (!ep) return "(no exception)";
-    try {
-        std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-        return e.what();
-    }
-}
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(d);
-    co_await t.async_wait(asio::use_awaitable);
-}
-
-std::string port_of(const redis_server& srv) { return std::to_string(srv.port()); }
 
 // A cluster_worker that must print want (20 s at most for each line), then exit 0.
 asio::awaitable<void> expect_lines(cluster_process& p, std::vector<std::string> want) {
@@ -107,16 +76,8 @@ TEST_CASE("barrier: arrivals from sessions on separate connections release the w
     redcoord::test::run_async([&](asio::io_context& ioc) -> asio::awaitable<void> {
         constexpr int workers = 4;
         constexpr int per_worker = 5;
-        std::vector<std::unique_ptr<side_connection>> conns;
-        std::vector<std::unique_ptr<session>> sessions;
-        std::vector<std::unique_ptr<barrier>> barriers;
-        for (int i = 0; i <= workers; ++i) {
-            conns.push_back(std::make_unique<side_connection>(ioc.get_executor(), srv));
-            redcoord::session_options so;
-            so.node_id = "node-" + std::to_string(i);
-            sessions.push_back(std::make_unique<session>(conns.back()->conn, so));
-            barriers.push_back(std::make_unique<barrier>(*sessions.back()));
-        }
+        session_group<barrier> group(ioc.get_executor(), srv, workers + 1, "node-");
+        auto& barriers = group.parts;
         auto ex = co_await asio::this_coro::executor;
         int arrived = 0;
         for (int i = 1; i <= workers; ++i) {
@@ -141,10 +102,10 @@ TEST_CASE("barrier: arrivals from sessions on separate connections release the w
         CHECK(std::chrono::steady_clock::now() - start < 10s);
 
         // The counter is the documented key with its TTL (24 h by default).
-        const auto count = co_await command(conns[0]->conn, "GET", "redcoord:barrier:batch-1");
+        const auto count = co_await command(group.conns[0]->conn, "GET", "redcoord:barrier:batch-1");
         CHECK(count == std::to_string(workers * per_worker));
         const auto pttl =
-            std::stoll(co_await command(conns[0]->conn, "PTTL", "redcoord:barrier:batch-1"));
+            std::stoll(co_await command(group.conns[0]->conn, "PTTL", "redcoord:barrier:batch-1"));
         CHECK(pttl > 24LL * 3600 * 1000 - 60000);
         CHECK(pttl <= 24LL * 3600 * 1000);
 

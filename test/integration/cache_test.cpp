@@ -24,7 +24,9 @@
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
+#include "exception_helpers.hpp"
 #include "redis_server.hpp"
+#include "sample_types.hpp"
 
 namespace {
 
@@ -36,67 +38,22 @@ using redcoord::cache;
 using redcoord::cache_options;
 using redcoord::diagnostics;
 using redcoord::session;
+using redcoord::test::code_of;
 using redcoord::test::command;
 using redcoord::test::config_for;
+using redcoord::test::message_of;
 using redcoord::test::nothrow;
 using redcoord::test::require_ok;
+using redcoord::test::side_connection;
+using redcoord::test::sleep_for;
+using redcoord::test::wait_for;
 using redcoord::test::with_connection;
 
-struct profile {
-    std::string name;
-    int age = 0;
-    std::vector<std::string> tags;
-    bool operator==(const profile&) const = default;
-};
-
-void tag_invoke(const json::value_from_tag&, json::value& jv, const profile& p) {
-    jv = {{"name", p.name}, {"age", p.age}, {"tags", json::value_from(p.tags)}};
-}
-
-profile tag_invoke(const json::value_to_tag<profile>&, const json::value& jv) {
-    const auto& o = jv.as_object();
-    profile p;
-    p.name = json::value_to<std::string>(o.at("name"));
-    p.age = json::value_to<int>(o.at("age"));
-    p.tags = json::value_to<std::vector<std::string>>(o.at("tags"));
-    return p;
-}
+using profile = redcoord::test::sample_record;  // a user type, through tag_invoke
 
 profile make_profile(std::string name, int age) {
-    profile p;
-    p.name = std::move(name);
-    p.age = age;
-    p.tags = {"a", "b"};
-    return p;
+    return redcoord::test::make_sample_record(std::move(name), age, {"a", "b"});
 }
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(d);
-    co_await t.async_wait(asio::use_awaitable);
-}
-
-// Waits until pred() holds, at most `limit`; false when it did not.
-asio::awaitable<bool> wait_for(std::function<bool()> pred, std::chrono::milliseconds limit = 10s) {
-    const auto until = std::chrono::steady_clock::now() + limit;
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() >= until) co_return false;
-        t.expires_after(2ms);
-        co_await t.async_wait(asio::use_awaitable);
-    }
-    co_return true;
-}
-
-// A second connection to the same server: another node, as far as the cache can tell.
-struct side_connection {
-    redcoord::connection conn;
-    side_connection(asio::any_io_executor ex, const redcoord::test::redis_server& srv)
-        : conn(std::move(ex)) {
-        conn.async_run(config_for(srv), asio::detached);
-    }
-    ~side_connection() { conn.cancel(); }
-};
 
 // Calls of a command the server has run so far (INFO commandstats).
 asio::awaitable<std::int64_t> command_calls(redcoord::connection& conn, std::string name) {
@@ -105,26 +62,6 @@ asio::awaitable<std::int64_t> command_calls(redcoord::connection& conn, std::str
     const auto at = info.find(tag);
     if (at == std::string::npos) co_return 0;
     co_return std::stoll(info.substr(at + tag.size()));
-}
-
-std::string message_of(std::exception_ptr ep) {
-    if (!ep) return "(no exception)";
-    try {
-        std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-        return e.what();
-    }
-}
-
-error_code code_of(std::exception_ptr ep) {
-    if (!ep) return {};
-    try {
-        std::rethrow_exception(ep);
-    } catch (const boost::system::system_error& e) {
-        return e.code();
-    } catch (...) {
-        return {};
-    }
 }
 
 TEST_CASE("cache: typed round trip under the documented key, with and without TTL", "[cache]") {

@@ -35,6 +35,7 @@ using redcoord::test::command;
 using redcoord::test::config_for;
 using redcoord::test::nothrow;
 using redcoord::test::require_ok;
+using redcoord::test::side_connection;
 using redcoord::test::with_connection;
 
 struct import_state {
@@ -73,15 +74,6 @@ asio::awaitable<void> must_save(checkpoint_store& store, const checkpoint<import
     auto [ec] = co_await store.async_save(cp, diag, nothrow);
     require_ok(ec, diag);
 }
-
-struct side_connection {
-    redcoord::connection conn;
-    side_connection(asio::any_io_executor ex, const redcoord::test::redis_server& srv)
-        : conn(std::move(ex)) {
-        conn.async_run(config_for(srv), asio::detached);
-    }
-    ~side_connection() { conn.cancel(); }
-};
 
 TEST_CASE("checkpoint: save and load the latest, typed, under the documented keys",
           "[checkpoint]") {

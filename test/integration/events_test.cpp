@@ -41,7 +41,11 @@ using redcoord::subscription;
 using redcoord::test::command;
 using redcoord::test::config_for;
 using redcoord::test::nothrow;
+using redcoord::test::quiet_config;
 using redcoord::test::redis_server;
+using redcoord::test::sleep_for;
+using redcoord::test::wait_for;
+using redcoord::test::with_quiet_connection;
 
 struct order {
     std::string id;
@@ -57,22 +61,6 @@ order tag_invoke(const json::value_to_tag<order>&, const json::value& jv) {
     const auto& obj = jv.as_object();
     return order{json::value_to<std::string>(obj.at("id")), json::value_to<int>(obj.at("quantity")),
                  json::value_to<std::vector<std::string>>(obj.at("tags"))};
-}
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(d);
-    co_await t.async_wait(asio::use_awaitable);
-}
-
-// Waits until pred() holds, at most `limit`; returns whether it held.
-asio::awaitable<bool> wait_for(std::function<bool()> pred, std::chrono::milliseconds limit = 10s) {
-    const auto until = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() >= until) co_return false;
-        co_await sleep_for(2ms);
-    }
-    co_return true;
 }
 
 // The next event of r, failing the test when none comes within `limit`.
@@ -113,30 +101,6 @@ asio::awaitable<bool> wait_numsub(redcoord::connection& conn, const std::string&
         co_await sleep_for(10ms);
     }
     co_return false;
-}
-
-// These tests count every message, and a reconnect costs messages (pub/sub keeps none).
-// The fixture's 200 ms health check has been seen to drop idle connections on a loaded
-// machine, so the connections here check every 30 s; a restart is still seen at once (the
-// socket closes).
-redcoord::config quiet_config(const redis_server& srv) {
-    auto cfg = config_for(srv);
-    cfg.health_check_interval = 30s;
-    return cfg;
-}
-
-// Runs body(conn, srv) with a quiet connection to a fresh server.
-template <class Body>
-void with_quiet_connection(Body body) {
-    redis_server srv;
-    redcoord::test::run_async(
-        [&](asio::io_context& ioc) -> asio::awaitable<void> {
-            redcoord::connection conn(ioc.get_executor());
-            conn.async_run(quiet_config(srv), asio::detached);
-            co_await body(conn, srv);
-            conn.cancel();
-        },
-        60s);
 }
 
 // A second connection of the test (a publisher elsewhere), kept up in the background.

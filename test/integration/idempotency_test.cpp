@@ -20,6 +20,7 @@
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
+#include "exception_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -31,9 +32,14 @@ using boost::system::error_code;
 using redcoord::diagnostics;
 using redcoord::idempotency;
 using redcoord::session;
+using redcoord::test::code_of;
 using redcoord::test::command;
 using redcoord::test::config_for;
+using redcoord::test::message_of;
 using redcoord::test::nothrow;
+using redcoord::test::side_connection;
+using redcoord::test::sleep_for;
+using redcoord::test::wait_for;
 using redcoord::test::with_connection;
 
 struct payment {
@@ -59,52 +65,6 @@ payment make_payment(std::string id, long long cents) {
     p.id = std::move(id);
     p.amount_cents = cents;
     return p;
-}
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(d);
-    co_await t.async_wait(asio::use_awaitable);
-}
-
-asio::awaitable<bool> wait_for(std::function<bool()> pred, std::chrono::milliseconds limit = 10s) {
-    const auto until = std::chrono::steady_clock::now() + limit;
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() >= until) co_return false;
-        t.expires_after(2ms);
-        co_await t.async_wait(asio::use_awaitable);
-    }
-    co_return true;
-}
-
-struct side_connection {
-    redcoord::connection conn;
-    side_connection(asio::any_io_executor ex, const redcoord::test::redis_server& srv)
-        : conn(std::move(ex)) {
-        conn.async_run(config_for(srv), asio::detached);
-    }
-    ~side_connection() { conn.cancel(); }
-};
-
-error_code code_of(std::exception_ptr ep) {
-    if (!ep) return {};
-    try {
-        std::rethrow_exception(ep);
-    } catch (const boost::system::system_error& e) {
-        return e.code();
-    } catch (...) {
-        return {};
-    }
-}
-
-std::string message_of(std::exception_ptr ep) {
-    if (!ep) return "(no exception)";
-    try {
-        std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-        return e.what();
-    }
 }
 
 TEST_CASE("idempotency: 50 concurrent callers run the operation once and share its result",

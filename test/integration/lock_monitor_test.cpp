@@ -37,13 +37,8 @@ using redcoord::test::command;
 using redcoord::test::config_for;
 using redcoord::test::nothrow;
 using redcoord::test::require_ok;
+using redcoord::test::sleep_for;
 using redcoord::test::with_connection;
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(d);
-    co_await t.async_wait(asio::use_awaitable);
-}
 
 asio::awaitable<lease> must_acquire(lock_provider& locks, std::string name,
                                     const acquire_options& opts) {

@@ -55,19 +55,15 @@ using redcoord::session;
 using redcoord::test::command;
 using redcoord::test::config_for;
 using redcoord::test::nothrow;
+using redcoord::test::port_of;
 using redcoord::test::redis_options;
 using redcoord::test::redis_server;
 using redcoord::test::require_ok;
 using redcoord::test::run_async;
+using redcoord::test::sleep_for;
 using redcoord::test::with_connection;
 using std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
-
-asio::awaitable<void> sleep_for(milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(d);
-    co_await t.async_wait(asio::use_awaitable);
-}
 
 // A lock_worker child process. Its stdout comes through a non-blocking pipe, read line by line
 // when asked. The destructor kills (SIGKILL) and reaps it unless it was reaped already.
@@ -227,8 +223,6 @@ private:
     std::vector<std::string> lines_;
     std::size_t next_ = 0;
 };
-
-std::string port_of(const redis_server& srv) { return std::to_string(srv.port()); }
 
 asio::awaitable<std::int64_t> int_command(redcoord::connection& conn, std::string_view name,
                                           const std::string& key) {

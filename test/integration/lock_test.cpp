@@ -44,14 +44,9 @@ using redcoord::session;
 using redcoord::test::command;
 using redcoord::test::nothrow;
 using redcoord::test::require_ok;
+using redcoord::test::sleep_for;
 using redcoord::test::wait_until;
 using redcoord::test::with_connection;
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(d);
-    co_await t.async_wait(asio::use_awaitable);
-}
 
 // Acquires, which must succeed.
 asio::awaitable<lease> must_acquire(lock_provider& locks, std::string name,

@@ -47,31 +47,18 @@ using redcoord::session_options;
 using redcoord::test::cluster_process;
 using redcoord::test::command;
 using redcoord::test::config_for;
+using redcoord::test::eventually;
 using redcoord::test::nothrow;
+using redcoord::test::port_of;
 using redcoord::test::redis_server;
 using redcoord::test::require_ok;
 using redcoord::test::run_async;
+using redcoord::test::sleep_for;
 using redcoord::test::with_connection;
 using std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
 
-asio::awaitable<void> sleep_for(milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(d);
-    co_await t.async_wait(asio::use_awaitable);
-}
-
-// Waits until pred() holds, a few milliseconds at a time; false when `timeout` passes first.
-asio::awaitable<bool> eventually(std::function<bool()> pred, milliseconds timeout) {
-    const auto deadline = steady::now() + timeout;
-    while (!pred()) {
-        if (steady::now() >= deadline) co_return false;
-        co_await sleep_for(5ms);
-    }
-    co_return true;
-}
-
-// As above, for a condition that needs Redis to answer.
+// As eventually, for a condition that needs Redis to answer (asked every 20 ms).
 asio::awaitable<bool> eventually_async(std::function<asio::awaitable<bool>()> pred,
                                        milliseconds timeout) {
     const auto deadline = steady::now() + timeout;
@@ -81,8 +68,6 @@ asio::awaitable<bool> eventually_async(std::function<asio::awaitable<bool>()> pr
         co_await sleep_for(20ms);
     }
 }
-
-std::string port_of(const redis_server& srv) { return std::to_string(srv.port()); }
 
 asio::awaitable<std::vector<node_info>> all_nodes(membership& m) {
     auto [ec, nodes] = co_await m.async_nodes(nothrow);

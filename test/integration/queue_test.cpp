@@ -36,7 +36,9 @@
 #include "async_test.hpp"
 #include "cluster_process.hpp"
 #include "connection_helpers.hpp"
+#include "exception_helpers.hpp"
 #include "redis_server.hpp"
+#include "sample_types.hpp"
 
 namespace {
 
@@ -48,78 +50,33 @@ using redcoord::queue_item;
 using redcoord::reliable_queue;
 using redcoord::session;
 using redcoord::test::cluster_process;
+using redcoord::test::code_of;
 using redcoord::test::command;
-using redcoord::test::config_for;
+using redcoord::test::message_of;
 using redcoord::test::nothrow;
+using redcoord::test::port_of;
 using redcoord::test::redis_server;
+using redcoord::test::require_line;
 using redcoord::test::run_async;
+using redcoord::test::session_group;
+using redcoord::test::side_connection;
+using redcoord::test::sleep_for;
 using redcoord::test::wait_until;
 using redcoord::test::with_connection;
 
-struct side_connection {
-    redcoord::connection conn;
-    side_connection(asio::any_io_executor ex, const redcoord::test::redis_server& srv)
-        : conn(std::move(ex)) {
-        conn.async_run(config_for(srv), asio::detached);
-    }
-    ~side_connection() { conn.cancel(); }
-};
+using job = redcoord::test::sample_record;  // a user type carried by the queue through tag_invoke
 
-error_code code_of(std::exception_ptr ep) {
-    if (!ep) return {};
+// The message of the error that item.as<job>() throws, which must be decode_failed; fails the
+// test (saying `what` was decoded) when it does not throw.
+std::string decode_failure(const queue_item& item, std::string_view what) {
     try {
-        std::rethrow_exception(ep);
-    } catch (const boost::system::system_error& e) {
-        return e.code();
-    } catch (...) {
-        return {};
-    }
-}
-
-std::string message_of(std::exception_ptr ep) {
-    if (!ep) return "(no exception)";
-    try {
-        std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
+        (void)item.as<job>();
+    } catch (const redcoord::error_with_diagnostics& e) {
+        CHECK(e.code() == redcoord::error::decode_failed);
         return e.what();
     }
-}
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(d);
-    co_await t.async_wait(asio::use_awaitable);
-}
-
-std::string port_of(const redis_server& srv) { return std::to_string(srv.port()); }
-
-// A user type carried by the queue through tag_invoke.
-struct job {
-    std::string name;
-    int priority = 0;
-    std::vector<std::string> tags;
-    bool operator==(const job&) const = default;
-};
-
-void tag_invoke(const json::value_from_tag&, json::value& jv, const job& j) {
-    jv = {{"name", j.name}, {"priority", j.priority}, {"tags", json::value_from(j.tags)}};
-}
-
-job tag_invoke(const json::value_to_tag<job>&, const json::value& jv) {
-    const auto& o = jv.as_object();
-    job j;
-    j.name = json::value_to<std::string>(o.at("name"));
-    j.priority = json::value_to<int>(o.at("priority"));
-    j.tags = json::value_to<std::vector<std::string>>(o.at("tags"));
-    return j;
-}
-
-job make_job(std::string name, int priority, std::vector<std::string> tags) {
-    job j;
-    j.name = std::move(name);
-    j.priority = priority;
-    j.tags = std::move(tags);
-    return j;
+    FAIL("as<job>() of " << what << " did not throw");
+    return {};
 }
 
 }  // namespace
@@ -281,7 +238,7 @@ TEST_CASE("queue: typed payloads round trip as JSON and text stays text", "[queu
     with_connection([](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-1"});
         reliable_queue q(s);
-        const job sent = make_job("resize", 3, {"images", "batch"});
+        const job sent = redcoord::test::make_sample_record("resize", 3, {"images", "batch"});
         auto [ep1, id1] = co_await q.async_enqueue("typed", sent, nothrow);
         REQUIRE_FALSE(ep1);
         // Text takes the text overload whatever its form, and is stored as is.
@@ -353,7 +310,7 @@ TEST_CASE("queue: a payload that does not decode is decode_failed naming the ite
         auto [ep2, id2] = co_await q.async_enqueue("bad", answer, nothrow);
         REQUIRE_FALSE(ep2);
         json::object partial;
-        partial["name"] = "no priority, no tags";
+        partial["name"] = "no number, no tags";
         auto [ep3, id3] = co_await q.async_enqueue("bad", partial, nothrow);
         REQUIRE_FALSE(ep3);
 
@@ -361,15 +318,9 @@ TEST_CASE("queue: a payload that does not decode is decode_failed naming the ite
         auto [e1, not_json] = co_await q.async_dequeue("bad", "", 0ms, nothrow);
         REQUIRE(not_json.has_value());
         CHECK_THROWS_AS(not_json->as<job>(), redcoord::error_with_diagnostics);
-        try {
-            (void)not_json->as<job>();
-            FAIL("as<job>() of text that is not JSON did not throw");
-        } catch (const redcoord::error_with_diagnostics& e) {
-            CHECK(e.code() == redcoord::error::decode_failed);
-            const std::string what = e.what();
-            CHECK(what.find(id1) != std::string::npos);
-            CHECK(what.find("not JSON") != std::string::npos);
-        }
+        const std::string why1 = decode_failure(*not_json, "text that is not JSON");
+        CHECK(why1.find(id1) != std::string::npos);
+        CHECK(why1.find("not JSON") != std::string::npos);
         error_code ec;
         redcoord::diagnostics diag;
         const auto none = not_json->try_as<job>(ec, diag);
@@ -383,15 +334,9 @@ TEST_CASE("queue: a payload that does not decode is decode_failed naming the ite
         auto [e2, number] = co_await q.async_dequeue("bad", "", 0ms, nothrow);
         REQUIRE(number.has_value());
         CHECK(number->as<int>() == 42);
-        try {
-            (void)number->as<job>();
-            FAIL("as<job>() of a number did not throw");
-        } catch (const redcoord::error_with_diagnostics& e) {
-            CHECK(e.code() == redcoord::error::decode_failed);
-            const std::string what = e.what();
-            CHECK(what.find(id2) != std::string::npos);
-            CHECK(what.find("does not convert") != std::string::npos);
-        }
+        const std::string why2 = decode_failure(*number, "a number");
+        CHECK(why2.find(id2) != std::string::npos);
+        CHECK(why2.find("does not convert") != std::string::npos);
         auto [e3, incomplete] = co_await q.async_dequeue("bad", "", 0ms, nothrow);
         REQUIRE(incomplete.has_value());
         ec.clear();
@@ -400,7 +345,7 @@ TEST_CASE("queue: a payload that does not decode is decode_failed naming the ite
         CHECK(ec == redcoord::error::decode_failed);
         CHECK(diag.message().find(id3) != std::string::npos);
         const json::value raw_json = incomplete->as<json::value>();
-        CHECK(raw_json.at("name").as_string() == "no priority, no tags");
+        CHECK(raw_json.at("name").as_string() == "no number, no tags");
     });
 }
 
@@ -424,12 +369,8 @@ TEST_CASE("queue: a consumer process killed mid-item has the item redelivered an
             std::vector<std::string> victim_args{port_of(srv), "consumer", "victim", "jobs",
                                                  "200",        "300"};
             cluster_process victim(victim_args);
-            {
-                auto holding = co_await victim.line_starting_with("holding ", 20s);
-                INFO(victim.transcript());
-                REQUIRE(holding);
-                CHECK(*holding == "holding " + ids[0] + " a");
-            }
+            const auto holding = co_await require_line(victim, "holding ", 20s);
+            CHECK(holding == "holding " + ids[0] + " a");
             const auto held = co_await command(c.conn, "LINDEX",
                                                "{redcoord:queue:jobs}:processing:victim", "0");
             CHECK(held == ids[0] + ":a");
@@ -448,11 +389,7 @@ TEST_CASE("queue: a consumer process killed mid-item has the item redelivered an
             std::vector<std::string> rescuer_args{port_of(srv), "consumer", "rescuer", "jobs",
                                                   "200",        "300",      "ack"};
             cluster_process rescuer(rescuer_args);
-            {
-                auto joined = co_await rescuer.line_starting_with("joined", 20s);
-                INFO(rescuer.transcript());
-                REQUIRE(joined);
-            }
+            co_await require_line(rescuer, "joined", 20s);
 
             // Killed mid-item: nobody will acknowledge "a" for the victim.
             REQUIRE(victim.signal(SIGKILL));
@@ -523,16 +460,8 @@ TEST_CASE("queue: 100,000 items through 4 consumers, each acked exactly once", "
             side_connection producer_conn(ex, srv);
             session ps(producer_conn.conn, {.node_id = "producer"});
             reliable_queue pq(ps);
-            std::vector<std::unique_ptr<side_connection>> conns;
-            std::vector<std::unique_ptr<session>> sessions;
-            std::vector<std::unique_ptr<reliable_queue>> queues;
-            for (int i = 0; i < consumers; ++i) {
-                conns.push_back(std::make_unique<side_connection>(ex, srv));
-                redcoord::session_options so;
-                so.node_id = "consumer-" + std::to_string(i);
-                sessions.push_back(std::make_unique<session>(conns.back()->conn, so));
-                queues.push_back(std::make_unique<reliable_queue>(*sessions.back()));
-            }
+            session_group<reliable_queue> group(ex, srv, consumers, "consumer-");
+            auto& queues = group.parts;
 
             struct acked_item {
                 std::string id, payload;
@@ -658,16 +587,8 @@ TEST_CASE("queue: work stealing spreads a load enqueued to one worker over all",
         constexpr int workers = 4;
         constexpr int items = 400;
         auto ex = co_await asio::this_coro::executor;
-        std::vector<std::unique_ptr<side_connection>> conns;
-        std::vector<std::unique_ptr<session>> sessions;
-        std::vector<std::unique_ptr<reliable_queue>> queues;
-        for (int i = 0; i < workers; ++i) {
-            conns.push_back(std::make_unique<side_connection>(ex, srv));
-            redcoord::session_options so;
-            so.node_id = "node-" + std::to_string(i);
-            sessions.push_back(std::make_unique<session>(conns.back()->conn, so));
-            queues.push_back(std::make_unique<reliable_queue>(*sessions.back()));
-        }
+        session_group<reliable_queue> group(ex, srv, workers, "node-");
+        auto& queues = group.parts;
         // The whole load on worker w0's queue.
         for (int i = 0; i < items; ++i) {
             auto [ep, id] =
@@ -725,7 +646,7 @@ TEST_CASE("queue: work stealing spreads a load enqueued to one worker over all",
         CHECK(total == items);
         CHECK(std::count(seen.begin(), seen.end(), 1) == items);
         const auto left =
-            co_await command(conns[0]->conn, "LLEN", "{redcoord:queue:pool}:worker:w0");
+            co_await command(group.conns[0]->conn, "LLEN", "{redcoord:queue:pool}:worker:w0");
         CHECK(left == "0");
     });
 }

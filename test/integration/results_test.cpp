@@ -22,6 +22,7 @@
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
+#include "exception_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -35,9 +36,12 @@ using redcoord::result_options;
 using redcoord::result_status;
 using redcoord::result_store;
 using redcoord::session;
+using redcoord::test::code_of;
 using redcoord::test::command;
 using redcoord::test::config_for;
+using redcoord::test::message_of;
 using redcoord::test::nothrow;
+using redcoord::test::side_connection;
 using redcoord::test::with_connection;
 
 struct report {
@@ -63,35 +67,6 @@ report make_report(std::string name, int n) {
     r.name = std::move(name);
     for (int i = 0; i < n; ++i) r.rows.push_back(i);
     return r;
-}
-
-struct side_connection {
-    redcoord::connection conn;
-    side_connection(asio::any_io_executor ex, const redcoord::test::redis_server& srv)
-        : conn(std::move(ex)) {
-        conn.async_run(config_for(srv), asio::detached);
-    }
-    ~side_connection() { conn.cancel(); }
-};
-
-error_code code_of(std::exception_ptr ep) {
-    if (!ep) return {};
-    try {
-        std::rethrow_exception(ep);
-    } catch (const boost::system::system_error& e) {
-        return e.code();
-    } catch (...) {
-        return {};
-    }
-}
-
-std::string message_of(std::exception_ptr ep) {
-    if (!ep) return "(no exception)";
-    try {
-        std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-        return e.what();
-    }
 }
 
 // Inflates a gzip stream with zlib directly, as any other reader would.

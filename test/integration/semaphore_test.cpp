@@ -39,13 +39,8 @@ using redcoord::test::command;
 using redcoord::test::config_for;
 using redcoord::test::nothrow;
 using redcoord::test::require_ok;
+using redcoord::test::sleep_for;
 using redcoord::test::with_connection;
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(d);
-    co_await t.async_wait(asio::use_awaitable);
-}
 
 // Waits until pred() holds, looking every few milliseconds; fails the test past `bound`.
 asio::awaitable<void> eventually(std::function<bool()> pred, std::chrono::milliseconds bound,

@@ -34,32 +34,11 @@ using redcoord::shared_state;
 using redcoord::test::command;
 using redcoord::test::config_for;
 using redcoord::test::nothrow;
+using redcoord::test::quiet_config;
 using redcoord::test::redis_server;
 using redcoord::test::require_ok;
-
-// These tests count every message, and a reconnect costs messages (pub/sub keeps none).
-// The fixture's 200 ms health check has been seen to drop idle connections on a loaded
-// machine, so the connections here check every 30 s; a restart is still seen at once (the
-// socket closes).
-redcoord::config quiet_config(const redis_server& srv) {
-    auto cfg = config_for(srv);
-    cfg.health_check_interval = 30s;
-    return cfg;
-}
-
-// Runs body(conn, srv) with a quiet connection to a fresh server.
-template <class Body>
-void with_quiet_connection(Body body) {
-    redis_server srv;
-    redcoord::test::run_async(
-        [&](asio::io_context& ioc) -> asio::awaitable<void> {
-            redcoord::connection conn(ioc.get_executor());
-            conn.async_run(quiet_config(srv), asio::detached);
-            co_await body(conn, srv);
-            conn.cancel();
-        },
-        60s);
-}
+using redcoord::test::wait_for;
+using redcoord::test::with_quiet_connection;
 
 struct progress {
     std::string job;
@@ -75,17 +54,6 @@ progress tag_invoke(const json::value_to_tag<progress>&, const json::value& jv) 
     const auto& o = jv.as_object();
     return progress{json::value_to<std::string>(o.at("job")), json::value_to<int>(o.at("percent")),
                     json::value_to<std::map<std::string, double>>(o.at("metrics"))};
-}
-
-asio::awaitable<bool> wait_for(std::function<bool()> pred, std::chrono::milliseconds limit = 10s) {
-    const auto until = std::chrono::steady_clock::now() + limit;
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() >= until) co_return false;
-        t.expires_after(2ms);
-        co_await t.async_wait(asio::use_awaitable);
-    }
-    co_return true;
 }
 
 template <class T>

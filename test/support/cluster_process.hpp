@@ -9,6 +9,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <catch2/catch.hpp>
+
 #include <cerrno>
 #include <chrono>
 #include <optional>
@@ -196,5 +198,15 @@ private:
     std::vector<std::string> lines_;
     std::size_t next_ = 0;
 };
+
+/// The next line of p starting with `prefix` (as line_starting_with); fails the test, showing
+/// p's transcript, when none comes within `timeout`.
+inline boost::asio::awaitable<std::string> require_line(cluster_process& p, std::string prefix,
+                                                        std::chrono::milliseconds timeout) {
+    auto line = co_await p.line_starting_with(std::move(prefix), timeout);
+    INFO(p.transcript());
+    REQUIRE(line);
+    co_return *line;
+}
 
 }  // namespace redcoord::test

@@ -63,6 +63,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <signal.h>
@@ -123,27 +124,56 @@ asio::awaitable<bool> ping(redcoord::connection& conn) {
     co_return !ec;
 }
 
+// Session options naming this process's node.
+redcoord::session_options as_node(const std::string& node) {
+    redcoord::session_options so;
+    so.node_id = node;
+    return so;
+}
+
+redcoord::membership_options heartbeats(milliseconds interval, milliseconds grace) {
+    redcoord::membership_options mo;
+    mo.heartbeat_interval = interval;
+    mo.heartbeat_grace = grace;
+    return mo;
+}
+
+// A session as <node> and its membership (heartbeat every `interval`, grace `grace`).
+struct member_session {
+    std::string node;
+    redcoord::session s;
+    redcoord::membership members;
+
+    member_session(redcoord::connection& conn, std::string node_id, milliseconds interval,
+                   milliseconds grace)
+        : node(std::move(node_id)),
+          s(conn, as_node(node)),
+          members(s, heartbeats(interval, grace)) {}
+
+    // Joins the membership as <node> and prints "joined"; false, after "error join: ...", when
+    // it failed.
+    asio::awaitable<bool> join() {
+        auto [jec] = co_await members.async_join(node, nothrow);
+        if (jec) {
+            say("error join: " + jec.message());
+            co_return false;
+        }
+        say("joined");
+        co_return true;
+    }
+};
+
 asio::awaitable<int> leader_mode(redcoord::connection& conn, std::string node, std::string name,
                                  milliseconds ttl, milliseconds renew, std::string resource) {
     if (!co_await ping(conn)) co_return 1;
-    redcoord::session_options so;
-    so.node_id = node;
-    redcoord::session s(conn, so);
-    redcoord::membership_options mo;
-    mo.heartbeat_interval = 200ms;
-    mo.heartbeat_grace = 300ms;
-    redcoord::membership members(s, mo);
-    auto [jec] = co_await members.async_join(node, nothrow);
-    if (jec) {
-        say("error join: " + jec.message());
-        co_return 1;
-    }
-    say("joined");
+    member_session m(conn, node, 200ms, 300ms);
+    if (!co_await m.join()) co_return 1;
+    auto& s = m.s;
 
     redcoord::leader_options lo;
     lo.leadership_timeout = ttl;
     lo.renewal_interval = renew;
-    redcoord::leader_election election(s, lo, &members);
+    redcoord::leader_election election(s, lo, &m.members);
     std::int64_t term = 0;
     auto fenced_write = [&](std::string value) -> asio::awaitable<void> {
         auto [wec] = co_await redcoord::async_fenced_set(s, resource, std::move(value), term,
@@ -189,20 +219,9 @@ asio::awaitable<int> member_mode(redcoord::connection& conn, std::string node,
                                  std::optional<std::string> lock, milliseconds lock_ttl,
                                  std::optional<milliseconds> leave_after) {
     if (!co_await ping(conn)) co_return 1;
-    redcoord::session_options so;
-    so.node_id = node;
-    redcoord::session s(conn, so);
-    redcoord::membership_options mo;
-    mo.heartbeat_interval = interval;
-    mo.heartbeat_grace = grace;
-    redcoord::membership members(s, mo);
-    auto [jec] = co_await members.async_join(node, nothrow);
-    if (jec) {
-        say("error join: " + jec.message());
-        co_return 1;
-    }
-    say("joined");
-    redcoord::lock_provider locks(s);
+    member_session m(conn, node, interval, grace);
+    if (!co_await m.join()) co_return 1;
+    redcoord::lock_provider locks(m.s);
     redcoord::lease held;
     if (lock) {
         redcoord::acquire_options ao;
@@ -221,7 +240,7 @@ asio::awaitable<int> member_mode(redcoord::connection& conn, std::string node,
         for (;;) co_await sleep_for(1s);
     }
     co_await sleep_for(*leave_after);
-    auto [lec] = co_await members.async_leave(node, nothrow);
+    auto [lec] = co_await m.members.async_leave(node, nothrow);
     if (lec) {
         say("error leave: " + lec.message());
         co_return 1;
@@ -271,9 +290,7 @@ asio::awaitable<int> elections_mode(std::uint16_t port, std::string node, std::s
         c.conn = std::make_unique<redcoord::connection>(ex);
         c.conn->async_run(config_for(port), asio::detached);
         if (!co_await ping(*c.conn)) co_return 1;
-        redcoord::session_options so;
-        so.node_id = c.node;
-        c.s = std::make_unique<redcoord::session>(*c.conn, so);
+        c.s = std::make_unique<redcoord::session>(*c.conn, as_node(c.node));
         c.election = std::make_unique<redcoord::leader_election>(*c.s, lo);
         cs.push_back(std::move(c));
     }
@@ -339,20 +356,9 @@ asio::awaitable<int> consumer_mode(redcoord::connection& conn, std::string node,
                                    std::string queue, milliseconds interval, milliseconds grace,
                                    bool ack) {
     if (!co_await ping(conn)) co_return 1;
-    redcoord::session_options so;
-    so.node_id = node;
-    redcoord::session s(conn, so);
-    redcoord::membership_options mo;
-    mo.heartbeat_interval = interval;
-    mo.heartbeat_grace = grace;
-    redcoord::membership members(s, mo);
-    auto [jec] = co_await members.async_join(node, nothrow);
-    if (jec) {
-        say("error join: " + jec.message());
-        co_return 1;
-    }
-    say("joined");
-    redcoord::reliable_queue q(s);
+    member_session m(conn, node, interval, grace);
+    if (!co_await m.join()) co_return 1;
+    redcoord::reliable_queue q(m.s);
     auto [dep, item] = co_await q.async_dequeue(queue, node, 30s, nothrow);
     if (dep) std::rethrow_exception(dep);
     if (!item) {
@@ -376,9 +382,7 @@ asio::awaitable<int> consumer_mode(redcoord::connection& conn, std::string node,
 asio::awaitable<int> barrier_mode(redcoord::connection& conn, std::string node,
                                   std::string batch, std::int64_t total) {
     if (!co_await ping(conn)) co_return 1;
-    redcoord::session_options so;
-    so.node_id = node;
-    redcoord::session s(conn, so);
+    redcoord::session s(conn, as_node(node));
     redcoord::barrier b(s);
     auto [aep, arrivals] = co_await b.async_arrive(batch, nothrow);
     if (aep) std::rethrow_exception(aep);
@@ -392,9 +396,7 @@ asio::awaitable<int> barrier_mode(redcoord::connection& conn, std::string node,
 asio::awaitable<int> job_mode(redcoord::connection& conn, std::string node, std::string job,
                               bool succeed, std::vector<std::string> deps) {
     if (!co_await ping(conn)) co_return 1;
-    redcoord::session_options so;
-    so.node_id = node;
-    redcoord::session s(conn, so);
+    redcoord::session s(conn, as_node(node));
     redcoord::dependencies d(s);
     say("started");
     auto [wep] = co_await d.async_wait_dependencies(job, deps, 60s, nothrow);

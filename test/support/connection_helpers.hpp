@@ -1,5 +1,5 @@
 // Helpers shared by the integration tests: configs with short timeouts, one-shot commands,
-// polling waits and a connection kept up in the background.
+// sleeps and polling waits, and connections kept up in the background.
 #pragma once
 
 #include "async_test.hpp"
@@ -7,6 +7,7 @@
 
 #include <redcoord/redcoord.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/detached.hpp>
@@ -20,8 +21,11 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace redcoord::test {
 
@@ -44,6 +48,17 @@ inline redcoord::config config_for(const redis_server& srv) {
     redcoord::config cfg;
     cfg.endpoints = {redcoord::endpoint{"127.0.0.1", srv.port()}};
     return with_short_timeouts(std::move(cfg));
+}
+
+// These tests count every message, and a reconnect costs messages (pub/sub keeps none).
+// The fixture's 200 ms health check has been seen to drop idle connections on a loaded
+// machine, so the connections here check every 30 s; a restart is still seen at once (the
+// socket closes).
+inline redcoord::config quiet_config(const redis_server& srv) {
+    using namespace std::chrono_literals;
+    auto cfg = config_for(srv);
+    cfg.health_check_interval = 30s;
+    return cfg;
 }
 
 // Fails the test, showing the error and the diagnostics, unless ec is success.
@@ -75,18 +90,101 @@ inline boost::asio::awaitable<void> wait_until(std::function<bool()> pred) {
     }
 }
 
-// Runs `body(conn, srv)` with a connection to a fresh server, kept up in the background.
+// Sleeps for d.
+inline boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
+    boost::asio::steady_timer t(co_await boost::asio::this_coro::executor);
+    t.expires_after(d);
+    co_await t.async_wait(boost::asio::use_awaitable);
+}
+
+// Waits until pred() holds, at most `limit`, looking every 2 ms; false when it did not.
+inline boost::asio::awaitable<bool> wait_for(std::function<bool()> pred,
+                                             std::chrono::milliseconds limit =
+                                                 std::chrono::seconds(10)) {
+    using namespace std::chrono_literals;
+    const auto until = std::chrono::steady_clock::now() + limit;
+    boost::asio::steady_timer t(co_await boost::asio::this_coro::executor);
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() >= until) co_return false;
+        t.expires_after(2ms);
+        co_await t.async_wait(boost::asio::use_awaitable);
+    }
+    co_return true;
+}
+
+// Waits until pred() holds, a few milliseconds at a time; false when `timeout` passes first.
+inline boost::asio::awaitable<bool> eventually(std::function<bool()> pred,
+                                               std::chrono::milliseconds timeout) {
+    using namespace std::chrono_literals;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() >= deadline) co_return false;
+        co_await sleep_for(5ms);
+    }
+    co_return true;
+}
+
+// The server's port as a command-line argument (for worker processes).
+inline std::string port_of(const redis_server& srv) { return std::to_string(srv.port()); }
+
+// A connection of its own to the server, kept up in the background while this lives: another
+// node, as far as the primitives can tell.
+struct side_connection {
+    redcoord::connection conn;
+    side_connection(boost::asio::any_io_executor ex, const redis_server& srv)
+        : conn(std::move(ex)) {
+        conn.async_run(config_for(srv), boost::asio::detached);
+    }
+    ~side_connection() { conn.cancel(); }
+};
+
+// `count` nodes, each a session on a side_connection of its own (node ids prefix + "0",
+// prefix + "1", ...) with a T made from that session. Destroyed in reverse: the Ts, the
+// sessions, then the connections.
+template <class T>
+struct session_group {
+    std::vector<std::unique_ptr<side_connection>> conns;
+    std::vector<std::unique_ptr<redcoord::session>> sessions;
+    std::vector<std::unique_ptr<T>> parts;
+
+    session_group(const boost::asio::any_io_executor& ex, const redis_server& srv, int count,
+                  const std::string& prefix) {
+        for (int i = 0; i < count; ++i) {
+            conns.push_back(std::make_unique<side_connection>(ex, srv));
+            redcoord::session_options so;
+            so.node_id = prefix + std::to_string(i);
+            sessions.push_back(std::make_unique<redcoord::session>(conns.back()->conn, so));
+            parts.push_back(std::make_unique<T>(*sessions.back()));
+        }
+    }
+};
+
+// Runs `body(conn, srv)` with a connection to a fresh server, configured by cfg_of(srv) and
+// kept up in the background.
 template <class Body>
-void with_connection(Body body, std::chrono::milliseconds deadline = std::chrono::seconds(30)) {
+void with_connection_by(redcoord::config (*cfg_of)(const redis_server&), Body body,
+                        std::chrono::milliseconds deadline) {
     redis_server srv;
     run_async(
         [&](boost::asio::io_context& ioc) -> boost::asio::awaitable<void> {
             redcoord::connection conn(ioc.get_executor());
-            conn.async_run(config_for(srv), boost::asio::detached);
+            conn.async_run(cfg_of(srv), boost::asio::detached);
             co_await body(conn, srv);
             conn.cancel();
         },
         deadline);
+}
+
+// Runs `body(conn, srv)` with a connection to a fresh server, kept up in the background.
+template <class Body>
+void with_connection(Body body, std::chrono::milliseconds deadline = std::chrono::seconds(30)) {
+    with_connection_by(&config_for, std::move(body), deadline);
+}
+
+// Runs body(conn, srv) with a quiet connection (quiet_config) to a fresh server.
+template <class Body>
+void with_quiet_connection(Body body) {
+    with_connection_by(&quiet_config, std::move(body), std::chrono::seconds(60));
 }
 
 }  // namespace redcoord::test
