@@ -12,7 +12,7 @@
 -- Returns {1, fence, holds} when granted; {0, pttl_of_holder, 0} when held by another;
 -- {0, -3, 0} in fair mode when the lock is free but earlier waiters come first.
 local key, value, ttl, mode = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local fair = string.find(mode, 'f', 1, true) ~= nil
+local fair = mode ~= '-' and string.find(mode, 'f', 1, true) ~= nil
 
 local held
 if fair then
