@@ -132,16 +132,11 @@ struct own_diag {
 }  // namespace
 
 cache::cache(session& s, cache_options opts) : session_(&s), opts_(opts) {
-    diagnostics diag;
-    auto bad = [&](std::string m) {
-        diag.set_client_message(std::move(m));
-        throw error_with_diagnostics(error::bad_config, diag);
-    };
     detail::check_size_option("max_value_bytes", opts_.max_value_bytes);
     if (opts_.fill_lease_ttl.count() <= 0)
-        bad("fill_lease_ttl: " + std::to_string(opts_.fill_lease_ttl.count()) +
-            " ms is not positive");
-    if (opts_.scan_batch == 0) bad("scan_batch: 0 is not positive");
+        detail::throw_bad_config("fill_lease_ttl: " + std::to_string(opts_.fill_lease_ttl.count()) +
+                                 " ms is not positive");
+    if (opts_.scan_batch == 0) detail::throw_bad_config("scan_batch: 0 is not positive");
 }
 
 // Each operation below: check the input, then run a coroutine; the diagnostics the caller did

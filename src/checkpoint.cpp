@@ -158,14 +158,10 @@ struct own_diag {
 
 checkpoint_store::checkpoint_store(session& s, checkpoint_options opts)
     : session_(&s), opts_(opts) {
-    diagnostics diag;
-    auto bad = [&](std::string m) {
-        diag.set_client_message(std::move(m));
-        throw error_with_diagnostics(error::bad_config, diag);
-    };
     if (opts_.ttl.count() <= 0)
-        bad("ttl: " + std::to_string(opts_.ttl.count()) + " ms is not positive");
-    if (opts_.retention == 0) bad("retention: 0 is not positive");
+        detail::throw_bad_config("ttl: " + std::to_string(opts_.ttl.count()) +
+                                 " ms is not positive");
+    if (opts_.retention == 0) detail::throw_bad_config("retention: 0 is not positive");
     detail::check_size_option("max_value_bytes", opts_.max_value_bytes);
 }
 

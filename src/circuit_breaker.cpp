@@ -165,18 +165,14 @@ const char* to_string(circuit_state s) noexcept {
 
 circuit_breaker::circuit_breaker(session& s, circuit_breaker_options opts)
     : session_(&s), opts_(opts) {
-    diagnostics diag;
-    auto bad = [&](std::string m) {
-        diag.set_client_message(std::move(m));
-        throw error_with_diagnostics(error::bad_config, diag);
-    };
     auto positive = [&](const char* field, milliseconds v) {
-        if (v.count() <= 0) bad(std::string(field) + ": " + std::to_string(v.count()) +
-                                " ms is not positive");
+        if (v.count() <= 0)
+            detail::throw_bad_config(std::string(field) + ": " + std::to_string(v.count()) +
+                                     " ms is not positive");
     };
     if (opts_.failure_threshold <= 0)
-        bad("failure_threshold: " + std::to_string(opts_.failure_threshold) +
-            " is not positive");
+        detail::throw_bad_config("failure_threshold: " + std::to_string(opts_.failure_threshold) +
+                                 " is not positive");
     positive("recovery_timeout", opts_.recovery_timeout);
     positive("sampling_duration", opts_.sampling_duration);
     positive("trial_timeout", opts_.trial_timeout);

@@ -10,16 +10,12 @@ using boost::system::error_code;
 using std::chrono::milliseconds;
 
 idempotency::idempotency(session& s, idempotency_options opts) : session_(&s), opts_(opts) {
-    diagnostics diag;
-    auto bad = [&](std::string m) {
-        diag.set_client_message(std::move(m));
-        throw error_with_diagnostics(error::bad_config, diag);
-    };
     if (opts_.default_ttl.count() <= 0)
-        bad("default_ttl: " + std::to_string(opts_.default_ttl.count()) + " ms is not positive");
+        detail::throw_bad_config("default_ttl: " + std::to_string(opts_.default_ttl.count()) +
+                                 " ms is not positive");
     if (opts_.in_flight_ttl.count() <= 0)
-        bad("in_flight_ttl: " + std::to_string(opts_.in_flight_ttl.count()) +
-            " ms is not positive");
+        detail::throw_bad_config("in_flight_ttl: " + std::to_string(opts_.in_flight_ttl.count()) +
+                                 " ms is not positive");
     detail::check_size_option("max_result_bytes", opts_.max_result_bytes);
 }
 

@@ -218,23 +218,21 @@ asio::awaitable<std::tuple<error_code, lease>> campaign(campaign_args a) {
 
 leader_election::leader_election(session& s, leader_options opts, membership* members)
     : session_(&s), opts_(opts), members_(members) {
-    diagnostics diag;
-    auto bad = [&](std::string m) {
-        diag.set_client_message(std::move(m));
-        throw error_with_diagnostics(error::bad_config, diag);
-    };
     if (opts_.leadership_timeout.count() <= 0)
-        bad("leadership_timeout: " + std::to_string(opts_.leadership_timeout.count()) +
+        detail::throw_bad_config(
+            "leadership_timeout: " + std::to_string(opts_.leadership_timeout.count()) +
             " ms is not positive");
     if (opts_.renewal_interval.count() <= 0 ||
         opts_.renewal_interval >= opts_.leadership_timeout)
-        bad("renewal_interval: " + std::to_string(opts_.renewal_interval.count()) +
+        detail::throw_bad_config(
+            "renewal_interval: " + std::to_string(opts_.renewal_interval.count()) +
             " ms must be positive and shorter than leadership_timeout (" +
             std::to_string(opts_.leadership_timeout.count()) + " ms)");
     if (opts_.require_quorum && !members_)
-        bad("require_quorum: needs the membership passed to leader_election");
+        detail::throw_bad_config("require_quorum: needs the membership passed to leader_election");
     if (opts_.minimum_nodes < 1)
-        bad("minimum_nodes: " + std::to_string(opts_.minimum_nodes) + " is less than 1");
+        detail::throw_bad_config("minimum_nodes: " + std::to_string(opts_.minimum_nodes) +
+                                 " is less than 1");
 }
 
 void leader_election::campaign_impl(std::string name, lease_handler h) {

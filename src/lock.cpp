@@ -422,24 +422,7 @@ struct fast_acquire {
 }  // namespace
 
 lock_provider::lock_provider(session& s, lock_options opts) : session_(&s), opts_(opts) {
-    diagnostics diag;
-    auto bad = [&](std::string m) {
-        diag.set_client_message(std::move(m));
-        throw error_with_diagnostics(error::bad_config, diag);
-    };
-    if (opts_.default_lock_timeout.count() <= 0)
-        bad("default_lock_timeout: " + std::to_string(opts_.default_lock_timeout.count()) +
-            " ms is not positive");
-    if (opts_.retry_delay.count() <= 0)
-        bad("retry_delay: " + std::to_string(opts_.retry_delay.count()) + " ms is not positive");
-    if (opts_.max_retries < 0)
-        bad("max_retries: " + std::to_string(opts_.max_retries) + " is negative");
-    if (opts_.extension_interval.count() < 0)
-        bad("extension_interval: " + std::to_string(opts_.extension_interval.count()) +
-            " ms is negative");
-    if (opts_.fair_waiter_timeout.count() <= 0)
-        bad("fair_waiter_timeout: " + std::to_string(opts_.fair_waiter_timeout.count()) +
-            " ms is not positive");
+    detail::check_lock_options(opts_);
 }
 
 void lock_provider::acquire_impl(std::string name, acquire_options opts, diagnostics* diag,
@@ -451,6 +434,21 @@ void lock_provider::acquire_impl(std::string name, acquire_options opts, diagnos
 }
 
 namespace detail {
+
+void check_lock_options(const lock_options& o) {
+    auto ms = [](std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; };
+    if (o.default_lock_timeout.count() <= 0)
+        throw_bad_config("default_lock_timeout: " + ms(o.default_lock_timeout) +
+                         " is not positive");
+    if (o.retry_delay.count() <= 0)
+        throw_bad_config("retry_delay: " + ms(o.retry_delay) + " is not positive");
+    if (o.max_retries < 0)
+        throw_bad_config("max_retries: " + std::to_string(o.max_retries) + " is negative");
+    if (o.extension_interval.count() < 0)
+        throw_bad_config("extension_interval: " + ms(o.extension_interval) + " is negative");
+    if (o.fair_waiter_timeout.count() <= 0)
+        throw_bad_config("fair_waiter_timeout: " + ms(o.fair_waiter_timeout) + " is not positive");
+}
 
 void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
                         std::string_view kind, std::string name, const lock_options& lo,

@@ -299,21 +299,19 @@ public:
 namespace {
 
 void check_options(const membership_options& o) {
-    diagnostics diag;
-    auto bad = [&](std::string m) {
-        diag.set_client_message(std::move(m));
-        throw error_with_diagnostics(error::bad_config, diag);
-    };
     if (o.heartbeat_interval.count() <= 0)
-        bad("heartbeat_interval: " + std::to_string(o.heartbeat_interval.count()) +
+        detail::throw_bad_config(
+            "heartbeat_interval: " + std::to_string(o.heartbeat_interval.count()) +
             " ms is not positive");
     if (o.heartbeat_grace.count() < 0)
-        bad("heartbeat_grace: " + std::to_string(o.heartbeat_grace.count()) + " ms is negative");
+        detail::throw_bad_config("heartbeat_grace: " + std::to_string(o.heartbeat_grace.count()) +
+                                 " ms is negative");
     if (o.registry_ttl.count() <= 0)
-        bad("registry_ttl: " + std::to_string(o.registry_ttl.count()) + " ms is not positive");
+        detail::throw_bad_config("registry_ttl: " + std::to_string(o.registry_ttl.count()) +
+                                 " ms is not positive");
     if (o.dead_check_interval.count() < 0)
-        bad("dead_check_interval: " + std::to_string(o.dead_check_interval.count()) +
-            " ms is negative");
+        detail::throw_bad_config("dead_check_interval: " +
+                                 std::to_string(o.dead_check_interval.count()) + " ms is negative");
 }
 
 template <class Handler, class... Args>

@@ -197,14 +197,10 @@ std::optional<result_status> parse_result_status(std::string_view name) noexcept
 
 namespace {
 const result_options& checked(const result_options& o) {
-    diagnostics diag;
-    auto bad = [&](std::string m) {
-        diag.set_client_message(std::move(m));
-        throw error_with_diagnostics(error::bad_config, diag);
-    };
     auto positive = [&](const char* name, milliseconds v) {
         if (v.count() <= 0)
-            bad(std::string(name) + ": " + std::to_string(v.count()) + " ms is not positive");
+            detail::throw_bad_config(std::string(name) + ": " + std::to_string(v.count()) +
+                                     " ms is not positive");
     };
     positive("result_ttl", o.result_ttl);
     positive("value_ttl", o.value_ttl);

@@ -140,26 +140,10 @@ struct rw_call {
 }  // namespace
 
 rw_lock_provider::rw_lock_provider(session& s, lock_options opts) : session_(&s), opts_(opts) {
-    diagnostics diag;
-    auto bad = [&](std::string m) {
-        diag.set_client_message(std::move(m));
-        throw error_with_diagnostics(error::bad_config, diag);
-    };
-    if (opts_.default_lock_timeout.count() <= 0)
-        bad("default_lock_timeout: " + std::to_string(opts_.default_lock_timeout.count()) +
-            " ms is not positive");
-    if (opts_.retry_delay.count() <= 0)
-        bad("retry_delay: " + std::to_string(opts_.retry_delay.count()) + " ms is not positive");
-    if (opts_.max_retries < 0)
-        bad("max_retries: " + std::to_string(opts_.max_retries) + " is negative");
-    if (opts_.extension_interval.count() < 0)
-        bad("extension_interval: " + std::to_string(opts_.extension_interval.count()) +
-            " ms is negative");
-    if (opts_.fair_waiter_timeout.count() <= 0)
-        bad("fair_waiter_timeout: " + std::to_string(opts_.fair_waiter_timeout.count()) +
-            " ms is not positive");
+    detail::check_lock_options(opts_);
     if (opts_.fair)
-        bad("fair: not supported by the read-write lock (writers are preferred instead)");
+        detail::throw_bad_config(
+            "fair: not supported by the read-write lock (writers are preferred instead)");
 }
 
 void rw_lock_provider::acquire_impl(std::string name, acquire_options opts, diagnostics* diag,

@@ -106,19 +106,18 @@ error_code check_permits(const std::string& name, std::int64_t permits, diagnost
 
 semaphore_provider::semaphore_provider(session& s, semaphore_options opts)
     : session_(&s), opts_(opts) {
-    diagnostics diag;
-    auto bad = [&](std::string m) {
-        diag.set_client_message(std::move(m));
-        throw error_with_diagnostics(error::bad_config, diag);
-    };
     if (opts_.default_ttl.count() <= 0)
-        bad("default_ttl: " + std::to_string(opts_.default_ttl.count()) + " ms is not positive");
+        detail::throw_bad_config("default_ttl: " + std::to_string(opts_.default_ttl.count()) +
+                                 " ms is not positive");
     if (opts_.retry_delay.count() <= 0)
-        bad("retry_delay: " + std::to_string(opts_.retry_delay.count()) + " ms is not positive");
+        detail::throw_bad_config("retry_delay: " + std::to_string(opts_.retry_delay.count()) +
+                                 " ms is not positive");
     if (opts_.max_retries < 0)
-        bad("max_retries: " + std::to_string(opts_.max_retries) + " is negative");
+        detail::throw_bad_config("max_retries: " + std::to_string(opts_.max_retries) +
+                                 " is negative");
     if (opts_.extension_interval.count() < 0)
-        bad("extension_interval: " + std::to_string(opts_.extension_interval.count()) +
+        detail::throw_bad_config(
+            "extension_interval: " + std::to_string(opts_.extension_interval.count()) +
             " ms is negative");
 }
 

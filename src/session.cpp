@@ -434,21 +434,18 @@ void session_impl::close() {
 namespace {
 
 void check_options(const session_options& o) {
-    diagnostics diag;
-    auto bad = [&](std::string m) {
-        diag.set_client_message(std::move(m));
-        throw error_with_diagnostics(error::bad_config, diag);
-    };
     if (!(o.renew_fraction > 0.0 && o.renew_fraction < 1.0))
-        bad("renew_fraction: " + std::to_string(o.renew_fraction) + " is not in (0, 1)");
+        detail::throw_bad_config("renew_fraction: " + std::to_string(o.renew_fraction) +
+                                 " is not in (0, 1)");
     if (!(o.clock_drift_factor >= 0.0 && o.clock_drift_factor < 0.5))
-        bad("clock_drift_factor: " + std::to_string(o.clock_drift_factor) +
-            " is not in [0, 0.5)");
+        detail::throw_bad_config("clock_drift_factor: " + std::to_string(o.clock_drift_factor) +
+                                 " is not in [0, 0.5)");
     if (o.clock_drift_floor.count() < 0)
-        bad("clock_drift_floor: " + std::to_string(o.clock_drift_floor.count()) +
-            " ms is negative");
+        detail::throw_bad_config("clock_drift_floor: " +
+                                 std::to_string(o.clock_drift_floor.count()) + " ms is negative");
     if (o.renew_retry_delay.count() <= 0)
-        bad("renew_retry_delay: " + std::to_string(o.renew_retry_delay.count()) +
+        detail::throw_bad_config(
+            "renew_retry_delay: " + std::to_string(o.renew_retry_delay.count()) +
             " ms is not positive");
 }
 

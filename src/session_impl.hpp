@@ -264,8 +264,18 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
                         acquire_options opts, diagnostics* diag, bool once,
                         asio::any_completion_handler<void(error_code, lease)> handler);
 
+// Throws error::bad_config naming the first option of o that is out of range.
+void check_lock_options(const lock_options& o);
+
 // Runs f on the session's executor as a detached coroutine, keeping the session alive.
 void spawn_detached(session_impl& s, asio::awaitable<void> f);
+
+// Refuses a bad option: throws error_with_diagnostics(error::bad_config) with msg.
+[[noreturn]] inline void throw_bad_config(std::string msg) {
+    diagnostics diag;
+    diag.set_client_message(std::move(msg));
+    throw error_with_diagnostics(error::bad_config, diag);
+}
 
 inline error_code invalid(diagnostics& diag, std::string msg) {
     diag.set_client_message(msg);
