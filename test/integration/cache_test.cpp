@@ -44,6 +44,7 @@ using redcoord::test::config_for;
 using redcoord::test::message_of;
 using redcoord::test::nothrow;
 using redcoord::test::require_ok;
+using redcoord::test::run_concurrently;
 using redcoord::test::side_connection;
 using redcoord::test::sleep_for;
 using redcoord::test::wait_for;
@@ -232,26 +233,19 @@ TEST_CASE("cache: 50 concurrent misses call the factory once, and the others wai
         session s(conn);
         cache c(s);
         constexpr int callers = 50;
-        int calls = 0, done = 0, ok = 0;
-        auto ex = co_await asio::this_coro::executor;
+        int calls = 0, ok = 0;
         const auto gets_before = co_await command_calls(conn, "get");
-        for (int i = 0; i < callers; ++i) {
-            asio::co_spawn(
-                ex,
-                [&]() -> asio::awaitable<void> {
-                    auto factory = [&]() -> asio::awaitable<std::string> {
-                        ++calls;
-                        co_await sleep_for(200ms);  // long enough for the others to queue up
-                        co_return std::string("expensive");
-                    };
-                    const std::optional<std::chrono::milliseconds> ttl = 60s;
-                    auto [ep, v] = co_await c.async_get_or_set("report", factory, ttl, nothrow);
-                    if (!ep && v == "expensive") ++ok;
-                    ++done;
-                },
-                asio::detached);
-        }
-        const bool finished = co_await wait_for([&] { return done == callers; });
+        const bool finished =
+            co_await run_concurrently(callers, [&](int) -> asio::awaitable<void> {
+                auto factory = [&]() -> asio::awaitable<std::string> {
+                    ++calls;
+                    co_await sleep_for(200ms);  // long enough for the others to queue up
+                    co_return std::string("expensive");
+                };
+                const std::optional<std::chrono::milliseconds> ttl = 60s;
+                auto [ep, v] = co_await c.async_get_or_set("report", factory, ttl, nothrow);
+                if (!ep && v == "expensive") ++ok;
+            });
         REQUIRE(finished);
         CHECK(calls == 1);
         CHECK(ok == callers);
@@ -269,27 +263,20 @@ TEST_CASE("cache: concurrent misses on two connections call the factory once", "
         session sa(a.conn, {.node_id = "node-a"}), sb(b.conn, {.node_id = "node-b"});
         cache ca(sa), cb(sb);
         constexpr int per_node = 25;
-        int calls = 0, done = 0, ok = 0;
-        auto ex = co_await asio::this_coro::executor;
-        for (int i = 0; i < 2 * per_node; ++i) {
-            cache* c = i % 2 ? &cb : &ca;
-            asio::co_spawn(
-                ex,
-                [&, c]() -> asio::awaitable<void> {
-                    auto factory = [&]() -> asio::awaitable<std::vector<int>> {
-                        ++calls;
-                        co_await sleep_for(100ms);
-                        co_return std::vector<int>{1, 2, 3};
-                    };
-                    const std::optional<std::chrono::milliseconds> ttl = 60s;
-                    auto [ep, v] = co_await c->async_get_or_set_array("numbers", factory, ttl,
-                                                                      nothrow);
-                    if (!ep && v == std::vector<int>{1, 2, 3}) ++ok;
-                    ++done;
-                },
-                asio::detached);
-        }
-        const bool finished = co_await wait_for([&] { return done == 2 * per_node; });
+        int calls = 0, ok = 0;
+        const bool finished =
+            co_await run_concurrently(2 * per_node, [&](int i) -> asio::awaitable<void> {
+                cache* c = i % 2 ? &cb : &ca;
+                auto factory = [&]() -> asio::awaitable<std::vector<int>> {
+                    ++calls;
+                    co_await sleep_for(100ms);
+                    co_return std::vector<int>{1, 2, 3};
+                };
+                const std::optional<std::chrono::milliseconds> ttl = 60s;
+                auto [ep, v] = co_await c->async_get_or_set_array("numbers", factory, ttl,
+                                                                  nothrow);
+                if (!ep && v == std::vector<int>{1, 2, 3}) ++ok;
+            });
         REQUIRE(finished);
         CHECK(calls == 1);
         CHECK(ok == 2 * per_node);
@@ -329,32 +316,25 @@ TEST_CASE("cache: when the filler's factory throws, a waiter takes over", "[cach
         session s(conn);
         cache c(s);
         constexpr int callers = 20;
-        int calls = 0, done = 0, ok = 0, failed = 0;
+        int calls = 0, ok = 0, failed = 0;
         std::string failure;
-        auto ex = co_await asio::this_coro::executor;
-        for (int i = 0; i < callers; ++i) {
-            asio::co_spawn(
-                ex,
-                [&]() -> asio::awaitable<void> {
-                    auto factory = [&]() -> asio::awaitable<int> {
-                        const int me = ++calls;
-                        co_await sleep_for(100ms);
-                        if (me == 1) throw std::runtime_error("backend down");
-                        co_return 7;
-                    };
-                    auto [ep, v] = co_await c.async_get_or_set<int>("flaky", factory,
-                                                                    std::nullopt, nothrow);
-                    if (ep) {
-                        ++failed;
-                        failure = message_of(ep);
-                    } else if (v == 7) {
-                        ++ok;
-                    }
-                    ++done;
-                },
-                asio::detached);
-        }
-        const bool finished = co_await wait_for([&] { return done == callers; });
+        const bool finished =
+            co_await run_concurrently(callers, [&](int) -> asio::awaitable<void> {
+                auto factory = [&]() -> asio::awaitable<int> {
+                    const int me = ++calls;
+                    co_await sleep_for(100ms);
+                    if (me == 1) throw std::runtime_error("backend down");
+                    co_return 7;
+                };
+                auto [ep, v] = co_await c.async_get_or_set<int>("flaky", factory,
+                                                                std::nullopt, nothrow);
+                if (ep) {
+                    ++failed;
+                    failure = message_of(ep);
+                } else if (v == 7) {
+                    ++ok;
+                }
+            });
         REQUIRE(finished);
         CHECK(calls == 2);
         CHECK(failed == 1);

@@ -110,6 +110,22 @@ asio::awaitable<void> shut_down(redcoord::connection& conn, const outcome& run) 
     co_await wait_for([&] { return run.done; }, "async_run to end");
 }
 
+// Runs body(conn, srv, ioc) with a connection (config_for) to a fresh server, then shuts the
+// connection down.
+template <class Body>
+void with_started_connection(Body body) {
+    redis_server srv;
+    run_async(
+        [&](asio::io_context& ioc) -> asio::awaitable<void> {
+            redcoord::connection conn(ioc.get_executor());
+            outcome run;
+            start_run(conn, config_for(srv), run);
+            co_await body(conn, srv, ioc);
+            co_await shut_down(conn, run);
+        },
+        test_deadline);
+}
+
 // Coroutines spawned on the test's io_context; wait() returns once all have finished and
 // rethrows the first exception one of them threw (a failed REQUIRE, say).
 class task_group {
@@ -225,79 +241,63 @@ asio::awaitable<void> load_through_outage(asio::io_context& ioc, const redis_ser
 // ---------------------------------------------------------------------------------------------
 
 TEST_CASE("connection: many coroutines share one connection", "[integration][connection]") {
-    redis_server srv;
-    run_async(
-        [&](asio::io_context& ioc) -> asio::awaitable<void> {
-            redcoord::connection conn(ioc.get_executor());
-            outcome run;
-            start_run(conn, config_for(srv), run);
+    with_started_connection([](auto& conn, auto&, auto& ioc) -> asio::awaitable<void> {
+        constexpr int coroutines = 200;
+        constexpr int rounds = 50;
+        set_get_stats stats;
+        task_group tasks(ioc);
+        for (int c = 0; c < coroutines; ++c) tasks.spawn(set_get_incr(conn, c, rounds, stats));
+        co_await tasks.wait();
 
-            constexpr int coroutines = 200;
-            constexpr int rounds = 50;
-            set_get_stats stats;
-            task_group tasks(ioc);
-            for (int c = 0; c < coroutines; ++c) tasks.spawn(set_get_incr(conn, c, rounds, stats));
-            co_await tasks.wait();
+        CHECK(stats.failed == 0);
+        CHECK(stats.wrong == 0);
+        // Each INCR saw its own value: together they are exactly 1..N.
+        std::vector<long long> expected(coroutines * rounds);
+        std::iota(expected.begin(), expected.end(), 1);
+        std::sort(stats.increments.begin(), stats.increments.end());
+        CHECK(stats.increments == expected);
 
-            CHECK(stats.failed == 0);
-            CHECK(stats.wrong == 0);
-            // Each INCR saw its own value: together they are exactly 1..N.
-            std::vector<long long> expected(coroutines * rounds);
-            std::iota(expected.begin(), expected.end(), 1);
-            std::sort(stats.increments.begin(), stats.increments.end());
-            CHECK(stats.increments == expected);
-
-            auto [ec, total] = co_await exec1<long long>(conn, "GET", "shared-counter");
-            CHECK_FALSE(ec);
-            CHECK(total == coroutines * rounds);
-            CHECK(conn.get_usage().connects == 1);
-            co_await shut_down(conn, run);
-        },
-        test_deadline);
+        auto [ec, total] = co_await exec1<long long>(conn, "GET", "shared-counter");
+        CHECK_FALSE(ec);
+        CHECK(total == coroutines * rounds);
+        CHECK(conn.get_usage().connects == 1);
+    });
 }
 
 TEST_CASE("connection: concurrent requests are pipelined into few writes",
           "[integration][connection]") {
-    redis_server srv;
-    run_async(
-        [&](asio::io_context& ioc) -> asio::awaitable<void> {
-            redcoord::connection conn(ioc.get_executor());
-            outcome run;
-            start_run(conn, config_for(srv), run);
-            co_await require_pong(conn);
+    with_started_connection([](redcoord::connection& conn, auto&, auto&) -> asio::awaitable<void> {
+        co_await require_pong(conn);
 
-            constexpr std::size_t count = 1000;
-            std::vector<redcoord::request> reqs(count);
-            std::vector<redcoord::response<redcoord::ignore_t, std::string>> resps(count);
-            std::vector<outcome> outs(count);
-            for (std::size_t i = 0; i < count; ++i) {
-                const std::string key = "pipelined:" + std::to_string(i);
-                reqs[i].push("SET", key, i);
-                reqs[i].push("GET", key);
-            }
-            const auto writes_before = conn.get_usage().writes;
-            for (std::size_t i = 0; i < count; ++i)
-                conn.async_exec(reqs[i], resps[i], record(outs[i]));
-            co_await wait_for(
-                [&] {
-                    return std::all_of(outs.begin(), outs.end(),
-                                       [](const outcome& o) { return o.done; });
-                },
-                "every request to complete");
+        constexpr std::size_t count = 1000;
+        std::vector<redcoord::request> reqs(count);
+        std::vector<redcoord::response<redcoord::ignore_t, std::string>> resps(count);
+        std::vector<outcome> outs(count);
+        for (std::size_t i = 0; i < count; ++i) {
+            const std::string key = "pipelined:" + std::to_string(i);
+            reqs[i].push("SET", key, i);
+            reqs[i].push("GET", key);
+        }
+        const auto writes_before = conn.get_usage().writes;
+        for (std::size_t i = 0; i < count; ++i) conn.async_exec(reqs[i], resps[i], record(outs[i]));
+        co_await wait_for(
+            [&] {
+                return std::all_of(outs.begin(), outs.end(),
+                                   [](const outcome& o) { return o.done; });
+            },
+            "every request to complete");
 
-            std::size_t failed = 0, wrong = 0;
-            for (std::size_t i = 0; i < count; ++i) {
-                if (outs[i].ec) ++failed;
-                if (std::get<1>(resps[i]) != std::to_string(i)) ++wrong;
-            }
-            CHECK(failed == 0);
-            CHECK(wrong == 0);
-            const auto writes = conn.get_usage().writes - writes_before;
-            INFO("socket writes for " << count << " requests: " << writes);
-            CHECK(writes < 100);
-            co_await shut_down(conn, run);
-        },
-        test_deadline);
+        std::size_t failed = 0, wrong = 0;
+        for (std::size_t i = 0; i < count; ++i) {
+            if (outs[i].ec) ++failed;
+            if (std::get<1>(resps[i]) != std::to_string(i)) ++wrong;
+        }
+        CHECK(failed == 0);
+        CHECK(wrong == 0);
+        const auto writes = conn.get_usage().writes - writes_before;
+        INFO("socket writes for " << count << " requests: " << writes);
+        CHECK(writes < 100);
+    });
 }
 
 TEST_CASE("connection: survives a server restart under load", "[integration][connection]") {
@@ -466,93 +466,72 @@ TEST_CASE("connection: fail fast while disconnected, unless the request opts out
 
 TEST_CASE("connection: the health check replaces a connection to a hung server",
           "[integration][connection]") {
-    redis_server srv;
-    run_async(
-        [&](asio::io_context& ioc) -> asio::awaitable<void> {
-            redcoord::connection conn(ioc.get_executor());
-            outcome run;
-            start_run(conn, config_for(srv), run);  // health_check_interval: 200 ms
-            co_await require_pong(conn);
+    with_started_connection([](auto& conn, auto& srv, auto&) -> asio::awaitable<void> {
+        // config_for: health_check_interval 200 ms
+        co_await require_pong(conn);
 
-            srv.pause();
-            co_await sleep_for(1500ms);
-            srv.resume();
-            co_await wait_for([&] { return conn.get_usage().connects >= 2; }, "the reconnect");
-            CHECK(conn.get_usage().connection_losses >= 1);
-            co_await require_pong(conn);
-            co_await shut_down(conn, run);
-        },
-        test_deadline);
+        srv.pause();
+        co_await sleep_for(1500ms);
+        srv.resume();
+        co_await wait_for([&] { return conn.get_usage().connects >= 2; }, "the reconnect");
+        CHECK(conn.get_usage().connection_losses >= 1);
+        co_await require_pong(conn);
+    });
 }
 
 TEST_CASE("connection: MULTI/EXEC transactions", "[integration][connection]") {
-    redis_server srv;
-    run_async(
-        [&](asio::io_context& ioc) -> asio::awaitable<void> {
-            redcoord::connection conn(ioc.get_executor());
-            outcome run;
-            start_run(conn, config_for(srv), run);
-            using redcoord::ignore_t;
-            using exec_result = std::tuple<std::string, long long>;
-            using exec_response = redcoord::response<ignore_t, ignore_t, ignore_t, exec_result>;
+    with_started_connection([](redcoord::connection& conn, auto&, auto&) -> asio::awaitable<void> {
+        using redcoord::ignore_t;
+        using exec_result = std::tuple<std::string, long long>;
+        using exec_response = redcoord::response<ignore_t, ignore_t, ignore_t, exec_result>;
 
-            redcoord::request tx;
-            tx.push("MULTI");
-            tx.push("SET", "tx:name", "hello");
-            tx.push("INCR", "tx:count");
-            tx.push("EXEC");
-            exec_response resp;
-            auto [ec, n] = co_await conn.async_exec(tx, resp, nothrow);
-            CHECK_FALSE(ec);
-            CHECK(std::get<3>(resp) == exec_result{"OK", 1});
+        redcoord::request tx;
+        tx.push("MULTI");
+        tx.push("SET", "tx:name", "hello");
+        tx.push("INCR", "tx:count");
+        tx.push("EXEC");
+        exec_response resp;
+        auto [ec, n] = co_await conn.async_exec(tx, resp, nothrow);
+        CHECK_FALSE(ec);
+        CHECK(std::get<3>(resp) == exec_result{"OK", 1});
 
-            // INCR of a string fails inside EXEC; the SET before it still runs.
-            redcoord::request failing;
-            failing.push("MULTI");
-            failing.push("SET", "tx:text", "abc");
-            failing.push("INCR", "tx:text");
-            failing.push("EXEC");
-            redcoord::diagnostics diag;
-            auto [fail_ec, m] = co_await conn.async_exec(failing, resp, diag, nothrow);
-            CHECK(fail_ec == redcoord::error::server_error);
-            INFO("server message: " << diag.server_message());
-            CHECK(diag.server_message().find("not an integer") != std::string::npos);
+        // INCR of a string fails inside EXEC; the SET before it still runs.
+        redcoord::request failing;
+        failing.push("MULTI");
+        failing.push("SET", "tx:text", "abc");
+        failing.push("INCR", "tx:text");
+        failing.push("EXEC");
+        redcoord::diagnostics diag;
+        auto [fail_ec, m] = co_await conn.async_exec(failing, resp, diag, nothrow);
+        CHECK(fail_ec == redcoord::error::server_error);
+        INFO("server message: " << diag.server_message());
+        CHECK(diag.server_message().find("not an integer") != std::string::npos);
 
-            auto [get_ec, text] = co_await exec1<std::string>(conn, "GET", "tx:text");
-            CHECK_FALSE(get_ec);
-            CHECK(text == "abc");
-            co_await shut_down(conn, run);
-        },
-        test_deadline);
+        auto [get_ec, text] = co_await exec1<std::string>(conn, "GET", "tx:text");
+        CHECK_FALSE(get_ec);
+        CHECK(text == "abc");
+    });
 }
 
 TEST_CASE("connection: server error replies carry the server's text",
           "[integration][connection]") {
-    redis_server srv;
-    run_async(
-        [&](asio::io_context& ioc) -> asio::awaitable<void> {
-            redcoord::connection conn(ioc.get_executor());
-            outcome run;
-            start_run(conn, config_for(srv), run);
+    with_started_connection([](redcoord::connection& conn, auto&, auto&) -> asio::awaitable<void> {
+        redcoord::request bad;
+        bad.push("NOSUCHCOMMAND", "arg");
+        redcoord::diagnostics diag;
+        auto [ec, n] = co_await conn.async_exec(bad, redcoord::ignore, diag, nothrow);
+        CHECK(ec == redcoord::error::server_error);
+        INFO("server message: " << diag.server_message());
+        CHECK(diag.server_message().find("unknown command") != std::string::npos);
 
-            redcoord::request bad;
-            bad.push("NOSUCHCOMMAND", "arg");
-            redcoord::diagnostics diag;
-            auto [ec, n] = co_await conn.async_exec(bad, redcoord::ignore, diag, nothrow);
-            CHECK(ec == redcoord::error::server_error);
-            INFO("server message: " << diag.server_message());
-            CHECK(diag.server_message().find("unknown command") != std::string::npos);
-
-            // The same request again, then another: the error did not upset the pipeline.
-            auto [again_ec, m] = co_await conn.async_exec(bad, redcoord::ignore, diag, nothrow);
-            CHECK(again_ec == redcoord::error::server_error);
-            auto [set_ec, ok] = co_await exec1<std::string>(conn, "SET", "after-error", "yes");
-            CHECK_FALSE(set_ec);
-            CHECK(ok == "OK");
-            co_await require_pong(conn);
-            co_await shut_down(conn, run);
-        },
-        test_deadline);
+        // The same request again, then another: the error did not upset the pipeline.
+        auto [again_ec, m] = co_await conn.async_exec(bad, redcoord::ignore, diag, nothrow);
+        CHECK(again_ec == redcoord::error::server_error);
+        auto [set_ec, ok] = co_await exec1<std::string>(conn, "SET", "after-error", "yes");
+        CHECK_FALSE(set_ec);
+        CHECK(ok == "OK");
+        co_await require_pong(conn);
+    });
 }
 
 TEST_CASE("connection: async_run rejects a bad config", "[integration][connection]") {

@@ -37,6 +37,7 @@ using redcoord::test::command;
 using redcoord::test::config_for;
 using redcoord::test::message_of;
 using redcoord::test::nothrow;
+using redcoord::test::run_concurrently;
 using redcoord::test::side_connection;
 using redcoord::test::sleep_for;
 using redcoord::test::wait_for;
@@ -73,26 +74,19 @@ TEST_CASE("idempotency: 50 concurrent callers run the operation once and share i
         session s(conn);
         idempotency idem(s);
         constexpr int callers = 50;
-        int runs = 0, done = 0, ok = 0;
-        auto ex = co_await asio::this_coro::executor;
-        for (int i = 0; i < callers; ++i) {
-            asio::co_spawn(
-                ex,
-                [&]() -> asio::awaitable<void> {
-                    auto charge = [&]() -> asio::awaitable<payment> {
-                        ++runs;
-                        co_await sleep_for(100ms);
-                        co_return make_payment("pay-1", 1999);
-                    };
-                    const std::optional<std::chrono::milliseconds> ttl = 1h;
-                    auto [ep, p] = co_await idem.async_once("charge:order-7", charge, ttl,
-                                                            nothrow);
-                    if (!ep && p == make_payment("pay-1", 1999)) ++ok;
-                    ++done;
-                },
-                asio::detached);
-        }
-        const bool finished = co_await wait_for([&] { return done == callers; });
+        int runs = 0, ok = 0;
+        const bool finished =
+            co_await run_concurrently(callers, [&](int) -> asio::awaitable<void> {
+                auto charge = [&]() -> asio::awaitable<payment> {
+                    ++runs;
+                    co_await sleep_for(100ms);
+                    co_return make_payment("pay-1", 1999);
+                };
+                const std::optional<std::chrono::milliseconds> ttl = 1h;
+                auto [ep, p] = co_await idem.async_once("charge:order-7", charge, ttl,
+                                                        nothrow);
+                if (!ep && p == make_payment("pay-1", 1999)) ++ok;
+            });
         REQUIRE(finished);
         CHECK(runs == 1);
         CHECK(ok == callers);
@@ -127,26 +121,19 @@ TEST_CASE("idempotency: callers on two connections run the operation once", "[id
         session sa(a.conn, {.node_id = "node-a"}), sb(b.conn, {.node_id = "node-b"});
         idempotency ia(sa), ib(sb);
         constexpr int callers = 40;
-        int runs = 0, done = 0, ok = 0;
-        auto ex = co_await asio::this_coro::executor;
-        for (int i = 0; i < callers; ++i) {
-            idempotency* idem = i % 2 ? &ib : &ia;
-            asio::co_spawn(
-                ex,
-                [&, idem]() -> asio::awaitable<void> {
-                    auto op = [&]() -> asio::awaitable<int> {
-                        ++runs;
-                        co_await sleep_for(100ms);
-                        co_return 12345;
-                    };
-                    auto [ep, v] = co_await idem->async_once("import:file-9", op, std::nullopt,
-                                                             nothrow);
-                    if (!ep && v == 12345) ++ok;
-                    ++done;
-                },
-                asio::detached);
-        }
-        const bool finished = co_await wait_for([&] { return done == callers; });
+        int runs = 0, ok = 0;
+        const bool finished =
+            co_await run_concurrently(callers, [&](int i) -> asio::awaitable<void> {
+                idempotency* idem = i % 2 ? &ib : &ia;
+                auto op = [&]() -> asio::awaitable<int> {
+                    ++runs;
+                    co_await sleep_for(100ms);
+                    co_return 12345;
+                };
+                auto [ep, v] = co_await idem->async_once("import:file-9", op, std::nullopt,
+                                                         nothrow);
+                if (!ep && v == 12345) ++ok;
+            });
         REQUIRE(finished);
         CHECK(runs == 1);
         CHECK(ok == callers);
@@ -184,29 +171,22 @@ TEST_CASE("idempotency: a failed operation is retried by a waiter or a later cal
 
         // Concurrent: the first run fails while the others wait; one of them runs it again.
         constexpr int callers = 20;
-        int runs2 = 0, done = 0, ok = 0, failed = 0;
-        auto ex = co_await asio::this_coro::executor;
-        for (int i = 0; i < callers; ++i) {
-            asio::co_spawn(
-                ex,
-                [&]() -> asio::awaitable<void> {
-                    auto op = [&]() -> asio::awaitable<int> {
-                        const int me = ++runs2;
-                        co_await sleep_for(100ms);
-                        if (me == 1) throw std::runtime_error("first attempt failed");
-                        co_return 2;
-                    };
-                    auto [ep, v] = co_await idem.async_once("refund:2", op, std::nullopt,
-                                                            nothrow);
-                    if (ep)
-                        ++failed;
-                    else if (v == 2)
-                        ++ok;
-                    ++done;
-                },
-                asio::detached);
-        }
-        const bool finished = co_await wait_for([&] { return done == callers; });
+        int runs2 = 0, ok = 0, failed = 0;
+        const bool finished =
+            co_await run_concurrently(callers, [&](int) -> asio::awaitable<void> {
+                auto op = [&]() -> asio::awaitable<int> {
+                    const int me = ++runs2;
+                    co_await sleep_for(100ms);
+                    if (me == 1) throw std::runtime_error("first attempt failed");
+                    co_return 2;
+                };
+                auto [ep, v] = co_await idem.async_once("refund:2", op, std::nullopt,
+                                                        nothrow);
+                if (ep)
+                    ++failed;
+                else if (v == 2)
+                    ++ok;
+            });
         REQUIRE(finished);
         CHECK(runs2 == 2);
         CHECK(failed == 1);

@@ -27,6 +27,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "async_test.hpp"
@@ -48,6 +49,7 @@ using redcoord::membership;
 using redcoord::membership_options;
 using redcoord::session;
 using redcoord::session_options;
+using redcoord::test::as_node;
 using redcoord::test::cluster_process;
 using redcoord::test::command;
 using redcoord::test::config_for;
@@ -72,6 +74,14 @@ asio::awaitable<std::optional<leader_info>> info_of(leader_election& e, std::str
     auto [ec, info] = co_await e.async_leader_info(std::move(name), nothrow);
     REQUIRE_FALSE(ec);
     co_return info;
+}
+
+// cluster_worker arguments for node-w leading "scheduler" (lease `ttl`, renewed every `renew`)
+// and writing `resource` fenced with its term.
+std::vector<std::string> old_leader_args(const redis_server& srv, milliseconds ttl,
+                                         milliseconds renew, std::string resource) {
+    return {port_of(srv), "leader", "node-w", "scheduler", std::to_string(ttl.count()),
+            std::to_string(renew.count()), std::move(resource)};
 }
 
 // A campaign running in the background; `done` once elected (or failed).
@@ -119,9 +129,7 @@ TEST_CASE("leader: a campaign elects, the leadership key and async_leader_info d
           "leader, and resigning clears it",
           "[leader]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
-        session_options so;
-        so.node_id = "node-a";
-        session s(conn, so);
+        session s(conn, as_node("node-a"));
         leader_election election(s, short_terms(5s, 1s));
         auto none = co_await info_of(election, "scheduler");
         CHECK_FALSE(none);
@@ -173,18 +181,14 @@ TEST_CASE("leader: async_resign hands over to a waiting candidate at once (woken
           "watch reports every change",
           "[leader]") {
     with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
-        session_options so_a;
-        so_a.node_id = "node-a";
-        session sa(conn, so_a);
+        session sa(conn, as_node("node-a"));
         // A 60 s leadership: the waiting candidate's fallback timer would take that long, so
         // only the resignation's push can elect it within this test's deadline.
         leader_election ea(sa, short_terms(60s, 20s));
 
         redcoord::connection conn_b(co_await asio::this_coro::executor);
         conn_b.async_run(config_for(srv), asio::detached);
-        session_options so_b;
-        so_b.node_id = "node-b";
-        session sb(conn_b, so_b);
+        session sb(conn_b, as_node("node-b"));
         leader_election eb(sb, short_terms(60s, 20s));
 
         redcoord::connection conn_w(co_await asio::this_coro::executor);
@@ -236,9 +240,7 @@ TEST_CASE("leader: a cancelled campaign leaves the race, and leader-only work is
           "cancelled when the leadership is lost",
           "[leader]") {
     with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
-        session_options so;
-        so.node_id = "node-a";
-        session s(conn, so);
+        session s(conn, as_node("node-a"));
         leader_election election(s, short_terms(2s, 300ms));
         auto [ec, l] = co_await election.async_campaign("jobs", nothrow);
         REQUIRE_FALSE(ec);
@@ -303,18 +305,13 @@ TEST_CASE("leader: a leader process killed with SIGKILL is replaced once its lea
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
             constexpr auto ttl = 2000ms, renew = 500ms;
-            std::vector<std::string> args{port_of(srv), "leader", "node-w", "scheduler",
-                                          std::to_string(ttl.count()),
-                                          std::to_string(renew.count()), "out"};
-            cluster_process old_leader(args);
+            cluster_process old_leader(old_leader_args(srv, ttl, renew, "out"));
             auto elected = co_await old_leader.line_starting_with("elected ", 20s);
             INFO(old_leader.transcript());
             REQUIRE(elected);
             const auto old_term = std::stoll(elected->substr(8));
 
-            session_options so;
-            so.node_id = "node-t";
-            session s(conn, so);
+            session s(conn, as_node("node-t"));
             leader_election election(s, short_terms(ttl, renew));
             watch_log log;
             auto w = election.watch_leader("scheduler", log.recorder());
@@ -354,10 +351,7 @@ TEST_CASE("leader: a leader paused (SIGSTOP) past its lease is replaced, and onc
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
             constexpr auto ttl = 1000ms, renew = 300ms;
-            std::vector<std::string> args{port_of(srv), "leader", "node-w", "scheduler",
-                                          std::to_string(ttl.count()),
-                                          std::to_string(renew.count()), "shared"};
-            cluster_process old_leader(args);
+            cluster_process old_leader(old_leader_args(srv, ttl, renew, "shared"));
             auto elected = co_await old_leader.line_starting_with("elected ", 20s);
             INFO(old_leader.transcript());
             REQUIRE(elected);
@@ -366,9 +360,7 @@ TEST_CASE("leader: a leader paused (SIGSTOP) past its lease is replaced, and onc
             REQUIRE(wrote);
             CHECK(*wrote == "fenced-write ok");
 
-            session_options so;
-            so.node_id = "node-t";
-            session s(conn, so);
+            session s(conn, as_node("node-t"));
             leader_election election(s, short_terms(ttl, renew));
             pending_campaign mine;
             mine.start(election, "scheduler");
@@ -479,9 +471,7 @@ TEST_CASE("leader: a Redis restart while a leader leads: leadership is re-establ
           "[leader]") {
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
-            session_options so;
-            so.node_id = "node-a";
-            session s(conn, so);
+            session s(conn, as_node("node-a"));
             leader_election election(s, short_terms(1500ms, 300ms));
 
             redcoord::connection conn_w(co_await asio::this_coro::executor);
@@ -552,9 +542,7 @@ TEST_CASE("leader: with require_quorum a campaign waits for minimum_nodes live n
           "leader steps down with quorum_lost when nodes leave",
           "[leader]") {
     with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
-        session_options so;
-        so.node_id = "n1";
-        session s(conn, so);
+        session s(conn, as_node("n1"));
         membership_options mo;
         mo.heartbeat_interval = 200ms;
         mo.heartbeat_grace = 300ms;

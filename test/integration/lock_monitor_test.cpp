@@ -18,6 +18,7 @@
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
+#include "lease_helpers.hpp"
 #include "lock_fields.hpp"
 #include "redis_server.hpp"
 
@@ -35,19 +36,11 @@ using redcoord::lock_provider;
 using redcoord::session;
 using redcoord::test::command;
 using redcoord::test::config_for;
+using redcoord::test::must_acquire;
 using redcoord::test::nothrow;
 using redcoord::test::require_ok;
 using redcoord::test::sleep_for;
 using redcoord::test::with_connection;
-
-asio::awaitable<lease> must_acquire(lock_provider& locks, std::string name,
-                                    const acquire_options& opts) {
-    redcoord::diagnostics diag;
-    auto [ec, l] = co_await locks.async_acquire(name, opts, diag, nothrow);
-    require_ok(ec, diag);
-    REQUIRE(l.is_held());
-    co_return std::move(l);
-}
 
 asio::awaitable<std::vector<active_lock>> must_list(lock_monitor& mon) {
     redcoord::diagnostics diag;

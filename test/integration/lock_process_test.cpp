@@ -16,7 +16,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -24,20 +23,16 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <system_error>
 #include <utility>
 #include <vector>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
 #include "lock_fields.hpp"
 #include "redis_server.hpp"
+#include "worker_process.hpp"
 
 #ifndef REDCOORD_LOCK_WORKER
 #error "REDCOORD_LOCK_WORKER must name the lock_worker executable"
@@ -65,163 +60,11 @@ using redcoord::test::with_connection;
 using std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
 
-// A lock_worker child process. Its stdout comes through a non-blocking pipe, read line by line
-// when asked. The destructor kills (SIGKILL) and reaps it unless it was reaped already.
-class worker {
+// A lock_worker child process (see worker_process.hpp).
+class worker : public redcoord::test::worker_process {
 public:
-    explicit worker(std::vector<std::string> args) {
-        args.insert(args.begin(), REDCOORD_LOCK_WORKER);
-        for (const auto& a : args) command_line_ += (command_line_.empty() ? "" : " ") + a;
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-
-        int fds[2];
-        if (::pipe2(fds, O_CLOEXEC) != 0)
-            throw std::system_error(errno, std::generic_category(), "pipe2");
-        const pid_t parent = ::getpid();
-        pid_ = ::fork();
-        if (pid_ < 0) {
-            const int e = errno;
-            ::close(fds[0]);
-            ::close(fds[1]);
-            throw std::system_error(e, std::generic_category(), "fork");
-        }
-        if (pid_ == 0) {
-            // Only async-signal-safe calls until exec. Die with the test process.
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != parent) ::_exit(127);
-            sigset_t none;
-            ::sigemptyset(&none);
-            ::sigprocmask(SIG_SETMASK, &none, nullptr);
-            ::dup2(fds[1], STDOUT_FILENO);  // the copy is not close-on-exec
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        ::close(fds[1]);
-        fd_ = fds[0];
-        ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
-    }
-    ~worker() {
-        if (pid_ > 0 && !reaped_) {
-            ::kill(pid_, SIGKILL);  // also ends a stopped process
-            int status = 0;
-            while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-            }
-        }
-        if (fd_ >= 0) ::close(fd_);
-    }
-    worker(const worker&) = delete;
-    worker& operator=(const worker&) = delete;
-
-    pid_t pid() const { return pid_; }
-
-    void signal(int sig) {
-        REQUIRE(!reaped_);
-        REQUIRE(::kill(pid_, sig) == 0);
-    }
-
-    // The command line and every line printed so far, for failure messages.
-    std::string transcript() const {
-        std::string out = "worker " + std::to_string(pid_) + ": " + command_line_;
-        for (const auto& l : lines_) out += "\n  | " + l;
-        if (!partial_.empty()) out += "\n  | " + partial_ + " (no newline)";
-        return out;
-    }
-
-    // The next line not returned before; nullopt at EOF or when `timeout` passes.
-    asio::awaitable<std::optional<std::string>> next_line(milliseconds timeout) {
-        const auto deadline = steady::now() + timeout;
-        for (;;) {
-            drain();
-            if (next_ < lines_.size()) co_return lines_[next_++];
-            if (eof_ || steady::now() >= deadline) co_return std::nullopt;
-            co_await sleep_for(5ms);
-        }
-    }
-
-    // The next line starting with `prefix`, skipping others; nullopt at EOF or on timeout.
-    asio::awaitable<std::optional<std::string>> line_starting_with(std::string prefix,
-                                                                   milliseconds timeout) {
-        const auto deadline = steady::now() + timeout;
-        for (;;) {
-            const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now());
-            auto line = co_await next_line(std::max(left, milliseconds(0)));
-            if (!line) co_return std::nullopt;
-            if (line->starts_with(prefix)) co_return line;
-        }
-    }
-
-    // Waits until the process has stopped (SIGSTOP); false when it exited or on timeout.
-    asio::awaitable<bool> wait_stopped(milliseconds timeout) {
-        const auto deadline = steady::now() + timeout;
-        for (;;) {
-            int status = 0;
-            const pid_t r = ::waitpid(pid_, &status, WNOHANG | WUNTRACED);
-            if (r == pid_) {
-                if (WIFSTOPPED(status)) co_return true;
-                if (WIFEXITED(status) || WIFSIGNALED(status)) {
-                    record_exit(status);
-                    co_return false;
-                }
-            }
-            if (steady::now() >= deadline) co_return false;
-            co_await sleep_for(5ms);
-        }
-    }
-
-    // Waits for the process to end and reaps it: its exit code, 128 + signal when killed, or
-    // nullopt on timeout.
-    asio::awaitable<std::optional<int>> wait_exit(milliseconds timeout) {
-        const auto deadline = steady::now() + timeout;
-        while (!reaped_) {
-            drain();
-            int status = 0;
-            const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-            if (r == pid_ && (WIFEXITED(status) || WIFSIGNALED(status))) {
-                record_exit(status);
-                break;
-            }
-            if (steady::now() >= deadline) co_return std::nullopt;
-            co_await sleep_for(5ms);
-        }
-        drain();
-        co_return exit_code_;
-    }
-
-private:
-    void record_exit(int status) {
-        reaped_ = true;
-        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-
-    void drain() {
-        char buf[4096];
-        for (;;) {
-            const ssize_t n = ::read(fd_, buf, sizeof buf);
-            if (n > 0) {
-                partial_.append(buf, static_cast<std::size_t>(n));
-                continue;
-            }
-            if (n == 0) eof_ = true;
-            if (n < 0 && errno == EINTR) continue;
-            break;  // EOF, or nothing more for now (EAGAIN)
-        }
-        for (auto nl = partial_.find('\n'); nl != std::string::npos; nl = partial_.find('\n')) {
-            lines_.push_back(partial_.substr(0, nl));
-            partial_.erase(0, nl + 1);
-        }
-    }
-
-    std::string command_line_;
-    pid_t pid_ = -1;
-    int fd_ = -1;
-    bool reaped_ = false;
-    int exit_code_ = -1;
-    bool eof_ = false;
-    std::string partial_;
-    std::vector<std::string> lines_;
-    std::size_t next_ = 0;
+    explicit worker(std::vector<std::string> args)
+        : worker_process(REDCOORD_LOCK_WORKER, std::move(args)) {}
 };
 
 asio::awaitable<std::int64_t> int_command(redcoord::connection& conn, std::string_view name,
@@ -262,6 +105,18 @@ asio::awaitable<std::uint64_t> script_calls(redcoord::connection& conn) {
             total += std::stoull(info.substr(at + name.size()));
     }
     co_return total;
+}
+
+// Waits for a worker in hold mode to take its lock and make its fenced write (which must
+// succeed); returns its fencing token.
+asio::awaitable<std::int64_t> holder_fence(worker& w) {
+    auto acquired = co_await w.line_starting_with("acquired ", 15s);
+    REQUIRE(acquired);
+    const std::int64_t fence = std::stoll(acquired->substr(9));
+    auto wrote = co_await w.line_starting_with("fenced-write ", 10s);
+    REQUIRE(wrote);
+    CHECK(*wrote == "fenced-write ok");
+    co_return fence;
 }
 
 // Index of the first element not larger than the one before, or -1 when strictly increasing.
@@ -338,13 +193,7 @@ TEST_CASE("lock process: a holder killed with SIGKILL leaves the lock free after
         std::vector<std::string> args{port_of(srv), "hold", "job", "500", "job-output"};
         worker w(std::move(args));
         INFO(w.transcript());
-
-        auto acquired = co_await w.line_starting_with("acquired ", 15s);
-        REQUIRE(acquired);
-        const std::int64_t old_fence = std::stoll(acquired->substr(9));
-        auto wrote = co_await w.line_starting_with("fenced-write ", 10s);
-        REQUIRE(wrote);
-        CHECK(*wrote == "fenced-write ok");
+        const std::int64_t old_fence = co_await holder_fence(w);
 
         // Held by the worker, and kept past several TTLs by its watchdog.
         auto [ec0, none] = co_await locks.async_try_acquire("job", {}, nothrow);
@@ -357,7 +206,7 @@ TEST_CASE("lock process: a holder killed with SIGKILL leaves the lock free after
         REQUIRE_FALSE(ec1);
         CHECK_FALSE(still_none);
 
-        w.signal(SIGKILL);
+        REQUIRE(w.signal(SIGKILL));
         auto code = co_await w.wait_exit(10s);
         REQUIRE(code);
         CHECK(*code == 128 + SIGKILL);
@@ -398,15 +247,9 @@ TEST_CASE("lock process: a holder paused with SIGSTOP past its TTL is told its l
         std::vector<std::string> args{port_of(srv), "hold", "job", "500", "job-output"};
         worker w(std::move(args));
         INFO(w.transcript());
+        const std::int64_t old_fence = co_await holder_fence(w);
 
-        auto acquired = co_await w.line_starting_with("acquired ", 15s);
-        REQUIRE(acquired);
-        const std::int64_t old_fence = std::stoll(acquired->substr(9));
-        auto wrote = co_await w.line_starting_with("fenced-write ", 10s);
-        REQUIRE(wrote);
-        CHECK(*wrote == "fenced-write ok");
-
-        w.signal(SIGSTOP);
+        REQUIRE(w.signal(SIGSTOP));
         const bool stopped = co_await w.wait_stopped(10s);
         REQUIRE(stopped);
 
@@ -421,7 +264,7 @@ TEST_CASE("lock process: a holder paused with SIGSTOP past its TTL is told its l
                                                          l.fencing_token(), nothrow);
         CHECK_FALSE(wec);
 
-        w.signal(SIGCONT);
+        REQUIRE(w.signal(SIGCONT));
         auto lost = co_await w.line_starting_with("lost ", 10s);
         REQUIRE(lost);
         CHECK(*lost == "lost " + error_code(redcoord::error::lease_lost).message());

@@ -28,6 +28,7 @@
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
+#include "lease_helpers.hpp"
 #include "lock_fields.hpp"
 #include "redis_server.hpp"
 
@@ -42,21 +43,15 @@ using redcoord::lock_options;
 using redcoord::lock_provider;
 using redcoord::session;
 using redcoord::test::command;
+using redcoord::test::eventually;
+using redcoord::test::eventually_async;
+using redcoord::test::must_acquire;
+using redcoord::test::must_release;
 using redcoord::test::nothrow;
 using redcoord::test::require_ok;
 using redcoord::test::sleep_for;
 using redcoord::test::wait_until;
 using redcoord::test::with_connection;
-
-// Acquires, which must succeed.
-asio::awaitable<lease> must_acquire(lock_provider& locks, std::string name,
-                                    const acquire_options& opts) {
-    redcoord::diagnostics diag;
-    auto [ec, l] = co_await locks.async_acquire(name, opts, diag, nothrow);
-    require_ok(ec, diag);
-    REQUIRE(l.is_held());
-    co_return std::move(l);
-}
 
 // One field of a lock's stored value (owner, node, holds, watchdog); empty when not held.
 asio::awaitable<std::string> lock_field(redcoord::connection& conn, const std::string& key,
@@ -68,12 +63,6 @@ asio::awaitable<std::string> lock_field(redcoord::connection& conn, const std::s
     if (field == "holds") co_return f.holds;
     if (field == "watchdog") co_return f.watchdog;
     co_return std::string();
-}
-
-asio::awaitable<void> must_release(lease& l) {
-    redcoord::diagnostics diag;
-    auto [ec] = co_await l.async_release(diag, nothrow);
-    require_ok(ec, diag);
 }
 
 TEST_CASE("lock: acquire stores the documented value, and release deletes it", "[lock]") {
@@ -181,32 +170,6 @@ std::string lock_key(const std::string& name) { return "redcoord:lock:" + name; 
 std::string queue_key(const std::string& name) { return "{redcoord:lock:" + name + "}:queue"; }
 std::string channel_of(const std::string& name) {
     return "{redcoord:lock:" + name + "}:released";
-}
-
-// Polls pred every few milliseconds until it holds or `limit` passes: true when it held.
-asio::awaitable<bool> eventually(std::function<bool()> pred, std::chrono::milliseconds limit) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    const auto until = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-        if (pred()) co_return true;
-        if (std::chrono::steady_clock::now() >= until) co_return false;
-        t.expires_after(5ms);
-        co_await t.async_wait(asio::use_awaitable);
-    }
-}
-
-// The same with a predicate that asks Redis.
-asio::awaitable<bool> eventually_redis(std::function<asio::awaitable<bool>()> pred,
-                                       std::chrono::milliseconds limit) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    const auto until = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-        const bool ok = co_await pred();
-        if (ok) co_return true;
-        if (std::chrono::steady_clock::now() >= until) co_return false;
-        t.expires_after(5ms);
-        co_await t.async_wait(asio::use_awaitable);
-    }
 }
 
 // A command whose reply is an integer.
@@ -438,7 +401,7 @@ TEST_CASE("lock: without extension the lease is lost at its TTL and the key is g
         CHECK(l.lost_reason() == rerror::error::lease_lost);
         CHECK(l.renewals() == 0);
         // Lost no later than Redis drops the key (the deadline is conservative).
-        const bool gone = co_await eventually_redis(
+        const bool gone = co_await eventually_async(
             [&]() -> asio::awaitable<bool> { co_return !co_await key_exists(conn, lock_key("no-dog")); },
             1s);
         CHECK(gone);
@@ -518,7 +481,7 @@ TEST_CASE("lock: a lease destroyed while held releases, and a move transfers it"
             auto l = co_await must_acquire(locks, "guard", {.ttl = 10s});
             CHECK(s.held_leases() == 1);
         }
-        const bool gone = co_await eventually_redis(
+        const bool gone = co_await eventually_async(
             [&]() -> asio::awaitable<bool> { co_return !co_await key_exists(conn, key); }, 2s);
         REQUIRE(gone);
         CHECK(s.held_leases() == 0);
@@ -546,7 +509,7 @@ TEST_CASE("lock: a lease destroyed while held releases, and a move transfers it"
         CHECK_FALSE(moved);
         CHECK(target.is_held());
         CHECK(target.owner() == owner);
-        const bool other_gone = co_await eventually_redis(
+        const bool other_gone = co_await eventually_async(
             [&]() -> asio::awaitable<bool> {
                 co_return !co_await key_exists(conn, lock_key("guard-other"));
             },
@@ -620,7 +583,7 @@ TEST_CASE("lock: a local waiter woken while its attempt is out is not left aslee
                 locks, name, {.ttl = 10s, .owner = first.owner(), .reentrant = true});
             auto w = spawn_acquire(locks, name, {.wait = 20s});
             // Subscribed, and (its attempt after subscribing was answered first) waiting.
-            const bool waiting = co_await eventually_redis(
+            const bool waiting = co_await eventually_async(
                 [&]() -> asio::awaitable<bool> {
                     co_return co_await subscribers(conn, channel_of(name)) == 1;
                 },
@@ -696,7 +659,7 @@ TEST_CASE("lock: fair waiters acquire in arrival order", "[lock]") {
                     },
                     asio::detached);
                 const std::int64_t want = i + 1;
-                const bool queued = co_await eventually_redis(
+                const bool queued = co_await eventually_async(
                     [&]() -> asio::awaitable<bool> {
                         co_return co_await int_command(conn, "LLEN", queue) == want;
                     },
@@ -731,7 +694,7 @@ TEST_CASE("lock: a fair waiter that times out leaves the queue", "[lock]") {
 
         auto holder = co_await must_acquire(fa, "fair-timeout", {.ttl = 10s});
         auto w = spawn_acquire(fb, "fair-timeout", {.wait = 600ms});
-        const bool queued = co_await eventually_redis(
+        const bool queued = co_await eventually_async(
             [&]() -> asio::awaitable<bool> {
                 co_return co_await int_command(conn, "LLEN", queue) == 1;
             },
@@ -742,7 +705,7 @@ TEST_CASE("lock: a fair waiter that times out leaves the queue", "[lock]") {
         CHECK(w->ec == rerror::error::acquire_timeout);
         CHECK_FALSE(w->l);
         // Its place is given up at once, not when it lapses (5 s) or the queue expires (10 s).
-        const bool left = co_await eventually_redis(
+        const bool left = co_await eventually_async(
             [&]() -> asio::awaitable<bool> {
                 co_return co_await int_command(conn, "LLEN", queue) == 0;
             },
@@ -776,7 +739,7 @@ TEST_CASE("lock: a waiter is woken by the release's push, not by polling", "[loc
         const auto before = co_await evalsha_calls(conn);
         auto w = spawn_acquire(waiting, "push", {.wait = 20s});
         // Waiting: subscribed, and its attempts (before and after subscribing) were refused.
-        const bool parked = co_await eventually_redis(
+        const bool parked = co_await eventually_async(
             [&]() -> asio::awaitable<bool> {
                 const auto subs = co_await subscribers(conn, channel_of("push"));
                 const auto calls = co_await evalsha_calls(conn);
@@ -847,7 +810,7 @@ TEST_CASE("lock: a cancelled wait completes with operation_aborted and takes not
         auto holder = co_await must_acquire(holding, "cancel", {.ttl = 10s});
         asio::cancellation_signal stop;
         auto w = spawn_acquire(locks, "cancel", {.wait = 20s}, stop.slot());
-        const bool waiting = co_await eventually_redis(
+        const bool waiting = co_await eventually_async(
             [&]() -> asio::awaitable<bool> {
                 co_return co_await subscribers(conn, channel_of("cancel")) == 1;
             },
@@ -1065,7 +1028,7 @@ TEST_CASE("lock: statistics count acquisitions, contended ones and timeouts", "[
 
         auto first = co_await must_acquire(locks, "stats", {.ttl = 10s});
         auto w = spawn_acquire(locks, "stats", {.ttl = 10s, .wait = 10s});
-        const bool waiting = co_await eventually_redis(
+        const bool waiting = co_await eventually_async(
             [&]() -> asio::awaitable<bool> {
                 co_return co_await subscribers(conn, channel_of("stats")) == 1;
             },

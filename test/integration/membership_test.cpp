@@ -44,10 +44,12 @@ using redcoord::membership_options;
 using redcoord::node_info;
 using redcoord::session;
 using redcoord::session_options;
+using redcoord::test::as_node;
 using redcoord::test::cluster_process;
 using redcoord::test::command;
 using redcoord::test::config_for;
 using redcoord::test::eventually;
+using redcoord::test::eventually_async;
 using redcoord::test::nothrow;
 using redcoord::test::port_of;
 using redcoord::test::redis_server;
@@ -57,17 +59,6 @@ using redcoord::test::sleep_for;
 using redcoord::test::with_connection;
 using std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
-
-// As eventually, for a condition that needs Redis to answer (asked every 20 ms).
-asio::awaitable<bool> eventually_async(std::function<asio::awaitable<bool>()> pred,
-                                       milliseconds timeout) {
-    const auto deadline = steady::now() + timeout;
-    for (;;) {
-        if (co_await pred()) co_return true;
-        if (steady::now() >= deadline) co_return false;
-        co_await sleep_for(20ms);
-    }
-}
 
 asio::awaitable<std::vector<node_info>> all_nodes(membership& m) {
     auto [ec, nodes] = co_await m.async_nodes(nothrow);
@@ -125,9 +116,7 @@ TEST_CASE("membership: the heartbeat key has the documented name, JSON fields an
           "registry is a set with a sliding TTL",
           "[membership]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
-        session_options so;
-        so.node_id = "node-a";
-        session s(conn, so);
+        session s(conn, as_node("node-a"));
         membership_options mo;
         mo.heartbeat_interval = 300ms;
         mo.heartbeat_grace = 500ms;
@@ -173,7 +162,7 @@ TEST_CASE("membership: the heartbeat key has the documented name, JSON fields an
                 later = b.at("timestamp").as_int64();
                 co_return later > ts;
             },
-            10s);
+            10s, 20ms);
         CHECK(renewed);
         pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:hb:node-a"));
         CHECK(pttl > 0);
@@ -258,9 +247,7 @@ TEST_CASE("membership: a node killed with SIGKILL is reported dead (once) but a 
           "[membership]") {
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
-            session_options so;
-            so.node_id = "observer";
-            session s(conn, so);
+            session s(conn, as_node("observer"));
             membership_options mo;
             mo.heartbeat_interval = 200ms;
             mo.heartbeat_grace = 300ms;
@@ -298,7 +285,7 @@ TEST_CASE("membership: a node killed with SIGKILL is reported dead (once) but a 
                     dead = co_await dead_nodes(m);
                     co_return has_node(dead, "victim");
                 },
-                15s);
+                15s, 20ms);
             CHECK(found);
             CHECK_FALSE(has_node(dead, "leaver"));
             CHECK_FALSE(has_node(dead, "observer"));
@@ -359,7 +346,7 @@ TEST_CASE("membership: a node stopped without leaving (its connection gone) is r
                 newly.insert(newly.end(), n.begin(), n.end());
                 co_return !newly.empty();
             },
-            10s);
+            10s, 20ms);
         CHECK(found);
         CHECK(newly == std::vector<std::string>{"quiet"});
         m2.reset();
@@ -397,9 +384,7 @@ TEST_CASE("membership: the reaper removes a dead node from the registry and rele
             INFO(chief.transcript());
             REQUIRE(elected);
 
-            session_options so;
-            so.node_id = "reaper";
-            session s(conn, so);
+            session s(conn, as_node("reaper"));
             redcoord::lock_provider locks(s);
             // A waiter for the lock: woken by the reaper's release.
             bool acquired = false;
@@ -434,7 +419,7 @@ TEST_CASE("membership: the reaper removes a dead node from the registry and rele
                     co_return !co_await is_member(conn, "holder") &&
                         !co_await is_member(conn, "chief");
                 },
-                20s);
+                20s, 20ms);
             CHECK(reaped);
             const auto r6 = co_await command(conn, "EXISTS", "redcoord:leader:reports");
             CHECK(r6 == "0");
@@ -531,9 +516,7 @@ TEST_CASE("membership: after a Redis restart the heartbeats and the registry com
           "[membership]") {
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
-            session_options so;
-            so.node_id = "survivor";
-            session s(conn, so);
+            session s(conn, as_node("survivor"));
             membership_options mo;
             mo.heartbeat_interval = 200ms;
             mo.heartbeat_grace = 300ms;
@@ -553,7 +536,7 @@ TEST_CASE("membership: after a Redis restart the heartbeats and the registry com
                     auto [ec, n] = co_await conn.async_exec(req, resp, nothrow);
                     co_return !ec && std::get<0>(resp) == 1 && std::get<1>(resp) == 1;
                 },
-                20s);
+                20s, 20ms);
             CHECK(back);
 
             // The subscription was restored: a join after the restart is heard.

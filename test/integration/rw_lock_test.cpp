@@ -23,6 +23,7 @@
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
+#include "lease_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -35,22 +36,15 @@ using redcoord::lease;
 using redcoord::lock_options;
 using redcoord::rw_lock_provider;
 using redcoord::session;
+using redcoord::test::check_reply;
 using redcoord::test::command;
 using redcoord::test::config_for;
+using redcoord::test::eventually;
+using redcoord::test::must_release;
 using redcoord::test::nothrow;
 using redcoord::test::require_ok;
 using redcoord::test::sleep_for;
 using redcoord::test::with_connection;
-
-// Waits until pred() holds, looking every few milliseconds; fails the test past `bound`.
-asio::awaitable<void> eventually(std::function<bool()> pred, std::chrono::milliseconds bound,
-                                 std::string_view what) {
-    const auto until = std::chrono::steady_clock::now() + bound;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() >= until) FAIL("not reached in time: " << what);
-        co_await sleep_for(5ms);
-    }
-}
 
 // Waits until a command's reply equals `expected`; fails the test past `bound`.
 asio::awaitable<void> until_reply(redcoord::connection& conn, std::string_view expected,
@@ -64,15 +58,6 @@ asio::awaitable<void> until_reply(redcoord::connection& conn, std::string_view e
             FAIL(cmd << " " << key << " gave " << got << ", not " << expected);
         co_await sleep_for(5ms);
     }
-}
-
-// Checks one command's reply.
-template <class... Args>
-asio::awaitable<void> check_reply(redcoord::connection& conn, std::string_view expected,
-                                  std::string_view cmd, const Args&... args) {
-    auto got = co_await command(conn, cmd, args...);
-    INFO(cmd << " replied " << got);
-    CHECK(got == expected);
 }
 
 asio::awaitable<lease> must_read(rw_lock_provider& rw, std::string name,
@@ -91,12 +76,6 @@ asio::awaitable<lease> must_write(rw_lock_provider& rw, std::string name,
     require_ok(ec, diag);
     REQUIRE(l.is_held());
     co_return std::move(l);
-}
-
-asio::awaitable<void> must_release(lease& l) {
-    redcoord::diagnostics diag;
-    auto [ec] = co_await l.async_release(diag, nothrow);
-    require_ok(ec, diag);
 }
 
 const std::string writer_key = "{redcoord:lock:doc}:rw:writer";

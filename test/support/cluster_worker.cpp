@@ -47,7 +47,6 @@
 #include <redcoord/membership.hpp>
 #include <redcoord/redcoord.hpp>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -66,63 +65,22 @@
 #include <utility>
 #include <vector>
 
-#include <signal.h>
-#include <sys/prctl.h>
 #include <unistd.h>
+
+#include "worker_support.hpp"
 
 namespace {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
-using boost::system::error_code;
 using std::chrono::milliseconds;
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-
-// One line on stdout, written at once (a pipe is not line-buffered by stdio).
-void say(const std::string& line) {
-    const std::string out = line + "\n";
-    std::size_t done = 0;
-    while (done < out.size()) {
-        const ssize_t n = ::write(STDOUT_FILENO, out.data() + done, out.size() - done);
-        if (n <= 0) return;
-        done += static_cast<std::size_t>(n);
-    }
-}
-
-std::string describe(error_code ec, const redcoord::diagnostics& diag) {
-    std::string s = ec.message();
-    if (!diag.message().empty()) s += " (" + std::string(diag.message()) + ")";
-    return s;
-}
-
-redcoord::config config_for(std::uint16_t port) {
-    redcoord::config cfg;
-    cfg.endpoints = {redcoord::endpoint{"127.0.0.1", port}};
-    cfg.connect_timeout = 1s;
-    cfg.request_timeout = 2s;
-    cfg.health_check_interval = 200ms;
-    cfg.reconnect_wait_min = 20ms;
-    cfg.reconnect_wait_max = 200ms;
-    return cfg;
-}
-
-asio::awaitable<void> sleep_for(milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(d);
-    co_await t.async_wait(asio::use_awaitable);
-}
-
-// Waits until the connection is up (a PING answered), so "ready" means ready.
-asio::awaitable<bool> ping(redcoord::connection& conn) {
-    redcoord::request req;
-    req.push("PING");
-    std::string reply;
-    redcoord::diagnostics diag;
-    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
-    if (ec) say("error ping: " + describe(ec, diag));
-    co_return !ec;
-}
+using redcoord::test::worker::config_for;
+using redcoord::test::worker::describe;
+using redcoord::test::worker::nothrow;
+using redcoord::test::worker::ping;
+using redcoord::test::worker::say;
+using redcoord::test::worker::sleep_for;
 
 // Session options naming this process's node.
 redcoord::session_options as_node(const std::string& node) {
@@ -436,10 +394,7 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    // End with the test process, even when it dies without ending us (the test also sets it
-    // before exec; this covers a worker started by hand).
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    ::alarm(120);
+    redcoord::test::worker::limit_lifetime();
     if (argc < 3) return usage();
     const auto port = static_cast<std::uint16_t>(std::atoi(argv[1]));
     const std::string mode = argv[2];
@@ -487,20 +442,5 @@ int main(int argc, char** argv) {
     }();
     if (!body.valid()) return usage();
 
-    int code = 1;
-    asio::co_spawn(ioc, std::move(body), [&](std::exception_ptr ep, int rc) {
-        if (ep) {
-            try {
-                std::rethrow_exception(ep);
-            } catch (const std::exception& e) {
-                say(std::string("error exception: ") + e.what());
-            }
-            rc = 1;
-        }
-        code = rc;
-        conn.cancel();
-        ioc.stop();
-    });
-    ioc.run();
-    return code;
+    return redcoord::test::worker::run_to_exit(ioc, conn, std::move(body));
 }

@@ -1,15 +1,17 @@
 // Helpers shared by the integration tests: configs with short timeouts, one-shot commands,
-// sleeps and polling waits, and connections kept up in the background.
+// sleeps, polling waits, concurrent callers, and connections kept up in the background.
 #pragma once
 
 #include "async_test.hpp"
 #include "redis_server.hpp"
+#include "short_timeouts.hpp"
 
 #include <redcoord/redcoord.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -32,17 +34,6 @@ namespace redcoord::test {
 // Completion token that reports errors as a tuple instead of throwing.
 inline constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
 
-// Short timeouts on top of whatever cfg says about the server, so failures show quickly.
-inline redcoord::config with_short_timeouts(redcoord::config cfg) {
-    using namespace std::chrono_literals;
-    cfg.connect_timeout = 1s;
-    cfg.request_timeout = 2s;
-    cfg.health_check_interval = 200ms;
-    cfg.reconnect_wait_min = 20ms;
-    cfg.reconnect_wait_max = 200ms;
-    return cfg;
-}
-
 // A config for the fixture's plain port, with short timeouts so failures show quickly.
 inline redcoord::config config_for(const redis_server& srv) {
     redcoord::config cfg;
@@ -59,6 +50,13 @@ inline redcoord::config quiet_config(const redis_server& srv) {
     auto cfg = config_for(srv);
     cfg.health_check_interval = 30s;
     return cfg;
+}
+
+// Session options naming the node.
+inline redcoord::session_options as_node(std::string node) {
+    redcoord::session_options so;
+    so.node_id = std::move(node);
+    return so;
 }
 
 // Fails the test, showing the error and the diagnostics, unless ec is success.
@@ -112,6 +110,25 @@ inline boost::asio::awaitable<bool> wait_for(std::function<bool()> pred,
     co_return true;
 }
 
+// Runs call(i) for every i in [0, count) as coroutines of their own, all at once, and waits
+// until all have ended; false when they did not within wait_for's default limit.
+template <class Call>
+boost::asio::awaitable<bool> run_concurrently(int count, Call call) {
+    int done = 0;
+    auto ex = co_await boost::asio::this_coro::executor;
+    for (int i = 0; i < count; ++i) {
+        boost::asio::co_spawn(
+            ex,
+            [&call, &done, i]() -> boost::asio::awaitable<void> {
+                co_await call(i);
+                ++done;
+            },
+            boost::asio::detached);
+    }
+    const bool finished = co_await wait_for([&] { return done == count; });
+    co_return finished;
+}
+
 // Waits until pred() holds, a few milliseconds at a time; false when `timeout` passes first.
 inline boost::asio::awaitable<bool> eventually(std::function<bool()> pred,
                                                std::chrono::milliseconds timeout) {
@@ -122,6 +139,40 @@ inline boost::asio::awaitable<bool> eventually(std::function<bool()> pred,
         co_await sleep_for(5ms);
     }
     co_return true;
+}
+
+// Waits until pred() holds, looking every few milliseconds; fails the test, naming `what`,
+// when `bound` passes first.
+inline boost::asio::awaitable<void> eventually(std::function<bool()> pred,
+                                               std::chrono::milliseconds bound,
+                                               std::string_view what) {
+    using namespace std::chrono_literals;
+    const auto until = std::chrono::steady_clock::now() + bound;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() >= until) FAIL("not reached in time: " << what);
+        co_await sleep_for(5ms);
+    }
+}
+
+// As eventually, for a condition that needs Redis to answer (asked every `poll`).
+inline boost::asio::awaitable<bool> eventually_async(
+    std::function<boost::asio::awaitable<bool>()> pred, std::chrono::milliseconds timeout,
+    std::chrono::milliseconds poll = std::chrono::milliseconds(5)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        if (co_await pred()) co_return true;
+        if (std::chrono::steady_clock::now() >= deadline) co_return false;
+        co_await sleep_for(poll);
+    }
+}
+
+// Checks one command's reply.
+template <class... Args>
+boost::asio::awaitable<void> check_reply(redcoord::connection& conn, std::string_view expected,
+                                         std::string_view cmd, const Args&... args) {
+    auto got = co_await command(conn, cmd, args...);
+    INFO(cmd << " replied " << got);
+    CHECK(got == expected);
 }
 
 // The server's port as a command-line argument (for worker processes).
