@@ -13,6 +13,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <cstddef>
@@ -25,6 +26,18 @@
 namespace redcoord::detail {
 
 inline constexpr auto data_nothrow = asio::as_tuple(asio::use_awaitable);
+
+// For the coroutines that report errors by throwing: throws error_with_diagnostics.
+[[noreturn]] inline void fail(error_code ec, const diagnostics& d) {
+    throw error_with_diagnostics(ec, d);
+}
+
+// Throws operation_aborted when the running coroutine's cancellation state is set.
+inline asio::awaitable<void> stop_if_cancelled() {
+    auto cs = co_await asio::this_coro::cancellation_state;
+    if (cs.cancelled() != asio::cancellation_type::none)
+        throw boost::system::system_error(asio::error::operation_aborted);
+}
 
 // Runs coro (returning std::tuple<error_code, R...>) on the session's executor with the
 // handler's cancellation slot; an exception (cancellation) completes with operation_aborted.

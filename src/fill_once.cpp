@@ -1,4 +1,5 @@
 #include "fill_once.hpp"
+#include "data_ops.hpp"
 
 #include <redcoord/error.hpp>
 #include <redcoord/script.hpp>
@@ -26,16 +27,6 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 // Values up to this size travel in the announcement itself; larger ones are read by each
 // waiter, so a large value does not fill the output buffers of every subscriber.
 constexpr std::size_t inline_limit = 64 * 1024;
-
-[[noreturn]] void fail(error_code ec, const diagnostics& d) {
-    throw error_with_diagnostics(ec, d);
-}
-
-asio::awaitable<void> stop_if_cancelled() {
-    auto cs = co_await asio::this_coro::cancellation_state;
-    if (cs.cancelled() != asio::cancellation_type::none)
-        throw boost::system::system_error(asio::error::operation_aborted);
-}
 
 // One waiter's subscription to the filler's channel. The SUBSCRIBE is queued when it is made,
 // ahead of anything the waiter sends afterwards.

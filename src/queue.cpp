@@ -20,9 +20,7 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
-[[noreturn]] void fail(error_code ec, const diagnostics& d) {
-    throw error_with_diagnostics(ec, d);
-}
+using detail::fail;
 
 struct names {
     std::string queue, consumers, workers, channel, processing_prefix, worker_prefix;

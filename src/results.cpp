@@ -29,15 +29,8 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
-[[noreturn]] void fail(error_code ec, const diagnostics& d) {
-    throw error_with_diagnostics(ec, d);
-}
-
-asio::awaitable<void> stop_if_cancelled() {
-    auto cs = co_await asio::this_coro::cancellation_state;
-    if (cs.cancelled() != asio::cancellation_type::none)
-        throw boost::system::system_error(asio::error::operation_aborted);
-}
+using detail::fail;
+using detail::stop_if_cancelled;
 
 std::string channel_of(const keyspace& keys, std::string_view id) {
     return keyspace::companion(keys.result(id), "stored");
