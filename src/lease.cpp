@@ -63,7 +63,7 @@ void start_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
     call.req.push("EVALSHA", call.sc->sha1(), l->keys.size(), l->keys, l->owner, l->extra_args);
     call.adapter = detail::make_adapter(op->reply);
     call.diag = diag ? diag : &op->local;
-    detail::run_script_call(s.conn, call, [op = std::move(op)](error_code ec) mutable {
+    detail::run_script_call(s.conn, call, [op = std::move(op)](error_code ec, std::size_t) mutable {
         op->done(ec);
     });
     s.mark_released(*l);

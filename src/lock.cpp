@@ -138,7 +138,7 @@ struct acquire_call {
         acquire_reply reply;
         prepare(call, reply);
         const auto sent = clock::now();
-        auto [ec] = co_await detail::async_script_call(s->conn, call, nothrow);
+        auto [ec, n] = co_await detail::async_script_call(s->conn, call, nothrow);
         co_return result(ec, reply, sent);
     }
 
@@ -497,7 +497,7 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
     op->call.prepare(op->script, op->reply);
     op->sent = clock::now();
     auto& script = op->script;
-    detail::run_script_call(s->conn, script, [op = std::move(op)](error_code ec) mutable {
+    detail::run_script_call(s->conn, script, [op = std::move(op)](error_code ec, std::size_t) mutable {
         fast_acquire::finish(std::move(op), ec);
     });
 }

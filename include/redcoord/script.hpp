@@ -1,4 +1,4 @@
-// Lua scripts run with EVALSHA, falling back to EVAL when the server has lost them.
+// Lua scripts run with EVALSHA, loaded again (SCRIPT LOAD) when the server has lost them.
 #pragma once
 
 #include <redcoord/connection.hpp>
@@ -33,7 +33,7 @@ private:
 };
 
 /// Runs a script: EVALSHA first; on NOSCRIPT (after SCRIPT FLUSH, a restart or a failover)
-/// EVAL with the source, which also caches it again on the server.
+/// SCRIPT LOAD, which caches it again on the server, then the same EVALSHA again.
 ///
 /// Completion signature: void(error_code, std::size_t), as connection::async_exec; resp holds
 /// the script's reply. Cancellation: terminal, as the underlying async_exec.

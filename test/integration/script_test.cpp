@@ -91,7 +91,7 @@ TEST_CASE("script: the embedded compare_and_delete", "[integration][script]") {
     });
 }
 
-TEST_CASE("script: EVAL again after SCRIPT FLUSH", "[integration][script]") {
+TEST_CASE("script: loaded again after SCRIPT FLUSH", "[integration][script]") {
     with_connection([](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
         const auto& s = redcoord::script::embedded("compare_and_delete");
         co_await command(conn, "SET", "script:lock", "me");
@@ -105,13 +105,13 @@ TEST_CASE("script: EVAL again after SCRIPT FLUSH", "[integration][script]") {
         CHECK_FALSE(flushed);
         const auto owner = co_await compare_and_delete(conn, "script:lock", "me");
         CHECK(owner == 1);
-        // EVAL cached the script again.
+        // The script is cached again.
         const auto cached_again = co_await is_cached(conn, s);
         CHECK(cached_again);
     });
 }
 
-TEST_CASE("script: EVAL again after a server restart", "[integration][script]") {
+TEST_CASE("script: loaded again after a server restart", "[integration][script]") {
     with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
         const auto before = co_await compare_and_delete(conn, "script:lock", "me");
         CHECK(before == 0);
@@ -157,7 +157,7 @@ TEST_CASE("script: keys, args and a typed reply", "[integration][script]") {
     });
 }
 
-TEST_CASE("script: a generic response holds only the reply after the EVAL fallback",
+TEST_CASE("script: a generic response holds only the reply after the script is loaded again",
           "[integration][script]") {
     const redcoord::script s("return {ARGV[1], 7}");
     with_connection([&](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
