@@ -1,3 +1,4 @@
+#include "grant_wait.hpp"
 #include "session_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -191,7 +192,7 @@ struct acquire_call {
 #endif
 // Acquires, waiting as long as the options allow. first: the attempt the fast path made
 // already (the coroutine then goes straight to waiting).
-asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool once,
+asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
                                                             std::optional<attempt_result> first) {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
     // Cancellation is checked by hand (cancelled()): a co_await that threw instead would skip
@@ -213,9 +214,8 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool
     error_code last_error;
     if (first) last_error = first->ec;
 
-    // No local waiter ahead (a reentrant acquisition never queues behind others: it would wait
-    // for itself): one attempt first.
-    if (!first && (q->waiters.empty() || c.ao.reentrant || once)) {
+    // Queued behind local waiters that have all left meanwhile: one attempt first.
+    if (!first && q->waiters.empty()) {
         auto r = co_await c.attempt();
         if (r.granted) {
             lease l = granted(r, false);
@@ -223,13 +223,9 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c, bool
             s.drop_queue_if_idle(q);
             co_return std::tuple{error_code{}, std::move(l)};
         }
-        if (r.ec && (!transient(r.ec) || once)) {
+        if (r.ec && !transient(r.ec)) {
             s.drop_queue_if_idle(q);
             co_return std::tuple{r.ec, lease()};
-        }
-        if (once) {
-            s.drop_queue_if_idle(q);
-            co_return std::tuple{error_code{}, lease()};
         }
         last_error = r.ec;
     }
@@ -370,19 +366,11 @@ void post_to(session_impl& s, Handler&& h, Args&&... args) {
 
 using acquire_handler = asio::any_completion_handler<void(error_code, lease)>;
 
-// Runs acquire_coro and completes handler with its result. The handler's cancellation slot
-// goes to co_spawn, which forwards it to the coroutine.
-void spawn_acquire(acquire_call call, bool once, std::optional<attempt_result> first,
+// Waits for the lock in acquire_coro (through the wait loops' spawn_acquire).
+void wait_for_lock(acquire_call call, std::optional<attempt_result> first,
                    acquire_handler handler) {
-    auto ex = call.s->conn.get_executor();
-    auto slot = asio::get_associated_cancellation_slot(handler);
-    asio::co_spawn(ex, acquire_coro(std::move(call), once, first),
-                   asio::bind_cancellation_slot(
-                       slot, [h = std::move(handler)](std::exception_ptr ep,
-                                                      std::tuple<error_code, lease> r) mutable {
-                           if (ep) std::get<0>(r) = asio::error::operation_aborted;
-                           std::move(h)(std::get<0>(r), std::move(std::get<1>(r)));
-                       }));
+    auto& s = *call.s;
+    detail::spawn_acquire(s, acquire_coro(std::move(call), first), std::move(handler));
 }
 
 // An acquisition's first attempt, made without a coroutine (the uncontended case is the common
@@ -415,7 +403,7 @@ struct fast_acquire {
         }
         if (op->once || (r.ec && !transient(r.ec))) return complete(r.ec, lease());
         if (op->cancelled) return complete(asio::error::operation_aborted, lease());
-        spawn_acquire(std::move(op->call), false, r, std::move(op->handler));
+        wait_for_lock(std::move(op->call), r, std::move(op->handler));
     }
 };
 
@@ -486,7 +474,7 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
                       std::move(names), d,   clock::now(),    std::string(), kind != "lock"};
     if (queued && !opts.reentrant && !once) {
         // Local waiters are ahead: queue behind them.
-        spawn_acquire(std::move(call), once, std::nullopt, std::move(handler));
+        wait_for_lock(std::move(call), std::nullopt, std::move(handler));
         return;
     }
     // The fast path, without a coroutine: one attempt, which usually succeeds.
