@@ -48,11 +48,7 @@ struct lock_names {
     }
 };
 
-// Errors after which waiting on makes sense: the connection may come back before the deadline.
-bool transient(error_code ec) {
-    return ec == error::not_connected || ec == error::connection_lost || ec == error::timeout ||
-           ec == error::run_not_started;
-}
+using detail::transient_error;
 
 struct attempt_result {
     error_code ec;
@@ -223,7 +219,7 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
             s.drop_queue_if_idle(q);
             co_return std::tuple{error_code{}, std::move(l)};
         }
-        if (r.ec && !transient(r.ec)) {
+        if (r.ec && !transient_error(r.ec)) {
             s.drop_queue_if_idle(q);
             co_return std::tuple{r.ec, lease()};
         }
@@ -308,7 +304,7 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
                     co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
                 co_return std::tuple{error_code{}, std::move(l)};
             }
-            if (r.ec && !transient(r.ec)) {
+            if (r.ec && !transient_error(r.ec)) {
                 leave(false, {});
                 co_return std::tuple{r.ec, lease()};
             }
@@ -401,7 +397,7 @@ struct fast_acquire {
             if (op->cancelled) return complete(asio::error::operation_aborted, lease());
             return complete(error_code{}, std::move(l));
         }
-        if (op->once || (r.ec && !transient(r.ec))) return complete(r.ec, lease());
+        if (op->once || (r.ec && !transient_error(r.ec))) return complete(r.ec, lease());
         if (op->cancelled) return complete(asio::error::operation_aborted, lease());
         wait_for_lock(std::move(op->call), r, std::move(op->handler));
     }
