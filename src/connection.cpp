@@ -58,8 +58,10 @@ namespace {
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 // The reader lets the writer send what the replies handled so far have queued once per this
-// many replies.
+// many replies, or sooner once that much is queued (a reply may complete many operations,
+// e.g. a lock batch's).
 constexpr std::size_t flush_every = 32;
+constexpr std::size_t flush_bytes = 2048;
 
 // Boost 1.81's any_completion_handler move assignment recurses forever (it copies from an
 // lvalue, which picks the wrapping constructor); swapping with a moved-into temporary does not.
@@ -399,7 +401,8 @@ asio::awaitable<error_code> connection_impl::reader() {
             // The handlers resumed by these replies have queued new requests: let the writer
             // send them now, so the server works on them while the rest of the buffer is
             // handled here (the two overlap instead of taking turns).
-            if (++handled % flush_every == 0 && !waiting_.empty()) {
+            if ((++handled % flush_every == 0 || queued_bytes_ >= flush_bytes) &&
+                !waiting_.empty()) {
                 co_await asio::post(ex_, asio::use_awaitable);
                 if (stopping_) co_return asio::error::operation_aborted;
             }
@@ -548,6 +551,7 @@ asio::awaitable<error_code> connection_impl::writer() {
     for (;;) {
         if (stopping_) co_return asio::error::operation_aborted;
         write_buf_.clear();
+        queued_bytes_ = 0;
         std::size_t commands = 0;
         while (!waiting_.empty()) {
             pending_request* p = waiting_.front();
@@ -724,6 +728,7 @@ void connection_impl::exec(const request& req, any_adapter adapter, diagnostics*
 }
 
 void connection_impl::enqueue(std::unique_ptr<pending_request> p) {
+    queued_bytes_ += p->req->payload().size();
     waiting_.push_back(p.release());
     if (connected_) notify_writer();
 }

@@ -125,6 +125,7 @@ private:
     std::string write_buf_;
 
     std::deque<pending_request*> waiting_;
+    std::size_t queued_bytes_ = 0;  // enqueued since the writer last took the queue
     std::deque<pending_request*> written_;
     boost::asio::steady_timer writer_signal_;
     boost::asio::steady_timer sweeper_timer_;

@@ -148,11 +148,7 @@ asio::awaitable<void> quorum_guard(std::weak_ptr<detail::lease_state> weak, memb
         if (static_cast<int>(health.healthy) >= o.minimum_nodes) continue;
         auto& s = *l->session;
         s.mark_lost(*l, error::quorum_lost);
-        std::vector<std::string> args{l->owner};
-        args.insert(args.end(), l->extra_args.begin(), l->extra_args.end());
-        std::int64_t reply = 0;
-        diagnostics diag;
-        co_await detail::eval(s.conn, *l->spec->release, l->keys, args, reply, diag);
+        s.send_release(l, nullptr, {});
         co_return;
     }
 }

@@ -27,8 +27,9 @@ std::string describe(const lease_state& l) {
     return "'" + l.resource + "' (key " + l.keys.front() + ", owner " + l.owner + ")";
 }
 
-// A release under way: the script call and what its completion needs.
-struct release_op {
+// A release under way: its script call (or its place in the lock batch) and what its
+// completion needs.
+struct release_op : detail::lock_batch_entry {
     std::shared_ptr<lease_state> lease;
     detail::script_call script;
     std::int64_t reply = 0;
@@ -37,15 +38,21 @@ struct release_op {
 
     // (Constructed with its handler: any_completion_handler's move assignment recurses
     // without end in Boost 1.81.)
-    release_op(std::shared_ptr<lease_state> l,
+    release_op(std::shared_ptr<lease_state> l, diagnostics* d,
                asio::any_completion_handler<void(error_code)> h)
-        : lease(std::move(l)), handler(std::move(h)) {}
+        : lease(std::move(l)), handler(std::move(h)) {
+        diag = d ? d : &local;
+    }
+
+    void complete(error_code ec, const std::array<std::int64_t, 3>& r) override {
+        reply = r[0];
+        done(ec);
+    }
 
     void done(error_code ec) {
         if (!ec && reply == 0) {
-            script.diag->set_client_message(
-                "release of " + describe(*lease) +
-                ": Redis no longer holds it for this owner (expired or taken)");
+            diag->set_client_message("release of " + describe(*lease) +
+                                     ": Redis no longer holds it for this owner (expired or taken)");
             ec = error::not_held;
         }
         if (handler) asio::dispatch(asio::append(std::move(handler), ec));
@@ -53,20 +60,10 @@ struct release_op {
 };
 
 // Starts the release of a held lease; the status changes at once, so no renewal follows.
-// Without a coroutine: releases are as frequent as acquisitions.
 void start_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
                    asio::any_completion_handler<void(error_code)> handler) {
-    auto& s = *l->session;
-    auto op = std::make_unique<release_op>(l, std::move(handler));
-    auto& call = op->script;
-    call.sc = l->spec->release;
-    call.req.push("EVALSHA", call.sc->sha1(), l->keys.size(), l->keys, l->owner, l->extra_args);
-    call.adapter = detail::make_adapter(op->reply);
-    call.diag = diag ? diag : &op->local;
-    detail::run_script_call(s.conn, call, [op = std::move(op)](error_code ec, std::size_t) mutable {
-        op->done(ec);
-    });
-    s.mark_released(*l);
+    l->session->send_release(l, diag, std::move(handler));
+    l->session->mark_released(*l);
 }
 
 }  // namespace
@@ -219,6 +216,26 @@ void lease::wait_lost_impl(handler_type handler) {
 }
 
 namespace detail {
+
+// Without a coroutine: releases are as frequent as acquisitions.
+void session_impl::send_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
+                                asio::any_completion_handler<void(error_code)> handler) {
+    auto op = std::make_unique<release_op>(l, diag, std::move(handler));
+    if (!l->spec->release) {
+        const auto& extra = l->extra_args;  // the channel, and "1" to publish always
+        lock_ops.add(std::move(op), {l->keys.front()},
+                     {"r", l->owner, extra.at(0), extra.size() > 1 ? std::string_view(extra[1]) : std::string_view("0")});
+        return;
+    }
+    auto& call = op->script;
+    call.sc = l->spec->release;
+    call.req.push("EVALSHA", call.sc->sha1(), l->keys.size(), l->keys, l->owner, l->extra_args);
+    call.adapter = detail::make_adapter(op->reply);
+    call.diag = op->diag;
+    detail::run_script_call(conn, call, [op = std::move(op)](error_code ec, std::size_t) mutable {
+        op->done(ec);
+    });
+}
 
 void fenced_set_impl(session& s, std::string key, std::string value, std::int64_t token,
                      asio::any_completion_handler<void(error_code)> handler) {

@@ -30,8 +30,7 @@ namespace {
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 const detail::lease_spec& lock_spec() {
-    static const detail::lease_spec spec{&script::embedded("lock_renew"),
-                                         &script::embedded("lock_release")};
+    static const detail::lease_spec spec{&script::embedded("lock_renew"), nullptr};
     return spec;
 }
 
@@ -57,8 +56,8 @@ struct attempt_result {
     clock::time_point sent;
 };
 
-// lock_acquire.lua's reply: {granted, fence or the holder's PTTL, holds}.
-using acquire_reply = response<std::tuple<std::int64_t, std::int64_t, std::int64_t>>;
+// An attempt's element of lock_ops.lua's reply: {granted, fence or the holder's PTTL, holds}.
+using acquire_reply = std::array<std::int64_t, 3>;
 
 // A local release hands the lock to the next local waiter: its attempt rides the same
 // pipeline, behind the release; the release's own push is then skipped.
@@ -81,12 +80,12 @@ struct acquire_call {
     lock_names names;
     diagnostics& diag;
     clock::time_point start = clock::now();
-    std::string value;  // scratch for prepare()
+    std::string value{}, ttl_arg{}, waiter_ttl_arg{};  // what an attempt sends
     bool always_publish = false;  // the release publishes even when nobody waits
 
-    // Fills call with one attempt: lock_acquire.lua, its reply going to reply.
-    void prepare(detail::script_call& call, acquire_reply& reply) {
-        static const script& acquire = script::embedded("lock_acquire");
+    // Queues one attempt on the session's lock batch (lock_ops.lua's "a"); e's completion
+    // gets its reply. This call must live until then.
+    void submit(std::unique_ptr<detail::lock_batch_entry> e) {
         const auto now_ms = std::chrono::duration_cast<milliseconds>(
                                 std::chrono::system_clock::now().time_since_epoch())
                                 .count();
@@ -94,6 +93,7 @@ struct acquire_call {
         value.clear();
         value.append(owner).append("\n1 ").append(lo.enable_extension ? "1 " : "0 ");
         value.append(std::to_string(now_ms)).append(" 0 ").append(s->node_id);
+        ttl_arg = std::to_string(ttl.count());
         std::string_view mode = "-";
         if (ao.reentrant && lo.fair)
             mode = "rf";
@@ -101,17 +101,15 @@ struct acquire_call {
             mode = "r";
         else if (lo.fair)
             mode = "f";
-        call.sc = &acquire;
-        call.req.clear();
-        if (lo.fair)
-            call.req.push("EVALSHA", acquire.sha1(), 4, names.key, names.fence, names.queue,
-                          names.queue_deadlines, value, ttl.count(), mode,
-                          lo.fair_waiter_timeout.count());
-        else
-            call.req.push("EVALSHA", acquire.sha1(), 2, names.key, names.fence, value,
-                          ttl.count(), mode);
-        call.adapter = detail::make_adapter(reply);
-        call.diag = &diag;
+        e->diag = &diag;
+        if (lo.fair) {
+            waiter_ttl_arg = std::to_string(lo.fair_waiter_timeout.count());
+            s->lock_ops.add(std::move(e),
+                            {names.key, names.fence, names.queue, names.queue_deadlines},
+                            {"a", value, ttl_arg, mode, waiter_ttl_arg});
+        } else {
+            s->lock_ops.add(std::move(e), {names.key, names.fence}, {"a", value, ttl_arg, mode});
+        }
     }
 
     attempt_result result(error_code ec, const acquire_reply& reply,
@@ -119,25 +117,33 @@ struct acquire_call {
         attempt_result r;
         r.sent = sent;
         r.ec = ec;
-        if (ec == error::unexpected_reply)
-            diag.set_client_message("lock_acquire: expected 3 integers");
         if (!r.ec) {
-            const auto& [granted, fence_or_pttl, holds] = std::get<0>(reply);
-            r.granted = granted == 1;
-            r.fence_or_pttl = fence_or_pttl;
+            r.granted = reply[0] == 1;
+            r.fence_or_pttl = reply[1];
         }
         return r;
     }
 
-    // Not cancellable: a grant must be known, or the lock would stay taken until its TTL.
-    asio::awaitable<attempt_result> attempt() {
-        detail::script_call call;
-        acquire_reply reply;
-        prepare(call, reply);
-        const auto sent = clock::now();
-        auto [ec, n] = co_await detail::async_script_call(s->conn, call, nothrow);
-        co_return result(ec, reply, sent);
+    // One attempt from the waiting coroutine. Not cancellable: a grant must be known, or the
+    // lock would stay taken until its TTL.
+    template <class Token>
+    auto async_attempt(Token&& token) {
+        using handler_type = asio::any_completion_handler<void(attempt_result)>;
+        struct entry : detail::lock_batch_entry {
+            const acquire_call& call;
+            handler_type handler;
+            clock::time_point sent = clock::now();
+            entry(const acquire_call& c, handler_type h) : call(c), handler(std::move(h)) {}
+            void complete(error_code ec, const acquire_reply& reply) override {
+                asio::dispatch(asio::append(std::move(handler), call.result(ec, reply, sent)));
+            }
+        };
+        return asio::async_initiate<Token, void(attempt_result)>(
+            [this](auto h) { submit(std::make_unique<entry>(*this, handler_type(std::move(h)))); },
+            token);
     }
+
+    asio::awaitable<attempt_result> attempt() { return async_attempt(asio::use_awaitable); }
 
     // Records the acquisition and makes its lease (the names move into it: nothing uses them
     // after a grant).
@@ -372,34 +378,32 @@ void wait_for_lock(acquire_call call, std::optional<attempt_result> first,
 // An acquisition's first attempt, made without a coroutine (the uncontended case is the common
 // one, and a coroutine frame per acquisition costs more than the rest of it). When the lock is
 // held by another, the acquisition goes on waiting in acquire_coro.
-struct fast_acquire {
+struct fast_acquire : detail::lock_batch_entry {
     acquire_call call;
     bool once;
     acquire_handler handler;
     bool cancelled = false;  // the caller's cancellation slot fired during the attempt
-    detail::script_call script;
-    acquire_reply reply;
-    clock::time_point sent;
+    clock::time_point sent = clock::now();
 
     fast_acquire(acquire_call c, bool once, acquire_handler h)
         : call(std::move(c)), once(once), handler(std::move(h)) {}
 
-    static void finish(std::unique_ptr<fast_acquire> op, error_code ec) {
-        auto slot = asio::get_associated_cancellation_slot(op->handler);
+    void complete(error_code ec, const acquire_reply& reply) override {
+        auto slot = asio::get_associated_cancellation_slot(handler);
         if (slot.is_connected()) slot.clear();
-        auto r = op->call.result(ec, op->reply, op->sent);
-        auto complete = [&](error_code e, lease l) {
-            asio::dispatch(asio::append(std::move(op->handler), e, std::move(l)));
+        auto r = call.result(ec, reply, sent);
+        auto finish = [&](error_code e, lease l) {
+            asio::dispatch(asio::append(std::move(handler), e, std::move(l)));
         };
         if (r.granted) {
-            lease l = op->call.granted(r, false);
+            lease l = call.granted(r, false);
             // Cancelled meanwhile: the lease goes out of scope here, which releases it.
-            if (op->cancelled) return complete(asio::error::operation_aborted, lease());
-            return complete(error_code{}, std::move(l));
+            if (cancelled) return finish(asio::error::operation_aborted, lease());
+            return finish(error_code{}, std::move(l));
         }
-        if (op->once || (r.ec && !transient_error(r.ec))) return complete(r.ec, lease());
-        if (op->cancelled) return complete(asio::error::operation_aborted, lease());
-        wait_for_lock(std::move(op->call), r, std::move(op->handler));
+        if (once || (r.ec && !transient_error(r.ec))) return finish(r.ec, lease());
+        if (cancelled) return finish(asio::error::operation_aborted, lease());
+        wait_for_lock(std::move(call), r, std::move(handler));
     }
 };
 
@@ -466,8 +470,8 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
         return it != s->lock_queues.end() && !it->second->waiters.empty();
     }();
     lock_names names(std::move(main_key), lo.fair);
-    acquire_call call{s,   lo,  std::move(name), opts,        std::move(owner), ttl,
-                      std::move(names), d,   clock::now(),    std::string(), kind != "lock"};
+    acquire_call call{s, lo, std::move(name), opts, std::move(owner), ttl, std::move(names), d};
+    call.always_publish = kind != "lock";
     if (queued && !opts.reentrant && !once) {
         // Local waiters are ahead: queue behind them.
         wait_for_lock(std::move(call), std::nullopt, std::move(handler));
@@ -478,12 +482,8 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
     auto slot = asio::get_associated_cancellation_slot(op->handler);
     if (slot.is_connected())
         slot.assign([op = op.get()](asio::cancellation_type) { op->cancelled = true; });
-    op->call.prepare(op->script, op->reply);
-    op->sent = clock::now();
-    auto& script = op->script;
-    detail::run_script_call(s->conn, script, [op = std::move(op)](error_code ec, std::size_t) mutable {
-        fast_acquire::finish(std::move(op), ec);
-    });
+    auto& c = op->call;
+    c.submit(std::move(op));
 }
 
 }  // namespace detail

@@ -323,7 +323,10 @@ void lock_stats_window::fill(lock_statistics& out) const {
 
 session_impl::session_impl(connection& c, session_options o)
     : conn(c), opts(std::move(o)), keys(opts.prefix),
-      node_id(opts.node_id.empty() ? host_name() : opts.node_id), hub(c), dog(*this) {}
+      node_id(opts.node_id.empty() ? host_name() : opts.node_id), hub(c), dog(*this),
+      lock_ops(c, [this] {
+          asio::post(conn.get_executor(), [s = shared_from_this()] { s->lock_ops.flush(); });
+      }) {}
 
 std::string session_impl::new_owner_token() {
     thread_local std::mt19937_64 rng{std::random_device{}() ^

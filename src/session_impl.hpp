@@ -3,6 +3,7 @@
 
 #include "eval.hpp"
 #include "glob.hpp"
+#include "lock_batch.hpp"
 
 #include <redcoord/lease.hpp>
 #include <redcoord/lock.hpp>
@@ -96,6 +97,8 @@ private:
 // How to renew and release one kind of lease. Renew: KEYS = keys, ARGV = owner, ttl_ms,
 // extra...; replies 1 when renewed, 0 when gone or taken. Release: ARGV = owner, extra...;
 // replies 0 when not held, 1 when released, 2 when still held (a reentrant count above zero).
+// Without a release script (locks and leaderships), the release rides the session's lock
+// batch: lock_ops.lua's "r" with KEYS = keys, ARGV = owner, extra... (channel, always).
 struct lease_spec {
     const script* renew = nullptr;
     const script* release = nullptr;
@@ -239,6 +242,7 @@ public:
     watchdog dog;
     lock_stats_window lock_stats;
     std::unordered_map<std::string, std::shared_ptr<lock_queue>> lock_queues;
+    lock_batch lock_ops;
 
     std::string new_owner_token();
     milliseconds drift(milliseconds ttl) const;
@@ -249,6 +253,9 @@ public:
     void mark_lost(lease_state& l, error_code why);
     // Stops holding because of a release (no renewal after this).
     void mark_released(lease_state& l);
+    // Sends l's release (the status is the caller's business); handler may be empty.
+    void send_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
+                      asio::any_completion_handler<void(error_code)> handler);
 
     std::shared_ptr<lock_queue> queue_for(const std::string& key, const std::string& channel,
                                           bool fair);
@@ -257,7 +264,7 @@ public:
     void close();
 };
 
-// Acquires a lease shaped like a lock (the hash lock_acquire.lua writes) at main_key, with the
+// Acquires a lease shaped like a lock (the string lock_ops.lua writes) at main_key, with the
 // mutex's waiting, handoff and fair mode. kind names the resource in messages ("lock").
 void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
                         std::string_view kind, std::string name, const lock_options& lo,

@@ -1,0 +1,160 @@
+-- The operations on locks and leaderships one client sent together, run in the order given:
+-- attempts to acquire and releases. The reply has one element per operation; an operation
+-- that fails (e.g. a key of another type) gets an error element and the others still run.
+--
+-- A held lock KEYS[k] is a string with the lease's TTL:
+--   <owner> "\n" <holds> " " <watchdog 0/1> " " <since, Unix ms> " " <waiters 0/1> " " <node>
+-- (an owner holds no newline; the node is the rest of the value). "waiters" is set to 1 by an
+-- attempt that found the lock held: only then does the release publish (the wake-up).
+--
+-- Attempt: ARGV "a", value (with one hold; the client's clock gives "since", for display
+-- only), ttl_ms, mode ("-" or any of "r" reentrant and "f" fair), and in fair mode
+-- waiter_ttl_ms. KEYS: the lock, its fencing counter (incremented on every grant and never
+-- expiring, so tokens only grow; while the lock is held it is the holder's fencing token), and
+-- in fair mode the wait queue (a list of owners in arrival order) and a zset of their
+-- registration deadlines in server milliseconds.
+-- Replies {1, fence, holds} when granted; {0, pttl_of_holder, 0} when held by another;
+-- {0, -3, 0} in fair mode when the lock is free but earlier waiters come first.
+--
+-- Release of one hold: ARGV "r", owner, channel, always ("1": publish even when nobody waits,
+-- for leaderships). KEYS: the lock. The last hold deletes it and, when someone waits (the
+-- waiters flag) or always is "1", publishes the owner on the channel, which wakes the waiters.
+-- Replies 0 when the owner does not hold it, 1 when released, 2 when still held (reentrant).
+--
+-- (Byte positions instead of substrings where it can: Redis's Lua hashes every byte of each
+-- string it creates.)
+
+local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_ttl)
+    local fair = mode ~= '-' and string.find(mode, 'f', 1, true) ~= nil
+    local held
+    if fair then
+        held = redis.call('GET', key)
+    else
+        -- The fast path: one call takes a free lock, or reads its holder.
+        held = redis.call('SET', key, value, 'NX', 'PX', ttl, 'GET')
+        if not held then
+            return {1, redis.call('INCR', fence), 1}
+        end
+    end
+    local owner = string.sub(value, 1, string.find(value, '\n', 1, true) - 1)
+
+    local now
+    local function server_now()
+        if not now then
+            local t = redis.call('TIME')
+            now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        end
+        return now
+    end
+
+    local function enqueue()
+        local wt = tonumber(waiter_ttl)
+        if not redis.call('ZSCORE', deadlines, owner) then
+            redis.call('RPUSH', queue, owner)
+        end
+        redis.call('ZADD', deadlines, server_now() + wt, owner)
+        redis.call('PEXPIRE', queue, wt * 2)
+        redis.call('PEXPIRE', deadlines, wt * 2)
+    end
+
+    if held then
+        local nl = string.find(held, '\n', 1, true)
+        if nl and string.sub(held, 1, nl - 1) == owner then
+            -- Reentrant: one more hold. Otherwise this owner's own grant, whose reply was lost
+            -- (owner tokens are unique per acquisition): granting it again is safe.
+            local holds_end = string.find(held, ' ', nl + 1, true) or (#held + 1)
+            local n = tonumber(string.sub(held, nl + 1, holds_end - 1)) or 1
+            if string.find(mode, 'r', 1, true) then
+                n = n + 1
+                redis.call('SET', key, owner .. '\n' .. n .. string.sub(held, holds_end), 'PX', ttl)
+            else
+                redis.call('PEXPIRE', key, ttl)
+            end
+            return {1, tonumber(redis.call('GET', fence) or '0'), n}
+        end
+        -- Someone waits: the release must publish.
+        local _, fields_end = string.find(held, '^%d+ %d %-?%d+ ', (nl or 0) + 1)
+        if fields_end and string.sub(held, fields_end + 1, fields_end + 1) == '0' then
+            redis.call('SET', key, string.sub(held, 1, fields_end) .. '1' ..
+                       string.sub(held, fields_end + 2), 'KEEPTTL')
+        end
+        if fair then enqueue() end
+        return {0, redis.call('PTTL', key), 0}
+    end
+
+    -- Fair mode, and the lock is free: waiters that stopped refreshing their place (gone, or
+    -- gave up) leave the head; then only the head may take it.
+    while true do
+        local head = redis.call('LINDEX', queue, 0)
+        if not head then break end
+        local until_ms = tonumber(redis.call('ZSCORE', deadlines, head) or '0')
+        if until_ms > server_now() then break end
+        redis.call('LPOP', queue)
+        redis.call('ZREM', deadlines, head)
+    end
+    local head = redis.call('LINDEX', queue, 0)
+    if head and head ~= owner then
+        enqueue()
+        return {0, -3, 0}
+    end
+    if head == owner then
+        redis.call('LPOP', queue)
+        redis.call('ZREM', deadlines, owner)
+    end
+    local token = redis.call('INCR', fence)
+    redis.call('SET', key, value, 'PX', ttl)
+    return {1, token, 1}
+end
+
+local function release(key, owner, channel, always)
+    local v = redis.call('GET', key)
+    local n = #owner
+    if not v or string.byte(v, n + 1) ~= 10 or string.sub(v, 1, n) ~= owner then
+        return 0
+    end
+    -- <holds> ' ' <watchdog> ' ' <since> ' ' <waiters> ' ' <node>, from byte n + 2
+    local holds_end = string.find(v, ' ', n + 2, true) or (#v + 1)
+    if holds_end ~= n + 3 or string.byte(v, n + 2) ~= 49 then  -- holds is not "1"
+        local holds = tonumber(string.sub(v, n + 2, holds_end - 1)) or 1
+        if holds > 1 then
+            redis.call('SET', key, owner .. '\n' .. (holds - 1) .. string.sub(v, holds_end),
+                       'KEEPTTL')
+            return 2
+        end
+    end
+    redis.call('DEL', key)
+    local since_end = string.find(v, ' ', holds_end + 3, true)
+    if always == '1' or not since_end or string.byte(v, since_end + 1) ~= 48 then  -- waiters ~= "0"
+        redis.call('PUBLISH', channel, owner)
+    end
+    return 1
+end
+
+local out, k, a, last = {}, 1, 1, #ARGV
+while a <= last do
+    local op, ok, r = ARGV[a]
+    if op == 'r' then
+        ok, r = pcall(release, KEYS[k], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+        k, a = k + 1, a + 4
+    elseif op == 'a' then
+        local mode = ARGV[a + 3]
+        if mode ~= '-' and string.find(mode, 'f', 1, true) then
+            ok, r = pcall(acquire, KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1],
+                          ARGV[a + 2], mode, ARGV[a + 4])
+            k, a = k + 4, a + 5
+        else
+            ok, r = pcall(acquire, KEYS[k], KEYS[k + 1], nil, nil, ARGV[a + 1], ARGV[a + 2], mode)
+            k, a = k + 2, a + 4
+        end
+    else
+        return redis.error_reply('lock_ops: unknown operation ' .. tostring(op) .. ' at ARGV ' .. a)
+    end
+    if ok then
+        out[#out + 1] = r
+    elseif type(r) == 'table' and r.err then  -- the error of a redis.call
+        out[#out + 1] = r
+    else
+        out[#out + 1] = redis.error_reply(tostring(r))
+    end
+end
+return out
