@@ -44,8 +44,8 @@ struct release_op : detail::lock_batch_entry {
         diag = d ? d : &local;
     }
 
-    void complete(error_code ec, const std::array<std::int64_t, 3>& r) override {
-        reply = r[0];
+    void complete(error_code ec, const detail::lock_op_reply& r) override {
+        reply = r.values[0];
         done(ec);
     }
 
@@ -62,8 +62,8 @@ struct release_op : detail::lock_batch_entry {
 // Starts the release of a held lease; the status changes at once, so no renewal follows.
 void start_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
                    asio::any_completion_handler<void(error_code)> handler) {
-    l->session->send_release(l, diag, std::move(handler));
     l->session->mark_released(*l);
+    l->session->send_release(l, diag, std::move(handler));
 }
 
 }  // namespace

@@ -56,8 +56,9 @@ struct attempt_result {
     clock::time_point sent;
 };
 
-// An attempt's element of lock_ops.lua's reply: {granted, fence or the holder's PTTL, holds}.
-using acquire_reply = std::array<std::int64_t, 3>;
+// An attempt's element of lock_ops.lua's reply: the fence when granted, else {0, the holder's
+// PTTL}.
+using acquire_reply = detail::lock_op_reply;
 
 // A local release hands the lock to the next local waiter: its attempt rides the same
 // pipeline, behind the release; the release's own push is then skipped.
@@ -118,8 +119,8 @@ struct acquire_call {
         r.sent = sent;
         r.ec = ec;
         if (!r.ec) {
-            r.granted = reply[0] == 1;
-            r.fence_or_pttl = reply[1];
+            r.granted = !reply.array;
+            r.fence_or_pttl = reply.array ? reply.values[1] : reply.values[0];
         }
         return r;
     }

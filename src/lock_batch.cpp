@@ -14,14 +14,14 @@ struct batch_call {
     std::vector<std::unique_ptr<lock_batch_entry>> entries;
     struct element {
         error_code ec;
-        std::array<std::int64_t, 3> values{};
+        lock_op_reply reply;
         std::string message;
     };
     std::vector<element> elements;
     diagnostics diag;
 
     // The adapter: an array with one element per entry, each an integer, an array of at most
-    // three integers, or an error (that entry's alone).
+    // two integers, or an error (that entry's alone).
     static void store(void* self, std::size_t, node_span reply, error_code& ec) {
         auto& call = *static_cast<batch_call*>(self);
         std::size_t i = 0;
@@ -44,11 +44,13 @@ struct batch_call {
                 e.message = node.value;
                 skip_value(reply, i);
             } else if (resp3::is_aggregate(node.data_type)) {
+                e.reply.array = true;
                 const std::size_t m = open_aggregate(reply, i, false, ec);
-                if (!ec && m > e.values.size()) ec = error::incompatible_size;
-                for (std::size_t k = 0; k < m && !ec; ++k) convert_signed(reply, i, e.values[k], ec);
+                if (!ec && m > e.reply.values.size()) ec = error::incompatible_size;
+                for (std::size_t k = 0; k < m && !ec; ++k)
+                    convert_signed(reply, i, e.reply.values[k], ec);
             } else {
-                convert_signed(reply, i, e.values[0], ec);
+                convert_signed(reply, i, e.reply.values[0], ec);
             }
             if (ec) return;
         }
@@ -64,7 +66,7 @@ struct batch_call {
             }
             auto& e = elements[i];
             if (e.ec && entry.diag) entry.diag->set_server_message(e.message);
-            entry.complete(e.ec, e.values);
+            entry.complete(e.ec, e.reply);
         }
     }
 };

@@ -18,13 +18,19 @@ namespace redcoord::detail {
 
 using boost::system::error_code;
 
+// An operation's element of the reply: an integer, or an array of at most two integers.
+struct lock_op_reply {
+    bool array = false;
+    std::array<std::int64_t, 2> values{};
+};
+
 // One operation of a batch: owned by the batch from add() until complete() has returned.
 class lock_batch_entry {
 public:
     virtual ~lock_batch_entry() = default;
-    // Its element of the reply: an attempt's {granted, fence or the holder's PTTL, holds}, a
-    // release's {0, 1 or 2}; ec set when the call or this operation failed (diag says why).
-    virtual void complete(error_code ec, const std::array<std::int64_t, 3>& reply) = 0;
+    // Its element of the reply (lock_ops.lua says which); ec set when the call or this
+    // operation failed (diag says why).
+    virtual void complete(error_code ec, const lock_op_reply& reply) = 0;
     diagnostics* diag = nullptr;  // where a failure's text goes; may be null
 };
 

@@ -380,12 +380,10 @@ void session_impl::mark_released(lease_state& l) {
     for (auto& h : waiters)
         asio::post(conn.get_executor(),
                    asio::append(std::move(h), error_code(asio::error::operation_aborted)));
-    // Posted, so that the release the caller sends next is queued before whatever the hook
-    // wakes up (the next local waiter's attempt rides the same pipeline, behind it).
-    if (auto hook = std::exchange(l.on_release, nullptr)) {
-        asio::post(conn.get_executor(),
-                   [l = l.shared_from_this(), hook] { hook(*l); });
-    }
+    // What the hook wakes runs in a later turn (a timer's completion), after the caller has
+    // queued the release: the next local waiter's attempt rides the same pipeline behind it,
+    // for a lock in the same script call.
+    if (auto hook = std::exchange(l.on_release, nullptr)) hook(l);
 }
 
 std::shared_ptr<lock_queue> session_impl::queue_for(const std::string& key,

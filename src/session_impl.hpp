@@ -251,7 +251,8 @@ public:
     void hold(const std::shared_ptr<lease_state>& l, clock::time_point sent);
     // Marks a held lease lost: completes waiters, emits the cancellation signals.
     void mark_lost(lease_state& l, error_code why);
-    // Stops holding because of a release (no renewal after this).
+    // Stops holding because of a release (no renewal after this) and runs the release hook
+    // (what it wakes runs in a later turn, after the caller has queued the release).
     void mark_released(lease_state& l);
     // Sends l's release (the status is the caller's business); handler may be empty.
     void send_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,

@@ -13,8 +13,8 @@
 -- expiring, so tokens only grow; while the lock is held it is the holder's fencing token), and
 -- in fair mode the wait queue (a list of owners in arrival order) and a zset of their
 -- registration deadlines in server milliseconds.
--- Replies {1, fence, holds} when granted; {0, pttl_of_holder, 0} when held by another;
--- {0, -3, 0} in fair mode when the lock is free but earlier waiters come first.
+-- Replies the fence (an integer) when granted; {0, pttl_of_holder} when held by another;
+-- {0, -3} in fair mode when the lock is free but earlier waiters come first.
 --
 -- Release of one hold: ARGV "r", owner, channel, always ("1": publish even when nobody waits,
 -- for leaderships). KEYS: the lock. The last hold deletes it and, when someone waits (the
@@ -33,7 +33,7 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
         -- The fast path: one call takes a free lock, or reads its holder.
         held = redis.call('SET', key, value, 'NX', 'PX', ttl, 'GET')
         if not held then
-            return {1, redis.call('INCR', fence), 1}
+            return redis.call('INCR', fence)
         end
     end
     local owner = string.sub(value, 1, string.find(value, '\n', 1, true) - 1)
@@ -70,7 +70,7 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
             else
                 redis.call('PEXPIRE', key, ttl)
             end
-            return {1, tonumber(redis.call('GET', fence) or '0'), n}
+            return tonumber(redis.call('GET', fence) or '0')
         end
         -- Someone waits: the release must publish.
         local _, fields_end = string.find(held, '^%d+ %d %-?%d+ ', (nl or 0) + 1)
@@ -79,7 +79,7 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
                        string.sub(held, fields_end + 2), 'KEEPTTL')
         end
         if fair then enqueue() end
-        return {0, redis.call('PTTL', key), 0}
+        return {0, redis.call('PTTL', key)}
     end
 
     -- Fair mode, and the lock is free: waiters that stopped refreshing their place (gone, or
@@ -95,7 +95,7 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
     local head = redis.call('LINDEX', queue, 0)
     if head and head ~= owner then
         enqueue()
-        return {0, -3, 0}
+        return {0, -3}
     end
     if head == owner then
         redis.call('LPOP', queue)
@@ -103,13 +103,13 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
     end
     local token = redis.call('INCR', fence)
     redis.call('SET', key, value, 'PX', ttl)
-    return {1, token, 1}
+    return token
 end
 
 local function release(key, owner, channel, always)
     local v = redis.call('GET', key)
     local n = #owner
-    if not v or string.byte(v, n + 1) ~= 10 or string.sub(v, 1, n) ~= owner then
+    if not v or string.byte(v, n + 1) ~= 10 or string.find(v, owner, 1, true) ~= 1 then
         return 0
     end
     -- <holds> ' ' <watchdog> ' ' <since> ' ' <waiters> ' ' <node>, from byte n + 2

@@ -294,6 +294,98 @@ void require_bad_config(F f, const std::string& field) {
 
 // ---- 1. The lost signal ---------------------------------------------------------------------
 
+// ---- Lock operations of one turn share a script call -------------------------------------------
+
+// An acquisition started with a callback (its operation is queued at once, in this turn).
+struct try_outcome {
+    bool done = false;
+    error_code ec;
+    lease l;
+    diagnostics diag;
+};
+
+std::shared_ptr<try_outcome> start_try(lock_provider& locks, const std::string& name) {
+    auto out = std::make_shared<try_outcome>();
+    locks.async_try_acquire(name, {}, out->diag, [out](error_code ec, lease l) {
+        out->ec = ec;
+        out->l = std::move(l);
+        out->done = true;
+    });
+    return out;
+}
+
+TEST_CASE("lock: the lock operations of one turn share one script call and run in the order "
+          "they were started",
+          "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+        auto held = co_await must_acquire(locks, "order", {});
+        const auto calls_before = co_await evalsha_calls(conn);
+        // A try before the release finds the lock held; a try after it takes it.
+        auto before = start_try(locks, "order");
+        auto released = std::make_shared<pending_op>();
+        held.async_release([released](error_code ec) {
+            released->ec = ec;
+            released->done = true;
+        });
+        auto after = start_try(locks, "order");
+        co_await wait_until([&] { return before->done && released->done && after->done; });
+        CHECK(co_await evalsha_calls(conn) - calls_before == 1);
+        REQUIRE_FALSE(before->ec);
+        CHECK_FALSE(before->l);
+        CHECK_FALSE(released->ec);
+        REQUIRE_FALSE(after->ec);
+        CHECK(after->l.is_held());
+        CHECK(after->l.fencing_token() == 2);
+
+        // 64 locks in one turn: two calls (a call carries 32 operations at most), and every
+        // lock is granted once with its own first fencing token.
+        const auto calls_64 = co_await evalsha_calls(conn);
+        std::vector<std::shared_ptr<try_outcome>> many;
+        for (int i = 0; i < 64; ++i) many.push_back(start_try(locks, "many:" + std::to_string(i)));
+        co_await wait_until([&] {
+            return std::all_of(many.begin(), many.end(), [](const auto& o) { return o->done; });
+        });
+        CHECK(co_await evalsha_calls(conn) - calls_64 == 2);
+        for (std::size_t i = 0; i < many.size(); ++i) {
+            INFO("many:" << i << ": " << many[i]->ec.message() << " " << many[i]->diag.message());
+            REQUIRE_FALSE(many[i]->ec);
+            CHECK(many[i]->l.is_held());
+            CHECK(many[i]->l.fencing_token() == 1);
+            const auto owner = co_await lock_field(conn, many[i]->l.key(), "owner");
+            CHECK(owner == many[i]->l.owner());
+        }
+        co_await must_release(after->l);
+    });
+}
+
+TEST_CASE("lock: an operation that fails in a shared script call fails alone, with the "
+          "server's error",
+          "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+        // A key of another type where the lock would be.
+        co_await command(conn, "HSET", "redcoord:lock:typed", "field", "value");
+        auto first = start_try(locks, "first");
+        auto typed = start_try(locks, "typed");
+        auto last = start_try(locks, "last");
+        co_await wait_until([&] { return first->done && typed->done && last->done; });
+        CHECK(typed->ec == rerror::error::server_error);
+        CHECK(mentions(typed->diag.message(), "WRONGTYPE"));
+        CHECK_FALSE(typed->l);
+        for (auto* o : {first.get(), last.get()}) {
+            INFO(o->ec.message() << " " << o->diag.message());
+            REQUIRE_FALSE(o->ec);
+            CHECK(o->l.is_held());
+        }
+        CHECK(co_await command(conn, "HGET", "redcoord:lock:typed", "field") == "value");
+        co_await must_release(first->l);
+        co_await must_release(last->l);
+    });
+}
+
 TEST_CASE("lock: a force release by another session makes the holder's lease lost", "[lock]") {
     with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
