@@ -69,7 +69,7 @@ std::optional<active_lock> to_lock(std::string name, const lock_reads::entry& e)
     if (!e.ok || e.pttl == -2 || !e.value) return std::nullopt;
     auto v = detail::parse_lock_value(*e.value);
     const auto fence = to_int(e.fence);
-    // Not a lock: a string under the prefix that lock_acquire.lua did not write.
+    // Not a lock: a string under the prefix that lock_ops.lua did not write.
     if (!v || !fence) return std::nullopt;
     active_lock l;
     l.name = std::move(name);

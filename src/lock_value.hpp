@@ -1,4 +1,4 @@
-// The value of a held lock or leadership, as lock_acquire.lua writes it (a string with the
+// The value of a held lock or leadership, as lock_ops.lua writes it (a string with the
 // lease's TTL):
 //   <owner> '\n' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1> ' ' <node>
 // (waiters: an attempt found it held, so the release publishes).

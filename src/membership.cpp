@@ -223,7 +223,7 @@ public:
     // Releases the locks and leaderships of `kind` ("lock:", "leader:") held by dead nodes: one
     // SCAN over those keys of one Redis type, the holders of each page read in one request, and
     // each match released by a script that checks the holder again. Type "string": locks and
-    // leaderships (lock_acquire.lua's value); "hash": read-write locks' writers (field node).
+    // leaderships (lock_ops.lua's value); "hash": read-write locks' writers (field node).
     asio::awaitable<error_code> release_held(const std::set<std::string>& dead,
                                              std::string_view kind, std::string_view type) {
         static const script& release = script::embedded("membership_reap");

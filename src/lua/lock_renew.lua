@@ -1,4 +1,4 @@
--- Sets the TTL of the lock KEYS[1] (the string lock_acquire.lua writes) to ARGV[2] ms when
+-- Sets the TTL of the lock KEYS[1] (the string lock_ops.lua writes) to ARGV[2] ms when
 -- ARGV[1] still holds it. Returns 1 when renewed, 0 when the lock is gone or held by another.
 local v = redis.call('GET', KEYS[1])
 local head = ARGV[1] .. '\n'

@@ -1,5 +1,5 @@
 -- Releases the lock or leadership KEYS[1] when the node ARGV[2] still holds it, and wakes its
--- waiters on channel ARGV[1]. The key is a lock's string (lock_acquire.lua: the node is what
+-- waiters on channel ARGV[1]. The key is a lock's string (lock_ops.lua: the node is what
 -- follows the fourth space after the newline) or a read-write lock's writer hash (field node).
 -- Checked here, atomically: the lease may have lapsed and gone to a live node since the
 -- reaper looked. Returns 1 when released, 0 when the key is gone or held by another node.

@@ -822,7 +822,7 @@ TEST_CASE("lock: a waiter is woken by the release's push, not by polling", "[loc
         lock_provider waiting(s, {.retry_delay = 5s});
         lock_provider holding(hs, {.enable_extension = false});
 
-        // Load both scripts first, so that each call below is one EVALSHA.
+        // Load the script first, so that each call below is one EVALSHA.
         auto warm = co_await must_acquire(holding, "push", {.ttl = 10s});
         co_await must_release(warm);
 
@@ -852,7 +852,7 @@ TEST_CASE("lock: a waiter is woken by the release's push, not by polling", "[loc
         // A reconnect (a gap) rightly wakes a waiter for one more attempt.
         const auto reconnects =
             static_cast<std::int64_t>(conn.get_usage().connects - connects_before);
-        INFO("lock_acquire calls of the waiter: " << waiter_calls << ", reconnects: "
+        INFO("script calls of the waiter: " << waiter_calls << ", reconnects: "
                                                   << reconnects);
         CHECK(waiter_calls >= 1);
         CHECK(waiter_calls <= 3 + reconnects);

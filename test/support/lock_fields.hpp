@@ -1,4 +1,4 @@
-// The fields of a held lock or leadership as Redis stores them (lock_acquire.lua), split for
+// The fields of a held lock or leadership as Redis stores them (lock_ops.lua), split for
 // tests that look at the key itself:
 //   <owner> '\n' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1> ' ' <node>
 #pragma once
