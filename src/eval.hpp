@@ -34,7 +34,7 @@ boost::asio::awaitable<std::pair<boost::system::error_code, std::size_t>> eval(
 // `EVALSHA <sha1> <numkeys> keys... args...` and adapter with where the reply goes, and keeps
 // the call alive until done runs. On NOSCRIPT (a server that lost its script cache) the
 // script is loaded and req sent again. done's cancellation slot, if it has one, reaches the
-// sends. Without a coroutine frame, for hot paths (a lock's first attempt, every release);
+// sends. Without a coroutine frame, for hot paths (the lock batch, every other release);
 // eval above and async_eval run on it too.
 struct script_call {
     const script* sc = nullptr;

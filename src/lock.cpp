@@ -60,8 +60,8 @@ struct attempt_result {
 // PTTL}.
 using acquire_reply = detail::lock_op_reply;
 
-// A local release hands the lock to the next local waiter: its attempt rides the same
-// pipeline, behind the release; the release's own push is then skipped.
+// A local release hands the lock to the next local waiter: its attempt joins the release's
+// script call, behind it; the release's own push is then skipped.
 void lock_handoff(detail::lease_state& l) {
     auto& s = *l.session;
     if (s.closed) return;
