@@ -78,6 +78,20 @@ void check_bad_config(const std::function<void()>& make, const std::string& opti
     }
 }
 
+// Checks a size limit option of Primitive: it defaults to Redis's largest string, and 0 or one
+// byte over that is bad_config naming the option.
+template <class Primitive, class Options, class Field>
+void check_limit_option(session& s, Field Options::*field, const std::string& name) {
+    Primitive defaults(s);  // the constructor without options
+    CHECK(defaults.options().*field == redis_max_string);
+    for (const Field bad_value : {Field{0}, static_cast<Field>(redis_max_string + 1)}) {
+        INFO(name << " = " << bad_value);
+        Options bad;
+        bad.*field = bad_value;
+        check_bad_config([&] { Primitive p(s, bad); }, name);
+    }
+}
+
 TEST_CASE("value limits: shared state takes a value at max_value_bytes, refuses one byte more",
           "[value_limits][state]") {
     with_quiet_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
@@ -129,13 +143,8 @@ TEST_CASE("value limits: shared state takes a value at max_value_bytes, refuses 
         const auto typed_exists = co_await command(conn, "EXISTS", "redcoord:state:typed");
         CHECK(typed_exists == "0");
 
-        shared_state defaults(s);
-        CHECK(defaults.options().max_value_bytes == redis_max_string);
-        check_bad_config([&] { shared_state bad(s, state_options{.max_value_bytes = 0}); },
-                         "max_value_bytes");
-        check_bad_config(
-            [&] { shared_state bad(s, state_options{.max_value_bytes = redis_max_string + 1}); },
-            "max_value_bytes");
+        check_limit_option<shared_state, state_options>(s, &state_options::max_value_bytes,
+                                                        "max_value_bytes");
     });
 }
 
@@ -199,17 +208,8 @@ TEST_CASE("value limits: checkpoints take data at max_value_bytes, refuse one by
         REQUIRE(still);
         CHECK(still->sequence == 1);
 
-        checkpoint_store defaults(s);
-        CHECK(defaults.options().max_value_bytes == redis_max_string);
-        check_bad_config(
-            [&] { checkpoint_store bad(s, checkpoint_options{.max_value_bytes = 0}); },
-            "max_value_bytes");
-        check_bad_config(
-            [&] {
-                checkpoint_store bad(s,
-                                     checkpoint_options{.max_value_bytes = redis_max_string + 1});
-            },
-            "max_value_bytes");
+        check_limit_option<checkpoint_store, checkpoint_options>(s, &checkpoint_options::max_value_bytes,
+                                                                 "max_value_bytes");
     });
 }
 
@@ -250,17 +250,8 @@ TEST_CASE("value limits: idempotency takes a result at max_result_bytes, refuses
                                              "{redcoord:idempotency:big}:running");
         CHECK(exists == "0");
 
-        idempotency defaults(s);
-        CHECK(defaults.options().max_result_bytes == redis_max_string);
-        check_bad_config(
-            [&] { idempotency bad(s, idempotency_options{.max_result_bytes = 0}); },
-            "max_result_bytes");
-        check_bad_config(
-            [&] {
-                idempotency bad(s,
-                                idempotency_options{.max_result_bytes = redis_max_string + 1});
-            },
-            "max_result_bytes");
+        check_limit_option<idempotency, idempotency_options>(s, &idempotency_options::max_result_bytes,
+                                                             "max_result_bytes");
     });
 }
 
@@ -319,15 +310,8 @@ TEST_CASE("value limits: queues take a payload at max_payload_bytes, refuse one 
         REQUIRE(taken);
         CHECK(taken->payload == fits);
 
-        reliable_queue defaults(s);  // the constructor without options still works
-        CHECK(defaults.options().max_payload_bytes == redis_max_string);
-        check_bad_config([&] { reliable_queue bad(s, queue_options{.max_payload_bytes = 0}); },
-                         "max_payload_bytes");
-        check_bad_config(
-            [&] {
-                reliable_queue bad(s, queue_options{.max_payload_bytes = redis_max_string + 1});
-            },
-            "max_payload_bytes");
+        check_limit_option<reliable_queue, queue_options>(s, &queue_options::max_payload_bytes,
+                                                          "max_payload_bytes");
     });
 }
 
