@@ -90,6 +90,10 @@ asio::awaitable<void> tutorial(redcoord::connection& conn) {
         },
         defaults, use_awaitable);
 
+    // A graceful close releases whatever the session still holds and waits until Redis has
+    // answered; only then is the connection stopped (stopping it first could leave locks in
+    // Redis until their TTL).
+    co_await s.async_close(use_awaitable);
     conn.cancel();
 }
 

@@ -93,6 +93,8 @@ asio::awaitable<void> run_once(const redcoord::config& cfg, std::optional<int> c
         } catch (const crash& e) {
             std::cout << "worker-1: " << e.what() << "\n";
         }
+        // Close the session, then stop the connection: what it holds is released first.
+        co_await s.async_close(use_awaitable);
     }
     conn.cancel();
 }
@@ -106,6 +108,7 @@ asio::awaitable<void> tutorial(redcoord::config cfg) {
             redcoord::session s(conn);
             redcoord::checkpoint_store store(s);
             co_await store.async_remove(task, use_awaitable);
+            co_await s.async_close(use_awaitable);
         }
         conn.cancel();
     }

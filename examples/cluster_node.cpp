@@ -145,6 +145,9 @@ public:
         deadline.cancel();
         auto [lec] = co_await members.async_leave(cfg_.node, nothrow);
         say(lec ? "could not leave: " + lec.message() : "left the cluster");
+        // Whatever is still held goes back before the connection stops.
+        auto [cec] = co_await s.async_close(nothrow);
+        if (cec) say("close: " + cec.message());
         co_return 0;
     }
 

@@ -41,12 +41,7 @@ std::optional<std::int64_t> to_int(std::string_view s) {
     return v;
 }
 
-void check_ttl(milliseconds ttl) {
-    if (ttl.count() > 0) return;
-    diagnostics diag;
-    diag.set_client_message("ttl: " + std::to_string(ttl.count()) + " ms is not positive");
-    throw error_with_diagnostics(error::bad_config, diag);
-}
+void check_ttl(milliseconds ttl) { detail::check_duration_option("ttl", ttl); }
 
 template <class Handler>
 void launch_void(detail::session_impl& s, asio::awaitable<void> coro, Handler handler) {

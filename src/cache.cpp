@@ -26,9 +26,11 @@ error_code check_key(std::string_view key, diagnostics& d) {
 }
 
 error_code check_ttl(std::string_view key, std::optional<milliseconds> ttl, diagnostics& d) {
-    if (!ttl || ttl->count() > 0) return {};
-    return detail::invalid(d, what_of(key) + ": ttl " + std::to_string(ttl->count()) +
-                                  " ms is not positive (omit it for no expiry)");
+    if (!ttl) return {};
+    auto ec = detail::check_duration_arg(d, what_of(key), "ttl", *ttl);
+    if (ec && ttl->count() <= 0)
+        d.set_client_message(d.client_message() + " (omit it for no expiry)");
+    return ec;
 }
 
 // The part of every cache key before the caller's key, as a SCAN pattern that matches itself.
@@ -133,9 +135,7 @@ struct own_diag {
 
 cache::cache(session& s, cache_options opts) : session_(&s), opts_(opts) {
     detail::check_size_option("max_value_bytes", opts_.max_value_bytes);
-    if (opts_.fill_lease_ttl.count() <= 0)
-        detail::throw_bad_config("fill_lease_ttl: " + std::to_string(opts_.fill_lease_ttl.count()) +
-                                 " ms is not positive");
+    detail::check_duration_option("fill_lease_ttl", opts_.fill_lease_ttl);
     if (opts_.scan_batch == 0) detail::throw_bad_config("scan_batch: 0 is not positive");
 }
 

@@ -158,9 +158,7 @@ struct own_diag {
 
 checkpoint_store::checkpoint_store(session& s, checkpoint_options opts)
     : session_(&s), opts_(opts) {
-    if (opts_.ttl.count() <= 0)
-        detail::throw_bad_config("ttl: " + std::to_string(opts_.ttl.count()) +
-                                 " ms is not positive");
+    detail::check_duration_option("ttl", opts_.ttl);
     if (opts_.retention == 0) detail::throw_bad_config("retention: 0 is not positive");
     detail::check_size_option("max_value_bytes", opts_.max_value_bytes);
 }

@@ -165,17 +165,12 @@ const char* to_string(circuit_state s) noexcept {
 
 circuit_breaker::circuit_breaker(session& s, circuit_breaker_options opts)
     : session_(&s), opts_(opts) {
-    auto positive = [&](const char* field, milliseconds v) {
-        if (v.count() <= 0)
-            detail::throw_bad_config(std::string(field) + ": " + std::to_string(v.count()) +
-                                     " ms is not positive");
-    };
     if (opts_.failure_threshold <= 0)
         detail::throw_bad_config("failure_threshold: " + std::to_string(opts_.failure_threshold) +
                                  " is not positive");
-    positive("recovery_timeout", opts_.recovery_timeout);
-    positive("sampling_duration", opts_.sampling_duration);
-    positive("trial_timeout", opts_.trial_timeout);
+    detail::check_duration_option("recovery_timeout", opts_.recovery_timeout);
+    detail::check_duration_option("sampling_duration", opts_.sampling_duration);
+    detail::check_duration_option("trial_timeout", opts_.trial_timeout);
 }
 
 void circuit_breaker::execute_impl(std::string name, erased_op run, execute_handler handler) {

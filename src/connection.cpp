@@ -1,4 +1,5 @@
 #include "connection_impl.hpp"
+#include "time_math.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -100,9 +101,14 @@ error_code validate(const config& cfg, diagnostics& diag) {
         return bad("config.connect_retry: " + std::to_string(cfg.connect_retry) + " is below 1");
     if (cfg.database < 0)
         return bad("config.database: " + std::to_string(cfg.database) + " is negative");
-    if (cfg.connect_timeout.count() < 0 || cfg.request_timeout.count() < 0 ||
-        cfg.health_check_interval.count() < 0)
-        return bad("config: timeouts must not be negative");
+    const std::pair<const char*, std::chrono::milliseconds> durations[] = {
+        {"config.connect_timeout", cfg.connect_timeout},
+        {"config.request_timeout", cfg.request_timeout},
+        {"config.health_check_interval", cfg.health_check_interval},
+        {"config.reconnect_wait_max", cfg.reconnect_wait_max}};
+    for (const auto& [field, d] : durations)
+        if (auto problem = detail::duration_problem(d, true); !problem.empty())
+            return bad(field + (": " + problem));
     if (cfg.reconnect_wait_min.count() <= 0 || cfg.reconnect_wait_max < cfg.reconnect_wait_min)
         return bad("config.reconnect_wait_min/max: need 0 < min <= max");
     if (cfg.max_nesting_depth == 0 || cfg.max_bulk_size == 0 || cfg.max_aggregate_size == 0)
@@ -450,7 +456,7 @@ error_code connection_impl::on_message(std::span<const resp3::node_view> msg) {
     }
     if (++p->received < p->expected) return {};
     written_.pop_front();
-    if (p->blocking) --blocking_in_flight_;
+    if (p->blocking && --blocking_in_flight_ == 0) blocked_until_ = clock::time_point::min();
     if (p->is_ping) ping_outstanding_ = false;
     if (!p->completed) complete(p, p->first_error, true);
     release(p);
@@ -569,7 +575,13 @@ asio::awaitable<error_code> connection_impl::writer() {
                 continue;
             }
             written_.push_back(p);
-            if (p->blocking) ++blocking_in_flight_;
+            if (p->blocking) {
+                ++blocking_in_flight_;
+                const auto block = p->req->blocking_time();
+                const auto until =
+                    block ? detail::sat_add(clock::now(), *block) : clock::time_point::max();
+                blocked_until_ = std::max(blocked_until_, until);
+            }
         }
         if (write_buf_.empty()) {
             writer_signal_.expires_at(clock::time_point::max());
@@ -644,8 +656,9 @@ asio::awaitable<error_code> connection_impl::health_checker() {
             last_read_ = clock::now();
             continue;
         }
-        // A blocked command (on a side connection) silences the server legitimately.
-        if (blocking_in_flight_ > 0) {
+        // A blocked command (BLPOP on a side connection, WAIT on any) silences the server
+        // legitimately, for as long as it may block; past that, silence counts again.
+        if (blocking_in_flight_ > 0 && clock::now() < blocked_until_) {
             last_read_ = clock::now();
             continue;
         }
@@ -690,6 +703,7 @@ void connection_impl::exec(const request& req, any_adapter adapter, diagnostics*
     if (state_ == run_state::stopped)
         return fail(error::run_not_started, "async_run has ended on this connection");
 
+    // WAIT and WAITAOF stay here: they confirm this connection's writes, and no other's.
     if (req.has_blocking_command() && !parent_) {
         if (state_ == run_state::running)
             side_for_blocking().exec(req, adapter, diag, inline_ok, std::move(handler));
@@ -708,17 +722,17 @@ void connection_impl::exec(const request& req, any_adapter adapter, diagnostics*
     p->same_executor = inline_ok;
     assign(p->handler, std::move(handler));
     p->expected = req.expected_responses();
-    p->blocking = req.has_blocking_command();
+    p->blocking = req.has_blocking_command() || req.has_wait_command();
     p->retry = rc.retry_on_connection_lost;
     auto timeout = rc.timeout.value_or(cfg_.request_timeout);
     if (timeout.count() > 0 && p->blocking) {
         if (auto block = req.blocking_time())
-            timeout += *block;
+            timeout = detail::sat_add(timeout, *block);
         else
             timeout = std::chrono::milliseconds(0);  // blocks without limit: cancel to stop it
     }
     if (timeout.count() > 0) {
-        p->deadline = clock::now() + timeout;
+        p->deadline = detail::sat_add(clock::now(), timeout);
         arm_sweeper(p->deadline);
     }
     p->slot = asio::get_associated_cancellation_slot(p->handler);
@@ -795,6 +809,7 @@ void connection_impl::fail_written(error_code ec) {
     auto items = std::move(written_);
     written_.clear();
     blocking_in_flight_ = 0;
+    blocked_until_ = clock::time_point::min();
     std::vector<pending_request*> again;
     for (auto* p : items) {
         const bool retry = p->retry && p->received == 0 && !p->completed &&

@@ -137,6 +137,7 @@ private:
     clock::time_point last_read_ = clock::now();
     bool ping_outstanding_ = false;
     std::size_t blocking_in_flight_ = 0;
+    clock::time_point blocked_until_ = clock::time_point::min();  // when they may reply by
 
     // Subscriptions to restore after a reconnect.
     std::set<std::string> channels_, patterns_, shard_channels_;

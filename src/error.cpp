@@ -39,6 +39,10 @@ public:
                 return "fenced write rejected: a newer fencing token has been used";
             case error::quorum_lost:
                 return "stepped down: fewer live nodes than the quorum requires";
+            case error::evicting_server:
+                return "refused: the server's maxmemory-policy may evict lease keys";
+            case error::replicas_not_acknowledged:
+                return "fewer replicas than required acknowledged the write (WAIT) in time";
             case error::events_gap: return "pushes may have been missed (reconnect or overflow)";
             case error::subscriber_overflow: return "the subscriber fell behind and was dropped";
             case error::decode_failed:

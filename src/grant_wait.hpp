@@ -82,24 +82,34 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
     constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
     auto& s = *c.s;
     const auto start = clock::now();
-    const auto deadline = start + ws.wait;
+    const auto deadline = sat_add(start, ws.wait);
     auto cancelled = [&]() -> asio::awaitable<bool> {
         auto cs = co_await asio::this_coro::cancellation_state;
         co_return cs.cancelled() != asio::cancellation_type::none;
     };
-    auto granted = [&](const grant_reply& r, bool contended) {
+    // A grant whose validity had passed on arrival is released, and the attempt counts as
+    // failed (r.granted is cleared).
+    bool expired_grant = false;
+    auto granted = [&](grant_reply& r, bool contended) {
+        lease l = c.make_lease(r);
+        if (!keep_if_valid(l, c.diag)) {
+            r.granted = false;
+            r.wait_ms = 0;
+            expired_grant = true;
+            return l;
+        }
         if (ws.lock_stats)
             s.lock_stats.record(
                 std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - start),
                 contended);
-        return c.make_lease(r);
+        return l;
     };
     auto fallback = [&](const grant_reply& r) {
         milliseconds d;
         if (r.ec)
             d = ws.retry_delay;
         else if (r.wait_ms > 0)
-            d = milliseconds(r.wait_ms);
+            d = bounded_ms(r.wait_ms);  // whatever PX another client wrote
         else if (r.wait_ms == -1)  // a blocker without TTL (written by hand): look now and then
             d = std::chrono::seconds(1);
         else  // gone since: try again
@@ -114,8 +124,8 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
     // Fast path: no local waiter ahead (or all local waiters ask Redis anyway).
     if (q->waiters.empty() || ws.wake_all || once) {
         auto r = co_await c.attempt(!once);
+        lease l = r.granted ? granted(r, false) : lease();
         if (r.granted) {
-            lease l = granted(r, false);
             s.drop_queue_if_idle(q);
             if (co_await cancelled())
                 co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
@@ -126,6 +136,7 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
             c.give_up();
             s.drop_queue_if_idle(q);
             if (was_cancelled && !once) r.ec = asio::error::operation_aborted;
+            if (once && expired_grant && !r.ec) r.ec = error::lease_lost;
             co_return std::tuple{r.ec, lease()};
         }
         last_error = r.ec;
@@ -167,8 +178,8 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
             auto* next = q->waiters.front();
             if (got && got->room <= 0) {
                 next->rearm = true;
-                next->hint = clock::now() + (got->wait_ms > 0 ? milliseconds(got->wait_ms)
-                                                              : c.ttl);
+                next->hint = sat_add(clock::now(),
+                                     got->wait_ms > 0 ? bounded_ms(got->wait_ms) : c.ttl);
                 next->timer->cancel();
             } else {
                 next->wake_to_attempt();
@@ -179,7 +190,7 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
     };
 
     for (;;) {
-        if (s.closed) {
+        if (s.closed || s.closing) {
             leave(nullptr);
             co_return std::tuple{error_code(error::session_closed), lease()};
         }
@@ -188,8 +199,8 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
             w.attempt = false;
             w.rearm = false;
             auto r = co_await c.attempt(true);
+            lease l = r.granted ? granted(r, true) : lease();
             if (r.granted) {
-                lease l = granted(r, true);
                 leave(&r);
                 if (co_await cancelled())
                     co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
@@ -204,7 +215,7 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
                 co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
             }
             last_error = r.ec;
-            wake_at = std::min(deadline, clock::now() + fallback(r));
+            wake_at = std::min(deadline, sat_add(clock::now(), fallback(r)));
             // Woken while the attempt was out (a release published meanwhile): go again.
             if (w.attempt && !s.closed && clock::now() < deadline) continue;
         } else if (w.rearm) {
@@ -227,9 +238,7 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
     }
     leave(nullptr);
     if (ws.lock_stats) ++s.lock_stats.timeouts;
-    c.diag.set_client_message(
-        c.what() + " not acquired within " + std::to_string(ws.wait.count()) + " ms" +
-        (last_error ? " (last error: " + last_error.message() + ")" : std::string()));
+    c.diag.set_client_message(timeout_message(c.what(), ws.wait, last_error, expired_grant));
     co_return std::tuple{error_code(error::acquire_timeout), lease()};
 }
 #if defined(__GNUC__) && !defined(__clang__)

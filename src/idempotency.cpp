@@ -10,12 +10,8 @@ using boost::system::error_code;
 using std::chrono::milliseconds;
 
 idempotency::idempotency(session& s, idempotency_options opts) : session_(&s), opts_(opts) {
-    if (opts_.default_ttl.count() <= 0)
-        detail::throw_bad_config("default_ttl: " + std::to_string(opts_.default_ttl.count()) +
-                                 " ms is not positive");
-    if (opts_.in_flight_ttl.count() <= 0)
-        detail::throw_bad_config("in_flight_ttl: " + std::to_string(opts_.in_flight_ttl.count()) +
-                                 " ms is not positive");
+    detail::check_duration_option("default_ttl", opts_.default_ttl);
+    detail::check_duration_option("in_flight_ttl", opts_.in_flight_ttl);
     detail::check_size_option("max_result_bytes", opts_.max_result_bytes);
 }
 
@@ -27,9 +23,7 @@ void idempotency::once_impl(std::string key, detail::json_factory make,
     diagnostics d;
     const std::string what = "idempotent operation '" + key + "'";
     error_code ec = detail::check_name("idempotency key", key, d);
-    if (!ec && ttl && ttl->count() <= 0)
-        ec = detail::invalid(d, what + ": ttl " + std::to_string(ttl->count()) +
-                                    " ms is not positive");
+    if (!ec && ttl) ec = detail::check_duration_arg(d, what, "ttl", *ttl);
     if (!ec && s->closed) ec = error::session_closed;
     if (ec)
         return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d),

@@ -94,7 +94,7 @@ asio::awaitable<std::pair<error_code, std::optional<leader_info>>> read_info(
     // A leadership key without TTL (written by hand) has no end: "expires" is then the far
     // future, and a watch looks again now and then instead of spinning on it.
     info.expires = pttl < 0 ? std::chrono::system_clock::time_point::max()
-                            : std::chrono::system_clock::now() + milliseconds(pttl);
+                            : detail::sat_add(std::chrono::system_clock::now(), milliseconds(pttl));
     co_return std::pair{error_code{}, std::optional<leader_info>(std::move(info))};
 }
 
@@ -122,11 +122,12 @@ asio::awaitable<void> watch_loop(std::shared_ptr<detail::leader_watch_state> st)
             // A leader that dies without resigning publishes nothing: look when its lease ends.
             if (info && info->expires == std::chrono::system_clock::time_point::max())
                 wake_at = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-            else if (info)
-                wake_at = std::chrono::steady_clock::now() +
-                          std::chrono::duration_cast<milliseconds>(info->expires -
-                                                                   std::chrono::system_clock::now()) +
-                          milliseconds(5);
+            else if (info)  // (a PTTL as long as another client wrote: saturating)
+                wake_at = detail::sat_add(
+                    std::chrono::steady_clock::now(),
+                    detail::sat_add(std::chrono::duration_cast<milliseconds>(
+                                        info->expires - std::chrono::system_clock::now()),
+                                    milliseconds(5)));
         }
         if (st->woken) continue;
         st->timer.expires_at(wake_at);
@@ -172,7 +173,7 @@ asio::awaitable<std::tuple<error_code, lease>> campaign(campaign_args a) {
     lo.retry_delay = std::min(a.o.renewal_interval, milliseconds(25));
     asio::steady_timer pause(s.conn.get_executor());
     for (;;) {
-        if (s.closed) co_return std::tuple{error_code(error::session_closed), lease()};
+        if (s.closed || s.closing) co_return std::tuple{error_code(error::session_closed), lease()};
         if (a.o.require_quorum) {
             auto [ec, health] = co_await a.members->async_health(nothrow);
             if (ec == asio::error::operation_aborted)
@@ -194,15 +195,17 @@ asio::awaitable<std::tuple<error_code, lease>> campaign(campaign_args a) {
                                            std::move(h));
             },
             nothrow);
-        if (ec == error::acquire_timeout) continue;
+        // Not replicated in time (session_options::replica_ack): released; campaign on.
+        if (ec == error::acquire_timeout || ec == error::replicas_not_acknowledged) continue;
         if (ec) co_return std::tuple{ec, lease()};
-        // Observers learn of the new term at once.
+        // Observers learn of the new term at once. Not awaited: the leadership is the
+        // caller's now, and a lease must not age in a wait for Redis (it may be unreachable).
         json::object o;
         o["node"] = s.node_id;
         o["term"] = l.fencing_token();
-        request req;
-        req.push("PUBLISH", changed_channel(key), json::serialize(o));
-        co_await s.conn.async_exec(req, ignore, nothrow);
+        auto req = std::make_shared<request>();
+        req->push("PUBLISH", changed_channel(key), json::serialize(o));
+        s.conn.async_exec(*req, [req](error_code, std::size_t) {});
         if (a.o.require_quorum)
             asio::co_spawn(s.conn.get_executor(),
                            quorum_guard(l.state(), a.members, a.o), asio::detached);
@@ -214,16 +217,10 @@ asio::awaitable<std::tuple<error_code, lease>> campaign(campaign_args a) {
 
 leader_election::leader_election(session& s, leader_options opts, membership* members)
     : session_(&s), opts_(opts), members_(members) {
-    if (opts_.leadership_timeout.count() <= 0)
-        detail::throw_bad_config(
-            "leadership_timeout: " + std::to_string(opts_.leadership_timeout.count()) +
-            " ms is not positive");
-    if (opts_.renewal_interval.count() <= 0 ||
-        opts_.renewal_interval >= opts_.leadership_timeout)
-        detail::throw_bad_config(
-            "renewal_interval: " + std::to_string(opts_.renewal_interval.count()) +
-            " ms must be positive and shorter than leadership_timeout (" +
-            std::to_string(opts_.leadership_timeout.count()) + " ms)");
+    detail::check_duration_option("leadership_timeout", opts_.leadership_timeout);
+    detail::check_duration_option("renewal_interval", opts_.renewal_interval);
+    detail::check_interval_option("renewal_interval", opts_.renewal_interval,
+                                  "leadership_timeout", opts_.leadership_timeout, true);
     if (opts_.require_quorum && !members_)
         detail::throw_bad_config("require_quorum: needs the membership passed to leader_election");
     if (opts_.minimum_nodes < 1)

@@ -27,6 +27,23 @@ std::string describe(const lease_state& l) {
     return "'" + l.resource + "' (key " + l.keys.front() + ", owner " + l.owner + ")";
 }
 
+// What release and extend say once the session is closed: its leases were marked lost then.
+error_code session_gone(const lease_state& l, std::string_view op, diagnostics& diag) {
+    diag.set_client_message(std::string(op) + " of " + describe(l) +
+                            ": the session is closed (its leases were marked lost then)");
+    return error::session_closed;
+}
+
+// What extend says of a lease released or lost (for another reason than the session's end).
+error_code no_longer_held(const lease_state& l, diagnostics& diag) {
+    diag.set_client_message("extend of " + describe(l) + ": the lease is no longer held (" +
+                            (l.status == lease::status::released
+                                 ? std::string("released")
+                                 : "lost: " + l.lost_reason.message()) +
+                            ")");
+    return error::not_held;
+}
+
 // A release under way: its script call (or its place in the lock batch) and what its
 // completion needs.
 struct release_op : detail::lock_batch_entry {
@@ -114,7 +131,14 @@ std::uint64_t lease::renewals() const noexcept { return state_ ? state_->renewal
 
 asio::cancellation_slot lease::cancellation_slot() {
     if (!state_) return {};
-    return state_->signals.emplace_back().slot();
+    auto& sig = state_->signals.emplace_back();
+    if (state_->status == status::lost) {
+        // Lost already: emitted in the next turn, once the caller has bound its work to it.
+        asio::post(state_->session->conn.get_executor(), [st = state_, &sig] {
+            sig.emit(asio::cancellation_type::terminal);
+        });
+    }
+    return sig.slot();
 }
 
 diagnostics& lease::scratch_diag() {
@@ -133,6 +157,7 @@ void lease::release_impl(diagnostics& diag, handler_type handler) {
     switch (state_->status) {
         case status::released: post_result(s, std::move(handler), {}); return;
         case status::lost:
+            if (s.closed) break;  // the session's end says more than the loss it caused
             diag.set_client_message("release of " + describe(*state_) + ": the lease was lost (" +
                                     state_->lost_reason.message() + ")");
             post_result(s, std::move(handler), error::not_held);
@@ -140,48 +165,50 @@ void lease::release_impl(diagnostics& diag, handler_type handler) {
         case status::held: break;
     }
     if (s.closed) {
-        post_result(s, std::move(handler), error::session_closed);
+        post_result(s, std::move(handler), session_gone(*state_, "release", diag));
         return;
     }
     start_release(state_, &diag, std::move(handler));
 }
 
-void lease::extend_impl(std::chrono::milliseconds ttl, handler_type handler) {
+void lease::extend_impl(std::chrono::milliseconds ttl, diagnostics& diag, handler_type handler) {
+    diag.clear();
     if (!state_) {
+        diag.set_client_message("extend: the lease is empty (nothing was acquired)");
         asio::dispatch(asio::append(std::move(handler), error_code(error::invalid_argument)));
         return;
     }
     auto& s = *state_->session;
-    if (ttl.count() <= 0) {
-        state_->scratch.set_client_message("extend: ttl " + std::to_string(ttl.count()) +
-                                           " ms is not positive");
-        post_result(s, std::move(handler), error::invalid_argument);
+    const auto what = "extend of " + describe(*state_);
+    error_code ec = detail::check_duration_arg(diag, what, "ttl", ttl);
+    if (!ec)
+        ec = detail::check_ttl_renewable(diag, what, ttl, state_->renew_interval,
+                                         state_->watchdog);
+    if (!ec && s.closed) ec = session_gone(*state_, "extend", diag);
+    if (!ec && state_->status != status::held) ec = no_longer_held(*state_, diag);
+    if (ec) {
+        post_result(s, std::move(handler), ec);
         return;
     }
-    if (state_->status != status::held || s.closed) {
-        post_result(s, std::move(handler), s.closed ? error::session_closed : error::not_held);
-        return;
-    }
-    auto run = [](std::shared_ptr<lease_state> l, std::chrono::milliseconds ttl)
-        -> asio::awaitable<error_code> {
+    auto run = [](std::shared_ptr<lease_state> l, std::chrono::milliseconds ttl,
+                  diagnostics& diag) -> asio::awaitable<error_code> {
         auto& s = *l->session;
         const auto sent = clock::now();
+        // Renewals sent from now on ask for the new TTL too.
+        l->ttl = ttl;
         std::vector<std::string> args{l->owner, std::to_string(ttl.count())};
         args.insert(args.end(), l->extra_args.begin(), l->extra_args.end());
         std::int64_t reply = 0;
-        auto [ec, n] = co_await detail::eval(s.conn, *l->spec->renew, l->keys, args, reply,
-                                             l->scratch);
+        auto [ec, n] = co_await detail::eval(s.conn, *l->spec->renew, l->keys, args, reply, diag);
         if (ec) co_return ec;
-        if (l->status != status::held) co_return error::not_held;
-        if (reply != 1) {
-            s.mark_lost(*l, error::lease_lost);
-            co_return error::not_held;
+        if (l->status != status::held || reply != 1) {
+            if (reply != 1) s.mark_lost(*l, error::lease_lost);
+            co_return no_longer_held(*l, diag);
         }
-        l->ttl = ttl;
         s.hold(l, sent);
         co_return error_code{};
     };
-    asio::co_spawn(s.conn.get_executor(), run(state_, ttl),
+    asio::co_spawn(s.conn.get_executor(), run(state_, ttl, diag),
                    [h = std::move(handler)](std::exception_ptr ep, error_code ec) mutable {
                        if (ep) ec = asio::error::operation_aborted;
                        std::move(h)(ec);
@@ -217,6 +244,23 @@ void lease::wait_lost_impl(handler_type handler) {
 
 namespace detail {
 
+void drop_expired_grant(lease& l, diagnostics& diag) {
+    if (!l) return;
+    const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(
+        clock::now() - l.state()->deadline);
+    diag.set_client_message("'" + l.resource() + "' was granted, but the reply came " +
+                            std::to_string(late.count()) + " ms after the lease's validity (TTL " +
+                            std::to_string(l.ttl().count()) +
+                            " ms, less the clock drift allowance) had ended: released");
+    l = lease();  // releases it
+}
+
+bool keep_if_valid(lease& l, diagnostics& diag) {
+    if (l.is_held() && l.valid_until() > clock::now()) return true;
+    drop_expired_grant(l, diag);
+    return false;
+}
+
 // Without a coroutine: releases are as frequent as acquisitions.
 void session_impl::send_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
                                 asio::any_completion_handler<void(error_code)> handler) {
@@ -238,25 +282,34 @@ void session_impl::send_release(const std::shared_ptr<lease_state>& l, diagnosti
 }
 
 void fenced_set_impl(session& s, std::string key, std::string value, std::int64_t token,
-                     asio::any_completion_handler<void(error_code)> handler) {
+                     diagnostics* diag, asio::any_completion_handler<void(error_code)> handler) {
     auto impl = s.impl();
-    if (key.empty()) {
-        post_result(*impl, std::move(handler), error::invalid_argument);
+    static thread_local diagnostics unused;
+    diagnostics& d = diag ? *diag : unused;
+    d.clear();
+    error_code ec = check_name("fenced write key", key, d);
+    if (!ec && token < 0)
+        ec = invalid(d, "fenced write of '" + key + "': token " + std::to_string(token) +
+                            " is negative (fencing tokens never are)");
+    if (ec) {
+        post_result(*impl, std::move(handler), ec);
         return;
     }
     auto run = [](std::shared_ptr<session_impl> s, std::string key, std::string value,
-                  std::int64_t token) -> asio::awaitable<error_code> {
+                  std::int64_t token, diagnostics& diag) -> asio::awaitable<error_code> {
         static const script& fenced = script::embedded("fenced_set");
         std::vector<std::string> keys{key, keyspace::companion(key, "fence")};
         std::vector<std::string> args{std::to_string(token), std::move(value)};
         std::int64_t reply = 0;
-        diagnostics diag;
         auto [ec, n] = co_await eval(s->conn, fenced, keys, args, reply, diag);
         if (ec) co_return ec;
-        co_return reply == 1 ? error_code{} : error_code(error::stale_fencing_token);
+        if (reply == 1) co_return error_code{};
+        diag.set_client_message("fenced write of '" + key + "': token " + std::to_string(token) +
+                                " is older than one already used");
+        co_return error::stale_fencing_token;
     };
     asio::co_spawn(impl->conn.get_executor(),
-                   run(impl, std::move(key), std::move(value), token),
+                   run(impl, std::move(key), std::move(value), token, d),
                    [h = std::move(handler)](std::exception_ptr ep, error_code ec) mutable {
                        if (ep) ec = asio::error::operation_aborted;
                        std::move(h)(ec);

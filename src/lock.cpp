@@ -1,4 +1,6 @@
 #include "grant_wait.hpp"
+#include "lock_value.hpp"
+#include "replica_ack.hpp"
 #include "session_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -83,25 +85,24 @@ struct acquire_call {
     clock::time_point start = clock::now();
     std::string value{}, ttl_arg{}, waiter_ttl_arg{};  // what an attempt sends
     bool always_publish = false;  // the release publishes even when nobody waits
+    // The last attempt's outcome is unknown (its reply was lost): the next one sends the same
+    // value with mode "k", so that a grant it may have made is recognized as this one's.
+    bool maybe_granted = false;
 
     // Queues one attempt on the session's lock batch (lock_ops.lua's "a"); e's completion
     // gets its reply. This call must live until then.
     void submit(std::unique_ptr<detail::lock_batch_entry> e) {
-        const auto now_ms = std::chrono::duration_cast<milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count();
-        // The value a grant stores (lock_value.hpp), with one hold.
-        value.clear();
-        value.append(owner).append("\n1 ").append(lo.enable_extension ? "1 " : "0 ");
-        value.append(std::to_string(now_ms)).append(" 0 ").append(s->node_id);
+        if (!maybe_granted) {
+            const auto now_ms = std::chrono::duration_cast<milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count();
+            value.clear();
+            detail::append_lock_value(value, owner, lo.enable_extension, now_ms, s->node_id);
+        }
         ttl_arg = std::to_string(ttl.count());
-        std::string_view mode = "-";
-        if (ao.reentrant && lo.fair)
-            mode = "rf";
-        else if (ao.reentrant)
-            mode = "r";
-        else if (lo.fair)
-            mode = "f";
+        static constexpr std::string_view modes[] = {"-", "r", "f", "rf", "k", "rk", "fk", "rfk"};
+        const std::string_view mode =
+            modes[(ao.reentrant ? 1 : 0) + (lo.fair ? 2 : 0) + (maybe_granted ? 4 : 0)];
         e->diag = &diag;
         if (lo.fair) {
             waiter_ttl_arg = std::to_string(lo.fair_waiter_timeout.count());
@@ -113,11 +114,11 @@ struct acquire_call {
         }
     }
 
-    attempt_result result(error_code ec, const acquire_reply& reply,
-                          clock::time_point sent) const {
+    attempt_result result(error_code ec, const acquire_reply& reply, clock::time_point sent) {
         attempt_result r;
         r.sent = sent;
         r.ec = ec;
+        maybe_granted = transient_error(ec);
         if (!r.ec) {
             r.granted = !reply.array;
             r.fence_or_pttl = reply.array ? reply.values[1] : reply.values[0];
@@ -131,10 +132,10 @@ struct acquire_call {
     auto async_attempt(Token&& token) {
         using handler_type = asio::any_completion_handler<void(attempt_result)>;
         struct entry : detail::lock_batch_entry {
-            const acquire_call& call;
+            acquire_call& call;
             handler_type handler;
             clock::time_point sent = clock::now();
-            entry(const acquire_call& c, handler_type h) : call(c), handler(std::move(h)) {}
+            entry(acquire_call& c, handler_type h) : call(c), handler(std::move(h)) {}
             void complete(error_code ec, const acquire_reply& reply) override {
                 asio::dispatch(asio::append(std::move(handler), call.result(ec, reply, sent)));
             }
@@ -146,36 +147,47 @@ struct acquire_call {
 
     asio::awaitable<attempt_result> attempt() { return async_attempt(asio::use_awaitable); }
 
-    // Records the acquisition and makes its lease (the names move into it: nothing uses them
-    // after a grant).
-    lease granted(const attempt_result& r, bool contended) {
-        s->lock_stats.record(
-            std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - start),
-            contended);
+    // Makes the lease of a grant and records the acquisition; an empty lease when the grant's
+    // validity had passed when its reply came (it is released, and the attempt counts as
+    // failed: r.granted is cleared). The names move into a valid lease: nothing uses them
+    // after that.
+    lease granted(attempt_result& r, bool contended) {
+        const bool valid = s->lease_deadline(r.sent, ttl) > clock::now();
+        auto take = [valid](std::string& v) { return valid ? std::move(v) : v; };
         auto st = std::make_shared<detail::lease_state>();
         st->session = s;
         st->spec = &lock_spec();
-        st->resource = std::move(name);
-        st->keys.push_back(std::move(names.key));
-        st->extra_args.push_back(std::move(names.channel));
+        st->resource = take(name);
+        st->keys.push_back(take(names.key));
+        st->extra_args.push_back(take(names.channel));
         // Who watches a leadership without campaigning for it learns of a resignation from
         // the release's push: it is always published.
         if (always_publish) st->extra_args.push_back("1");
-        st->owner = std::move(owner);
+        st->owner = take(owner);
         st->fence = r.fence_or_pttl;
         st->ttl = ttl;
         st->renew_interval = lo.extension_interval;
         st->watchdog = lo.enable_extension;
         st->on_release = &lock_handoff;
         s->hold(st, r.sent);
-        return lease(std::move(st));
+        lease l(std::move(st));
+        if (!valid) {
+            detail::drop_expired_grant(l, diag);
+            r.granted = false;
+            r.fence_or_pttl = 0;  // released: try again after the fallback's floor
+            return l;
+        }
+        s->lock_stats.record(
+            std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - start),
+            contended);
+        return l;
     }
 
     // The fallback timer after a failed attempt: bounded by the holder's remaining TTL.
     milliseconds fallback(std::int64_t pttl) const {
         milliseconds d;
         if (pttl > 0)
-            d = milliseconds(pttl);
+            d = detail::bounded_ms(pttl);  // whatever PX another client wrote
         else if (pttl == -3)  // fair: free, but earlier waiters first
             d = lo.fair_waiter_timeout / 3;
         else if (pttl == -1)  // a lock without TTL (written by hand): look again now and then
@@ -203,14 +215,18 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
     co_await asio::this_coro::throw_if_cancelled(false);
     auto& s = *c.s;
     const milliseconds wait =
-        c.ao.wait ? *c.ao.wait : c.lo.retry_delay * std::max(c.lo.max_retries, 0);
-    const auto deadline = c.start + wait;
+        c.ao.wait ? *c.ao.wait : detail::default_wait(c.lo.retry_delay, c.lo.max_retries);
+    const auto deadline = detail::sat_add(c.start, wait);
     auto cancelled = [&]() -> asio::awaitable<bool> {
         auto cs = co_await asio::this_coro::cancellation_state;
         co_return cs.cancelled() != asio::cancellation_type::none;
     };
-    auto granted = [&](const attempt_result& r, bool contended) {
-        return c.granted(r, contended);
+    // A grant whose validity had passed on arrival was released: the attempt failed.
+    bool expired_grant = false;
+    auto granted = [&](attempt_result& r, bool contended) {
+        lease l = c.granted(r, contended);
+        if (!r.granted) expired_grant = true;
+        return l;
     };
 
     auto q = s.queue_for(c.names.key, c.names.channel, c.lo.fair);
@@ -220,8 +236,8 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
     // Queued behind local waiters that have all left meanwhile: one attempt first.
     if (!first && q->waiters.empty()) {
         auto r = co_await c.attempt();
+        lease l = r.granted ? granted(r, false) : lease();
         if (r.granted) {
-            lease l = granted(r, false);
             if (co_await cancelled()) co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
             s.drop_queue_if_idle(q);
             co_return std::tuple{error_code{}, std::move(l)};
@@ -266,7 +282,7 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
             auto* next = q->waiters.front();
             if (got) {
                 next->rearm = true;
-                next->hint = clock::now() + holder_ttl;
+                next->hint = detail::sat_add(clock::now(), holder_ttl);
                 next->timer->cancel();
             } else {
                 next->wake_to_attempt();
@@ -290,7 +306,7 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
     };
 
     for (;;) {
-        if (s.closed) {
+        if (s.closed || s.closing) {
             leave(false, {});
             co_return std::tuple{error_code(error::session_closed), lease()};
         }
@@ -299,8 +315,8 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
             w.attempt = false;
             w.rearm = false;
             auto r = co_await c.attempt();
+            lease l = r.granted ? granted(r, true) : lease();
             if (r.granted) {
-                lease l = granted(r, true);
                 // The push of every release sent before this attempt has arrived by now (a
                 // push precedes the replies of later commands), and a release publishes only
                 // when an attempt found the lock held: forget the handoffs whose push did
@@ -327,7 +343,7 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
             // release went again as EVAL after NOSCRIPT). Let that push wake us, then.
             q->own_releases.clear();
             const auto pause = r.ec ? c.lo.retry_delay : c.fallback(r.fence_or_pttl);
-            wake_at = std::min(deadline, clock::now() + pause);
+            wake_at = std::min(deadline, detail::sat_add(clock::now(), pause));
             // Woken while the attempt was out (a local handoff or a release's push): the
             // timer's cancel found no wait to end, so go again now rather than sleep through it.
             if (w.attempt && !s.closed && clock::now() < deadline) continue;
@@ -351,9 +367,8 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
     }
     leave(false, {});
     ++s.lock_stats.timeouts;
-    c.diag.set_client_message(
-        "'" + c.name + "' (" + c.names.key + ") not acquired within " + std::to_string(wait.count()) + " ms" +
-        (last_error ? " (last error: " + last_error.message() + ")" : std::string()));
+    c.diag.set_client_message(detail::timeout_message("'" + c.name + "' (" + c.names.key + ")", wait,
+                                              last_error, expired_grant));
     co_return std::tuple{error_code(error::acquire_timeout), lease()};
 }
 
@@ -396,8 +411,11 @@ struct fast_acquire : detail::lock_batch_entry {
         auto finish = [&](error_code e, lease l) {
             asio::dispatch(asio::append(std::move(handler), e, std::move(l)));
         };
+        const bool grant = r.granted;
+        lease l = grant ? call.granted(r, false) : lease();
+        // Granted, but after its validity: released; a try-acquire reports the lease lost.
+        if (grant && !r.granted && once) return finish(error::lease_lost, lease());
         if (r.granted) {
-            lease l = call.granted(r, false);
             // Cancelled meanwhile: the lease goes out of scope here, which releases it.
             if (cancelled) return finish(asio::error::operation_aborted, lease());
             return finish(error_code{}, std::move(l));
@@ -425,18 +443,11 @@ void lock_provider::acquire_impl(std::string name, acquire_options opts, diagnos
 namespace detail {
 
 void check_lock_options(const lock_options& o) {
-    auto ms = [](std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; };
-    if (o.default_lock_timeout.count() <= 0)
-        throw_bad_config("default_lock_timeout: " + ms(o.default_lock_timeout) +
-                         " is not positive");
-    if (o.retry_delay.count() <= 0)
-        throw_bad_config("retry_delay: " + ms(o.retry_delay) + " is not positive");
-    if (o.max_retries < 0)
-        throw_bad_config("max_retries: " + std::to_string(o.max_retries) + " is negative");
-    if (o.extension_interval.count() < 0)
-        throw_bad_config("extension_interval: " + ms(o.extension_interval) + " is negative");
-    if (o.fair_waiter_timeout.count() <= 0)
-        throw_bad_config("fair_waiter_timeout: " + ms(o.fair_waiter_timeout) + " is not positive");
+    check_duration_option("default_lock_timeout", o.default_lock_timeout);
+    check_retry_options(o.retry_delay, o.max_retries);
+    check_interval_option("extension_interval", o.extension_interval, "default_lock_timeout",
+                          o.default_lock_timeout, o.enable_extension);
+    check_duration_option("fair_waiter_timeout", o.fair_waiter_timeout);
 }
 
 void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
@@ -448,21 +459,27 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
     d.clear();
     error_code ec = detail::check_name(std::string(kind) + " name", name, d);
     auto what = [&] { return std::string(kind) + " '" + name + "'"; };
-    if (!ec && opts.ttl.count() < 0)
-        ec = detail::invalid(d, what() + ": ttl " + std::to_string(opts.ttl.count()) +
-                                    " ms is negative");
-    if (!ec && opts.wait && opts.wait->count() < 0)
-        ec = detail::invalid(d, what() + ": wait " + std::to_string(opts.wait->count()) +
-                                    " ms is negative");
+    if (!ec)
+        ec = check_acquire_durations(d, what(), opts, lo.extension_interval, lo.enable_extension);
     if (!ec && opts.reentrant && opts.owner.empty())
         ec = detail::invalid(d, what() + ": reentrant acquisition needs the owner of the held lease");
-    if (!ec && opts.owner.find('\n') != std::string_view::npos)
-        ec = detail::invalid(d, what() + ": the owner must not contain a newline");
-    if (!ec && s->closed) ec = error::session_closed;
+    if (!ec) ec = s->check_open(d);
     if (ec) {
         post_to(*s, std::move(handler), ec, lease());
         return;
     }
+    if (s->opts.refuse_evicting_server &&
+        policy_gate(*s, d, what(), handler,
+                    [s, main_key, kind, name, lo, opts, owner = std::string(opts.owner), diag,
+                     once](lease_handler h) mutable {
+                        opts.owner = owner;
+                        acquire_lock_lease(s, main_key, kind, name, lo, opts, diag, once,
+                                           std::move(h));
+                    }))
+        return;
+    // With session_options::replica_ack, a grant completes once the replicas have it.
+    // (A new variable: any_completion_handler's move assignment recurses in Boost 1.81.)
+    auto confirmed = detail::confirming_grants(*s, diag, std::move(handler));
     const auto ttl = opts.ttl.count() > 0 ? opts.ttl : lo.default_lock_timeout;
     std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
     opts.owner = {};
@@ -475,11 +492,11 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
     call.always_publish = kind != "lock";
     if (queued && !opts.reentrant && !once) {
         // Local waiters are ahead: queue behind them.
-        wait_for_lock(std::move(call), std::nullopt, std::move(handler));
+        wait_for_lock(std::move(call), std::nullopt, std::move(confirmed));
         return;
     }
     // The fast path, without a coroutine: one attempt, which usually succeeds.
-    auto op = std::make_unique<fast_acquire>(std::move(call), once, std::move(handler));
+    auto op = std::make_unique<fast_acquire>(std::move(call), once, std::move(confirmed));
     auto slot = asio::get_associated_cancellation_slot(op->handler);
     if (slot.is_connected())
         slot.assign([op = op.get()](asio::cancellation_type) { op->cancelled = true; });
@@ -490,26 +507,28 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
 }  // namespace detail
 
 void lock_provider::extend_by_name_impl(std::string name, std::string owner, milliseconds ttl,
-                                        bool_handler handler) {
+                                        diagnostics* diag, bool_handler handler) {
     auto s = session_->impl();
-    diagnostics d;
+    static thread_local diagnostics unused;
+    diagnostics& d = diag ? *diag : unused;
+    d.clear();
     error_code ec = detail::check_name("lock name", name, d);
     if (!ec) ec = detail::check_name("owner", owner, d);
-    if (!ec && ttl.count() <= 0) ec = error::invalid_argument;
+    if (!ec) ec = detail::check_duration_arg(d, "extend of lock '" + name + "'", "ttl", ttl);
     if (ec) {
         post_to(*s, std::move(handler), ec, false);
         return;
     }
     auto run = [](std::shared_ptr<session_impl> s, std::string key, std::string owner,
-                  milliseconds ttl) -> asio::awaitable<std::tuple<error_code, bool>> {
+                  milliseconds ttl,
+                  diagnostics& d) -> asio::awaitable<std::tuple<error_code, bool>> {
         std::int64_t reply = 0;
-        diagnostics d;
         const std::vector<std::string> keys{key};
         const std::vector<std::string> args{owner, std::to_string(ttl.count())};
         auto [ec, n] = co_await detail::eval(s->conn, *lock_spec().renew, keys, args, reply, d);
         co_return std::tuple{ec, !ec && reply == 1};
     };
-    asio::co_spawn(s->conn.get_executor(), run(s, s->keys.lock(name), std::move(owner), ttl),
+    asio::co_spawn(s->conn.get_executor(), run(s, s->keys.lock(name), std::move(owner), ttl, d),
                    [h = std::move(handler)](std::exception_ptr ep,
                                             std::tuple<error_code, bool> r) mutable {
                        if (ep) std::get<0>(r) = asio::error::operation_aborted;

@@ -247,9 +247,7 @@ void lock_monitor::active_impl(diagnostics* diag, list_handler handler) {
 void lock_monitor::stale_impl(milliseconds stale_after, diagnostics* diag, list_handler handler) {
     auto s = session_->impl();
     auto& d = diag_or_scratch(diag);
-    if (stale_after.count() < 0) {
-        const auto ec = detail::invalid(
-            d, "stale_after: " + std::to_string(stale_after.count()) + " ms is negative");
+    if (auto ec = detail::check_duration_arg(d, "stale locks", "stale_after", stale_after, true)) {
         asio::post(s->conn.get_executor(),
                    asio::append(std::move(handler), ec, std::vector<active_lock>{}));
         return;

@@ -1,9 +1,10 @@
 // The value of a held lock or leadership, as lock_ops.lua writes it (a string with the
 // lease's TTL):
-//   <owner> '\n' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1> ' ' <node>
-// (waiters: an attempt found it held, so the release publishes).
-// The holder's fencing token is not in it: it is the resource's fencing counter (the companion
-// key "fence"), which only a grant increments.
+//   <#owner> ':' <owner> ' ' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1> ' ' <node>
+// The owner is length-prefixed, so it may hold any byte and no owner's head is a prefix of
+// another's (waiters: an attempt found it held, so the release publishes). The holder's fencing
+// token is not in it: it is the resource's fencing counter (the companion key "fence"), which
+// only a grant increments.
 #pragma once
 
 #include <charconv>
@@ -23,14 +24,26 @@ struct lock_value {
     std::string node;
 };
 
+// Appends the value a grant stores, with one hold and no waiter.
+inline void append_lock_value(std::string& out, std::string_view owner, bool watchdog,
+                              std::int64_t since_ms, std::string_view node) {
+    out.append(std::to_string(owner.size())).append(1, ':').append(owner);
+    out.append(watchdog ? " 1 1 " : " 1 0 ").append(std::to_string(since_ms));
+    out.append(" 0 ").append(node);
+}
+
 // nullopt when v is not such a value (a key written by something else).
 inline std::optional<lock_value> parse_lock_value(std::string_view v) {
-    const auto nl = v.find('\n');
-    if (nl == std::string_view::npos || nl == 0) return std::nullopt;
-    lock_value out;
-    out.owner = std::string(v.substr(0, nl));
-    const char* p = v.data() + nl + 1;
+    const char* p = v.data();
     const char* end = v.data() + v.size();
+    std::size_t owner_size = 0;
+    auto [colon, lec] = std::from_chars(p, end, owner_size);
+    if (lec != std::errc() || colon == p || colon == end || *colon != ':' || owner_size == 0 ||
+        owner_size >= static_cast<std::size_t>(end - colon - 1) || colon[1 + owner_size] != ' ')
+        return std::nullopt;
+    lock_value out;
+    out.owner = std::string(colon + 1, owner_size);
+    p = colon + 1 + owner_size + 1;
     auto number = [&](std::int64_t& n) {
         auto [q, ec] = std::from_chars(p, end, n);
         if (ec != std::errc() || q == end || *q != ' ') return false;

@@ -111,6 +111,33 @@ public:
         return json::serialize(o);
     }
 
+    // A graceful leave of node: out of the registry before the heartbeat goes, so a dead-node
+    // check running meanwhile skips it (membership_mark_dead.lua checks the registry).
+    void push_leave(request& req, const std::string& node) const {
+        req.push("SREM", s->keys.registry(), node);
+        req.push("DEL", s->keys.heartbeat(node));
+        req.push("HDEL", dead_hash(), node);
+        req.push("PUBLISH", events_channel(), event_json("left", node));
+    }
+
+    // Stops heartbeating and makes every hosted node leave; h (may be empty) gets the reply.
+    void leave_all(asio::any_completion_handler<void(error_code)> h) {
+        stopped = true;
+        timer.cancel();
+        if (s->closed || hosted.empty()) {
+            if (h) asio::post(s->conn.get_executor(), asio::append(std::move(h), error_code{}));
+            return;
+        }
+        auto req = std::make_shared<request>();
+        for (const auto& n : hosted) push_leave(*req, n);
+        hosted.clear();
+        s->conn.async_exec(*req, [req, h = std::move(h)](error_code ec, std::size_t) mutable {
+            if (h) std::move(h)(ec);
+        });
+    }
+
+    std::uint64_t close_step = 0;  // its step in the session's graceful close
+
     // The heartbeats of the given nodes, with the registry's sliding TTL, in one request. A
     // beat also clears the nodes' "dead" marks: a node that was paused past its TTL and came
     // back is reported dead again when it dies again.
@@ -299,19 +326,10 @@ public:
 namespace {
 
 void check_options(const membership_options& o) {
-    if (o.heartbeat_interval.count() <= 0)
-        detail::throw_bad_config(
-            "heartbeat_interval: " + std::to_string(o.heartbeat_interval.count()) +
-            " ms is not positive");
-    if (o.heartbeat_grace.count() < 0)
-        detail::throw_bad_config("heartbeat_grace: " + std::to_string(o.heartbeat_grace.count()) +
-                                 " ms is negative");
-    if (o.registry_ttl.count() <= 0)
-        detail::throw_bad_config("registry_ttl: " + std::to_string(o.registry_ttl.count()) +
-                                 " ms is not positive");
-    if (o.dead_check_interval.count() < 0)
-        detail::throw_bad_config("dead_check_interval: " +
-                                 std::to_string(o.dead_check_interval.count()) + " ms is negative");
+    detail::check_duration_option("heartbeat_interval", o.heartbeat_interval);
+    detail::check_duration_option("heartbeat_grace", o.heartbeat_grace, true);
+    detail::check_duration_option("registry_ttl", o.registry_ttl);
+    detail::check_duration_option("dead_check_interval", o.dead_check_interval, true);
 }
 
 template <class Handler, class... Args>
@@ -336,22 +354,22 @@ void spawn_with(detail::session_impl& s, asio::awaitable<std::pair<error_code, T
 membership::membership(session& s, membership_options opts) {
     check_options(opts);
     impl_ = std::make_shared<detail::membership_impl>(s.impl(), std::move(opts));
+    auto& si = *impl_->s;
+    impl_->close_step = si.next_close_step++;
+    si.close_steps.emplace(impl_->close_step,
+                           [w = std::weak_ptr<detail::membership_impl>(impl_)](
+                               asio::any_completion_handler<void(error_code)> h) {
+                               if (auto m = w.lock())
+                                   m->leave_all(std::move(h));
+                               else
+                                   std::move(h)(error_code{});
+                           });
 }
 
 membership::~membership() {
-    auto& m = *impl_;
-    m.stopped = true;
-    m.timer.cancel();
-    if (m.s->closed || m.hosted.empty()) return;
-    // A graceful leave for every hosted node, scheduled: a destructor cannot wait.
-    auto req = std::make_shared<request>();
-    for (const auto& n : m.hosted) {
-        // Out of the registry first: a dead-node check running meanwhile then skips it.
-        req->push("SREM", m.s->keys.registry(), n);
-        req->push("DEL", m.s->keys.heartbeat(n));
-        req->push("PUBLISH", m.events_channel(), detail::membership_impl::event_json("left", n));
-    }
-    m.s->conn.async_exec(*req, [req](error_code, std::size_t) {});
+    impl_->s->close_steps.erase(impl_->close_step);
+    // A graceful leave for every hosted node, not awaited: a destructor cannot wait.
+    impl_->leave_all({});
 }
 
 void membership::join_impl(std::string node, ec_handler h) {
@@ -386,13 +404,8 @@ void membership::leave_impl(std::string node, ec_handler h) {
     ++m.leaves[node];
     auto run = [](std::shared_ptr<detail::membership_impl> m,
                   std::string node) -> asio::awaitable<std::pair<error_code, int>> {
-        // Out of the registry before the heartbeat goes: a dead-node check running meanwhile
-        // then skips it (membership_mark_dead.lua checks the registry).
         request req;
-        req.push("SREM", m->s->keys.registry(), node);
-        req.push("DEL", m->s->keys.heartbeat(node));
-        req.push("HDEL", m->dead_hash(), node);
-        req.push("PUBLISH", m->events_channel(), detail::membership_impl::event_json("left", node));
+        m->push_leave(req, node);
         auto [ec, n] = co_await m->s->conn.async_exec(req, ignore, asio::as_tuple(asio::use_awaitable));
         co_return std::pair{ec, 0};
     };

@@ -215,6 +215,10 @@ void reliable_queue::dequeue_impl(std::string name, std::string consumer, millis
     if (refuse(*s, handler, std::optional<queue_item>(),
                {{"queue name", &name}, {"consumer", &consumer}}))
         return;
+    diagnostics d;
+    if (auto ec = detail::check_duration_arg(d, "queue '" + name + "'", "timeout", timeout, true))
+        return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d),
+                                      std::optional<queue_item>());
     auto& sr = *s;
     detail::launch_throwing(sr, dequeue(std::move(s), std::move(name), std::move(consumer),
                                         timeout),

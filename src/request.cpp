@@ -39,7 +39,8 @@ std::optional<subscription_change::kind> subscription_kind(std::string_view cmd)
     return std::nullopt;
 }
 
-// Where a blocking command keeps its timeout, and in which unit.
+// Where a blocking command keeps its timeout, and in which unit. Only WAIT and WAITAOF keep it
+// last in milliseconds.
 enum class timeout_arg { none, last_seconds, first_seconds, last_millis, after_block_millis };
 
 timeout_arg blocking_kind(std::string_view cmd) {
@@ -109,7 +110,8 @@ void request::on_command_added(std::size_t start) {
             break;
         case timeout_arg::none: break;
     }
-    blocking_ = true;
+    // WAIT confirms the writes of its own connection: it must not move to a side connection.
+    (where == timeout_arg::last_millis ? waits_ : blocking_) = true;
     if (!value) return;
     auto t = parse_block_time(*value, where == timeout_arg::last_seconds ||
                                           where == timeout_arg::first_seconds);
@@ -125,6 +127,7 @@ void request::clear() noexcept {
     commands_ = 0;
     expected_responses_ = 0;
     blocking_ = false;
+    waits_ = false;
     block_time_ = std::chrono::milliseconds(0);
     subscriptions_.clear();
 }

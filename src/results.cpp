@@ -190,14 +190,9 @@ std::optional<result_status> parse_result_status(std::string_view name) noexcept
 
 namespace {
 const result_options& checked(const result_options& o) {
-    auto positive = [&](const char* name, milliseconds v) {
-        if (v.count() <= 0)
-            detail::throw_bad_config(std::string(name) + ": " + std::to_string(v.count()) +
-                                     " ms is not positive");
-    };
-    positive("result_ttl", o.result_ttl);
-    positive("value_ttl", o.value_ttl);
-    positive("state_ttl", o.state_ttl);
+    detail::check_duration_option("result_ttl", o.result_ttl);
+    detail::check_duration_option("value_ttl", o.value_ttl);
+    detail::check_duration_option("state_ttl", o.state_ttl);
     detail::check_size_option("max_value_bytes", o.max_value_bytes);
     return o;
 }

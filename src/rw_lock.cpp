@@ -1,4 +1,5 @@
 #include "grant_wait.hpp"
+#include "replica_ack.hpp"
 #include "session_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -154,26 +155,31 @@ void rw_lock_provider::acquire_impl(std::string name, acquire_options opts, diag
     d.clear();
     const char* kind = write ? "write lock '" : "read lock '";
     error_code ec = detail::check_name("lock name", name, d);
-    if (!ec && opts.ttl.count() < 0)
-        ec = detail::invalid(d, kind + name + "': ttl " + std::to_string(opts.ttl.count()) +
-                                    " ms is negative");
-    if (!ec && opts.wait && opts.wait->count() < 0)
-        ec = detail::invalid(d, kind + name + "': wait " + std::to_string(opts.wait->count()) +
-                                    " ms is negative");
+    if (!ec)
+        ec = detail::check_acquire_durations(d, kind + name + "'", opts, opts_.extension_interval,
+                                             opts_.enable_extension);
     if (!ec && opts.reentrant)
         ec = detail::invalid(d, kind + name +
                                     "': reentrant acquisition is not supported by the "
                                     "read-write lock");
-    if (!ec && s->closed) ec = error::session_closed;
+    if (!ec) ec = s->check_open(d);
     if (ec) {
         detail::post_result_to(*s, std::move(handler), ec, lease());
         return;
     }
+    if (s->opts.refuse_evicting_server &&
+        detail::policy_gate(*s, d, kind + name + "'", handler,
+                            [p = *this, name, opts, owner = std::string(opts.owner), diag, write,
+                             once](acquire_handler h) mutable {
+                                opts.owner = owner;
+                                p.acquire_impl(name, opts, diag, write, once, std::move(h));
+                            }))
+        return;
     const auto ttl = opts.ttl.count() > 0 ? opts.ttl : opts_.default_lock_timeout;
     std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
     detail::wait_settings ws;
     ws.retry_delay = opts_.retry_delay;
-    ws.wait = opts.wait ? *opts.wait : opts_.retry_delay * std::max(opts_.max_retries, 0);
+    ws.wait = opts.wait ? *opts.wait : detail::default_wait(opts_.retry_delay, opts_.max_retries);
     // A waiting writer refreshes its mark well before it lapses.
     if (write) ws.refresh = std::max(opts_.fair_waiter_timeout / 3, milliseconds(1));
     ws.wake_all = true;
@@ -181,7 +187,7 @@ void rw_lock_provider::acquire_impl(std::string name, acquire_options opts, diag
     rw_names names(s->keys, name);
     rw_call call{s, opts_, write, std::move(name), std::move(owner), ttl, std::move(names), d};
     detail::spawn_acquire(*s, detail::wait_for_grant(std::move(call), ws, once),
-                          std::move(handler));
+                          detail::confirming_grants(*s, diag, std::move(handler)));
 }
 
 }  // namespace redcoord

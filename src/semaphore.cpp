@@ -1,4 +1,5 @@
 #include "grant_wait.hpp"
+#include "replica_ack.hpp"
 #include "session_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -106,19 +107,10 @@ error_code check_permits(const std::string& name, std::int64_t permits, diagnost
 
 semaphore_provider::semaphore_provider(session& s, semaphore_options opts)
     : session_(&s), opts_(opts) {
-    if (opts_.default_ttl.count() <= 0)
-        detail::throw_bad_config("default_ttl: " + std::to_string(opts_.default_ttl.count()) +
-                                 " ms is not positive");
-    if (opts_.retry_delay.count() <= 0)
-        detail::throw_bad_config("retry_delay: " + std::to_string(opts_.retry_delay.count()) +
-                                 " ms is not positive");
-    if (opts_.max_retries < 0)
-        detail::throw_bad_config("max_retries: " + std::to_string(opts_.max_retries) +
-                                 " is negative");
-    if (opts_.extension_interval.count() < 0)
-        detail::throw_bad_config(
-            "extension_interval: " + std::to_string(opts_.extension_interval.count()) +
-            " ms is negative");
+    detail::check_duration_option("default_ttl", opts_.default_ttl);
+    detail::check_retry_options(opts_.retry_delay, opts_.max_retries);
+    detail::check_interval_option("extension_interval", opts_.extension_interval, "default_ttl",
+                                  opts_.default_ttl, opts_.enable_extension);
 }
 
 void semaphore_provider::acquire_impl(std::string name, std::int64_t permits,
@@ -130,32 +122,37 @@ void semaphore_provider::acquire_impl(std::string name, std::int64_t permits,
     d.clear();
     error_code ec = detail::check_name("semaphore name", name, d);
     if (!ec) ec = check_permits(name, permits, d);
-    if (!ec && opts.ttl.count() < 0)
-        ec = detail::invalid(d, "semaphore '" + name + "': ttl " +
-                                    std::to_string(opts.ttl.count()) + " ms is negative");
-    if (!ec && opts.wait && opts.wait->count() < 0)
-        ec = detail::invalid(d, "semaphore '" + name + "': wait " +
-                                    std::to_string(opts.wait->count()) + " ms is negative");
+    if (!ec)
+        ec = detail::check_acquire_durations(d, "semaphore '" + name + "'", opts,
+                                             opts_.extension_interval, opts_.enable_extension);
     if (!ec && opts.reentrant)
         ec = detail::invalid(d, "semaphore '" + name +
                                     "': reentrant acquisition is not supported by semaphores");
-    if (!ec && s->closed) ec = error::session_closed;
+    if (!ec) ec = s->check_open(d);
     if (ec) {
         detail::post_result_to(*s, std::move(handler), ec, lease());
         return;
     }
+    if (s->opts.refuse_evicting_server &&
+        detail::policy_gate(*s, d, "semaphore '" + name + "'", handler,
+                            [p = *this, name, permits, opts, owner = std::string(opts.owner),
+                             diag, once](acquire_handler h) mutable {
+                                opts.owner = owner;
+                                p.acquire_impl(name, permits, opts, diag, once, std::move(h));
+                            }))
+        return;
     const auto ttl = opts.ttl.count() > 0 ? opts.ttl : opts_.default_ttl;
     std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
     detail::wait_settings ws;
     ws.retry_delay = opts_.retry_delay;
-    ws.wait = opts.wait ? *opts.wait : opts_.retry_delay * std::max(opts_.max_retries, 0);
+    ws.wait = opts.wait ? *opts.wait : detail::default_wait(opts_.retry_delay, opts_.max_retries);
     ws.wake_all = false;
     ws.lock_stats = false;
     semaphore_names names(s->keys, name);
     semaphore_call call{s,   opts_, std::move(name), permits, std::move(owner),
                         ttl, std::move(names), d};
     detail::spawn_acquire(*s, detail::wait_for_grant(std::move(call), ws, once),
-                          std::move(handler));
+                          detail::confirming_grants(*s, diag, std::move(handler)));
 }
 
 void semaphore_provider::available_impl(std::string name, std::int64_t permits,

@@ -1,3 +1,4 @@
+#include "replica_ack.hpp"
 #include "session_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -171,7 +172,10 @@ asio::awaitable<void> push_hub::receive_loop(std::shared_ptr<session_impl> owner
             if (ec2 || owner->closed) co_return;
             continue;
         }
-        if (m.is_gap() && m.gap_reason == "reconnect") owner->dog.renew_all_now(owner);
+        if (m.is_gap() && m.gap_reason == "reconnect") {
+            owner->dog.renew_all_now(owner);
+            owner->read_policy();  // perhaps another server now (a failover)
+        }
         owner->hub.dispatch(m);
     }
 }
@@ -211,14 +215,15 @@ void watchdog::renew_all_now(const std::shared_ptr<session_impl>& owner) {
     std::vector<std::shared_ptr<lease_state>> held;
     for (const auto& it : items_) {
         auto l = it.lease.lock();
-        if (l && l->status == lease::status::held && l->watchdog && !l->renewing)
-            held.push_back(std::move(l));
+        if (l && l->status == lease::status::held && l->watchdog) held.push_back(std::move(l));
     }
-    for (auto& l : held) {
-        if (l->renewing) continue;
-        l->renewing = true;
-        asio::co_spawn(owner->conn.get_executor(), renew(owner, l), asio::detached);
-    }
+    for (auto& l : held) send_renewal(owner, l);
+}
+
+void watchdog::send_renewal(const std::shared_ptr<session_impl>& owner,
+                            const std::shared_ptr<lease_state>& l) {
+    l->next_renewal = clock::now() + owner->renew_interval(*l);
+    asio::co_spawn(owner->conn.get_executor(), renew(owner, l), asio::detached);
 }
 
 asio::awaitable<void> watchdog::loop(std::shared_ptr<session_impl> owner) {
@@ -243,12 +248,10 @@ asio::awaitable<void> watchdog::loop(std::shared_ptr<session_impl> owner) {
                 owner->mark_lost(*l, error::lease_lost);
                 continue;
             }
-            if (l->watchdog && !l->renewing) {
-                l->renewing = true;
-                asio::co_spawn(owner->conn.get_executor(), renew(owner, l), asio::detached);
-            }
-            // While a renewal is out, only the deadline is watched.
-            self.schedule(l, l->deadline);
+            // Renewals leave on schedule even while earlier ones are unanswered (a slow
+            // network): each one answers for its own send time.
+            if (l->watchdog && now >= l->next_renewal) self.send_renewal(owner, l);
+            self.add(l);
         }
     }
     self.clear();
@@ -257,22 +260,29 @@ asio::awaitable<void> watchdog::loop(std::shared_ptr<session_impl> owner) {
 asio::awaitable<void> watchdog::renew(std::shared_ptr<session_impl> owner,
                                       std::shared_ptr<lease_state> l) {
     const auto sent = clock::now();
+    const auto ttl = l->ttl;
     request::config cfg;
-    // A reply later than the deadline is of no use: the lease is lost by then anyway.
-    cfg.timeout = std::max(milliseconds(1),
-                           std::chrono::ceil<milliseconds>(l->deadline - sent));
+    // A reply later than the validity this renewal buys is of no use. (Not the current
+    // deadline: renewals still in flight may move it.)
+    cfg.timeout = std::max(milliseconds(1), std::chrono::ceil<milliseconds>(
+                                                owner->lease_deadline(sent, ttl) - sent));
     cfg.fail_fast = true;
-    std::vector<std::string> args{l->owner, std::to_string(l->ttl.count())};
+    std::vector<std::string> args{l->owner, std::to_string(ttl.count())};
     args.insert(args.end(), l->extra_args.begin(), l->extra_args.end());
     std::int64_t reply = -1;
     auto [ec, n] = co_await eval(owner->conn, *l->spec->renew, l->keys, args, reply, l->scratch,
                                  cfg);
-    l->renewing = false;
+    // session_options::replica_ack: a renewal the replicas did not acknowledge in time counts
+    // as unanswered (tried again; the deadline still rules).
+    if (!ec && reply == 1 && replica_ack_on(*owner) && l->status == lease::status::held)
+        std::tie(ec) = co_await async_confirm_replicas(*owner, &l->scratch, nothrow);
     if (owner->closed || l->status != lease::status::held) co_return;
     if (!ec && reply == 1) {
         ++l->renewals;
         ++owner->lock_stats.renewals;
-        owner->hold(l, sent);
+        // Only a renewal sent later than the one that set the deadline moves it.
+        l->deadline = std::max(l->deadline, owner->lease_deadline(sent, ttl));
+        owner->dog.add(l);
         co_return;
     }
     if (!ec) {  // gone or taken: told by Redis itself
@@ -280,7 +290,7 @@ asio::awaitable<void> watchdog::renew(std::shared_ptr<session_impl> owner,
         co_return;
     }
     // No answer (connection down, timeout): try again soon, until the deadline.
-    l->next_renewal = std::min(clock::now() + owner->opts.renew_retry_delay, l->deadline);
+    l->next_renewal = std::min(l->next_renewal, clock::now() + owner->opts.renew_retry_delay);
     owner->dog.add(l);
 }
 
@@ -343,18 +353,27 @@ std::string session_impl::new_owner_token() {
 }
 
 milliseconds session_impl::drift(milliseconds ttl) const {
-    const auto d = static_cast<std::int64_t>(
-        std::ceil(static_cast<double>(ttl.count()) * opts.clock_drift_factor));
-    return milliseconds(d) + opts.clock_drift_floor;
+    // TTLs from the API are at most max_duration; so is what is converted here, whatever comes.
+    const auto d = static_cast<std::int64_t>(std::ceil(
+        static_cast<double>(std::min(ttl, max_duration).count()) * opts.clock_drift_factor));
+    return sat_add(milliseconds(d), opts.clock_drift_floor);
+}
+
+clock::time_point session_impl::lease_deadline(clock::time_point sent, milliseconds ttl) const {
+    return sat_add(sent, sat_add(ttl, -drift(ttl)));
+}
+
+milliseconds session_impl::renew_interval(const lease_state& l) const {
+    const auto interval =
+        l.renew_interval.count() > 0
+            ? l.renew_interval
+            : std::chrono::duration_cast<milliseconds>(l.ttl * opts.renew_fraction);
+    return std::max(interval, milliseconds(1));
 }
 
 void session_impl::hold(const std::shared_ptr<lease_state>& l, clock::time_point sent) {
-    l->deadline = sent + l->ttl - drift(l->ttl);
-    const auto interval =
-        l->renew_interval.count() > 0
-            ? l->renew_interval
-            : std::chrono::duration_cast<milliseconds>(l->ttl * opts.renew_fraction);
-    l->next_renewal = sent + std::max(interval, milliseconds(1));
+    l->deadline = lease_deadline(sent, l->ttl);
+    l->next_renewal = sat_add(sent, renew_interval(*l));
     dog.add(l);
 }
 
@@ -413,19 +432,74 @@ void session_impl::drop_queue_if_idle(const std::shared_ptr<lock_queue>& q) {
         lock_queues.erase(it);
 }
 
-void session_impl::close() {
-    if (closed) return;
-    // Leases still held: their holders must hear of it.
+error_code session_impl::check_open(diagnostics& diag) const {
+    if (!closed && !closing) return {};
+    diag.set_client_message(closed ? "the session is closed" : "the session is closing");
+    return error::session_closed;
+}
+
+namespace {
+
+std::vector<std::shared_ptr<lease_state>> held_leases(const watchdog& dog) {
     std::vector<std::shared_ptr<lease_state>> held;
     for (const auto& it : dog.items()) {
         if (auto l = it.lease.lock(); l && l->status == lease::status::held) held.push_back(l);
     }
-    for (auto& l : held) mark_lost(*l, error::session_closed);
+    return held;
+}
+
+}  // namespace
+
+void session_impl::close() {
+    if (closed) return;
+    // Leases still held: their holders must hear of it, and Redis should be told.
+    for (auto& l : held_leases(dog)) {
+        mark_lost(*l, error::session_closed);
+        send_release(l, nullptr, {});
+    }
     closed = true;
+    // Sent now: a flush posted for later may never run (the io_context may be stopping), and
+    // its queued operations would keep this session alive.
+    lock_ops.flush();
+    close_steps.clear();
     for (auto& [k, q] : lock_queues)
         for (auto* w : q->waiters) w->wake_to_attempt();
     dog.stop();
     hub.stop();
+}
+
+asio::awaitable<error_code> session_impl::close_gracefully(std::shared_ptr<session_impl> s) {
+    s->closing = true;
+    // Every step starts at once; the close then waits for them all.
+    struct pending {
+        std::size_t left = 1;
+        error_code first;  // the first error of a step
+        asio::steady_timer done;
+        explicit pending(const asio::any_io_executor& ex) : done(ex, clock::time_point::max()) {}
+    };
+    auto p = std::make_shared<pending>(s->conn.get_executor());
+    auto step_done = [p](error_code ec) {
+        // A release that found the lease gone (it expired meanwhile) has nothing left to do.
+        if (ec && ec != error::not_held && !p->first) p->first = ec;
+        if (--p->left == 0) p->done.cancel();
+    };
+    auto steps = std::move(s->close_steps);
+    s->close_steps.clear();
+    auto held = held_leases(s->dog);
+    p->left += steps.size() + held.size();
+    for (auto& [id, step] : steps) step(step_done);
+    for (auto& l : held) {
+        s->mark_released(*l);
+        s->send_release(l, nullptr, step_done);
+    }
+    s->lock_ops.flush();
+    // Answered last: everything sent before it has been answered by then.
+    auto drain = std::make_shared<request>();
+    drain->push("PING");
+    s->conn.async_exec(*drain, [drain, step_done](error_code ec, std::size_t) { step_done(ec); });
+    co_await p->done.async_wait(nothrow);
+    s->close();
+    co_return p->first;
 }
 
 }  // namespace detail
@@ -434,6 +508,43 @@ void session_impl::close() {
 
 namespace {
 
+// text as a C string literal: "evil\nnode".
+std::string quoted(std::string_view text) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out = "\"";
+    for (const char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c == '"' || c == '\\') {
+            out.push_back('\\');
+            out.push_back(ch);
+        } else if (c < 0x20 || c == 0x7f) {
+            out.append("\\x").push_back(hex[c >> 4]);
+            out.push_back(hex[c & 0xf]);
+        } else {
+            out.push_back(ch);
+        }
+    }
+    return out + "\"";
+}
+
+// Node ids and the prefix end up in key names (the heartbeat's is `{prefix}hb:{node}`), in owner
+// tokens, and in what operators and logs read one line at a time (redis-cli --scan, a lock's
+// holder): a control character there would garble a line or forge another. None, then.
+void check_printable(std::string_view field, std::string_view value) {
+    for (const char ch : value) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c == 0x7f)
+            detail::throw_bad_config(std::string(field) + ": " + quoted(value) +
+                                     " contains a control character");
+    }
+}
+
 void check_options(const session_options& o) {
     if (!(o.renew_fraction > 0.0 && o.renew_fraction < 1.0))
         detail::throw_bad_config("renew_fraction: " + std::to_string(o.renew_fraction) +
@@ -441,13 +552,11 @@ void check_options(const session_options& o) {
     if (!(o.clock_drift_factor >= 0.0 && o.clock_drift_factor < 0.5))
         detail::throw_bad_config("clock_drift_factor: " + std::to_string(o.clock_drift_factor) +
                                  " is not in [0, 0.5)");
-    if (o.clock_drift_floor.count() < 0)
-        detail::throw_bad_config("clock_drift_floor: " +
-                                 std::to_string(o.clock_drift_floor.count()) + " ms is negative");
-    if (o.renew_retry_delay.count() <= 0)
-        detail::throw_bad_config(
-            "renew_retry_delay: " + std::to_string(o.renew_retry_delay.count()) +
-            " ms is not positive");
+    detail::check_duration_option("clock_drift_floor", o.clock_drift_floor, true);
+    detail::check_duration_option("renew_retry_delay", o.renew_retry_delay);
+    check_printable("node_id", o.node_id);
+    check_printable("prefix", o.prefix);
+    detail::check_replica_ack(o.replica_ack);
 }
 
 }  // namespace
@@ -457,9 +566,25 @@ session::session(connection& conn, session_options opts) {
     impl_ = std::make_shared<detail::session_impl>(conn, std::move(opts));
     impl_->hub.start(impl_);
     impl_->dog.start(impl_);
+    impl_->read_policy();
 }
 
 session::~session() { impl_->close(); }
+
+void session::close_impl(
+    boost::asio::any_completion_handler<void(boost::system::error_code)> h) {
+    namespace asio = boost::asio;
+    using boost::system::error_code;
+    if (impl_->closed || impl_->closing) {
+        asio::post(impl_->conn.get_executor(), asio::append(std::move(h), error_code{}));
+        return;
+    }
+    asio::co_spawn(impl_->conn.get_executor(), detail::session_impl::close_gracefully(impl_),
+                   [h = std::move(h)](std::exception_ptr ep, error_code ec) mutable {
+                       if (ep) ec = asio::error::operation_aborted;
+                       std::move(h)(ec);
+                   });
+}
 
 connection& session::get_connection() const noexcept { return impl_->conn; }
 session::executor_type session::get_executor() const noexcept {

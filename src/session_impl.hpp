@@ -4,6 +4,7 @@
 #include "eval.hpp"
 #include "glob.hpp"
 #include "lock_batch.hpp"
+#include "time_math.hpp"
 
 #include <redcoord/lease.hpp>
 #include <redcoord/lock.hpp>
@@ -14,6 +15,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -137,7 +139,6 @@ struct lease_state : std::enable_shared_from_this<lease_state> {
     error_code lost_reason;
     clock::time_point deadline;
     clock::time_point next_renewal;
-    bool renewing = false;
     bool scheduled = false;  // in the watchdog's schedule, at dog_entry
     watchdog_schedule::iterator dog_entry;
     std::uint64_t renewals = 0;
@@ -175,6 +176,8 @@ private:
     static asio::awaitable<void> loop(std::shared_ptr<session_impl> owner);
     static asio::awaitable<void> renew(std::shared_ptr<session_impl> owner,
                                        std::shared_ptr<lease_state> l);
+    void send_renewal(const std::shared_ptr<session_impl>& owner,
+                      const std::shared_ptr<lease_state>& l);
 
     void schedule(const std::shared_ptr<lease_state>& l, clock::time_point when);
     void clear() noexcept;
@@ -247,7 +250,11 @@ public:
     std::string new_owner_token();
     milliseconds drift(milliseconds ttl) const;
 
-    // Starts holding: computes deadline and schedules the watchdog.
+    // Until when a lease Redis granted or renewed for ttl, asked at sent, is certainly held.
+    clock::time_point lease_deadline(clock::time_point sent, milliseconds ttl) const;
+    milliseconds renew_interval(const lease_state& l) const;
+    // Starts holding (or holds on after an extension): the deadline Redis just confirmed for
+    // a request sent at sent, and the watchdog's schedule.
     void hold(const std::shared_ptr<lease_state>& l, clock::time_point sent);
     // Marks a held lease lost: completes waiters, emits the cancellation signals.
     void mark_lost(lease_state& l, error_code why);
@@ -258,11 +265,42 @@ public:
     void send_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
                       asio::any_completion_handler<void(error_code)> handler);
 
+    // Steps of the graceful close that primitives register (a membership's leave): each
+    // starts when called and completes its handler.
+    using close_step = std::function<void(asio::any_completion_handler<void(error_code)>)>;
+    std::map<std::uint64_t, close_step> close_steps;
+    std::uint64_t next_close_step = 1;
+    bool closing = false;  // async_close is under way: no new acquisitions
+    // Refuses a new acquisition once the session closes (or is closing), saying so in diag.
+    error_code check_open(diagnostics& diag) const;
+
+    // The server's maxmemory-policy (session_options::on_warning, refuse_evicting_server),
+    // read as the session starts and after each reconnect. unknown: a read is under way, or
+    // the last one got no answer.
+    enum class policy_state { unknown, safe, evicting, unreadable };
+    policy_state policy = policy_state::unknown;
+    std::string policy_name;
+    bool policy_reading = false;
+    std::vector<asio::any_completion_handler<void(error_code)>> policy_waiters;
+    // Starts a read of the policy (unless one is under way or nothing asks for it).
+    void read_policy();
+    void policy_read(error_code ec, const std::map<std::string, std::string>& reply,
+                     const diagnostics& diag);
+    // With refuse_evicting_server, while the policy is unknown: keeps then, which runs with
+    // the outcome of the read (success, or why the server did not answer), and returns true.
+    bool wait_for_policy(asio::any_completion_handler<void(error_code)> then);
+    // With refuse_evicting_server: error::evicting_server when the last read found an evicting
+    // policy (diag says so, naming what was refused).
+    error_code policy_refusal(diagnostics& diag, std::string_view what) const;
+
     std::shared_ptr<lock_queue> queue_for(const std::string& key, const std::string& channel,
                                           bool fair);
     void drop_queue_if_idle(const std::shared_ptr<lock_queue>& q);
 
+    // Closes at once (the destructor's close): held leases are marked lost and their
+    // releases sent, not awaited.
     void close();
+    static asio::awaitable<error_code> close_gracefully(std::shared_ptr<session_impl> s);
 };
 
 // Acquires a lease shaped like a lock (the string lock_ops.lua writes) at main_key, with the
@@ -272,8 +310,35 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
                         acquire_options opts, diagnostics* diag, bool once,
                         asio::any_completion_handler<void(error_code, lease)> handler);
 
+// An acquisition's look at the server's policy (session_options::refuse_evicting_server;
+// what: "lock 'orders'"): false when it may go on now. Else it has taken handler over: it
+// completes it with error::evicting_server, or, while the policy is unknown, calls
+// resume(handler) once a read has found it (or completes handler with the read's error).
+using lease_handler = asio::any_completion_handler<void(error_code, lease)>;
+bool policy_gate(session_impl& s, diagnostics& diag, std::string_view what,
+                 lease_handler& handler, std::function<void(lease_handler)> resume);
+
 // Throws error::bad_config naming the first option of o that is out of range.
 void check_lock_options(const lock_options& o);
+
+// An operation never completes with a lease whose validity has passed (its reply was delayed
+// past it, or the attempt waited for a reconnect): drop_expired_grant releases such a grant at
+// once, leaves l empty and says why in diag. keep_if_valid does so when l's deadline has passed
+// and tells whether l is still good.
+void drop_expired_grant(lease& l, diagnostics& diag);
+bool keep_if_valid(lease& l, diagnostics& diag);
+
+// What an acquisition that gave up at its deadline says: what, the wait, the last error, and
+// whether a grant came too late.
+inline std::string timeout_message(const std::string& what, milliseconds wait,
+                                   error_code last_error, bool expired_grant) {
+    std::string out = what + " not acquired within " + std::to_string(wait.count()) + " ms";
+    if (last_error) out += " (last error: " + last_error.message() + ")";
+    if (expired_grant)
+        out += " (a grant came after its validity had passed and was released: a TTL too "
+               "short for the round trip)";
+    return out;
+}
 
 // Runs f on the session's executor as a detached coroutine, keeping the session alive.
 void spawn_detached(session_impl& s, asio::awaitable<void> f);
@@ -288,6 +353,73 @@ void spawn_detached(session_impl& s, asio::awaitable<void> f);
 inline error_code invalid(diagnostics& diag, std::string msg) {
     diag.set_client_message(msg);
     return error::invalid_argument;
+}
+
+// Bounds of a duration option (time_math.hpp's duration_problem): throws error::bad_config
+// "field: <what is wrong>".
+inline void check_duration_option(std::string_view field, milliseconds d, bool zero_ok = false) {
+    if (auto problem = duration_problem(d, zero_ok); !problem.empty())
+        throw_bad_config(std::string(field) + ": " + problem);
+}
+
+// Bounds of a duration argument: error::invalid_argument, diag "what: field <what is wrong>".
+inline error_code check_duration_arg(diagnostics& diag, std::string_view what,
+                                     std::string_view field, milliseconds d,
+                                     bool zero_ok = false) {
+    if (auto problem = duration_problem(d, zero_ok); !problem.empty())
+        return invalid(diag, std::string(what) + ": " + std::string(field) + " " + problem);
+    return {};
+}
+
+// retry_delay and max_retries of lock-like options: a caller that gives no wait waits their
+// product, which must stay within max_duration too.
+inline void check_retry_options(milliseconds retry_delay, int max_retries) {
+    check_duration_option("retry_delay", retry_delay);
+    if (max_retries < 0)
+        throw_bad_config("max_retries: " + std::to_string(max_retries) + " is negative");
+    const auto wait = sat_mul(retry_delay, max_retries);
+    if (wait > max_duration)
+        throw_bad_config("max_retries: " + std::to_string(max_retries) + " times retry_delay (" +
+                         std::to_string(retry_delay.count()) + " ms) is " +
+                         duration_problem(wait, true));
+}
+
+// The wait of a caller that gives none (options checked by check_retry_options).
+inline milliseconds default_wait(milliseconds retry_delay, int max_retries) {
+    return std::min(sat_mul(retry_delay, std::max(max_retries, 0)), max_duration);
+}
+
+// A lease the watchdog renews every `interval` (zero: a fraction of its TTL) ends before its
+// first renewal when interval >= ttl. As an option (the default TTL): error::bad_config.
+inline void check_interval_option(std::string_view interval_field, milliseconds interval,
+                                  std::string_view ttl_field, milliseconds ttl, bool watchdog) {
+    check_duration_option(interval_field, interval, true);
+    if (watchdog && interval.count() > 0 && interval >= ttl)
+        throw_bad_config(std::string(interval_field) + ": " + std::to_string(interval.count()) +
+                         " ms is not shorter than " + std::string(ttl_field) + " (" +
+                         std::to_string(ttl.count()) +
+                         " ms): a lease would end before its first renewal");
+}
+
+// As check_interval_option, for a TTL given with an acquisition: error::invalid_argument.
+inline error_code check_ttl_renewable(diagnostics& diag, std::string_view what, milliseconds ttl,
+                                      milliseconds interval, bool watchdog) {
+    if (!watchdog || interval.count() == 0 || ttl > interval) return {};
+    return invalid(diag, std::string(what) + ": ttl " + std::to_string(ttl.count()) +
+                             " ms is not longer than extension_interval (" +
+                             std::to_string(interval.count()) +
+                             " ms): the lease would end before its first renewal");
+}
+
+// The durations of an acquisition (what: "lock 'orders'"): ttl (zero: the default) and wait
+// within [0, max_duration], and a given ttl longer than the renewal interval.
+inline error_code check_acquire_durations(diagnostics& diag, std::string_view what,
+                                          const acquire_options& o, milliseconds interval,
+                                          bool watchdog) {
+    error_code ec = check_duration_arg(diag, what, "ttl", o.ttl, true);
+    if (!ec && o.wait) ec = check_duration_arg(diag, what, "wait", *o.wait, true);
+    if (!ec && o.ttl.count() > 0) ec = check_ttl_renewable(diag, what, o.ttl, interval, watchdog);
+    return ec;
 }
 
 }  // namespace redcoord::detail

@@ -44,12 +44,7 @@ std::string change_channel(const keyspace& keys, std::string_view key) {
 }  // namespace
 
 shared_state::shared_state(session& s, state_options opts) : session_(&s), opts_(opts) {
-    if (opts_.default_ttl.count() <= 0) {
-        diagnostics diag;
-        diag.set_client_message("default_ttl: " + std::to_string(opts_.default_ttl.count()) +
-                                " ms is not positive");
-        throw error_with_diagnostics(error::bad_config, diag);
-    }
+    detail::check_duration_option("default_ttl", opts_.default_ttl);
     detail::check_size_option("max_value_bytes", opts_.max_value_bytes);
 }
 
@@ -63,9 +58,7 @@ void shared_state::set_impl(std::string key, boost::json::value value,
     diagnostics& d = diag ? *diag : o->own_diag;
     d.clear();
     error_code ec = detail::check_name("state key", key, d);
-    if (!ec && ttl && ttl->count() <= 0)
-        ec = detail::invalid(d, "state '" + key + "': ttl " + std::to_string(ttl->count()) +
-                                    " ms is not positive");
+    if (!ec && ttl) ec = detail::check_duration_arg(d, "state '" + key + "'", "ttl", *ttl);
     std::string text;
     if (!ec)
         ec = detail::serialize_limited(value, opts_.max_value_bytes, "max_value_bytes",

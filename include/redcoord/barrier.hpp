@@ -6,6 +6,7 @@
 
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
+#include <redcoord/limits.hpp>
 #include <redcoord/session.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -75,7 +76,7 @@ public:
     template <class Token = boost::asio::deferred_t>
     auto async_wait(std::string batch, std::int64_t total, std::chrono::milliseconds timeout,
                     Token&& token = {}) {
-        return async_wait(std::move(batch), total, std::chrono::steady_clock::now() + timeout,
+        return async_wait(std::move(batch), total, detail::deadline_in(timeout),
                           std::forward<Token>(token));
     }
 
@@ -141,8 +142,7 @@ public:
     auto async_wait_dependencies(std::string job_id, std::vector<std::string> deps,
                                  std::chrono::milliseconds timeout, Token&& token = {}) {
         return async_wait_dependencies(std::move(job_id), std::move(deps),
-                                       std::chrono::steady_clock::now() + timeout,
-                                       std::forward<Token>(token));
+                                       detail::deadline_in(timeout), std::forward<Token>(token));
     }
 
 private:

@@ -86,7 +86,7 @@ struct config {
     /// and a gap event tells the receiver so.
     std::size_t max_pending_pushes = 100000;
 
-    /// Side connections opened for blocking commands (BLPOP, XREAD BLOCK, WAIT, ...).
+    /// Side connections opened for blocking commands (BLPOP, XREAD BLOCK, ...; not WAIT).
     std::size_t max_blocking_connections = 8;
 };
 

@@ -51,6 +51,8 @@ enum class error {
     session_closed,         ///< the session the operation belongs to has been destroyed
     stale_fencing_token,    ///< a fenced write carried a token older than one already seen
     quorum_lost,            ///< a leader saw fewer live nodes than minimum_nodes and stepped down
+    evicting_server,        ///< refused: the server's maxmemory-policy may evict lease keys
+    replicas_not_acknowledged,  ///< fewer replicas than replica_ack asks acknowledged in time
 
     // Events and shared state.
     events_gap,             ///< pushes may have been missed (reconnect or overflow)

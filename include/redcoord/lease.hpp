@@ -73,14 +73,17 @@ public:
     /// the holder does under the lease:
     ///   co_await work(asio::bind_cancellation_slot(l.cancellation_slot(), asio::use_awaitable));
     /// Each call gives a slot of its own, so several operations can be bound. Releasing the
-    /// lease emits nothing. Empty lease: an unconnected slot.
+    /// lease emits nothing. A slot taken from a lease that is already lost is emitted in the
+    /// next turn of the session's executor (bind it before that: at once, in the same
+    /// expression). Empty lease: an unconnected slot.
     boost::asio::cancellation_slot cancellation_slot();
 
     /// Releases the lease and stops its watchdog at once (no renewal is sent after this call).
     ///
     /// Completion signature: void(error_code). Releasing twice is harmless (success). A lease
     /// that was lost, or that Redis no longer holds for this owner, gives error::not_held with
-    /// the resource in the diagnostics. An empty lease gives error::invalid_argument.
+    /// the resource in the diagnostics; once the session is closed, error::session_closed (as
+    /// async_extend). An empty lease gives error::invalid_argument.
     /// Cancellation: none (the release is one short script, bounded by the request timeout).
     template <class Token = boost::asio::deferred_t>
     auto async_release(diagnostics& diag, Token&& token = {}) {
@@ -96,12 +99,23 @@ public:
 
     /// Sets the lease's TTL to ttl from now (and uses it for the next renewals).
     /// Completion signature: void(error_code): error::not_held when the lease is no longer held
-    /// (it is then marked lost), error::invalid_argument for ttl <= 0.
+    /// (it is then marked lost), error::session_closed once the session is closed (as
+    /// async_release), error::invalid_argument for an empty lease, a ttl outside
+    /// (0, max_duration] or, with the watchdog on, not longer than the renewal interval (diag
+    /// names it). diag must stay alive until completion.
+    template <class Token = boost::asio::deferred_t>
+    auto async_extend(std::chrono::milliseconds ttl, diagnostics& diag, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [this](auto handler, std::chrono::milliseconds ttl, diagnostics* diag) {
+                extend_impl(ttl, *diag, std::move(handler));
+            },
+            token, ttl, &diag);
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_extend(std::chrono::milliseconds ttl, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler, std::chrono::milliseconds ttl) {
-                extend_impl(ttl, std::move(handler));
+                extend_impl(ttl, scratch_diag(), std::move(handler));
             },
             token, ttl);
     }
@@ -122,7 +136,7 @@ public:
 private:
     using handler_type = boost::asio::any_completion_handler<void(boost::system::error_code)>;
     void release_impl(diagnostics& diag, handler_type handler);
-    void extend_impl(std::chrono::milliseconds ttl, handler_type handler);
+    void extend_impl(std::chrono::milliseconds ttl, diagnostics& diag, handler_type handler);
     void wait_lost_impl(handler_type handler);
     diagnostics& scratch_diag();
 
@@ -135,14 +149,31 @@ private:
 /// overwrite what a later holder wrote.
 ///
 /// Completion signature: void(error_code): error::stale_fencing_token when a newer token has
-/// been used, error::invalid_argument for an empty key.
+/// been used, error::invalid_argument for an empty key or a negative token (fencing tokens are
+/// never negative; diag names it). diag must stay alive until completion.
+template <class Token = boost::asio::deferred_t>
+auto async_fenced_set(session& s, std::string key, std::string value, std::int64_t token,
+                      diagnostics& diag, Token&& tok = {});
 template <class Token = boost::asio::deferred_t>
 auto async_fenced_set(session& s, std::string key, std::string value, std::int64_t token,
                       Token&& tok = {});
 
 namespace detail {
 void fenced_set_impl(session& s, std::string key, std::string value, std::int64_t token,
+                     diagnostics* diag,
                      boost::asio::any_completion_handler<void(boost::system::error_code)> h);
+}
+
+template <class Token>
+auto async_fenced_set(session& s, std::string key, std::string value, std::int64_t token,
+                      diagnostics& diag, Token&& tok) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [](auto handler, session* s, std::string key, std::string value, std::int64_t token,
+           diagnostics* diag) {
+            detail::fenced_set_impl(*s, std::move(key), std::move(value), token, diag,
+                                    std::move(handler));
+        },
+        tok, &s, std::move(key), std::move(value), token, &diag);
 }
 
 template <class Token>
@@ -150,7 +181,7 @@ auto async_fenced_set(session& s, std::string key, std::string value, std::int64
                       Token&& tok) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
         [](auto handler, session* s, std::string key, std::string value, std::int64_t token) {
-            detail::fenced_set_impl(*s, std::move(key), std::move(value), token,
+            detail::fenced_set_impl(*s, std::move(key), std::move(value), token, nullptr,
                                     std::move(handler));
         },
         tok, &s, std::move(key), std::move(value), token);

@@ -37,7 +37,9 @@ struct lock_options {
     /// Renew held locks by the watchdog (true). Without it a lock ends at its TTL and its
     /// lease is then marked lost, so the holder still hears of it.
     bool enable_extension = true;
-    /// Renewal interval; zero: the TTL times session_options::renew_fraction (a third).
+    /// Renewal interval; zero: the TTL times session_options::renew_fraction (a third). With
+    /// enable_extension, shorter than default_lock_timeout (a lease would end before its first
+    /// renewal). Every duration here is at most max_duration, and so is the default wait.
     std::chrono::milliseconds extension_interval{0};
     /// Fair mode: waiters across the cluster acquire in arrival order (a queue in Redis).
     bool fair = false;
@@ -48,9 +50,10 @@ struct lock_options {
 
 /// Per-call settings of an acquisition.
 struct acquire_options {
-    /// The lock's TTL; zero: lock_options::default_lock_timeout.
+    /// The lock's TTL; zero: lock_options::default_lock_timeout. At most max_duration; with
+    /// the watchdog on and an extension_interval set, longer than that interval.
     std::chrono::milliseconds ttl{0};
-    /// How long to wait for the lock; unset: retry_delay * max_retries.
+    /// How long to wait for the lock, at most max_duration; unset: retry_delay * max_retries.
     std::optional<std::chrono::milliseconds> wait;
     /// The owner token; empty: a new unique one. Pass a held lease's owner() with reentrant
     /// to acquire again in the same owner context. A view, copied when the operation starts
@@ -118,19 +121,38 @@ public:
 
     /// Extends a held lock to ttl from now: l.async_extend(ttl).
     template <class Token = boost::asio::deferred_t>
+    auto async_extend(lease& l, std::chrono::milliseconds ttl, diagnostics& diag,
+                      Token&& token = {}) {
+        return l.async_extend(ttl, diag, std::forward<Token>(token));
+    }
+    template <class Token = boost::asio::deferred_t>
     auto async_extend(lease& l, std::chrono::milliseconds ttl, Token&& token = {}) {
         return l.async_extend(ttl, std::forward<Token>(token));
     }
 
     /// Extends the lock `name` held by `owner` (the reference's extend(key, ttl, owner)).
-    /// Completion signature: void(error_code, bool extended): false when owner does not hold it.
+    /// Completion signature: void(error_code, bool extended): false when owner does not hold it;
+    /// error::invalid_argument for an empty name or owner, or a ttl outside (0, max_duration]
+    /// (diag names it).
+    template <class Token = boost::asio::deferred_t>
+    auto async_extend(std::string name, std::string owner, std::chrono::milliseconds ttl,
+                      diagnostics& diag, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, bool)>(
+            [this](auto handler, std::string name, std::string owner,
+                   std::chrono::milliseconds ttl, diagnostics* diag) {
+                extend_by_name_impl(std::move(name), std::move(owner), ttl, diag,
+                                    std::move(handler));
+            },
+            token, std::move(name), std::move(owner), ttl, &diag);
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_extend(std::string name, std::string owner, std::chrono::milliseconds ttl,
                       Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, bool)>(
             [this](auto handler, std::string name, std::string owner,
                    std::chrono::milliseconds ttl) {
-                extend_by_name_impl(std::move(name), std::move(owner), ttl, std::move(handler));
+                extend_by_name_impl(std::move(name), std::move(owner), ttl, nullptr,
+                                    std::move(handler));
             },
             token, std::move(name), std::move(owner), ttl);
     }
@@ -207,7 +229,7 @@ private:
     void acquire_impl(std::string name, acquire_options opts, diagnostics* diag, bool once,
                       acquire_handler handler);
     void extend_by_name_impl(std::string name, std::string owner, std::chrono::milliseconds ttl,
-                             bool_handler handler);
+                             diagnostics* diag, bool_handler handler);
     void force_release_impl(std::string name, bool_handler handler);
 
     session* session_;

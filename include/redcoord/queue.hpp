@@ -161,7 +161,8 @@ public:
     /// Takes the oldest item of queue name into consumer's processing list (empty consumer:
     /// the session's node id), waiting up to timeout for one (BLMOVE, on the connection's side
     /// connection for blocking commands; zero: no wait). Completion signature:
-    /// void(std::exception_ptr, std::optional<queue_item>): nullopt when none came in time.
+    /// void(std::exception_ptr, std::optional<queue_item>): nullopt when none came in time;
+    /// error::invalid_argument for a timeout outside [0, max_duration].
     template <class Token = boost::asio::deferred_t>
     auto async_dequeue(std::string name, std::string consumer,
                        std::chrono::milliseconds timeout, Token&& token = {}) {

@@ -14,6 +14,7 @@
 #include <redcoord/keyspace.hpp>
 #include <redcoord/leader.hpp>
 #include <redcoord/lease.hpp>
+#include <redcoord/limits.hpp>
 #include <redcoord/lock.hpp>
 #include <redcoord/lock_monitor.hpp>
 #include <redcoord/membership.hpp>

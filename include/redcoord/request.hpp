@@ -100,8 +100,8 @@ class request {
 public:
     /// Per-request behaviour; unset fields take the connection's config.
     struct config {
-        /// Deadline of this request; zero means none. Blocking commands get their own block
-        /// time added to it.
+        /// Deadline of this request; zero means none. Blocking commands and WAIT/WAITAOF get
+        /// their own block time added to it.
         std::optional<std::chrono::milliseconds> timeout;
         /// Fail at once with error::not_connected while the connection is down.
         std::optional<bool> fail_fast;
@@ -145,11 +145,18 @@ public:
     /// The serialized commands.
     std::string_view payload() const noexcept { return payload_; }
 
-    /// True when a command may block the server's reply (BLPOP, XREAD BLOCK, WAIT, ...): such
-    /// requests run on a side connection so they never stall the shared one.
+    /// True when a command may block the server's reply waiting for data (BLPOP, BRPOP,
+    /// BLMOVE, BZPOPMIN, XREAD BLOCK, ...): such requests run on a side connection so they
+    /// never stall the shared one.
     bool has_blocking_command() const noexcept { return blocking_; }
 
-    /// How long the blocking commands may block in all; nullopt when one blocks without limit.
+    /// True when a command is WAIT or WAITAOF. They confirm the writes made before them on the
+    /// same connection, so they stay on it (unless the request also has a blocking command)
+    /// and hold up its pipeline until they reply: give them a timeout (WAIT 0 waits forever).
+    bool has_wait_command() const noexcept { return waits_; }
+
+    /// How long the blocking commands and WAIT/WAITAOF may block in all; nullopt when one
+    /// blocks without limit.
     std::optional<std::chrono::milliseconds> blocking_time() const noexcept { return block_time_; }
 
     const std::vector<subscription_change>& subscription_changes() const noexcept {
@@ -209,6 +216,7 @@ private:
     std::size_t commands_ = 0;
     std::size_t expected_responses_ = 0;
     bool blocking_ = false;
+    bool waits_ = false;
     std::optional<std::chrono::milliseconds> block_time_{std::chrono::milliseconds(0)};
     std::vector<subscription_change> subscriptions_;
     config config_;

@@ -7,6 +7,7 @@
 #include <redcoord/detail/json_bridge.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
+#include <redcoord/limits.hpp>
 #include <redcoord/session.hpp>
 #include <redcoord/state.hpp>
 
@@ -197,7 +198,7 @@ public:
     /// As above, with the deadline timeout from now.
     template <class Token = boost::asio::deferred_t>
     auto async_wait(std::string id, std::chrono::milliseconds timeout, Token&& token = {}) {
-        return async_wait(std::move(id), std::chrono::steady_clock::now() + timeout,
+        return async_wait(std::move(id), detail::deadline_in(timeout),
                           std::forward<Token>(token));
     }
 

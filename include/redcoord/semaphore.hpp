@@ -28,7 +28,9 @@ struct semaphore_options {
     /// Renew held permits by the watchdog (true). Without it a permit ends at its TTL and its
     /// lease is then marked lost.
     bool enable_extension = true;
-    /// Renewal interval; zero: the TTL times session_options::renew_fraction (a third).
+    /// Renewal interval; zero: the TTL times session_options::renew_fraction (a third). With
+    /// enable_extension, shorter than default_ttl (a permit would end before its first
+    /// renewal). Every duration here is at most max_duration, and so is the default wait.
     std::chrono::milliseconds extension_interval{0};
 };
 

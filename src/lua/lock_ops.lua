@@ -3,17 +3,20 @@
 -- that fails (e.g. a key of another type) gets an error element and the others still run.
 --
 -- A held lock KEYS[k] is a string with the lease's TTL:
---   <owner> "\n" <holds> " " <watchdog 0/1> " " <since, Unix ms> " " <waiters 0/1> " " <node>
--- (an owner holds no newline; the node is the rest of the value). "waiters" is set to 1 by an
--- attempt that found the lock held: only then does the release publish (the wake-up).
+--   <#owner> ":" <owner> " " <holds> " " <watchdog 0/1> " " <since, Unix ms> " " <waiters 0/1> " " <node>
+-- The owner is length-prefixed, so it may hold any byte: the head "<#owner>:<owner> " of one
+-- owner is never a prefix of another's. The node is the rest of the value. "waiters" is set
+-- to 1 by an attempt that found the lock held: only then does the release publish (the wake-up).
 --
 -- Attempt: ARGV "a", value (with one hold; the client's clock gives "since", for display
--- only), ttl_ms, mode ("-" or any of "r" reentrant and "f" fair), and in fair mode
--- waiter_ttl_ms. KEYS: the lock, its fencing counter (incremented on every grant and never
--- expiring, so tokens only grow; while the lock is held it is the holder's fencing token), and
--- in fair mode the wait queue (a list of owners in arrival order) and a zset of their
--- registration deadlines in server milliseconds.
--- Replies the fence (an integer) when granted; {0, pttl_of_holder} when held by another;
+-- only), ttl_ms, mode ("-" or any of "r" reentrant, "f" fair and "k": this same value may have
+-- been granted by an earlier attempt whose reply was lost), and in fair mode waiter_ttl_ms.
+-- KEYS: the lock, its fencing counter (incremented on every grant and never expiring, so
+-- tokens only grow; while the lock is held it is the holder's fencing token), and in fair mode
+-- the wait queue (a list of owners in arrival order) and a zset of their registration
+-- deadlines in server milliseconds.
+-- Replies the fence (an integer) when granted; {0, pttl_of_holder} when held by another or,
+-- without "r", by the same owner (an owner holds a lock once unless it asks for reentrancy);
 -- {0, -3} in fair mode when the lock is free but earlier waiters come first.
 --
 -- Release of one hold: ARGV "r", owner, channel, always ("1": publish even when nobody waits,
@@ -23,6 +26,17 @@
 --
 -- (Byte positions instead of substrings where it can: Redis's Lua hashes every byte of each
 -- string it creates.)
+
+-- The end of the head "<#owner>:<owner> " of a value written by this script, or nil.
+local function head_end(v)
+    local colon = string.find(v, ':', 1, true)
+    if not colon or colon > 12 then return nil end
+    local n = tonumber(string.sub(v, 1, colon - 1))
+    if not n then return nil end
+    local e = colon + n + 1
+    if string.byte(v, e) ~= 32 then return nil end
+    return e
+end
 
 local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_ttl)
     local fair = mode ~= '-' and string.find(mode, 'f', 1, true) ~= nil
@@ -36,7 +50,9 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
             return redis.call('INCR', fence)
         end
     end
-    local owner = string.sub(value, 1, string.find(value, '\n', 1, true) - 1)
+    local he = head_end(value)
+    if not he then return redis.error_reply('lock_ops: malformed lock value') end
+    local head = string.sub(value, 1, he)
 
     local now
     local function server_now()
@@ -47,7 +63,9 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
         return now
     end
 
+    local owner
     local function enqueue()
+        owner = owner or string.sub(head, string.find(head, ':', 1, true) + 1, he - 1)
         local wt = tonumber(waiter_ttl)
         if not redis.call('ZSCORE', deadlines, owner) then
             redis.call('RPUSH', queue, owner)
@@ -58,22 +76,29 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
     end
 
     if held then
-        local nl = string.find(held, '\n', 1, true)
-        if nl and string.sub(held, 1, nl - 1) == owner then
-            -- Reentrant: one more hold. Otherwise this owner's own grant, whose reply was lost
-            -- (owner tokens are unique per acquisition): granting it again is safe.
-            local holds_end = string.find(held, ' ', nl + 1, true) or (#held + 1)
-            local n = tonumber(string.sub(held, nl + 1, holds_end - 1)) or 1
+        if string.find(held, head, 1, true) == 1 then
             if string.find(mode, 'r', 1, true) then
-                n = n + 1
-                redis.call('SET', key, owner .. '\n' .. n .. string.sub(held, holds_end), 'PX', ttl)
-            else
-                redis.call('PEXPIRE', key, ttl)
+                -- Reentrant: one more hold.
+                local holds_end = string.find(held, ' ', he + 1, true) or (#held + 1)
+                local n = (tonumber(string.sub(held, he + 1, holds_end - 1)) or 1) + 1
+                redis.call('SET', key, head .. n .. string.sub(held, holds_end), 'PX', ttl)
+                return tonumber(redis.call('GET', fence) or '0')
             end
-            return tonumber(redis.call('GET', fence) or '0')
+            if string.find(mode, 'k', 1, true) and #held == #value then
+                -- This acquisition's own grant, whose reply was lost: the same value (but for
+                -- the waiters flag, the 4th field after the head).
+                local _, fields_end = string.find(value, '^%d+ %d %-?%d+ ', he + 1)
+                if fields_end and string.sub(held, 1, fields_end) == string.sub(value, 1, fields_end)
+                    and string.sub(held, fields_end + 2) == string.sub(value, fields_end + 2) then
+                    redis.call('PEXPIRE', key, ttl)
+                    return tonumber(redis.call('GET', fence) or '0')
+                end
+            end
         end
         -- Someone waits: the release must publish.
-        local _, fields_end = string.find(held, '^%d+ %d %-?%d+ ', (nl or 0) + 1)
+        local hhe = head_end(held)
+        local _, fields_end
+        if hhe then _, fields_end = string.find(held, '^%d+ %d %-?%d+ ', hhe + 1) end
         if fields_end and string.sub(held, fields_end + 1, fields_end + 1) == '0' then
             redis.call('SET', key, string.sub(held, 1, fields_end) .. '1' ..
                        string.sub(held, fields_end + 2), 'KEEPTTL')
@@ -84,20 +109,21 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
 
     -- Fair mode, and the lock is free: waiters that stopped refreshing their place (gone, or
     -- gave up) leave the head; then only the head may take it.
+    owner = string.sub(head, string.find(head, ':', 1, true) + 1, he - 1)
     while true do
-        local head = redis.call('LINDEX', queue, 0)
-        if not head then break end
-        local until_ms = tonumber(redis.call('ZSCORE', deadlines, head) or '0')
+        local first = redis.call('LINDEX', queue, 0)
+        if not first then break end
+        local until_ms = tonumber(redis.call('ZSCORE', deadlines, first) or '0')
         if until_ms > server_now() then break end
         redis.call('LPOP', queue)
-        redis.call('ZREM', deadlines, head)
+        redis.call('ZREM', deadlines, first)
     end
-    local head = redis.call('LINDEX', queue, 0)
-    if head and head ~= owner then
+    local first = redis.call('LINDEX', queue, 0)
+    if first and first ~= owner then
         enqueue()
         return {0, -3}
     end
-    if head == owner then
+    if first == owner then
         redis.call('LPOP', queue)
         redis.call('ZREM', deadlines, owner)
     end
@@ -108,17 +134,16 @@ end
 
 local function release(key, owner, channel, always)
     local v = redis.call('GET', key)
-    local n = #owner
-    if not v or string.byte(v, n + 1) ~= 10 or string.find(v, owner, 1, true) ~= 1 then
-        return 0
-    end
-    -- <holds> ' ' <watchdog> ' ' <since> ' ' <waiters> ' ' <node>, from byte n + 2
-    local holds_end = string.find(v, ' ', n + 2, true) or (#v + 1)
-    if holds_end ~= n + 3 or string.byte(v, n + 2) ~= 49 then  -- holds is not "1"
-        local holds = tonumber(string.sub(v, n + 2, holds_end - 1)) or 1
+    if not v then return 0 end
+    local head = #owner .. ':' .. owner .. ' '
+    if string.find(v, head, 1, true) ~= 1 then return 0 end
+    -- <holds> ' ' <watchdog> ' ' <since> ' ' <waiters> ' ' <node>, from byte #head + 1
+    local hs = #head + 1
+    local holds_end = string.find(v, ' ', hs, true) or (#v + 1)
+    if holds_end ~= hs + 1 or string.byte(v, hs) ~= 49 then  -- holds is not "1"
+        local holds = tonumber(string.sub(v, hs, holds_end - 1)) or 1
         if holds > 1 then
-            redis.call('SET', key, owner .. '\n' .. (holds - 1) .. string.sub(v, holds_end),
-                       'KEEPTTL')
+            redis.call('SET', key, head .. (holds - 1) .. string.sub(v, holds_end), 'KEEPTTL')
             return 2
         end
     end

@@ -259,15 +259,15 @@ TEST_CASE("lock_monitor: keys under the prefix that are not locks are ignored",
         co_await command(conn, "HSET", "app[1]*:lock:other-hash", "field", "value");
         co_await command(conn, "HSET", "app[1]*:lock:no-fence", "owner", "someone");
         // A string shaped like a lock's value, but with no fencing counter beside it.
-        co_await command(conn, "SET", "app[1]*:lock:lookalike", "o\n1 1 0 0 n");
+        co_await command(conn, "SET", "app[1]*:lock:lookalike", "1:o 1 1 0 0 n");
         co_await command(conn, "RPUSH", "app[1]*:lock:a-list", "x");
         // A read-write lock's writer hash under a tagged name: owner and fence, no count.
         co_await command(conn, "HSET", "app[1]*:lock:{tagged}:rw:writer", "owner", "o", "fence",
                          "1", "since", "0", "node", "n");
         // Would match the prefix read as a glob pattern, and another deployment's lock.
-        co_await command(conn, "SET", "app1x:lock:globbed", "o\n1 1 0 0 n");
+        co_await command(conn, "SET", "app1x:lock:globbed", "1:o 1 1 0 0 n");
         co_await command(conn, "SET", "{app1x:lock:globbed}:fence", "1");
-        co_await command(conn, "SET", "redcoord:lock:elsewhere", "o\n1 1 0 0 n");
+        co_await command(conn, "SET", "redcoord:lock:elsewhere", "1:o 1 1 0 0 n");
         co_await command(conn, "SET", "{redcoord:lock:elsewhere}:fence", "1");
         // The companions of "{tagged}" share its prefix: string and no hash.
         const auto companion = co_await command(conn, "EXISTS", "app[1]*:lock:{tagged}:fence");

@@ -55,6 +55,7 @@ using redcoord::test::redis_options;
 using redcoord::test::redis_server;
 using redcoord::test::require_ok;
 using redcoord::test::run_async;
+using redcoord::test::script_calls;
 using redcoord::test::sleep_for;
 using redcoord::test::with_connection;
 using std::chrono::milliseconds;
@@ -93,18 +94,6 @@ asio::awaitable<std::vector<std::string>> lrange_all(redcoord::connection& conn,
     auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
     require_ok(ec, diag);
     co_return reply;
-}
-
-// Calls of EVALSHA and EVAL the server has run so far (INFO commandstats): every lock script,
-// renewals included, is one of them.
-asio::awaitable<std::uint64_t> script_calls(redcoord::connection& conn) {
-    const auto info = co_await command(conn, "INFO", "commandstats");
-    std::uint64_t total = 0;
-    for (const std::string name : {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="}) {
-        if (auto at = info.find(name); at != std::string::npos)
-            total += std::stoull(info.substr(at + name.size()));
-    }
-    co_return total;
 }
 
 // Waits for a worker in hold mode to take its lock and make its fenced write (which must

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "async_test.hpp"
+#include "bad_input.hpp"
 #include "connection_helpers.hpp"
 #include "exception_helpers.hpp"
 #include "redis_server.hpp"
@@ -39,6 +40,8 @@ using redcoord::reliable_queue;
 using redcoord::session;
 using redcoord::shared_state;
 using redcoord::state_options;
+using redcoord::test::check_bad_config;
+using redcoord::test::check_names;
 using redcoord::test::code_of;
 using redcoord::test::command;
 using redcoord::test::message_of;
@@ -55,28 +58,6 @@ constexpr std::size_t limit = 100;
 
 // A string whose JSON text (the quotes included) is `bytes` long.
 std::string json_string_of(std::size_t bytes) { return std::string(bytes - 2, 'v'); }
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
-// Checks that message names every one of parts (the key, the size, the limit).
-void check_names(const std::string& message, const std::vector<std::string>& parts) {
-    INFO("message: " << message);
-    for (const auto& part : parts) CHECK(contains(message, part));
-}
-
-// Checks that make() throws error_with_diagnostics (error::bad_config) whose message names
-// option.
-void check_bad_config(const std::function<void()>& make, const std::string& option) {
-    try {
-        make();
-        FAIL("accepted a bad " << option);
-    } catch (const redcoord::error_with_diagnostics& e) {
-        CHECK(e.code() == redcoord::error::bad_config);
-        check_names(e.get_diagnostics().message(), {option});
-    }
-}
 
 // Checks a size limit option of Primitive: it defaults to Redis's largest string, and 0 or one
 // byte over that is bad_config naming the option.

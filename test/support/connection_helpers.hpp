@@ -22,6 +22,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -76,6 +77,18 @@ boost::asio::awaitable<std::string> command(redcoord::connection& conn, std::str
     auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
     require_ok(ec, diag);
     co_return reply;
+}
+
+// Calls of EVALSHA and EVAL the server has run so far (INFO commandstats): every lock script,
+// renewals included, is one of them.
+inline boost::asio::awaitable<std::uint64_t> script_calls(redcoord::connection& conn) {
+    const auto info = co_await command(conn, "INFO", "commandstats");
+    std::uint64_t total = 0;
+    for (const std::string name : {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="}) {
+        if (auto at = info.find(name); at != std::string::npos)
+            total += std::stoull(info.substr(at + name.size()));
+    }
+    co_return total;
 }
 
 // Waits, a few milliseconds at a time, until pred() holds.

@@ -182,6 +182,9 @@ TEST_CASE("request: blocking commands and their block time", "[unit][request]") 
         std::function<void(request&)> build;
         bool blocking;
         std::optional<ms> time;  // nullopt: blocks without limit
+        // WAIT and WAITAOF confirm the writes of the connection they run on: they block, but
+        // are no blocking commands (which go to a side connection).
+        bool waits = false;
     };
     const std::vector<blocking_case> table = {
         {"GET", [](request& r) { r.push("GET", "k"); }, false, 0ms},
@@ -213,25 +216,32 @@ TEST_CASE("request: blocking commands and their block time", "[unit][request]") 
          [](request& r) { r.push("XREAD", "COUNT", 1, "STREAMS", "s", "0"); }, false, 0ms},
         {"XREAD of a stream named BLOCK",
          [](request& r) { r.push("XREAD", "STREAMS", "BLOCK", "0"); }, false, 0ms},
-        {"WAIT ms", [](request& r) { r.push("WAIT", 1, 100); }, true, 100ms},
-        {"WAITAOF ms", [](request& r) { r.push("WAITAOF", 1, 0, 200); }, true, 200ms},
+        {"WAIT ms", [](request& r) { r.push("WAIT", 1, 100); }, false, 100ms, true},
+        {"WAITAOF ms", [](request& r) { r.push("WAITAOF", 1, 0, 200); }, false, 200ms, true},
+        {"SET then WAIT",
+         [](request& r) {
+             r.push("SET", "k", "v");
+             r.push("WAIT", 1, 100);
+         },
+         false, 100ms, true},
         {"BLPOP 0 is forever", [](request& r) { r.push("BLPOP", "a", 0); }, true, std::nullopt},
         {"BLMPOP 0 is forever", [](request& r) { r.push("BLMPOP", 0, 1, "a", "LEFT"); }, true,
          std::nullopt},
         {"XREAD BLOCK 0 is forever",
          [](request& r) { r.push("XREAD", "BLOCK", 0, "STREAMS", "s", "$"); }, true, std::nullopt},
-        {"WAIT 0 is forever", [](request& r) { r.push("WAIT", 1, 0); }, true, std::nullopt},
+        {"WAIT 0 is forever", [](request& r) { r.push("WAIT", 1, 0); }, false, std::nullopt,
+         true},
         {"lower case blpop", [](request& r) { r.push("blpop", "a", 2); }, true, 2000ms},
         {"mixed case xRead block",
          [](request& r) { r.push("xRead", "block", 30, "streams", "s", "$"); }, true, 30ms},
-        {"mixed case Wait", [](request& r) { r.push("Wait", 0, 10); }, true, 10ms},
+        {"mixed case Wait", [](request& r) { r.push("Wait", 0, 10); }, false, 10ms, true},
         {"block times add up",
          [](request& r) {
              r.push("BLPOP", "a", 1);
              r.push("GET", "k");
              r.push("WAIT", 1, 500);
          },
-         true, 1500ms},
+         true, 1500ms, true},
         {"one forever makes the request forever",
          [](request& r) {
              r.push("BLPOP", "a", 1);
@@ -246,6 +256,7 @@ TEST_CASE("request: blocking commands and their block time", "[unit][request]") 
         c.build(req);
         CHECK(req.has_blocking_command() == c.blocking);
         CHECK(req.blocking_time() == c.time);
+        CHECK(req.has_wait_command() == c.waits);
     }
 }
 
@@ -254,11 +265,13 @@ TEST_CASE("request: clear() forgets everything", "[unit][request]") {
     req.push("BLPOP", "a", 0);
     req.push("SUBSCRIBE", "ch");
     req.push("GET", "k");
+    req.push("WAIT", 1, 10);
     req.clear();
     CHECK(req.payload().empty());
     CHECK(req.commands() == 0);
     CHECK(req.expected_responses() == 0);
     CHECK_FALSE(req.has_blocking_command());
+    CHECK_FALSE(req.has_wait_command());
     CHECK(req.blocking_time() == std::chrono::milliseconds(0));
     CHECK(req.subscription_changes().empty());
 
