@@ -34,7 +34,7 @@ public:
             case error::not_held: return "not held by this owner (released, expired or taken)";
             case error::lease_lost: return "the lease was lost (expired or taken) while held";
             case error::acquire_timeout: return "not acquired before the deadline";
-            case error::session_closed: return "the session has been destroyed";
+            case error::session_closed: return "the session is closed";
             case error::stale_fencing_token:
                 return "fenced write rejected: a newer fencing token has been used";
             case error::quorum_lost:

@@ -48,7 +48,7 @@ enum class error {
     not_held,               ///< releasing or extending something this owner does not hold
     lease_lost,             ///< the lease expired or was taken by someone else while held
     acquire_timeout,        ///< not acquired before the deadline
-    session_closed,         ///< the session the operation belongs to has been destroyed
+    session_closed,         ///< the session the operation belongs to is closed, closing or destroyed
     stale_fencing_token,    ///< a fenced write carried a token older than one already seen
     quorum_lost,            ///< a leader saw fewer live nodes than minimum_nodes and stepped down
     evicting_server,        ///< refused: the server's maxmemory-policy may evict lease keys

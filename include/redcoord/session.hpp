@@ -152,8 +152,8 @@ public:
     ///
     /// Completion signature: void(error_code): success, or the first error of a leave or a
     /// release (the other steps still run; each is bounded by the connection's request
-    /// timeout, so the close never hangs). Closing a closed session completes at once with
-    /// success. Acquisitions started while the close runs fail with error::session_closed.
+    /// timeout, so the close never hangs). Closing a session that is closed, or whose close is
+    /// under way, completes at once with success. Acquisitions started while the close runs fail with error::session_closed.
     /// Cancellation: none. Completes through the handler's associated executor.
     template <class Token = boost::asio::deferred_t>
     auto async_close(Token&& token = {}) {
