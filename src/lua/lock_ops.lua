@@ -135,15 +135,23 @@ end
 local function release(key, owner, channel, always)
     local v = redis.call('GET', key)
     if not v then return 0 end
-    local head = #owner .. ':' .. owner .. ' '
-    if string.find(v, head, 1, true) ~= 1 then return 0 end
-    -- <holds> ' ' <watchdog> ' ' <since> ' ' <waiters> ' ' <node>, from byte #head + 1
-    local hs = #head + 1
+    -- The head "<#owner>:<owner> ", compared in place rather than built (a new string costs a
+    -- hash of its bytes).
+    local n = #owner
+    local digits = tostring(n)
+    local at = #digits + 2
+    if string.byte(v, at - 1) ~= 58 or string.byte(v, at + n) ~= 32 or
+        string.find(v, digits, 1, true) ~= 1 or string.find(v, owner, at, true) ~= at then
+        return 0
+    end
+    -- <holds> ' ' <watchdog> ' ' <since> ' ' <waiters> ' ' <node>, from byte at + n + 1
+    local hs = at + n + 1
     local holds_end = string.find(v, ' ', hs, true) or (#v + 1)
     if holds_end ~= hs + 1 or string.byte(v, hs) ~= 49 then  -- holds is not "1"
         local holds = tonumber(string.sub(v, hs, holds_end - 1)) or 1
         if holds > 1 then
-            redis.call('SET', key, head .. (holds - 1) .. string.sub(v, holds_end), 'KEEPTTL')
+            redis.call('SET', key, string.sub(v, 1, hs - 1) .. (holds - 1) .. string.sub(v, holds_end),
+                       'KEEPTTL')
             return 2
         end
     end
