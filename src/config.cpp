@@ -1,6 +1,6 @@
-// Parsing of the two connection-string forms: the comma form and redis:// / rediss:// / unix://
-// URLs. Every failure is reported through error::bad_config plus a message that names the key
-// and the value, so the user can find the mistake in their own string.
+// Parsing of the connection-string forms: the comma form, the semicolon form and redis:// /
+// rediss:// / unix:// URLs. Every failure is reported through error::bad_config plus a message
+// that names the key and the value, so the user can find the mistake in their own string.
 #include <redcoord/config.hpp>
 #include <redcoord/error.hpp>
 
@@ -9,6 +9,8 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -144,7 +146,9 @@ bool parse_int_at_least(parse_context& ctx, std::string_view key, std::string_vi
 }
 
 // ------------------------------------------------------------------------------------------------
-// Options (keys of the comma form and of URL queries)
+// Options (keys of the comma form, of the semicolon form and of URL queries)
+
+enum class string_form { comma, semicolon, url };
 
 using option_setter = bool (*)(parse_context&, std::string_view key, std::string_view value);
 
@@ -182,7 +186,7 @@ bool set_database(parse_context& ctx, std::string_view key, std::string_view val
     return parse_int_at_least(ctx, key, value, 0, ctx.cfg.database);
 }
 
-// Keys accepted by both forms. Matched case-insensitively.
+// Keys accepted by every form. Matched case-insensitively.
 constexpr option common_options[] = {
     {"password", set_string<&config::password>},
     {"user", set_string<&config::username>},
@@ -207,23 +211,42 @@ constexpr option url_only_options[] = {
     {"db", set_database},
 };
 
-const option* find_option(std::string_view key, bool in_url) {
-    for (const auto& opt : common_options) {
+// Other spellings of common options that semicolon-form strings use.
+constexpr option semicolon_only_options[] = {
+    {"username", set_string<&config::username>},
+    {"database", set_database},
+    {"db", set_database},
+    {"clientName", set_string<&config::client_name>},
+};
+
+const option* find_in(std::span<const option> options, std::string_view key) {
+    for (const auto& opt : options) {
         if (iequals(opt.name, key)) return &opt;
-    }
-    if (in_url) {
-        for (const auto& opt : url_only_options) {
-            if (iequals(opt.name, key)) return &opt;
-        }
     }
     return nullptr;
 }
 
-bool apply_option(parse_context& ctx, std::string_view key, std::string_view value, bool in_url) {
-    const option* opt = find_option(key, in_url);
+const option* find_option(std::string_view key, string_form form) {
+    if (const option* opt = find_in(common_options, key)) return opt;
+    switch (form) {
+        case string_form::comma:
+            return nullptr;
+        case string_form::semicolon:
+            return find_in(semicolon_only_options, key);
+        case string_form::url:
+            return find_in(url_only_options, key);
+    }
+    return nullptr;
+}
+
+bool apply_option(parse_context& ctx, std::string_view key, std::string_view value,
+                  string_form form) {
+    const option* opt = find_option(key, form);
     if (opt == nullptr) {
-        return ctx.fail("unknown key " + quoted(key) +
-                        (in_url ? " in URL query" : " in connection string"));
+        std::string where = " in connection string";
+        if (form == string_form::url) where = " in URL query";
+        if (form == string_form::semicolon) where = " in semicolon-separated connection string";
+        return ctx.fail("unknown key " + quoted(key) + where);
     }
     return opt->set(ctx, key, value);
 }
@@ -278,10 +301,11 @@ bool split_bracketed(parse_context& ctx, std::string_view text, std::string_view
     return true;
 }
 
-bool parse_endpoint(parse_context& ctx, std::string_view text, endpoint& out) {
-    std::string_view host = text;
-    std::string_view port;
-    bool has_port = false;
+// Splits "host", "host:port", "[v6]" or "[v6]:port" and checks the host; the port is left as text.
+bool split_endpoint(parse_context& ctx, std::string_view text, std::string_view& host,
+                    std::string_view& port, bool& has_port) {
+    host = text;
+    has_port = false;
     if (!text.empty() && text.front() == '[') {
         if (!split_bracketed(ctx, text, host, port, has_port)) return false;
     } else {
@@ -297,6 +321,14 @@ bool parse_endpoint(parse_context& ctx, std::string_view text, endpoint& out) {
         if (!check_host_chars(ctx, text, host)) return false;
     }
     if (host.empty()) return ctx.fail("endpoint " + quoted(text) + " has an empty host");
+    return true;
+}
+
+bool parse_endpoint(parse_context& ctx, std::string_view text, endpoint& out) {
+    std::string_view host;
+    std::string_view port;
+    bool has_port = false;
+    if (!split_endpoint(ctx, text, host, port, has_port)) return false;
 
     endpoint ep;
     ep.host = host;
@@ -330,9 +362,133 @@ bool parse_comma_form(parse_context& ctx, std::string_view text) {
         auto key = trim(entry.substr(0, eq));
         auto value = trim(entry.substr(eq + 1));
         if (key.empty()) return ctx.fail("empty key in entry " + quoted(entry));
-        if (!apply_option(ctx, key, value, false)) return false;
+        if (!apply_option(ctx, key, value, string_form::comma)) return false;
     }
     if (!seen_entry) return ctx.fail("connection string has no entries");
+    return true;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The semicolon form: server=host:port;password=...;ssl=true
+
+// The keys that name the endpoint. The comma form has none of them, so a string that starts with
+// one of them is the semicolon form.
+bool is_endpoint_key(std::string_view key) {
+    return iequals(key, "server") || iequals(key, "host") || iequals(key, "port");
+}
+
+// The first element decides: one followed by ';', or a leading server=, host= or port=. A ';' in
+// a value of the comma form ("localhost,password=a;b") is thus left alone unless that value
+// belongs to the very first element.
+bool is_semicolon_form(std::string_view text) {
+    auto end = text.find_first_of(",;");
+    if (end != std::string_view::npos && text[end] == ';') return true;
+    auto first = text.substr(0, end);
+    auto eq = first.find('=');
+    return eq != std::string_view::npos && is_endpoint_key(trim(first.substr(0, eq)));
+}
+
+// "server=localhost:6379,password=x" mixes the comma form in: say so instead of reporting an
+// odd host name.
+bool check_not_an_option(parse_context& ctx, std::string_view key, std::string_view value) {
+    if (value.find('=') == std::string_view::npos) return true;
+    return ctx.fail(std::string(key) + ": " + quoted(value) +
+                    " is not an endpoint; separate options with ';'");
+}
+
+// server=a:1 or server=a:1,b:2; every server= entry extends the list.
+bool parse_server_value(parse_context& ctx, std::string_view key, std::string_view value,
+                        std::vector<endpoint>& out) {
+    bool seen_endpoint = false;
+    for (auto item : split(value, ',')) {
+        item = trim(item);
+        if (item.empty()) continue;
+        if (!check_not_an_option(ctx, key, item)) return false;
+        endpoint ep;
+        if (!parse_endpoint(ctx, item, ep)) return ctx.fail(std::string(key) + ": " + ctx.problem);
+        out.push_back(std::move(ep));
+        seen_endpoint = true;
+    }
+    if (!seen_endpoint) {
+        return ctx.fail(std::string(key) + ": " + quoted(value) + " names no endpoint");
+    }
+    return true;
+}
+
+// host=name, host=10.0.0.1 or host=[::1]; the port goes in port=.
+bool parse_host_value(parse_context& ctx, std::string_view key, std::string_view value,
+                      std::optional<std::string>& out) {
+    if (!check_not_an_option(ctx, key, value)) return false;
+    std::string_view host;
+    std::string_view port;
+    bool has_port = false;
+    if (!split_endpoint(ctx, value, host, port, has_port)) {
+        return ctx.fail(std::string(key) + ": " + ctx.problem);
+    }
+    if (has_port) {
+        return ctx.fail(std::string(key) + ": " + quoted(value) +
+                        " includes a port; write it in port= or use server=host:port");
+    }
+    out = std::string(host);
+    return true;
+}
+
+bool parse_port_value(parse_context& ctx, std::string_view key, std::string_view value,
+                      std::optional<std::uint16_t>& out) {
+    std::uint64_t number = 0;
+    if (parse_unsigned(value, 65535, number) != number_status::ok || number == 0) {
+        return ctx.fail(std::string(key) + ": " + quoted(value) +
+                        " is not a port number (1..65535)");
+    }
+    out = static_cast<std::uint16_t>(number);
+    return true;
+}
+
+bool parse_semicolon_form(parse_context& ctx, std::string_view text) {
+    bool seen_entry = false;
+    std::vector<endpoint> servers;
+    std::optional<std::string> host;
+    std::optional<std::uint16_t> port;
+    for (auto entry : split(text, ';')) {
+        entry = trim(entry);
+        if (entry.empty()) continue;  // e.g. a trailing ';'
+        seen_entry = true;
+
+        auto eq = entry.find('=');
+        if (eq == std::string_view::npos) {
+            return ctx.fail("entry " + quoted(entry) +
+                            " of a semicolon-separated connection string is not key=value "
+                            "(an endpoint is written server=host:port)");
+        }
+        auto key = trim(entry.substr(0, eq));
+        auto value = trim(entry.substr(eq + 1));
+        if (key.empty()) return ctx.fail("empty key in entry " + quoted(entry));
+
+        bool ok = false;
+        if (iequals(key, "server")) {
+            ok = parse_server_value(ctx, key, value, servers);
+        } else if (iequals(key, "host")) {
+            ok = parse_host_value(ctx, key, value, host);
+        } else if (iequals(key, "port")) {
+            ok = parse_port_value(ctx, key, value, port);
+        } else {
+            ok = apply_option(ctx, key, value, string_form::semicolon);
+        }
+        if (!ok) return false;
+    }
+    if (!seen_entry) return ctx.fail("connection string has no entries");
+
+    if (!servers.empty() && (host || port)) {
+        return ctx.fail("server= cannot be combined with host= or port=; write server=host:port");
+    }
+    if (!servers.empty()) {
+        ctx.cfg.endpoints = std::move(servers);
+    } else if (host || port) {
+        endpoint ep;
+        if (host) ep.host = std::move(*host);
+        if (port) ep.port = *port;
+        ctx.cfg.endpoints = {std::move(ep)};
+    }
     return true;
 }
 
@@ -402,7 +558,7 @@ bool parse_url_query(parse_context& ctx, std::string_view query) {
         if (key.empty()) return ctx.fail("empty key in query parameter " + quoted(item));
         std::string value;
         if (!percent_decode(ctx, key, item.substr(eq + 1), value)) return false;
-        if (!apply_option(ctx, key, value, true)) return false;
+        if (!apply_option(ctx, key, value, string_form::url)) return false;
     }
     return true;
 }
@@ -490,6 +646,8 @@ config parse_config(std::string_view text, boost::system::error_code& ec, diagno
         ok = ctx.fail("connection string is empty");
     } else if (split_scheme(text, scheme, rest)) {
         ok = parse_url(ctx, scheme, rest);
+    } else if (is_semicolon_form(text)) {
+        ok = parse_semicolon_form(ctx, text);
     } else {
         ok = parse_comma_form(ctx, text);
     }

@@ -13,6 +13,7 @@ public:
             case error::depth_exceeded: return "RESP3 aggregates nested deeper than the limit";
             case error::size_exceeded: return "RESP3 string or aggregate larger than the limit";
             case error::unexpected_reply: return "a reply arrived that no request was waiting for";
+            case error::reply_too_large: return "the reply is larger than config.max_reply_size";
             case error::unexpected_type: return "the reply's type does not fit the C++ type";
             case error::unexpected_null: return "null reply for a type that is not std::optional";
             case error::not_a_number: return "the reply is not a number of the requested type";

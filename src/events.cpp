@@ -57,7 +57,7 @@ push_hub::listener make_listener(session_impl& s, event_fn fn) {
     return [s = &s, fn = std::move(fn)](const push_message& m) {
         if (m.is_gap())
             fn(error::events_gap, nullptr);
-        else if (m.kind == "closed")
+        else if (m.event == push_event::closed)
             fn(error::session_closed, nullptr);
         else
             fn({}, message_of(*s, m));
@@ -82,7 +82,7 @@ public:
     void on_push(session_impl& s, const push_message& m) {
         if (m.is_gap())
             put(nullptr);
-        else if (m.kind == "closed")
+        else if (m.event == push_event::closed)
             finish(error::session_closed);
         else
             put(message_of(s, m));

@@ -38,7 +38,7 @@ public:
         id_ = s.hub.add(
             channel, false,
             [st = st_](const push_message& m) {
-                if (m.kind == "closed")
+                if (m.event == push_event::closed)
                     st->closed = true;
                 else if (m.is_gap())
                     st->gap = true;

@@ -30,7 +30,7 @@ public:
             ids_.push_back(s.hub.add(
                 channel, false,
                 [st = st_](const push_message& m) {
-                    if (m.kind == "closed")
+                    if (m.event == push_event::closed)
                         st->closed = true;
                     else if (m.is_gap())
                         st->gap = true;

@@ -84,7 +84,7 @@ void request::on_command_added(std::size_t start) {
     if (auto kind = subscription_kind(name)) {
         // In RESP3 these have no reply of their own: their confirmations are pushes.
         auto args = split_command(payload_, start);
-        subscriptions_.push_back({*kind, {args.begin() + 1, args.end()}});
+        subscriptions_.push_back({*kind, {args.begin() + 1, args.end()}, expected_responses_});
         return;
     }
     ++expected_responses_;

@@ -54,8 +54,10 @@ std::size_t parser::consume(std::string_view data, error_code& ec) {
     while (state_ != state::done) {
         if (state_ == state::bulk) {
             std::size_t n = std::min(bulk_remaining_, data.size() - pos);
-            arena_.append(data.data() + pos, n);
-            nodes_.back().length += n;
+            if (!discarding_) {
+                arena_.append(data.data() + pos, n);
+                nodes_.back().length += static_cast<std::uint32_t>(n);
+            }
             pos += n;
             bulk_remaining_ -= n;
             if (bulk_remaining_ != 0) return pos;
@@ -109,11 +111,13 @@ std::size_t parser::consume(std::string_view data, error_code& ec) {
                 value_completed();
                 continue;
             }
-            if (nodes_.back().length + len > limits_.max_bulk_size) {
+            if (streamed_length_ + len > limits_.max_bulk_size) {
                 ec = error::size_exceeded;
                 return pos;
             }
+            streamed_length_ += len;
             bulk_remaining_ = len;
+            if (!discarding_ && memory() + len > limits_.max_message_size) start_discarding();
             state_ = state::bulk;
             continue;
         }
@@ -128,7 +132,7 @@ bool parser::on_header(std::string_view line, error_code& ec) {
     // A streamed aggregate announces no size, so max_aggregate_size is enforced as its
     // elements arrive: this line would start one more.
     if (marker != '.' && !stack_.empty() && stack_.back().streamed) {
-        const auto mult = element_multiplicity(nodes_[stack_.back().node_index].data_type);
+        const auto mult = element_multiplicity(stack_.back().data_type);
         if (stack_.back().count >= limits_.max_aggregate_size * mult)
             return fail(ec, error::size_exceeded);
     }
@@ -172,10 +176,10 @@ bool parser::on_header(std::string_view line, error_code& ec) {
             // aggregate (its nodes would belong to no value).
             if (attribute_pending_) return fail(ec, error::protocol_error);
             frame f = stack_.back();
-            auto& n = nodes_[f.node_index];
-            const auto mult = element_multiplicity(n.data_type);
+            const auto mult = element_multiplicity(f.data_type);
             if (f.count % mult != 0) return fail(ec, error::protocol_error);
-            n.aggregate_size = f.count / mult;
+            if (!discarding_)
+                nodes_[f.node_index].aggregate_size = static_cast<std::uint32_t>(f.count / mult);
             stack_.pop_back();
             aggregate_completed(f.attribute);
             return true;
@@ -193,8 +197,9 @@ bool parser::open_string(type t, std::string_view len, error_code& ec) {
     if (current_depth() > limits_.max_depth) return fail(ec, error::depth_exceeded);
     if (len == "?") {  // streamed string: ";len" chunks until ";0"
         if (t != type::blob_string) return fail(ec, error::protocol_error);
-        nodes_.push_back({t, 1, current_depth(), arena_.size(), 0});
+        add_node(t, 1, arena_.size(), 0);
         streamed_string_ = true;
+        streamed_length_ = 0;
         state_ = state::chunk_header;
         return true;
     }
@@ -202,7 +207,8 @@ bool parser::open_string(type t, std::string_view len, error_code& ec) {
     if (!parse_size(len, n)) return fail(ec, error::protocol_error);
     if (n > limits_.max_bulk_size) return fail(ec, error::size_exceeded);
     if (t == type::verbatim_string && n < 4) return fail(ec, error::protocol_error);
-    nodes_.push_back({t, 1, current_depth(), arena_.size(), 0});
+    add_node(t, 1, arena_.size(), 0);
+    if (!discarding_ && memory() + n > limits_.max_message_size) start_discarding();
     bulk_remaining_ = n;
     streamed_string_ = false;
     state_ = state::bulk;
@@ -221,21 +227,40 @@ bool parser::open_aggregate(type t, std::string_view len, error_code& ec) {
         if (!parse_size(len, n)) return fail(ec, error::protocol_error);
         if (n > limits_.max_aggregate_size) return fail(ec, error::size_exceeded);
     }
-    nodes_.push_back({t, n, current_depth(), arena_.size(), 0});
+    add_node(t, n, arena_.size(), 0);
     const bool attribute = (t == type::attribute);
     if (!streamed && n == 0) {
         aggregate_completed(attribute);
         return true;
     }
-    stack_.push_back({nodes_.size() - 1, n * element_multiplicity(t), 0, streamed, attribute});
+    stack_.push_back(
+        {nodes_.size() - 1, n * element_multiplicity(t), 0, t, streamed, attribute});
     return true;
 }
 
 void parser::push_scalar(type t, std::string_view value) {
-    const std::size_t offset = arena_.size();
-    arena_.append(value);
-    nodes_.push_back({t, 1, current_depth(), offset, value.size()});
+    if (!discarding_) {
+        const std::size_t offset = arena_.size();
+        arena_.append(value);
+        add_node(t, 1, offset, value.size());
+    }
     value_completed();
+}
+
+void parser::add_node(type t, std::size_t aggregate_size, std::size_t offset,
+                      std::size_t length) {
+    if (discarding_) return;
+    nodes_.push_back({offset, static_cast<std::uint32_t>(length),
+                      static_cast<std::uint32_t>(aggregate_size),
+                      static_cast<std::uint16_t>(current_depth()), t});
+    if (memory() > limits_.max_message_size) start_discarding();
+}
+
+// Past the limit: what the message holds is freed now, and the rest is only counted.
+void parser::start_discarding() {
+    discarding_ = true;
+    std::string().swap(arena_);
+    std::vector<raw_node>().swap(nodes_);
 }
 
 // An aggregate ended. An attribute is not a value: the value it describes is still to come.
@@ -269,6 +294,7 @@ void parser::value_completed() {
 
 std::span<const node_view> parser::message() {
     views_.clear();
+    if (discarding_) return views_;
     views_.reserve(nodes_.size());
     for (const auto& n : nodes_)
         views_.push_back({n.data_type, n.aggregate_size, n.depth,
@@ -278,8 +304,15 @@ std::span<const node_view> parser::message() {
 
 void parser::clear() noexcept {
     state_ = state::header;
+    // A big message's buffers are given back rather than kept for the next, small one.
+    constexpr std::size_t keep = 1024 * 1024;
+    if (arena_.capacity() > keep) std::string().swap(arena_);
+    if (nodes_.capacity() * sizeof(raw_node) > keep) std::vector<raw_node>().swap(nodes_);
+    if (views_.capacity() * sizeof(node_view) > keep) std::vector<node_view>().swap(views_);
     arena_.clear();
     nodes_.clear();
+    discarding_ = false;
+    streamed_length_ = 0;
     stack_.clear();
     bulk_remaining_ = 0;
     streamed_string_ = false;

@@ -143,7 +143,7 @@ void push_hub::stop() {
     running_ = false;
     stop_.emit(asio::cancellation_type::terminal);
     push_message closed;
-    closed.kind = "closed";
+    closed.event = push_event::closed;
     const auto limit = next_id_;
     struct guard {
         push_hub& h;
@@ -172,7 +172,7 @@ asio::awaitable<void> push_hub::receive_loop(std::shared_ptr<session_impl> owner
             if (ec2 || owner->closed) co_return;
             continue;
         }
-        if (m.is_gap() && m.gap_reason == "reconnect") {
+        if (m.event == push_event::reconnected) {
             owner->dog.renew_all_now(owner);
             owner->read_policy();  // perhaps another server now (a failover)
         }

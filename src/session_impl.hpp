@@ -52,7 +52,7 @@ public:
 
     // Adds a listener; the first listener of a channel subscribes (the SUBSCRIBE is queued on
     // the connection before anything the caller sends afterwards). With notify_close the
-    // listener also gets one push of kind "closed" when the session closes.
+    // listener also gets one push_event::closed when the session closes.
     std::uint64_t add(const std::string& channel, bool pattern, listener fn,
                       bool notify_close = false);
     // Removes a listener; the last one of a channel unsubscribes.

@@ -1,4 +1,4 @@
-// Connection configuration and the two connection-string forms users already write.
+// Connection configuration and the connection-string forms users already write.
 #pragma once
 
 #include <redcoord/diagnostics.hpp>
@@ -69,8 +69,10 @@ struct config {
     /// waiting (up to their timeout) for the reconnect.
     bool fail_fast_when_disconnected = false;
 
-    /// A PING is sent when nothing was read for this long; after twice as long without any
-    /// byte from the server, the connection is declared dead (`keepAlive=`, s). Zero disables.
+    /// A PING is sent when no reply came for this long. When a PING has had this long to be
+    /// answered and neither a reply nor a steady stream of bytes came meanwhile (a server that
+    /// trickles a byte now and then is not making progress), the connection is declared dead
+    /// and replaced (`keepAlive=`, s). Zero disables.
     std::chrono::milliseconds health_check_interval{2000};
 
     /// Reconnect backoff: capped exponential, with jitter.
@@ -81,6 +83,10 @@ struct config {
     std::size_t max_nesting_depth = 32;
     std::size_t max_bulk_size = 512u * 1024 * 1024;
     std::size_t max_aggregate_size = 64u * 1024 * 1024;
+    /// Memory one reply or push may take while it is parsed: its bytes plus about 64 per
+    /// element. A bigger reply is read to its end and dropped, and its request fails with
+    /// error::reply_too_large; the connection stays up.
+    std::size_t max_reply_size = 512u * 1024 * 1024;
 
     /// Pushes buffered while nobody calls async_receive; past this the oldest are dropped
     /// and a gap event tells the receiver so.
@@ -90,9 +96,18 @@ struct config {
     std::size_t max_blocking_connections = 8;
 };
 
-/// Parses either form:
+/// Parses any of these forms:
 /// - the comma form: `host:port[,host:port...],password=...,ssl=true,connectTimeout=5000,...`
 ///   (keys are case-insensitive, as in the reference documents);
+/// - the semicolon form: `server=localhost:6379;password=secret;ssl=true`. Every element is
+///   `key=value` (a bare `host:port` is refused) and no value may contain ';'. `server=` takes
+///   `host[:port]` or a comma list of them and may be repeated, each adding to the failover
+///   list; `host=` and `port=` spell a single endpoint and cannot be mixed with `server=`. The
+///   other keys (case-insensitive) are the comma form's, plus `username`, `database`, `db` and
+///   `clientName`. The form is recognised by its first element: one ended by ';', or one
+///   starting with `server=`, `host=` or `port=`. So in the comma form a ';' may appear in any
+///   value but the first element's ("password=a;b,host" is read as the semicolon form and
+///   refused);
 /// - a URL: `redis://[user[:password]@]host[:port][/db][?key=value...]`, `rediss://...`,
 ///   `unix:///path/to/socket[?db=N&password=...]`.
 /// An unknown key or a bad value sets ec to error::bad_config and names the key and value in

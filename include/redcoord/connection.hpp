@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace redcoord {
 
@@ -23,21 +24,31 @@ namespace detail {
 class connection_impl;
 }
 
-/// A server push: a pub/sub message, a subscription confirmation, an invalidation, ... or a
-/// gap event the connection adds when pushes may have been missed.
+/// What a push_message is: a push the server sent, or an event of the connection itself.
+enum class push_event : std::uint8_t {
+    server,       ///< a push from the server: see push_message::kind
+    reconnected,  ///< the connection was down and is back; subscriptions have been restored,
+                  ///< messages published meanwhile are lost (a gap)
+    overflow,     ///< the receiver fell behind and old pushes were dropped (a gap)
+    closed,       ///< the session that routed pushes to a listener has closed
+};
+
+/// A server push (a pub/sub message, a subscription confirmation, an invalidation, ...) or an
+/// event of the connection (push_event).
 struct push_message {
+    push_event event = push_event::server;
     /// The push's kind as the server names it ("message", "pmessage", "smessage", "subscribe",
-    /// "unsubscribe", "invalidate", ...), or "gap".
+    /// "unsubscribe", "invalidate", ...); empty for an event.
     std::string kind;
     std::string channel;  ///< message/smessage/subscribe...: the channel
     std::string pattern;  ///< pmessage/psubscribe: the pattern
     std::string payload;  ///< message payload; subscription count for confirmations
-    /// For a gap: why ("reconnect": the connection was down and is back, subscriptions have been
-    /// restored; "overflow": the receiver fell behind and old pushes were dropped).
-    std::string gap_reason;
-    generic_response nodes;  ///< the push as received (empty for a gap)
+    generic_response nodes;  ///< the push as received (empty for an event)
 
-    bool is_gap() const noexcept { return kind == "gap"; }
+    /// Pushes may have been missed just before this one (reconnected or overflow).
+    bool is_gap() const noexcept {
+        return event == push_event::reconnected || event == push_event::overflow;
+    }
 };
 
 /// What the connection has done so far; for monitoring, tests and benchmarks.
@@ -49,6 +60,10 @@ struct usage {
     std::uint64_t replies_received = 0;
     std::uint64_t pushes_received = 0;
     std::uint64_t pushes_dropped = 0;     ///< dropped because nobody received them in time
+    /// Replies bigger than config::max_reply_size: discarded, their request failed
+    std::uint64_t replies_too_large = 0;
+    /// Non-push messages that answered nothing written: the connection was replaced
+    std::uint64_t unexpected_replies = 0;
     std::uint64_t connects = 0;           ///< successful connections (handshake done)
     std::uint64_t connection_losses = 0;
     std::uint64_t blocking_connections = 0;  ///< side connections opened for blocking commands
@@ -166,6 +181,20 @@ public:
             token, &out);
     }
 
+    /// Waits for pushes, then takes every push there is at once (appended to out, in order):
+    /// one resume for many messages, which is how a busy subscriber keeps up.
+    ///
+    /// Completion signature: void(error_code). Otherwise as async_receive; the two share the
+    /// one receiver slot.
+    template <class Token = boost::asio::deferred_t>
+    auto async_receive_all(std::vector<push_message>& out, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [impl = impl_.get()](auto handler, std::vector<push_message>* out) {
+                receive_all_impl(*impl, *out, std::move(handler));
+            },
+            token, &out);
+    }
+
     /// Stops async_run and fails every outstanding request with operation_aborted.
     void cancel();
 
@@ -201,6 +230,8 @@ private:
     }
     static void receive_impl(detail::connection_impl& impl, push_message& out,
                              run_handler handler);
+    static void receive_all_impl(detail::connection_impl& impl, std::vector<push_message>& out,
+                                 run_handler handler);
 
     std::shared_ptr<detail::connection_impl> impl_;
 };

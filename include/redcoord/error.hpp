@@ -17,6 +17,7 @@ enum class error {
     depth_exceeded,         ///< aggregates nested deeper than the parser's limit
     size_exceeded,          ///< a string or aggregate larger than the parser's limit
     unexpected_reply,       ///< a reply arrived when no request was waiting for one
+    reply_too_large,        ///< a reply took more memory than config::max_reply_size
 
     // Converting replies to C++ types.
     unexpected_type,        ///< the reply's RESP3 type does not fit the C++ type

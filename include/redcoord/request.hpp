@@ -27,6 +27,9 @@ struct subscription_change {
     };
     kind what;
     std::vector<std::string> channels;  ///< empty for "unsubscribe from all"
+    /// Replies the request's commands before this one have: where its confirmations (pushes,
+    /// or one error when refused) come among the request's replies.
+    std::size_t replies_before = 0;
 };
 
 namespace detail {

@@ -94,10 +94,11 @@ asio::awaitable<push_message> expect_push(redcoord::connection& conn, std::strin
     co_return msg;
 }
 
-asio::awaitable<void> expect_gap(redcoord::connection& conn, std::string_view reason) {
+asio::awaitable<void> expect_gap(redcoord::connection& conn, redcoord::push_event event) {
     const auto msg = co_await receive(conn);
     CHECK(msg.is_gap());
-    CHECK(msg.gap_reason == reason);
+    CHECK(msg.event == event);
+    CHECK(msg.kind.empty());
     CHECK(msg.nodes.empty());
 }
 
@@ -183,7 +184,7 @@ TEST_CASE("pubsub: subscriptions are restored after a restart", "[integration][p
 
         for (int restart = 1; restart <= 2; ++restart) {
             srv.restart();
-            co_await expect_gap(sub, "reconnect");
+            co_await expect_gap(sub, redcoord::push_event::reconnected);
             co_await expect_push(sub, "subscribe", "ps:a", "1");
             co_await expect_push(sub, "psubscribe", "ps:p.*", "2");
             co_await expect_push(sub, "ssubscribe", "ps:s", "1");
@@ -223,7 +224,7 @@ TEST_CASE("pubsub: unsubscribed channels are not restored", "[integration][pubsu
         CHECK(unsubscribed == strings{"ps:x.*", "ps:y.*"});
 
         srv.restart();
-        co_await expect_gap(sub, "reconnect");
+        co_await expect_gap(sub, redcoord::push_event::reconnected);
         co_await expect_push(sub, "subscribe", "ps:keep", "1");
 
         const auto to_drop = co_await publish(pub, "ps:drop", "lost");
@@ -254,7 +255,7 @@ TEST_CASE("pubsub: pushes nobody receives overflow into a gap", "[integration][p
 
             CHECK(sub.get_usage().pushes_received == 1u + published);
             CHECK(sub.get_usage().pushes_dropped == published - max_pending);
-            co_await expect_gap(sub, "overflow");
+            co_await expect_gap(sub, redcoord::push_event::overflow);
             for (int i = published - static_cast<int>(max_pending); i < published; ++i)
                 co_await expect_push(sub, "message", "ps:flood", std::to_string(i));
 

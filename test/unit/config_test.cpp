@@ -1,4 +1,5 @@
-// Connection strings: the comma form, the URL forms, and the errors both report.
+// Connection strings: the comma form, the semicolon form, the URL forms, and the errors they
+// report.
 #include <redcoord/config.hpp>
 #include <redcoord/error.hpp>
 
@@ -30,37 +31,39 @@ config parse_ok(std::string_view text) {
 
 std::vector<endpoint> endpoints(std::initializer_list<endpoint> list) { return list; }
 
-// Every field that none of the keys in `text` touched must keep its default.
-void check_defaults(const config& cfg) {
-    const config defaults;
-    CHECK(cfg.unix_socket == defaults.unix_socket);
-    CHECK(cfg.service_name == defaults.service_name);
-    CHECK(cfg.use_tls == defaults.use_tls);
-    CHECK(cfg.tls_server_name == defaults.tls_server_name);
-    CHECK(cfg.tls_ca_file == defaults.tls_ca_file);
-    CHECK(cfg.tls_verify == defaults.tls_verify);
-    CHECK(cfg.username == defaults.username);
-    CHECK(cfg.password == defaults.password);
-    CHECK(cfg.database == defaults.database);
-    CHECK(cfg.client_name == defaults.client_name);
-    CHECK(cfg.connect_timeout == defaults.connect_timeout);
-    CHECK(cfg.request_timeout == defaults.request_timeout);
-    CHECK(cfg.connect_retry == defaults.connect_retry);
-    CHECK(cfg.abort_connect == defaults.abort_connect);
-    CHECK(cfg.fail_fast_when_disconnected == defaults.fail_fast_when_disconnected);
-    CHECK(cfg.health_check_interval == defaults.health_check_interval);
-    CHECK(cfg.reconnect_wait_min == defaults.reconnect_wait_min);
-    CHECK(cfg.reconnect_wait_max == defaults.reconnect_wait_max);
-    CHECK(cfg.max_nesting_depth == defaults.max_nesting_depth);
-    CHECK(cfg.max_bulk_size == defaults.max_bulk_size);
-    CHECK(cfg.max_aggregate_size == defaults.max_aggregate_size);
-    CHECK(cfg.max_pending_pushes == defaults.max_pending_pushes);
-    CHECK(cfg.max_blocking_connections == defaults.max_blocking_connections);
+// Every field but the endpoints must be the same in both.
+void check_same_options(const config& cfg, const config& expected) {
+    CHECK(cfg.unix_socket == expected.unix_socket);
+    CHECK(cfg.service_name == expected.service_name);
+    CHECK(cfg.use_tls == expected.use_tls);
+    CHECK(cfg.tls_server_name == expected.tls_server_name);
+    CHECK(cfg.tls_ca_file == expected.tls_ca_file);
+    CHECK(cfg.tls_verify == expected.tls_verify);
+    CHECK(cfg.username == expected.username);
+    CHECK(cfg.password == expected.password);
+    CHECK(cfg.database == expected.database);
+    CHECK(cfg.client_name == expected.client_name);
+    CHECK(cfg.connect_timeout == expected.connect_timeout);
+    CHECK(cfg.request_timeout == expected.request_timeout);
+    CHECK(cfg.connect_retry == expected.connect_retry);
+    CHECK(cfg.abort_connect == expected.abort_connect);
+    CHECK(cfg.fail_fast_when_disconnected == expected.fail_fast_when_disconnected);
+    CHECK(cfg.health_check_interval == expected.health_check_interval);
+    CHECK(cfg.reconnect_wait_min == expected.reconnect_wait_min);
+    CHECK(cfg.reconnect_wait_max == expected.reconnect_wait_max);
+    CHECK(cfg.max_nesting_depth == expected.max_nesting_depth);
+    CHECK(cfg.max_bulk_size == expected.max_bulk_size);
+    CHECK(cfg.max_aggregate_size == expected.max_aggregate_size);
+    CHECK(cfg.max_pending_pushes == expected.max_pending_pushes);
+    CHECK(cfg.max_blocking_connections == expected.max_blocking_connections);
 }
+
+// Every field that none of the keys in `text` touched must keep its default.
+void check_defaults(const config& cfg) { check_same_options(cfg, config{}); }
 
 }  // namespace
 
-TEST_CASE("comma form: the reference string", "[unit]") {
+TEST_CASE("comma form: the reference string", "[unit][config]") {
     auto cfg = parse_ok(
         "localhost:6379,password=secret,ssl=true,connectTimeout=5000,syncTimeout=5000,"
         "connectRetry=3,abortConnect=false,serviceName=mymaster");
@@ -76,7 +79,7 @@ TEST_CASE("comma form: the reference string", "[unit]") {
     CHECK(cfg.unix_socket.empty());
 }
 
-TEST_CASE("comma form: every key", "[unit]") {
+TEST_CASE("comma form: every key", "[unit][config]") {
     auto cfg = parse_ok(
         "redis.example:6380,user=alice,password=pw,ssl=true,sslHost=cache.example,"
         "sslVerify=false,sslCaFile=/etc/ca.pem,connectTimeout=1500,syncTimeout=250,"
@@ -100,7 +103,7 @@ TEST_CASE("comma form: every key", "[unit]") {
     CHECK(cfg.fail_fast_when_disconnected);
 }
 
-TEST_CASE("comma form: several endpoints", "[unit]") {
+TEST_CASE("comma form: several endpoints", "[unit][config]") {
     SECTION("a failover list, with and without ports") {
         auto cfg = parse_ok("a.example:7000,b.example,[::1]:7002,[fe80::1]");
         CHECK(cfg.endpoints ==
@@ -118,7 +121,7 @@ TEST_CASE("comma form: several endpoints", "[unit]") {
     }
 }
 
-TEST_CASE("comma form: keys, values and whitespace", "[unit]") {
+TEST_CASE("comma form: keys, values and whitespace", "[unit][config]") {
     SECTION("keys and booleans are case-insensitive") {
         auto cfg = parse_ok("host,PASSWORD=x,SSL=TRUE,AbortConnect=False,connecttimeout=9");
         CHECK(cfg.password == "x");
@@ -157,7 +160,7 @@ TEST_CASE("comma form: keys, values and whitespace", "[unit]") {
     }
 }
 
-TEST_CASE("defaults are kept when a key is absent", "[unit]") {
+TEST_CASE("defaults are kept when a key is absent", "[unit][config]") {
     SECTION("comma form") {
         auto cfg = parse_ok("somehost");
         CHECK(cfg.endpoints == endpoints({{"somehost", 6379}}));
@@ -168,9 +171,135 @@ TEST_CASE("defaults are kept when a key is absent", "[unit]") {
         CHECK(cfg.endpoints == endpoints({{"somehost", 6379}}));
         check_defaults(cfg);
     }
+    SECTION("semicolon form") {
+        auto cfg = parse_ok("server=somehost;");
+        CHECK(cfg.endpoints == endpoints({{"somehost", 6379}}));
+        check_defaults(cfg);
+    }
 }
 
-TEST_CASE("URL: redis:// with user, password and database", "[unit]") {
+TEST_CASE("semicolon form: the reference string", "[unit][config]") {
+    auto cfg = parse_ok("server=localhost:6379;password=secret;ssl=true");
+    CHECK(cfg.endpoints == endpoints({{"localhost", 6379}}));
+    CHECK(cfg.password == "secret");
+    CHECK(cfg.use_tls);
+    CHECK(cfg.username.empty());
+    CHECK(cfg.unix_socket.empty());
+}
+
+TEST_CASE("semicolon form: several servers", "[unit][config]") {
+    SECTION("repeated server= entries extend the list in order") {
+        auto cfg = parse_ok("server=a.example:7000;password=x;server=b.example;server=[::1]:7002");
+        CHECK(cfg.endpoints ==
+              endpoints({{"a.example", 7000}, {"b.example", 6379}, {"::1", 7002}}));
+        CHECK(cfg.password == "x");
+    }
+    SECTION("a comma list inside one server= value") {
+        auto cfg = parse_ok("server=a:1,b:2;password=x");
+        CHECK(cfg.endpoints == endpoints({{"a", 1}, {"b", 2}}));
+        CHECK(cfg.password == "x");
+    }
+    SECTION("both, with spaces and an empty item") {
+        auto cfg = parse_ok("server= a:1 , b:2 ,; server=c:3");
+        CHECK(cfg.endpoints == endpoints({{"a", 1}, {"b", 2}, {"c", 3}}));
+    }
+    SECTION("sentinels") {
+        auto cfg = parse_ok("server=s1:26379,s2:26379;serviceName=mymaster");
+        CHECK(cfg.endpoints == endpoints({{"s1", 26379}, {"s2", 26379}}));
+        CHECK(cfg.service_name == "mymaster");
+    }
+}
+
+TEST_CASE("semicolon form: host= and port=", "[unit][config]") {
+    SECTION("both") {
+        auto cfg = parse_ok("host=cache.example;port=6380;password=x");
+        CHECK(cfg.endpoints == endpoints({{"cache.example", 6380}}));
+        CHECK(cfg.password == "x");
+    }
+    SECTION("port= after other keys") {
+        CHECK(parse_ok("ssl=true;port=7000;host=h").endpoints == endpoints({{"h", 7000}}));
+    }
+    SECTION("host alone keeps the default port") {
+        CHECK(parse_ok("host=h").endpoints == endpoints({{"h", 6379}}));
+    }
+    SECTION("port alone keeps the default host") {
+        CHECK(parse_ok("port=6390").endpoints == endpoints({{"127.0.0.1", 6390}}));
+    }
+    SECTION("a bracketed IPv6 host") {
+        CHECK(parse_ok("host=[::1];port=1").endpoints == endpoints({{"::1", 1}}));
+    }
+    SECTION("no endpoint key keeps the default endpoint") {
+        auto cfg = parse_ok("password=x;ssl=true");
+        CHECK(cfg.endpoints == config{}.endpoints);
+        CHECK(cfg.password == "x");
+        CHECK(cfg.use_tls);
+    }
+}
+
+TEST_CASE("semicolon form: keys, values and whitespace", "[unit][config]") {
+    SECTION("keys and booleans are case-insensitive") {
+        auto cfg = parse_ok(
+            "SERVER=h:1;PassWord=x;SSL=TRUE;UserName=u;DataBase=3;CLIENTNAME=c;"
+            "abortconnect=False");
+        CHECK(cfg.endpoints == endpoints({{"h", 1}}));
+        CHECK(cfg.password == "x");
+        CHECK(cfg.use_tls);
+        CHECK(cfg.username == "u");
+        CHECK(cfg.database == 3);
+        CHECK(cfg.client_name == "c");
+        CHECK_FALSE(cfg.abort_connect);
+        CHECK(parse_ok("HOST=h;Port=2").endpoints == endpoints({{"h", 2}}));
+    }
+    SECTION("whitespace and a trailing ';'") {
+        auto cfg = parse_ok("  server = h:1234 ;  password = secret  ;;\tname=n ; ");
+        CHECK(cfg.endpoints == endpoints({{"h", 1234}}));
+        CHECK(cfg.password == "secret");
+        CHECK(cfg.client_name == "n");
+    }
+    SECTION("the other spellings set the same fields") {
+        CHECK(parse_ok("server=h;user=a").username == "a");
+        CHECK(parse_ok("server=h;username=a").username == "a");
+        CHECK(parse_ok("server=h;database=2").database == 2);
+        CHECK(parse_ok("server=h;db=2").database == 2);
+        CHECK(parse_ok("server=h;defaultDatabase=2").database == 2);
+        CHECK(parse_ok("server=h;name=c").client_name == "c");
+        CHECK(parse_ok("server=h;clientName=c").client_name == "c");
+    }
+    SECTION("a value may contain '=', ',' and '://'") {
+        auto cfg = parse_ok("server=h;password=a=b,c://d");
+        CHECK(cfg.password == "a=b,c://d");
+        CHECK(cfg.endpoints == endpoints({{"h", 6379}}));
+    }
+    SECTION("a ';' in a value of the comma form is left alone") {
+        auto cfg = parse_ok("localhost:6379,password=a;b");
+        CHECK(cfg.endpoints == endpoints({{"localhost", 6379}}));
+        CHECK(cfg.password == "a;b");
+        CHECK(parse_ok("password=x,h,name=a;b").client_name == "a;b");
+    }
+}
+
+TEST_CASE("semicolon form: the same options as the comma form", "[unit][config]") {
+    auto semicolon = parse_ok(
+        "server=redis.example:6380,b.example;user=alice;password=pw;ssl=true;"
+        "sslHost=cache.example;sslVerify=false;sslCaFile=/etc/ca.pem;connectTimeout=1500;"
+        "syncTimeout=250;connectRetry=7;abortConnect=false;serviceName=svc;defaultDatabase=4;"
+        "name=worker-1;keepAlive=10;failFast=true");
+    auto comma = parse_ok(
+        "redis.example:6380,b.example,user=alice,password=pw,ssl=true,sslHost=cache.example,"
+        "sslVerify=false,sslCaFile=/etc/ca.pem,connectTimeout=1500,syncTimeout=250,"
+        "connectRetry=7,abortConnect=false,serviceName=svc,defaultDatabase=4,name=worker-1,"
+        "keepAlive=10,failFast=true");
+    CHECK(semicolon.endpoints == endpoints({{"redis.example", 6380}, {"b.example", 6379}}));
+    CHECK(semicolon.endpoints == comma.endpoints);
+    check_same_options(semicolon, comma);
+    // The strings set every option away from its default, so the comparison means something.
+    CHECK(semicolon.password == "pw");
+    CHECK(semicolon.tls_ca_file == "/etc/ca.pem");
+    CHECK(semicolon.health_check_interval == 10s);
+    CHECK(semicolon.fail_fast_when_disconnected);
+}
+
+TEST_CASE("URL: redis:// with user, password and database", "[unit][config]") {
     SECTION("user and password") {
         auto cfg = parse_ok("redis://alice:s3cret@cache.example:6380/2");
         CHECK(cfg.endpoints == endpoints({{"cache.example", 6380}}));
@@ -208,7 +337,7 @@ TEST_CASE("URL: redis:// with user, password and database", "[unit]") {
     }
 }
 
-TEST_CASE("URL: rediss:// and IPv6", "[unit]") {
+TEST_CASE("URL: rediss:// and IPv6", "[unit][config]") {
     SECTION("rediss sets TLS") {
         auto cfg = parse_ok("rediss://host:6390");
         CHECK(cfg.use_tls);
@@ -228,7 +357,7 @@ TEST_CASE("URL: rediss:// and IPv6", "[unit]") {
     }
 }
 
-TEST_CASE("URL: query parameters", "[unit]") {
+TEST_CASE("URL: query parameters", "[unit][config]") {
     SECTION("the URL keys and the comma-form keys") {
         auto cfg = parse_ok(
             "redis://host?db=5&password=p%26w&user=carol&name=svc&connectTimeout=42"
@@ -251,7 +380,7 @@ TEST_CASE("URL: query parameters", "[unit]") {
     }
 }
 
-TEST_CASE("URL: unix://", "[unit]") {
+TEST_CASE("URL: unix://", "[unit][config]") {
     SECTION("path only") {
         auto cfg = parse_ok("unix:///var/run/redis.sock");
         CHECK(cfg.unix_socket == "/var/run/redis.sock");
@@ -336,11 +465,39 @@ const std::vector<bad_case> bad_cases = {
     {"unix:///", "empty socket path"},
     {"unix://somehost/tmp/s.sock", "'somehost'"},
     {"unix:///tmp/s.sock?db=-1", "db: '-1'"},
+    // The semicolon form.
+    {";", "no entries"},
+    {" ; ;; ", "no entries"},
+    {"server=localhost;pasword=x", "unknown key 'pasword' in semicolon-separated connection"},
+    {"server=localhost;ssl=yes", "ssl: 'yes' is not a boolean"},
+    {"server=localhost;connectTimeout=-5", "connectTimeout: '-5' is not a non-negative integer"},
+    {"server=h;database=-1", "database: '-1'"},
+    {"server=h;DB=x", "DB: 'x'"},
+    {"server=h;=x", "empty key in entry '=x'"},
+    {"server=localhost:70000", "server: port '70000' of 'localhost:70000' is out of range"},
+    {"server=a:1,b:x", "server: port 'x' of 'b:x' is not a number"},
+    {"server=::1", "server: endpoint '::1' has several ':'"},
+    {"server=", "server: '' names no endpoint"},
+    {"server= , ;password=x", "server: ',' names no endpoint"},
+    {"server=localhost:6379,password=x", "server: 'password=x' is not an endpoint"},
+    {"localhost:6379;password=x", "entry 'localhost:6379' of a semicolon-separated"},
+    {"password=a;b,localhost", "entry 'b,localhost'"},
+    {"server=a;host=b", "server= cannot be combined with host= or port="},
+    {"port=1;server=a", "server= cannot be combined"},
+    {"host=a:1", "host: 'a:1' includes a port"},
+    {"host=;port=1", "host: endpoint '' has an empty host"},
+    {"host=a,password=x", "host: 'a,password=x' is not an endpoint"},
+    {"port=0", "port: '0' is not a port number (1..65535)"},
+    {"host=h;port=70000", "port: '70000'"},
+    {"host=h;port=abc", "port: 'abc'"},
+    // The semicolon form's other spellings are not keys of the comma form.
+    {"localhost,username=u", "unknown key 'username' in connection string"},
+    {"localhost,clientName=c", "unknown key 'clientName' in connection string"},
 };
 
 }  // namespace
 
-TEST_CASE("bad inputs are reported as bad_config naming the key or value", "[unit]") {
+TEST_CASE("bad inputs are reported as bad_config naming the key or value", "[unit][config]") {
     REQUIRE(bad_cases.size() >= 25);
     auto bad = GENERATE(from_range(bad_cases));
     INFO("input: '" << bad.input << "'");
@@ -357,7 +514,7 @@ TEST_CASE("bad inputs are reported as bad_config naming the key or value", "[uni
     CHECK(cfg.password.empty());
 }
 
-TEST_CASE("the error-code overload resets ec and diagnostics on success", "[unit]") {
+TEST_CASE("the error-code overload resets ec and diagnostics on success", "[unit][config]") {
     boost::system::error_code ec = redcoord::error::timeout;
     redcoord::diagnostics diag;
     diag.set_client_message("stale");
@@ -367,7 +524,7 @@ TEST_CASE("the error-code overload resets ec and diagnostics on success", "[unit
     CHECK(diag.empty());
 }
 
-TEST_CASE("the throwing overload", "[unit]") {
+TEST_CASE("the throwing overload", "[unit][config]") {
     SECTION("returns the configuration") {
         auto cfg = parse_config("redis://:pw@host:7000/1");
         CHECK(cfg.endpoints == endpoints({{"host", 7000}}));

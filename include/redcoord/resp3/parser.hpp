@@ -20,6 +20,9 @@ struct parser_limits {
     std::size_t max_depth = 32;                          ///< nesting of aggregates
     std::size_t max_bulk_size = 512u * 1024 * 1024;      ///< bytes of one string or line
     std::size_t max_aggregate_size = 64u * 1024 * 1024;  ///< elements of one aggregate
+    /// Memory one message may take (its bytes plus a few dozen per node). A message past it
+    /// is read to its end but not kept: done() with discarded() set.
+    std::size_t max_message_size = std::size_t(1) << 30;
 };
 
 /// Parses one RESP3 message at a time from input of any fragmentation.
@@ -31,14 +34,25 @@ struct parser_limits {
 /// must then be cleared before further use. Never allocates beyond the limits.
 class parser {
 public:
-    explicit parser(parser_limits limits = {}) : limits_(limits) {}
+    /// Limits past what the node representation holds (4 Gi, depth 65535) are lowered to it.
+    explicit parser(parser_limits limits = {}) : limits_(clamped(limits)) {}
 
     std::size_t consume(std::string_view data, boost::system::error_code& ec);
 
     bool done() const noexcept { return state_ == state::done; }
 
-    /// The complete message; valid until the next consume() or clear().
+    /// The complete message; valid until the next consume() or clear(). Empty when the
+    /// message was discarded.
     std::span<const node_view> message();
+
+    /// The message was larger than limits().max_message_size: it was read to its end, its
+    /// nodes dropped as soon as it passed the limit.
+    bool discarded() const noexcept { return discarding_; }
+
+    /// Memory the message being parsed holds, as max_message_size counts it.
+    std::size_t memory() const noexcept {
+        return arena_.size() + nodes_.size() * (sizeof(raw_node) + sizeof(node_view));
+    }
 
     /// Forgets the current message (complete or not) and any error.
     void clear() noexcept;
@@ -48,21 +62,31 @@ public:
 private:
     enum class state : std::uint8_t { header, bulk, bulk_crlf, chunk_header, done };
 
+    // 24 bytes: a reply of a million small elements costs tens of megabytes, not hundreds.
     struct raw_node {
+        std::size_t offset;           // into arena_
+        std::uint32_t length;         // max_bulk_size is below 4 GiB
+        std::uint32_t aggregate_size; // max_aggregate_size is below 4 Gi
+        std::uint16_t depth;
         type data_type;
-        std::size_t aggregate_size;
-        std::size_t depth;
-        std::size_t offset;  // into arena_
-        std::size_t length;
     };
     struct frame {
         std::size_t node_index;  // the aggregate's node, patched when a streamed one ends
         std::size_t remaining;   // children still expected (unused when streamed)
         std::size_t count;       // children seen (streamed aggregates only)
+        type data_type;
         bool streamed;
         bool attribute;
     };
+    void add_node(type t, std::size_t aggregate_size, std::size_t offset, std::size_t length);
+    void start_discarding();
 
+    static parser_limits clamped(parser_limits l) noexcept {
+        l.max_depth = std::min<std::size_t>(l.max_depth, 65535);
+        l.max_bulk_size = std::min<std::size_t>(l.max_bulk_size, UINT32_MAX);
+        l.max_aggregate_size = std::min<std::size_t>(l.max_aggregate_size, UINT32_MAX / 2);
+        return l;
+    }
     bool on_header(std::string_view line, boost::system::error_code& ec);
     bool open_aggregate(type t, std::string_view len, boost::system::error_code& ec);
     bool open_string(type t, std::string_view len, boost::system::error_code& ec);
@@ -85,6 +109,8 @@ private:
     bool streamed_string_ = false;   // the bulk being read is a chunk of a streamed string
     // An attribute has ended and the value it describes has not started yet.
     bool attribute_pending_ = false;
+    bool discarding_ = false;        // past max_message_size: nodes and bytes are not kept
+    std::size_t streamed_length_ = 0;  // bytes of the streamed string so far
 };
 
 }  // namespace redcoord::resp3
