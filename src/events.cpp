@@ -64,7 +64,7 @@ push_hub::listener make_listener(session_impl& s, event_fn fn) {
     };
 }
 
-// A receiver's queue. A null entry marks a gap; consecutive gaps are one.
+// A receiver's queue. An entry with a null message marks a gap; consecutive gaps are one.
 class receiver_state : public std::enable_shared_from_this<receiver_state> {
 public:
     std::weak_ptr<session_impl> session;
@@ -73,66 +73,92 @@ public:
     std::uint64_t listener = 0;
     std::size_t limit = 1;
     overflow_policy policy = overflow_policy::drop_oldest;
-    std::deque<event_ptr> queue;
+    decode_fn decode = nullptr;
+    std::deque<event_entry> queue;
     bool lost = false;  // drop_oldest dropped the events before the front: a gap comes first
     error_code end;     // set: nothing more arrives; given once the queue is drained
     std::uint64_t dropped = 0;
-    event_handler waiter;
+    event_handler waiter;       // async_receive
+    batch_handler batch_waiter;  // async_receive_all
 
     void on_push(session_impl& s, const push_message& m) {
-        if (m.is_gap())
-            put(nullptr);
-        else if (m.event == push_event::closed)
+        if (m.is_gap()) {
+            put({});
+        } else if (m.event == push_event::closed) {
             finish(error::session_closed);
-        else
-            put(message_of(s, m));
+        } else {
+            auto msg = message_of(s, m);
+            // Decoded here, on the session's executor, once for all receivers of this type.
+            typed_ptr value = decode && !msg->ec ? decode(*msg) : nullptr;
+            put({std::move(msg), std::move(value)});
+        }
     }
 
-    void put(event_ptr m) {
+    bool waiting() const noexcept { return waiter || batch_waiter; }
+
+    void put(event_entry e) {
         if (end) return;
-        if (waiter && queue.empty() && !lost) {
-            const error_code ec = m ? error_code{} : error_code(error::events_gap);
-            complete(ec, std::move(m), false);
+        const bool gap = !e.first;
+        if (queue.empty() && !lost && waiter) {
+            complete(gap ? error_code(error::events_gap) : error_code{}, std::move(e), false);
             return;
         }
-        const bool gap_told = queue.empty() ? lost : !queue.back();
-        if (!m && gap_told) return;
+        const bool gap_told = queue.empty() ? lost : !queue.back().first;
+        if (gap && gap_told) return;
         if (queue.size() >= limit) {
             if (policy == overflow_policy::drop_subscriber) {
-                if (m) ++dropped;
+                if (!gap) ++dropped;
                 finish(error::subscriber_overflow);
                 return;
             }
-            if (queue.front()) ++dropped;
+            if (queue.front().first) ++dropped;
             queue.pop_front();
             lost = true;
         }
-        queue.push_back(std::move(m));
+        queue.push_back(std::move(e));
+        // A batch taker is completed once per turn of the executor, with all that came meanwhile.
+        if (batch_waiter && !batch_posted) {
+            batch_posted = true;
+            asio::post(ex, [w = weak_from_this()] {
+                if (auto st = w.lock()) st->deliver_batch();
+            });
+        }
     }
 
-    void take(event_handler h) {
-        if (waiter) return post(std::move(h), error::invalid_argument, nullptr);
+    // The error the front of the queue gives, when it gives one (a gap, or the end).
+    error_code front_error() {
         if (lost) {
             lost = false;
             skip_gaps();
-            return post(std::move(h), error::events_gap, nullptr);
+            return error::events_gap;
         }
+        if (!queue.empty() && !queue.front().first) {
+            skip_gaps();
+            return error::events_gap;
+        }
+        if (queue.empty() && end) return end;
+        return {};
+    }
+
+    void take(event_handler h) {
+        if (waiting()) return post(std::move(h), error::invalid_argument, {});
+        if (auto ec = front_error()) return post(std::move(h), ec, {});
         if (!queue.empty()) {
-            auto m = std::move(queue.front());
+            auto e = std::move(queue.front());
             queue.pop_front();
-            if (!m) skip_gaps();
-            const error_code ec = m ? error_code{} : error_code(error::events_gap);
-            return post(std::move(h), ec, std::move(m));
+            return post(std::move(h), {}, std::move(e));
         }
-        if (end) return post(std::move(h), end, nullptr);
         // Not move assignment: Boost 1.81's any_completion_handler recurses forever in it.
         event_handler(std::move(h)).swap(waiter);
-        auto slot = asio::get_associated_cancellation_slot(waiter);
-        if (slot.is_connected()) {
-            slot.assign([w = weak_from_this()](asio::cancellation_type) {
-                if (auto st = w.lock()) st->complete(asio::error::operation_aborted, nullptr, true);
-            });
-        }
+        watch_cancellation(waiter);
+    }
+
+    void take_all(batch_handler h) {
+        if (waiting()) return post_batch(std::move(h), error::invalid_argument, {});
+        if (auto ec = front_error()) return post_batch(std::move(h), ec, {});
+        if (!queue.empty()) return post_batch(std::move(h), {}, take_events());
+        batch_handler(std::move(h)).swap(batch_waiter);
+        watch_cancellation(batch_waiter);
     }
 
     // Stops listening; the queue is still received, then `why`.
@@ -143,7 +169,7 @@ public:
             if (auto s = session.lock()) s->hub.remove(listener);
             listener = 0;
         }
-        if (waiter && queue.empty() && !lost) complete(end, nullptr, false);
+        if (queue.empty() && !lost) complete(end, {}, false);
     }
 
     void close() {
@@ -151,38 +177,98 @@ public:
         lost = false;
         finish(asio::error::operation_aborted);
         end = asio::error::operation_aborted;
-        complete(end, nullptr, false);
+        complete(end, {}, false);
     }
 
-    void complete(error_code ec, event_ptr m, bool from_slot) {
-        if (!waiter) return;
-        auto h = std::move(waiter);
-        waiter = nullptr;
-        // Not from inside the slot's own handler: clearing would destroy it while it runs.
-        if (!from_slot) {
-            auto slot = asio::get_associated_cancellation_slot(h);
-            if (slot.is_connected()) slot.clear();
+    // Completes whichever receive is waiting: with `e` (single), or an error (either).
+    void complete(error_code ec, event_entry e, bool from_slot) {
+        if (waiter) {
+            auto h = std::move(waiter);
+            waiter = nullptr;
+            if (!from_slot) clear_slot(h);
+            post(std::move(h), ec, std::move(e));
+        } else if (batch_waiter) {
+            auto h = std::move(batch_waiter);
+            batch_waiter = nullptr;
+            if (!from_slot) clear_slot(h);
+            post_batch(std::move(h), ec, {});
         }
-        post(std::move(h), ec, std::move(m));
     }
 
 private:
-    void skip_gaps() {
-        while (!queue.empty() && !queue.front()) queue.pop_front();
+    bool batch_posted = false;
+
+    // Events from the front of the queue up to the first gap, and any decode failure (it is
+    // appended, the batch ends after it).
+    std::vector<event_entry> take_events() {
+        std::vector<event_entry> out;
+        out.reserve(queue.size());
+        while (!queue.empty() && queue.front().first) {
+            out.push_back(std::move(queue.front()));
+            queue.pop_front();
+            if (!out.back().second) break;  // does not decode: reported after what came before
+        }
+        return out;
     }
-    void post(event_handler h, error_code ec, event_ptr m) {
+
+    void deliver_batch() {
+        batch_posted = false;
+        if (!batch_waiter) return;
+        error_code ec = front_error();
+        std::vector<event_entry> events;
+        if (!ec) {
+            if (queue.empty()) return;
+            events = take_events();
+        }
+        auto h = std::move(batch_waiter);
+        batch_waiter = nullptr;
+        clear_slot(h);
+        post_batch(std::move(h), ec, std::move(events));
+    }
+
+    template <class Handler>
+    void watch_cancellation(Handler& h) {
+        auto slot = asio::get_associated_cancellation_slot(h);
+        if (slot.is_connected()) {
+            slot.assign([w = weak_from_this()](asio::cancellation_type) {
+                if (auto st = w.lock()) st->complete(asio::error::operation_aborted, {}, true);
+            });
+        }
+    }
+    template <class Handler>
+    static void clear_slot(Handler& h) {
+        // Not from inside the slot's own handler: clearing would destroy it while it runs.
+        auto slot = asio::get_associated_cancellation_slot(h);
+        if (slot.is_connected()) slot.clear();
+    }
+    void skip_gaps() {
+        while (!queue.empty() && !queue.front().first) queue.pop_front();
+    }
+    void post(event_handler h, error_code ec, event_entry e) {
         // Never inline: the receiver may be completed from inside the hub's dispatch.
-        asio::post(ex, asio::append(std::move(h), ec, std::move(m)));
+        asio::post(ex, asio::append(std::move(h), ec, std::move(e.first), std::move(e.second)));
+    }
+    void post_batch(batch_handler h, error_code ec, std::vector<event_entry> events) {
+        asio::post(ex, asio::append(std::move(h), ec, std::move(events)));
     }
 };
 
 void receiver_next(const std::shared_ptr<receiver_state>& st, event_handler handler) {
     if (!st) {
         // A moved-from receiver: there is no session executor to go through.
-        std::move(handler)(error_code(asio::error::operation_aborted), event_ptr());
+        std::move(handler)(error_code(asio::error::operation_aborted), event_ptr(), typed_ptr());
         return;
     }
     st->take(std::move(handler));
+}
+
+void receiver_next_all(const std::shared_ptr<receiver_state>& st, batch_handler handler) {
+    if (!st) {
+        std::move(handler)(error_code(asio::error::operation_aborted),
+                           std::vector<event_entry>());
+        return;
+    }
+    st->take_all(std::move(handler));
 }
 
 }  // namespace detail
@@ -303,7 +389,8 @@ subscription event_bus::subscribe_impl(std::string name, bool pattern, detail::e
 
 std::shared_ptr<detail::receiver_state> event_bus::receiver_impl(std::string name, bool pattern,
                                                                  std::size_t queue_limit,
-                                                                 overflow_policy policy) {
+                                                                 overflow_policy policy,
+                                                                 detail::decode_fn decode) {
     check_or_throw(pattern ? "pattern" : "channel", name);
     if (queue_limit == 0) {
         diagnostics diag;
@@ -317,6 +404,7 @@ std::shared_ptr<detail::receiver_state> event_bus::receiver_impl(std::string nam
     st->name = name;
     st->limit = queue_limit;
     st->policy = policy;
+    st->decode = decode;
     if (s->closed) {
         st->end = error::session_closed;
         return st;

@@ -156,10 +156,12 @@ void push_hub::stop() {
 }
 
 asio::awaitable<void> push_hub::receive_loop(std::shared_ptr<session_impl> owner) {
-    push_message m;
+    // Everything the connection has queued is taken in one resume.
+    std::vector<push_message> batch;
     asio::steady_timer pause(owner->conn.get_executor());
     for (;;) {
-        auto [ec] = co_await owner->conn.async_receive(m, nothrow);
+        batch.clear();
+        auto [ec] = co_await owner->conn.async_receive_all(batch, nothrow);
         if (owner->closed) co_return;
         if (ec == asio::error::operation_aborted) {
             auto cs = co_await asio::this_coro::cancellation_state;
@@ -172,11 +174,14 @@ asio::awaitable<void> push_hub::receive_loop(std::shared_ptr<session_impl> owner
             if (ec2 || owner->closed) co_return;
             continue;
         }
-        if (m.event == push_event::reconnected) {
-            owner->dog.renew_all_now(owner);
-            owner->read_policy();  // perhaps another server now (a failover)
+        for (const auto& m : batch) {
+            if (m.event == push_event::reconnected) {
+                owner->dog.renew_all_now(owner);
+                owner->read_policy();  // perhaps another server now (a failover)
+            }
+            owner->hub.dispatch(m);
+            if (owner->closed) co_return;
         }
-        owner->hub.dispatch(m);
     }
 }
 

@@ -26,6 +26,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace redcoord {
 
@@ -61,18 +62,30 @@ namespace detail {
 class session_impl;
 class receiver_state;
 
-// A message as received, shared by every local subscriber: its JSON is parsed once.
+// A value decoded from a message's JSON (a T), or null when it did not convert.
+using typed_ptr = std::shared_ptr<const void>;
+
+// A message as received, shared by every local subscriber: its JSON is parsed once, and
+// converted once to each type its subscribers ask for.
 struct event_message {
     std::string channel;           // relative to `{prefix}events:` (empty for other channels)
     boost::system::error_code ec;  // error::decode_failed when the payload is not JSON
     bool empty_payload = false;
     boost::json::value value;
+    // The conversions made so far, by type. Only touched while the message is dispatched, on
+    // the session's executor: a receiver keeps its own pointer to the value it was given.
+    mutable std::vector<std::pair<const void*, typed_ptr>> typed;
 };
 using event_ptr = std::shared_ptr<const event_message>;
+// One entry of a receiver's queue: the message and its value as the receiver's type (a null
+// message marks a gap).
+using event_entry = std::pair<event_ptr, typed_ptr>;
 // A subscriber as the library sees it: (error, message); message is null with an error.
 using event_fn = std::function<void(boost::system::error_code, const event_ptr&)>;
 using event_handler =
-    boost::asio::any_completion_handler<void(boost::system::error_code, event_ptr)>;
+    boost::asio::any_completion_handler<void(boost::system::error_code, event_ptr, typed_ptr)>;
+using batch_handler = boost::asio::any_completion_handler<void(boost::system::error_code,
+                                                               std::vector<event_entry>)>;
 
 template <class T>
 std::string to_json_text(const T& value) {
@@ -93,17 +106,45 @@ boost::system::error_code json_to(const boost::json::value& v, T& out) noexcept 
     }
 }
 
+// m's value as a T, converted on the first call for T and shared by the later ones; null when
+// it does not convert. Only while m is dispatched (see event_message::typed).
+template <class T>
+typed_ptr decoded(const event_message& m) {
+    static const char tag = 0;
+    for (const auto& [t, v] : m.typed)
+        if (t == &tag) return v;
+    typed_ptr v;
+    if (!m.ec) {
+        auto out = std::make_shared<T>();
+        if (!json_to(m.value, *out)) v = std::move(out);
+    }
+    m.typed.emplace_back(&tag, v);
+    return v;
+}
+using decode_fn = typed_ptr (*)(const event_message&);
+
+// An event from a message and its decoded value (the value is copied; the decoding was done
+// once for every subscriber).
 template <class T>
 std::tuple<boost::system::error_code, event<T>> to_event(boost::system::error_code ec,
-                                                         const event_ptr& m) {
+                                                         const event_ptr& m,
+                                                         const typed_ptr& value) {
     event<T> ev;
     if (!m) return {ec, std::move(ev)};
     ev.channel = m->channel;
-    if (!ec) ec = m->ec ? m->ec : json_to(m->value, ev.value);
+    if (!ec) {
+        if (m->ec)
+            ec = m->ec;
+        else if (!value)
+            ec = error::decode_failed;
+        else
+            ev.value = *static_cast<const T*>(value.get());
+    }
     return {ec, std::move(ev)};
 }
 
 void receiver_next(const std::shared_ptr<receiver_state>& st, event_handler handler);
+void receiver_next_all(const std::shared_ptr<receiver_state>& st, batch_handler handler);
 }  // namespace detail
 
 /// A local subscription: unsubscribes when destroyed (or by unsubscribe()). The Redis
@@ -191,12 +232,43 @@ public:
             [](auto handler, std::shared_ptr<detail::receiver_state> st) {
                 detail::receiver_next(
                     st, detail::converting_handler(
-                            std::move(handler),
-                            [](boost::system::error_code ec, detail::event_ptr m) {
-                                return detail::to_event<T>(ec, m);
+                            std::move(handler), [](boost::system::error_code ec,
+                                                   detail::event_ptr m, detail::typed_ptr v) {
+                                return detail::to_event<T>(ec, m, v);
                             }));
             },
             token, state_);
+    }
+
+    /// Takes every event queued (waiting for one when there is none), appended to out in
+    /// order: one resume for many events, which is how a receiver keeps up with a busy
+    /// channel.
+    ///
+    /// Completion signature: void(error_code). The events appended come before the error:
+    /// a gap or the end is reported by the next call when events come before it, on its own
+    /// (nothing appended) otherwise. An event whose payload does not decode is appended with
+    /// its channel, and the call completes with error::decode_failed after it. Otherwise as
+    /// async_receive (one receive at a time, of either kind).
+    template <class Token = boost::asio::deferred_t>
+    auto async_receive_all(std::vector<event<T>>& out, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [](auto handler, std::shared_ptr<detail::receiver_state> st,
+               std::vector<event<T>>* out) {
+                detail::receiver_next_all(
+                    st, detail::converting_handler(
+                            std::move(handler),
+                            [out](boost::system::error_code ec,
+                                  std::vector<detail::event_entry> entries) {
+                                out->reserve(out->size() + entries.size());
+                                for (const auto& [m, v] : entries) {
+                                    auto [e, ev] = detail::to_event<T>({}, m, v);
+                                    out->push_back(std::move(ev));
+                                    if (e) ec = e;
+                                }
+                                return std::tuple<boost::system::error_code>(ec);
+                            }));
+            },
+            token, state_, &out);
     }
 };
 
@@ -275,7 +347,8 @@ public:
     template <class T>
     receiver<T> make_receiver(std::string channel, std::size_t queue_limit,
                               overflow_policy policy) {
-        return receiver<T>(receiver_impl(std::move(channel), false, queue_limit, policy));
+        return receiver<T>(
+            receiver_impl(std::move(channel), false, queue_limit, policy, &detail::decoded<T>));
     }
 
     /// A receiver of every channel matching the glob pattern (see psubscribe).
@@ -286,7 +359,8 @@ public:
     template <class T>
     receiver<T> make_pattern_receiver(std::string pattern, std::size_t queue_limit,
                                       overflow_policy policy) {
-        return receiver<T>(receiver_impl(std::move(pattern), true, queue_limit, policy));
+        return receiver<T>(
+            receiver_impl(std::move(pattern), true, queue_limit, policy, &detail::decoded<T>));
     }
 
 private:
@@ -297,7 +371,8 @@ private:
     static detail::event_fn make_fn(F callback) {
         return [cb = std::move(callback)](boost::system::error_code ec,
                                           const detail::event_ptr& m) mutable {
-            auto [ec2, ev] = detail::to_event<T>(ec, m);
+            const auto value = m && !ec ? detail::decoded<T>(*m) : detail::typed_ptr();
+            auto [ec2, ev] = detail::to_event<T>(ec, m, value);
             cb(ec2, static_cast<const event<T>&>(ev));
         };
     }
@@ -306,7 +381,8 @@ private:
     subscription subscribe_impl(std::string name, bool pattern, detail::event_fn fn);
     std::shared_ptr<detail::receiver_state> receiver_impl(std::string name, bool pattern,
                                                           std::size_t queue_limit,
-                                                          overflow_policy policy);
+                                                          overflow_policy policy,
+                                                          detail::decode_fn decode);
 
     session* session_;
     event_options opts_;
