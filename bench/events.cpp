@@ -12,7 +12,7 @@
 // One JSON line per case: msgs_per_s, deliveries_per_s (messages times listeners), the
 // reference and the ratio.
 //
-//   build/bench/events [seconds per case]
+//   build/bench/events [seconds per case] [listeners: 100|1] [callbacks|receivers]
 // Uses REDIS_URL when set; otherwise starts a throwaway redis-server on a free loopback port
 // (with no output-buffer limit for pub/sub clients, so a slow subscriber is not cut off).
 #include <redcoord/redcoord.hpp>
@@ -281,6 +281,8 @@ std::optional<double> reference(const endpoint_info& ep, const std::string& chan
 
 int main(int argc, char** argv) {
     const double seconds = argc > 1 ? std::atof(argv[1]) : 3.0;
+    const int only_listeners = argc > 2 ? std::atoi(argv[2]) : 0;  // 0: both
+    const std::string only_kind = argc > 3 ? argv[3] : "";         // empty: both
     try {
         redcoord::test::redis_options ro;
         ro.extra_config = {"client-output-buffer-limit pubsub 0 0 0"};
@@ -291,7 +293,9 @@ int main(int argc, char** argv) {
         const auto ref = reference(server.env.ep, redcoord::keyspace().channel("fanout"));
         int status = 0;
         for (const int listeners : {100, 1}) {
+            if (only_listeners && listeners != only_listeners) continue;
             for (const bool callbacks : {true, false}) {
+                if (!only_kind.empty() && (only_kind == "callbacks") != callbacks) continue;
                 const auto r = run_case(cfg, callbacks, listeners, seconds);
                 std::ostringstream json;
                 json << "{\"figure\":\"event_fanout\",\"listeners\":" << listeners

@@ -89,8 +89,8 @@ public:
         } else {
             auto msg = message_of(s, m);
             // Decoded here, on the session's executor, once for all receivers of this type.
-            typed_ptr value = decode && !msg->ec ? decode(*msg) : nullptr;
-            put({std::move(msg), std::move(value)});
+            const void* value = decode && !msg->ec ? decode(*msg) : nullptr;
+            put({std::move(msg), value});
         }
     }
 
@@ -246,7 +246,7 @@ private:
     }
     void post(event_handler h, error_code ec, event_entry e) {
         // Never inline: the receiver may be completed from inside the hub's dispatch.
-        asio::post(ex, asio::append(std::move(h), ec, std::move(e.first), std::move(e.second)));
+        asio::post(ex, asio::append(std::move(h), ec, std::move(e.first), e.second));
     }
     void post_batch(batch_handler h, error_code ec, std::vector<event_entry> events) {
         asio::post(ex, asio::append(std::move(h), ec, std::move(events)));
@@ -256,7 +256,8 @@ private:
 void receiver_next(const std::shared_ptr<receiver_state>& st, event_handler handler) {
     if (!st) {
         // A moved-from receiver: there is no session executor to go through.
-        std::move(handler)(error_code(asio::error::operation_aborted), event_ptr(), typed_ptr());
+        std::move(handler)(error_code(asio::error::operation_aborted), event_ptr(),
+                           static_cast<const void*>(nullptr));
         return;
     }
     st->take(std::move(handler));

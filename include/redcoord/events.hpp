@@ -62,7 +62,7 @@ namespace detail {
 class session_impl;
 class receiver_state;
 
-// A value decoded from a message's JSON (a T), or null when it did not convert.
+// A message's event as a T (an event<T>: channel and value), or null when it did not convert.
 using typed_ptr = std::shared_ptr<const void>;
 
 // A message as received, shared by every local subscriber: its JSON is parsed once, and
@@ -72,18 +72,19 @@ struct event_message {
     boost::system::error_code ec;  // error::decode_failed when the payload is not JSON
     bool empty_payload = false;
     boost::json::value value;
-    // The conversions made so far, by type. Only touched while the message is dispatched, on
-    // the session's executor: a receiver keeps its own pointer to the value it was given.
+    // The events made of it so far, one per type. Only touched while the message is
+    // dispatched, on the session's executor: a receiver keeps its own pointer to the event it
+    // was given (alive as long as the message is; the vector may grow, the events stay put).
     mutable std::vector<std::pair<const void*, typed_ptr>> typed;
 };
 using event_ptr = std::shared_ptr<const event_message>;
-// One entry of a receiver's queue: the message and its value as the receiver's type (a null
-// message marks a gap).
-using event_entry = std::pair<event_ptr, typed_ptr>;
+// One entry of a receiver's queue: the message and its event as the receiver's type, null
+// when it did not convert (a null message marks a gap).
+using event_entry = std::pair<event_ptr, const void*>;
 // A subscriber as the library sees it: (error, message); message is null with an error.
 using event_fn = std::function<void(boost::system::error_code, const event_ptr&)>;
 using event_handler =
-    boost::asio::any_completion_handler<void(boost::system::error_code, event_ptr, typed_ptr)>;
+    boost::asio::any_completion_handler<void(boost::system::error_code, event_ptr, const void*)>;
 using batch_handler = boost::asio::any_completion_handler<void(boost::system::error_code,
                                                                std::vector<event_entry>)>;
 
@@ -106,40 +107,48 @@ boost::system::error_code json_to(const boost::json::value& v, T& out) noexcept 
     }
 }
 
-// m's value as a T, converted on the first call for T and shared by the later ones; null when
-// it does not convert. Only while m is dispatched (see event_message::typed).
+// m as an event<T>, converted on the first call for T and shared by the later ones; null
+// when it does not convert. Only while m is dispatched (see event_message::typed); the event
+// lives as long as m.
 template <class T>
-typed_ptr decoded(const event_message& m) {
+const event<T>* decoded(const event_message& m) {
     static const char tag = 0;
     for (const auto& [t, v] : m.typed)
-        if (t == &tag) return v;
-    typed_ptr v;
+        if (t == &tag) return static_cast<const event<T>*>(v.get());
+    std::shared_ptr<event<T>> v;
     if (!m.ec) {
-        auto out = std::make_shared<T>();
-        if (!json_to(m.value, *out)) v = std::move(out);
+        v = std::make_shared<event<T>>();
+        v->channel = m.channel;
+        if (json_to(m.value, v->value)) v.reset();
     }
     m.typed.emplace_back(&tag, v);
-    return v;
+    return v.get();
 }
-using decode_fn = typed_ptr (*)(const event_message&);
+using decode_fn = const void* (*)(const event_message&);
+template <class T>
+const void* decoded_erased(const event_message& m) {
+    return decoded<T>(m);
+}
 
-// An event from a message and its decoded value (the value is copied; the decoding was done
-// once for every subscriber).
+// The outcome for one subscriber: the shared event, or the error with the channel (when
+// there is a message).
+template <class T>
+boost::system::error_code event_error(boost::system::error_code ec, const event_message* m,
+                                      const event<T>* ev) {
+    if (ec || !m) return ec;
+    if (m->ec) return m->ec;
+    return ev ? boost::system::error_code{} : boost::system::error_code(error::decode_failed);
+}
+
+// An event of the subscriber's own (a copy of the shared one).
 template <class T>
 std::tuple<boost::system::error_code, event<T>> to_event(boost::system::error_code ec,
-                                                         const event_ptr& m,
-                                                         const typed_ptr& value) {
+                                                         const event_ptr& m, const void* value) {
+    const auto* shared = static_cast<const event<T>*>(value);
+    ec = event_error<T>(ec, m.get(), shared);
+    if (shared) return {ec, *shared};
     event<T> ev;
-    if (!m) return {ec, std::move(ev)};
-    ev.channel = m->channel;
-    if (!ec) {
-        if (m->ec)
-            ec = m->ec;
-        else if (!value)
-            ec = error::decode_failed;
-        else
-            ev.value = *static_cast<const T*>(value.get());
-    }
+    if (m) ev.channel = m->channel;
     return {ec, std::move(ev)};
 }
 
@@ -233,7 +242,7 @@ public:
                 detail::receiver_next(
                     st, detail::converting_handler(
                             std::move(handler), [](boost::system::error_code ec,
-                                                   detail::event_ptr m, detail::typed_ptr v) {
+                                                   detail::event_ptr m, const void* v) {
                                 return detail::to_event<T>(ec, m, v);
                             }));
             },
@@ -261,9 +270,12 @@ public:
                                   std::vector<detail::event_entry> entries) {
                                 out->reserve(out->size() + entries.size());
                                 for (const auto& [m, v] : entries) {
-                                    auto [e, ev] = detail::to_event<T>({}, m, v);
-                                    out->push_back(std::move(ev));
-                                    if (e) ec = e;
+                                    if (v) {  // a copy of the event decoded for all receivers
+                                        out->push_back(*static_cast<const event<T>*>(v));
+                                        continue;
+                                    }
+                                    out->emplace_back().channel = m->channel;
+                                    ec = detail::event_error<T>({}, m.get(), nullptr);
                                 }
                                 return std::tuple<boost::system::error_code>(ec);
                             }));
@@ -348,7 +360,7 @@ public:
     receiver<T> make_receiver(std::string channel, std::size_t queue_limit,
                               overflow_policy policy) {
         return receiver<T>(
-            receiver_impl(std::move(channel), false, queue_limit, policy, &detail::decoded<T>));
+            receiver_impl(std::move(channel), false, queue_limit, policy, &detail::decoded_erased<T>));
     }
 
     /// A receiver of every channel matching the glob pattern (see psubscribe).
@@ -360,7 +372,7 @@ public:
     receiver<T> make_pattern_receiver(std::string pattern, std::size_t queue_limit,
                                       overflow_policy policy) {
         return receiver<T>(
-            receiver_impl(std::move(pattern), true, queue_limit, policy, &detail::decoded<T>));
+            receiver_impl(std::move(pattern), true, queue_limit, policy, &detail::decoded_erased<T>));
     }
 
 private:
@@ -371,9 +383,16 @@ private:
     static detail::event_fn make_fn(F callback) {
         return [cb = std::move(callback)](boost::system::error_code ec,
                                           const detail::event_ptr& m) mutable {
-            const auto value = m && !ec ? detail::decoded<T>(*m) : detail::typed_ptr();
-            auto [ec2, ev] = detail::to_event<T>(ec, m, value);
-            cb(ec2, static_cast<const event<T>&>(ev));
+            // Every callback of the message gets the one event decoded for all of them.
+            const event<T>* shared = m && !ec ? detail::decoded<T>(*m) : nullptr;
+            ec = detail::event_error<T>(ec, m.get(), shared);
+            if (shared) {
+                cb(ec, *shared);
+                return;
+            }
+            event<T> ev;
+            if (m) ev.channel = m->channel;
+            cb(ec, static_cast<const event<T>&>(ev));
         };
     }
 

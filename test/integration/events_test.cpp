@@ -19,6 +19,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -564,3 +565,82 @@ TEST_CASE("events: bad input is an error naming the field", "[events]") {
 }
 
 }  // namespace
+
+TEST_CASE("events: async_receive_all takes what is queued, in order, errors after events",
+          "[events]") {
+    with_quiet_connection([](redcoord::connection& conn, auto& srv) -> asio::awaitable<void> {
+        session s(conn);
+        event_bus bus(s);
+        auto r = bus.make_receiver<int>("batch");
+        auto other_type = bus.make_receiver<std::string>("batch");  // decoded once per type
+        co_await command(conn, "PING");
+        other_connection other(co_await asio::this_coro::executor, srv);
+        session s2(other.conn);
+        event_bus bus2(s2);
+        constexpr int count = 5000;
+        for (int i = 0; i < count; ++i) bus2.async_publish("batch", i, asio::detached);
+
+        std::vector<event<int>> got;
+        int calls = 0;
+        while (got.size() < count) {
+            auto [ec] = co_await r.async_receive_all(got, nothrow);
+            REQUIRE_FALSE(ec);
+            ++calls;
+        }
+        REQUIRE(got.size() == count);
+        bool in_order = true;
+        for (int i = 0; i < count; ++i)
+            if (got[i].value != i || got[i].channel != "batch") in_order = false;
+        CHECK(in_order);
+        CHECK(calls < count);  // several events per resume
+
+        // The string receiver got every one as decode_failed (they are numbers), each with
+        // its channel, one per call (a failure ends a batch).
+        std::vector<event<std::string>> strings;
+        auto [sec] = co_await other_type.async_receive_all(strings, nothrow);
+        CHECK(sec == redcoord::error::decode_failed);
+        REQUIRE(strings.size() == 1);
+        CHECK(strings[0].channel == "batch");
+
+        // Events before a bad payload come first; its failure is reported with it.
+        co_await command(conn, "PUBLISH", "redcoord:events:batch", "1");
+        co_await command(conn, "PUBLISH", "redcoord:events:batch", "2");
+        co_await command(conn, "PUBLISH", "redcoord:events:batch", "{not json");
+        co_await command(conn, "PUBLISH", "redcoord:events:batch", "3");
+        std::vector<event<int>> more;
+        while (more.size() < 3) {
+            auto [ec] = co_await r.async_receive_all(more, nothrow);
+            if (ec) {
+                CHECK(ec == redcoord::error::decode_failed);
+                CHECK(more.size() == 3);
+                break;
+            }
+        }
+        REQUIRE(more.size() == 3);
+        CHECK(more[0].value == 1);
+        CHECK(more[1].value == 2);
+        CHECK(more[2].channel == "batch");
+        more.clear();
+        auto [ec4] = co_await r.async_receive_all(more, nothrow);
+        CHECK_FALSE(ec4);
+        REQUIRE(more.size() == 1);
+        CHECK(more[0].value == 3);
+
+        // Cancelled while waiting: completes with operation_aborted and loses nothing.
+        asio::cancellation_signal sig;
+        std::optional<error_code> cancelled;
+        std::vector<event<int>> none;
+        r.async_receive_all(none, asio::bind_cancellation_slot(
+                                      sig.slot(), [&](error_code ec) { cancelled = ec; }));
+        sig.emit(asio::cancellation_type::terminal);
+        co_await wait_for([&] { return cancelled.has_value(); });
+        CHECK(*cancelled == asio::error::operation_aborted);
+        CHECK(none.empty());
+        co_await command(conn, "PUBLISH", "redcoord:events:batch", "4");
+        std::vector<event<int>> after;
+        auto [ec5] = co_await r.async_receive_all(after, nothrow);
+        CHECK_FALSE(ec5);
+        REQUIRE(after.size() == 1);
+        CHECK(after[0].value == 4);
+    });
+}

@@ -329,3 +329,54 @@ TEST_CASE("pubsub: pushes left when async_run ends are still received", "[integr
         CHECK(ec == redcoord::error::run_not_started);
     });
 }
+
+TEST_CASE("pubsub: async_receive_all takes every queued push at once, overflow first",
+          "[integration][pubsub]") {
+    constexpr std::size_t max_pending = 50;
+    with_connections(
+        [&](redcoord::connection& sub, redcoord::connection& pub,
+            redis_server&) -> asio::awaitable<void> {
+            // The subscription request completes once the server confirmed it.
+            co_await subscription(sub, "SUBSCRIBE", "ps:all");
+            std::vector<push_message> got;
+            auto [ec] = co_await sub.async_receive_all(got, nothrow);
+            REQUIRE_FALSE(ec);
+            REQUIRE(got.size() == 1);
+            CHECK(got[0].kind == "subscribe");
+
+            redcoord::request burst;
+            for (int i = 0; i < 30; ++i) burst.push("PUBLISH", "ps:all", i);
+            co_await exec<redcoord::generic_response>(pub, burst);
+            co_await round_trip(sub);
+            got.clear();
+            auto [ec2] = co_await sub.async_receive_all(got, nothrow);
+            REQUIRE_FALSE(ec2);
+            REQUIRE(got.size() == 30);  // all of them, in one completion
+            for (int i = 0; i < 30; ++i) CHECK(got[i].payload == std::to_string(i));
+
+            // Past max_pending_pushes: the overflow event, then the newest.
+            redcoord::request flood;
+            for (int i = 0; i < 80; ++i) flood.push("PUBLISH", "ps:all", i);
+            co_await exec<redcoord::generic_response>(pub, flood);
+            co_await round_trip(sub);
+            got.clear();
+            auto [ec3] = co_await sub.async_receive_all(got, nothrow);
+            REQUIRE_FALSE(ec3);
+            REQUIRE(got.size() == max_pending + 1);
+            CHECK(got[0].event == redcoord::push_event::overflow);
+            CHECK(got[1].payload == "30");
+            CHECK(got.back().payload == "79");
+
+            // One receiver at a time, of either kind.
+            std::optional<error_code> first, second;
+            push_message one;
+            sub.async_receive_all(got, [&](error_code e) { first = e; });
+            sub.async_receive(one, [&](error_code e) { second = e; });
+            co_await wait_until([&] { return second.has_value(); });
+            CHECK(*second == redcoord::error::invalid_argument);
+            co_await publish(pub, "ps:all", "last");
+            co_await wait_until([&] { return first.has_value(); });
+            CHECK_FALSE(*first);
+        },
+        max_pending);
+}

@@ -494,3 +494,46 @@ TEST_CASE("parser: make_tree and value_extent on nested samples with attributes"
         }
     }
 }
+
+TEST_CASE("parser: a message past max_message_size is read to its end and dropped",
+          "[unit][resp3]") {
+    parser_limits limits;
+    limits.max_message_size = 4096;
+    parser p(limits);
+    std::string big = "*1000\r\n";
+    for (int i = 0; i < 1000; ++i) big += "$5\r\nhello\r\n";
+    const std::string next = "+OK\r\n";
+    const std::string input = big + next;
+    // Fed a few bytes at a time: the dropped message still ends exactly where it ends.
+    std::size_t at = 0;
+    error_code ec;
+    while (!p.done()) {
+        const auto piece = std::string_view(input).substr(at, std::min<std::size_t>(7, big.size() - at));
+        at += p.consume(piece, ec);
+        REQUIRE_FALSE(ec);
+    }
+    CHECK(at == big.size());
+    CHECK(p.discarded());
+    CHECK(p.message().empty());
+    CHECK(p.memory() == 0);  // freed as soon as it passed the limit
+    p.clear();
+    CHECK_FALSE(p.discarded());
+    at += p.consume(std::string_view(input).substr(at), ec);
+    REQUIRE(p.done());
+    REQUIRE(p.message().size() == 1);
+    CHECK(p.message()[0].value == "OK");
+
+    // A bulk string larger than the limit is not even buffered.
+    p.clear();
+    const std::string huge = "$10000\r\n" + std::string(10000, 'x') + "\r\n";
+    CHECK(p.consume(huge, ec) == huge.size());
+    CHECK(p.done());
+    CHECK(p.discarded());
+    CHECK(p.memory() == 0);
+
+    // Under the limit, nothing changes.
+    parser roomy;
+    CHECK(roomy.consume(big, ec) == big.size());
+    CHECK_FALSE(roomy.discarded());
+    CHECK(roomy.message().size() == 1001);
+}
