@@ -98,8 +98,14 @@ TEST_CASE("answers: a fenced write with a negative token is invalid_argument nam
         auto [ec] = co_await redcoord::async_fenced_set(s, "account", "v", -1, diag, nothrow);
         CHECK(ec == redcoord::error::invalid_argument);
         check_names(diag.message(), {"'account'", "token", "-1", "negative"});
-        CHECK(co_await command(conn, "EXISTS", "account") == "0");
-        CHECK(co_await command(conn, "EXISTS", "{account}:fence") == "0");
+        {
+            const auto awaited = co_await command(conn, "EXISTS", "account");
+            CHECK(awaited == "0");
+        }
+        {
+            const auto awaited = co_await command(conn, "EXISTS", "{account}:fence");
+            CHECK(awaited == "0");
+        }
 
         // Tokens from zero up are written; an older one is then stale.
         auto [ec2] = co_await redcoord::async_fenced_set(s, "account", "v5", 5, diag, nothrow);
@@ -107,7 +113,10 @@ TEST_CASE("answers: a fenced write with a negative token is invalid_argument nam
         auto [ec3] = co_await redcoord::async_fenced_set(s, "account", "v4", 4, diag, nothrow);
         CHECK(ec3 == redcoord::error::stale_fencing_token);
         check_names(diag.message(), {"'account'", "4"});
-        CHECK(co_await command(conn, "GET", "account") == "v5");
+        {
+            const auto awaited = co_await command(conn, "GET", "account");
+            CHECK(awaited == "v5");
+        }
         // Without diagnostics, the same code.
         auto [ec4] = co_await redcoord::async_fenced_set(s, "account", "v", -7, nothrow);
         CHECK(ec4 == redcoord::error::invalid_argument);

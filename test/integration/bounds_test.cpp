@@ -83,7 +83,10 @@ TEST_CASE("bounds: a TTL above max_duration is refused, naming the field, value 
             auto [ec3, w] = co_await rw.async_acquire_write("big", ao, diag, nothrow);
             check_refused(ec3, w, diag, {"'big'", "ttl", ms(ttl), "max_duration"});
             // Nothing reached Redis.
-            CHECK(co_await command(conn, "EXISTS", "redcoord:lock:big") == "0");
+            {
+                const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:big");
+                CHECK(awaited == "0");
+            }
 
             // Extending a held lease, and a lock by name.
             auto held = co_await must_acquire(locks, "held", {.ttl = 10s});
@@ -131,7 +134,10 @@ TEST_CASE("bounds: a lease of exactly max_duration is held until then and releas
         co_await must_release(p);
 
         co_await must_release(l);
-        CHECK(co_await command(conn, "EXISTS", "redcoord:lock:decade") == "0");
+        {
+            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:decade");
+            CHECK(awaited == "0");
+        }
     });
 }
 
@@ -159,7 +165,10 @@ TEST_CASE("bounds: a wait above max_duration is refused, naming it", "[bounds]")
         auto [ep, item] = co_await q.async_dequeue("jobs", "c", just_over, nothrow);
         CHECK(redcoord::test::code_of(ep) == redcoord::error::invalid_argument);
         check_names(redcoord::test::message_of(ep), {"timeout", ms(just_over), "max_duration"});
-        CHECK(co_await command(conn, "EXISTS", "redcoord:lock:w") == "0");
+        {
+            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:w");
+            CHECK(awaited == "0");
+        }
     });
 }
 
@@ -245,7 +254,10 @@ TEST_CASE("bounds: a waiter on a lock held with an enormous PX waits without spi
             INFO("script calls of the read lock's waiter: " << calls);
             CHECK(calls <= 20);
             // The holder's key is untouched.
-            CHECK(co_await command(conn, "GET", "redcoord:lock:stuck") == "someone else");
+            {
+                const auto awaited = co_await command(conn, "GET", "redcoord:lock:stuck");
+                CHECK(awaited == "someone else");
+            }
         }
     });
 }
@@ -328,7 +340,10 @@ TEST_CASE("bounds: a renewal interval a lease could not outlive is refused", "[b
             auto [ec3, r] = co_await rw.async_acquire_read("short", ao, diag, nothrow);
             check_refused(ec3, r, diag, parts);
         }
-        CHECK(co_await command(conn, "EXISTS", "redcoord:lock:short") == "0");
+        {
+            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:short");
+            CHECK(awaited == "0");
+        }
 
         // A TTL longer than the interval is fine, and so is extending to one; extending to a
         // TTL the interval does not fit in is refused.

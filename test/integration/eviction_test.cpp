@@ -73,7 +73,10 @@ TEST_CASE("eviction: an evicting server is reported to on_warning, and leases st
     with_server(evicting, [](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         std::vector<session_warning> warnings;
         session s(conn, recording(warnings, false));
-        REQUIRE(co_await wait_for([&] { return !warnings.empty(); }));
+        {
+            const auto awaited = co_await wait_for([&] { return !warnings.empty(); });
+            REQUIRE(awaited);
+        }
         CHECK(warnings.size() == 1);
         CHECK(warnings[0].what == session_warning::kind::evicting_server);
         check_names(warnings[0].message, {"maxmemory-policy", "allkeys-lru", "noeviction"});
@@ -125,14 +128,23 @@ TEST_CASE("eviction: refuse_evicting_server refuses new leases until the policy 
         CHECK(ec5 == redcoord::error::evicting_server);
         CHECK(warnings.size() == 1);
         // Nothing was written.
-        CHECK(co_await command(conn, "EXISTS", "redcoord:lock:orders") == "0");
-        CHECK(co_await command(conn, "EXISTS", "redcoord:leader:boss") == "0");
+        {
+            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:orders");
+            CHECK(awaited == "0");
+        }
+        {
+            const auto awaited = co_await command(conn, "EXISTS", "redcoord:leader:boss");
+            CHECK(awaited == "0");
+        }
 
         // Fixed; the session reads the policy again after a reconnect.
         CHECK(srv.cli({"CONFIG", "SET", "maxmemory-policy", "noeviction"}) == "OK");
         const auto connects = conn.get_usage().connects;
         srv.cli({"CLIENT", "KILL", "TYPE", "normal"});
-        REQUIRE(co_await wait_for([&] { return conn.get_usage().connects > connects; }));
+        {
+            const auto awaited = co_await wait_for([&] { return conn.get_usage().connects > connects; });
+            REQUIRE(awaited);
+        }
         // The gap of the reconnect reaches the session on its next turns.
         redcoord::lease granted;
         const bool got = co_await eventually_async(

@@ -81,7 +81,10 @@ TEST_CASE("lease safety: owners with any bytes never hold one lock together", "[
             }
             CHECK(held.fencing_token() == 1);
             co_await redcoord::test::must_release(held);
-            CHECK(co_await command(conn, "EXISTS", held.key()) == "0");
+            {
+                const auto awaited = co_await command(conn, "EXISTS", held.key());
+                CHECK(awaited == "0");
+            }
         }
     });
 }
@@ -115,9 +118,15 @@ TEST_CASE("lease safety: an owner that holds a lock is not granted it again with
         auto inner = co_await must_acquire(locks, "orders", again);
         CHECK(inner.fencing_token() == first.fencing_token());
         co_await redcoord::test::must_release(inner);
-        CHECK(co_await command(conn, "EXISTS", first.key()) == "1");
+        {
+            const auto awaited = co_await command(conn, "EXISTS", first.key());
+            CHECK(awaited == "1");
+        }
         co_await redcoord::test::must_release(first);
-        CHECK(co_await command(conn, "EXISTS", first.key()) == "0");
+        {
+            const auto awaited = co_await command(conn, "EXISTS", first.key());
+            CHECK(awaited == "0");
+        }
     });
 }
 
@@ -169,11 +178,26 @@ TEST_CASE("lease safety: async_close releases locks, resigns leaderships, leaves
         CHECK(kept.get_status() == lease::status::released);
         CHECK(leadership.get_status() == lease::status::released);
         auto& o = observer.conn;
-        CHECK(co_await command(o, "EXISTS", kept.key()) == "0");
-        CHECK(co_await command(o, "EXISTS", dropped_key) == "0");
-        CHECK(co_await command(o, "EXISTS", leadership.key()) == "0");
-        CHECK(co_await command(o, "EXISTS", s->keys().heartbeat("node-a")) == "0");
-        CHECK(co_await command(o, "SISMEMBER", s->keys().registry(), "node-a") == "0");
+        {
+            const auto awaited = co_await command(o, "EXISTS", kept.key());
+            CHECK(awaited == "0");
+        }
+        {
+            const auto awaited = co_await command(o, "EXISTS", dropped_key);
+            CHECK(awaited == "0");
+        }
+        {
+            const auto awaited = co_await command(o, "EXISTS", leadership.key());
+            CHECK(awaited == "0");
+        }
+        {
+            const auto awaited = co_await command(o, "EXISTS", s->keys().heartbeat("node-a"));
+            CHECK(awaited == "0");
+        }
+        {
+            const auto awaited = co_await command(o, "SISMEMBER", s->keys().registry(), "node-a");
+            CHECK(awaited == "0");
+        }
 
         // Closed: nothing new starts, and closing again is harmless.
         redcoord::diagnostics diag;
@@ -202,7 +226,10 @@ TEST_CASE("lease safety: destroying a session with held locks sends their releas
         auto gone = [&]() -> asio::awaitable<bool> {
             co_return co_await command(conn, "EXISTS", key) == "0";
         };
-        CHECK(co_await eventually_async(gone, 10s));
+        {
+            const auto awaited = co_await eventually_async(gone, 10s);
+            CHECK(awaited);
+        }
     });
 }
 

@@ -331,7 +331,10 @@ TEST_CASE("lock: the lock operations of one turn share one script call and run i
         });
         auto after = start_try(locks, "order");
         co_await wait_until([&] { return before->done && released->done && after->done; });
-        CHECK(co_await evalsha_calls(conn) - calls_before == 1);
+        {
+            const auto awaited = co_await evalsha_calls(conn);
+            CHECK(awaited - calls_before == 1);
+        }
         REQUIRE_FALSE(before->ec);
         CHECK_FALSE(before->l);
         CHECK_FALSE(released->ec);
@@ -347,7 +350,10 @@ TEST_CASE("lock: the lock operations of one turn share one script call and run i
         co_await wait_until([&] {
             return std::all_of(many.begin(), many.end(), [](const auto& o) { return o->done; });
         });
-        CHECK(co_await evalsha_calls(conn) - calls_64 == 2);
+        {
+            const auto awaited = co_await evalsha_calls(conn);
+            CHECK(awaited - calls_64 == 2);
+        }
         for (std::size_t i = 0; i < many.size(); ++i) {
             INFO("many:" << i << ": " << many[i]->ec.message() << " " << many[i]->diag.message());
             REQUIRE_FALSE(many[i]->ec);
@@ -380,7 +386,10 @@ TEST_CASE("lock: an operation that fails in a shared script call fails alone, wi
             REQUIRE_FALSE(o->ec);
             CHECK(o->l.is_held());
         }
-        CHECK(co_await command(conn, "HGET", "redcoord:lock:typed", "field") == "value");
+        {
+            const auto awaited = co_await command(conn, "HGET", "redcoord:lock:typed", "field");
+            CHECK(awaited == "value");
+        }
         co_await must_release(first->l);
         co_await must_release(last->l);
     });

@@ -91,17 +91,26 @@ asio::awaitable<std::string> wait_replicas(redcoord::connection& conn, int repli
 TEST_CASE("replica_ack: WAIT runs on the connection whose writes it confirms", "[replica_ack]") {
     with_replica([](redcoord::connection& conn, replicated_servers& srv) -> asio::awaitable<void> {
         co_await command(conn, "SET", "k", "1");
-        CHECK(co_await wait_replicas(conn, 1, 10000) == "1");
+        {
+            const auto awaited = co_await wait_replicas(conn, 1, 10000);
+            CHECK(awaited == "1");
+        }
 
         // A paused replica acknowledges nothing new. On a connection without writes of its
         // own, WAIT would count it anyway (every replica has acknowledged "nothing").
         srv.replica.pause();
         co_await command(conn, "SET", "k", "2");
-        CHECK(co_await wait_replicas(conn, 1, 200) == "0");
+        {
+            const auto awaited = co_await wait_replicas(conn, 1, 200);
+            CHECK(awaited == "0");
+        }
         CHECK(conn.get_usage().blocking_connections == 0);
 
         srv.replica.resume();
-        CHECK(co_await wait_replicas(conn, 1, 10000) == "1");
+        {
+            const auto awaited = co_await wait_replicas(conn, 1, 10000);
+            CHECK(awaited == "1");
+        }
         CHECK(conn.get_usage().blocking_connections == 0);
     });
 }
@@ -189,7 +198,10 @@ TEST_CASE("replica_ack: a grant the replica did not acknowledge is released and 
         opts.wait = 0ms;
 
         auto held = co_await must_acquire(locks, "acked", opts);
-        CHECK(co_await command(conn, "EXISTS", held.key()) == "1");
+        {
+            const auto awaited = co_await command(conn, "EXISTS", held.key());
+            CHECK(awaited == "1");
+        }
 
         srv.replica.pause();
         redcoord::diagnostics diag;
@@ -200,12 +212,18 @@ TEST_CASE("replica_ack: a grant the replica did not acknowledge is released and 
         CHECK(diag.message().find("0 of 1") != std::string::npos);
         CHECK(diag.message().find("unacked") != std::string::npos);
         // Released before the failure was reported.
-        CHECK(co_await command(conn, "EXISTS", s.keys().lock("unacked")) == "0");
+        {
+            const auto awaited = co_await command(conn, "EXISTS", s.keys().lock("unacked"));
+            CHECK(awaited == "0");
+        }
 
         auto [ec2, l2] = co_await locks.async_try_acquire("unacked-try", opts, diag, nothrow);
         CHECK(ec2 == redcoord::error::replicas_not_acknowledged);
         CHECK_FALSE(l2);
-        CHECK(co_await command(conn, "EXISTS", s.keys().lock("unacked-try")) == "0");
+        {
+            const auto awaited = co_await command(conn, "EXISTS", s.keys().lock("unacked-try"));
+            CHECK(awaited == "0");
+        }
 
         CHECK(held.is_held());
         CHECK(conn.get_usage().connection_losses == 0);

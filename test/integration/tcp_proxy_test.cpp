@@ -78,9 +78,15 @@ std::shared_ptr<pending_incr> start_incr(redcoord::connection& conn, std::string
 TEST_CASE("tcp proxy: commands pass through to the server", "[tcp-proxy]") {
     with_proxy([](redcoord::connection& conn, redcoord::connection& direct, tcp_proxy& proxy,
                   redis_server&) -> asio::awaitable<void> {
-        CHECK(co_await command(conn, "PING") == "PONG");
+        {
+            const auto awaited = co_await command(conn, "PING");
+            CHECK(awaited == "PONG");
+        }
         co_await command(conn, "SET", "through", "proxy");
-        CHECK(co_await command(direct, "GET", "through") == "proxy");
+        {
+            const auto awaited = co_await command(direct, "GET", "through");
+            CHECK(awaited == "proxy");
+        }
         CHECK(proxy.accepted() >= 1);
         CHECK(proxy.open_connections() >= 1);
         CHECK(proxy.held_bytes() == 0);
@@ -96,7 +102,10 @@ TEST_CASE("tcp proxy: with a delay each way replies arrive in order, and bytes n
 
         // A round trip holds the bytes at least 300 ms each way.
         const auto sent = steady::now();
-        REQUIRE(co_await ping_ok(conn));
+        {
+            const auto awaited = co_await ping_ok(conn);
+            REQUIRE(awaited);
+        }
         CHECK(steady::now() - sent >= 600ms);
 
         // Ten pipelined INCRs: each gets the count of its place in the pipeline.
@@ -141,10 +150,16 @@ TEST_CASE("tcp proxy: a blackhole holds the bytes: a request with a short timeou
                      redis_server&) -> asio::awaitable<void> {
         std::function<asio::awaitable<bool>()> stored = [&] { return exists(direct, "k"); };
         proxy.blackhole(dir);
-        CHECK(co_await exec_within(conn, 300ms, "SET", "k", "v") == redcoord::error::timeout);
+        {
+            const auto awaited = co_await exec_within(conn, 300ms, "SET", "k", "v");
+            CHECK(awaited == redcoord::error::timeout);
+        }
         if (dir == direction::to_client) {
             // The server runs it; only the reply is held.
-            CHECK(co_await eventually_async(stored, 10s));
+            {
+                const auto awaited = co_await eventually_async(stored, 10s);
+                CHECK(awaited);
+            }
             co_await eventually([&] { return proxy.held_bytes(direction::to_client) > 0; }, 10s,
                                 "the reply held by the proxy");
             CHECK(proxy.held_bytes(direction::to_server) == 0);
@@ -152,14 +167,23 @@ TEST_CASE("tcp proxy: a blackhole holds the bytes: a request with a short timeou
             // The request is held: the server has not seen it.
             co_await eventually([&] { return proxy.held_bytes(direction::to_server) > 0; }, 10s,
                                 "the request held by the proxy");
-            CHECK_FALSE(co_await exists(direct, "k"));
+            {
+                const auto awaited = co_await exists(direct, "k");
+                CHECK_FALSE(awaited);
+            }
         }
 
         // Once lifted, what was held is forwarded and the connection serves again.
         proxy.lift_blackhole(dir);
         co_await eventually([&] { return proxy.held_bytes() == 0; }, 10s, "the held bytes sent");
-        CHECK(co_await eventually_async(stored, 10s));
-        CHECK(co_await ping_ok(conn));
+        {
+            const auto awaited = co_await eventually_async(stored, 10s);
+            CHECK(awaited);
+        }
+        {
+            const auto awaited = co_await ping_ok(conn);
+            CHECK(awaited);
+        }
     });
 }
 
@@ -203,7 +227,10 @@ TEST_CASE("tcp proxy: a reset sends an RST to the client, and the connection rec
                                 "a reconnect through the proxy");
             CHECK(conn.get_usage().connection_losses >= 1);
             std::function<asio::awaitable<bool>()> serves = [&] { return ping_ok(conn); };
-            CHECK(co_await eventually_async(serves, 10s));
+            {
+                const auto awaited = co_await eventually_async(serves, 10s);
+                CHECK(awaited);
+            }
         },
         &config_for);
 }

@@ -1,4 +1,8 @@
 // Runs a test coroutine on its own io_context under a deadline.
+//
+// Never write co_await inside CHECK()/REQUIRE(): g++ 12 evaluates the operand of a co_await
+// in Catch's macro twice (once more in its `false && (expr)` tail), so the operation runs
+// twice. Await into a variable, then check it.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
