@@ -385,3 +385,26 @@ TEST_CASE("push_queue: bounded, and an overflow event comes before what is left"
     CHECK(all[2].payload == "3");
     CHECK_FALSE(q.ready());
 }
+
+TEST_CASE("multiplexer: a WAIT in flight marks the server silent until it may answer",
+          "[unit][multiplexer]") {
+    multiplexer mux;
+    call wait, get;
+    auto req = make_request(cmd{"WAIT", "1", "1500"});
+    REQUIRE(req->has_wait_command());
+    REQUIRE_FALSE(req->has_blocking_command());  // stays on this connection
+    add(mux, wait, std::move(req));
+    wait.elem->blocking = true;
+    add(mux, get, make_request(cmd{"GET", "k"}));
+    const auto before = clock::now();
+    write(mux);
+    CHECK(mux.blocking_in_flight() == 1);
+    CHECK(mux.blocked_until() >= before + std::chrono::milliseconds(1500));
+    CHECK(mux.blocked_until() <= clock::now() + std::chrono::milliseconds(1500));
+    // Its reply comes first, then the GET's: pipelined behind it, in order.
+    feed(mux, ":0\r\n$1\r\nv\r\n");
+    CHECK(wait.replies == std::vector<std::string>{"0"});
+    CHECK(get.replies == std::vector<std::string>{"v"});
+    CHECK(mux.blocking_in_flight() == 0);
+    CHECK(mux.blocked_until() == clock::time_point::min());
+}
