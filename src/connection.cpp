@@ -60,6 +60,11 @@ void connection::receive_all_impl(detail::connection_impl& impl, std::vector<pus
 }
 
 namespace detail {
+
+std::weak_ptr<void>& shared_by_sessions(connection& conn) noexcept {
+    return conn.impl_->shared_by_sessions;
+}
+
 namespace {
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);

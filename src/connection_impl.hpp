@@ -42,6 +42,8 @@ public:
     const usage& get_usage() const noexcept;
     const diagnostics& run_diagnostics() const noexcept { return run_diag_; }
 
+    std::weak_ptr<void> shared_by_sessions;  // see detail::shared_by_sessions
+
     class exec_elem;
     class internal_elem;
     // Completes a request before its reply (cancellation, timeout); releases a blocked side

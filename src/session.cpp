@@ -36,10 +36,62 @@ void spawn_detached(session_impl& s, asio::awaitable<void> f) {
     asio::co_spawn(s.conn.get_executor(), std::move(f), asio::detached);
 }
 
-// ---- push_hub -------------------------------------------------------------------------------
+// ---- push_router ----------------------------------------------------------------------------
 
-std::uint64_t push_hub::add(const std::string& channel, bool pattern, listener fn,
-                           bool notify_close) {
+std::shared_ptr<push_router> push_router::of(connection& conn) {
+    auto& shared = shared_by_sessions(conn);
+    // A router whose last session left may live on until its receive loop has ended: a new
+    // session starts afresh.
+    if (auto existing = std::static_pointer_cast<push_router>(shared.lock());
+        existing && existing->running_)
+        return existing;
+    auto made = std::make_shared<push_router>(conn);
+    shared = made;
+    made->start();
+    return made;
+}
+
+void push_router::start() {
+    running_ = true;
+    asio::co_spawn(conn_.get_executor(), receive_loop(shared_from_this()),
+                   asio::bind_cancellation_slot(stop_.slot(), asio::detached));
+}
+
+std::uint64_t push_router::join(std::function<void()> on_reconnect) {
+    const auto owner = next_owner_++;
+    owners_.emplace(owner, std::move(on_reconnect));
+    return owner;
+}
+
+void push_router::leave(std::uint64_t owner) {
+    if (owners_.erase(owner) == 0) return;
+    push_message closed;
+    closed.event = push_event::closed;
+    const auto limit = next_id_;
+    {
+        struct guard {
+            push_router& r;
+            ~guard() { r.end_dispatch(); }
+        } g{*this};
+        if (dispatching_++ == 0) memo_.clear();
+        std::vector<std::uint64_t> mine;
+        for (auto& [k, e] : channels_)
+            for (auto it = e.listeners.begin(); it != e.listeners.end() && it->first < limit; ++it)
+                if (it->second.owner == owner && !it->second.removed) {
+                    if (it->second.notify_close) it->second.fn(closed);
+                    mine.push_back(it->first);
+                }
+        for (auto id : mine) remove(id);
+    }
+    if (owners_.empty() && running_) {
+        // The last session has gone: so does the receive loop (and with it, this router).
+        running_ = false;
+        stop_.emit(asio::cancellation_type::terminal);
+    }
+}
+
+std::uint64_t push_router::add(std::uint64_t owner, const std::string& channel, bool pattern,
+                               listener fn, bool notify_close) {
     const std::string k = (pattern ? "p:" : "c:") + channel;
     auto [it, inserted] = channels_.try_emplace(k);
     if (inserted) {
@@ -48,12 +100,12 @@ std::uint64_t push_hub::add(const std::string& channel, bool pattern, listener f
         send(pattern ? "PSUBSCRIBE" : "SUBSCRIBE", channel);
     }
     const auto id = next_id_++;
-    it->second.listeners.emplace(id, slot{std::move(fn), false, notify_close});
+    it->second.listeners.emplace(id, slot{std::move(fn), owner, false, notify_close});
     by_id_.emplace(id, k);
     return id;
 }
 
-void push_hub::remove(std::uint64_t id) {
+void push_router::remove(std::uint64_t id) {
     if (dispatching_ == 0) return erase(id);
     auto b = by_id_.find(id);
     if (b == by_id_.end()) return;
@@ -66,7 +118,7 @@ void push_hub::remove(std::uint64_t id) {
     removed_.push_back(id);
 }
 
-void push_hub::erase(std::uint64_t id) {
+void push_router::erase(std::uint64_t id) {
     auto b = by_id_.find(id);
     if (b == by_id_.end()) return;
     auto it = channels_.find(b->second);
@@ -79,7 +131,7 @@ void push_hub::erase(std::uint64_t id) {
     }
 }
 
-void push_hub::end_dispatch() {
+void push_router::end_dispatch() {
     if (--dispatching_ > 0) return;
     memo_.clear();
     while (!removed_.empty()) {
@@ -89,21 +141,22 @@ void push_hub::end_dispatch() {
     }
 }
 
-std::shared_ptr<void>& push_hub::memo(const void* tag) {
-    for (auto& [t, v] : memo_)
-        if (t == tag) return v;
-    return memo_.emplace_back(tag, nullptr).second;
+std::shared_ptr<void>& push_router::memo(const void* tag, std::uint64_t owner) {
+    for (auto& m : memo_)
+        if (m.tag == tag && m.owner == owner) return m.value;
+    return memo_.push_back({tag, owner, nullptr}), memo_.back().value;
 }
 
-void push_hub::send(std::string_view command, const std::string& channel) {
+void push_router::send(std::string_view command, const std::string& channel) {
     auto req = std::make_shared<request>();
     req->push(command, channel);
-    // Subscription commands complete when written; the connection restores them after a
-    // reconnect, so a failure here (not connected) is repaired by the restore.
+    // The connection restores subscriptions after a reconnect, so a failure here (not
+    // connected) is repaired by the restore. A refusal (an ACL without the channel) is the
+    // server's answer: nothing to retry.
     conn_.async_exec(*req, [req](error_code, std::size_t) {});
 }
 
-void push_hub::dispatch(const push_message& m) {
+void push_router::dispatch(const push_message& m) {
     entry* target = nullptr;
     if (!m.is_gap()) {
         const bool pattern = m.kind == "pmessage";
@@ -117,8 +170,8 @@ void push_hub::dispatch(const push_message& m) {
     // dispatching, and std::map insertions keep iterators valid.
     const auto limit = next_id_;
     struct guard {
-        push_hub& h;
-        ~guard() { h.end_dispatch(); }
+        push_router& r;
+        ~guard() { r.end_dispatch(); }
     } g{*this};
     if (dispatching_++ == 0) memo_.clear();
     auto deliver = [&](entry& e) {
@@ -132,58 +185,50 @@ void push_hub::dispatch(const push_message& m) {
     }
 }
 
-void push_hub::start(const std::shared_ptr<session_impl>& owner) {
-    running_ = true;
-    asio::co_spawn(owner->conn.get_executor(), receive_loop(owner),
-                   asio::bind_cancellation_slot(stop_.slot(), asio::detached));
-}
-
-void push_hub::stop() {
-    if (!running_) return;
-    running_ = false;
-    stop_.emit(asio::cancellation_type::terminal);
-    push_message closed;
-    closed.event = push_event::closed;
-    const auto limit = next_id_;
-    struct guard {
-        push_hub& h;
-        ~guard() { h.end_dispatch(); }
-    } g{*this};
-    if (dispatching_++ == 0) memo_.clear();
-    for (auto& [k, e] : channels_)
-        for (auto it = e.listeners.begin(); it != e.listeners.end() && it->first < limit; ++it)
-            if (it->second.notify_close && !it->second.removed) it->second.fn(closed);
-}
-
-asio::awaitable<void> push_hub::receive_loop(std::shared_ptr<session_impl> owner) {
+asio::awaitable<void> push_router::receive_loop(std::shared_ptr<push_router> self) {
     // Everything the connection has queued is taken in one resume.
     std::vector<push_message> batch;
-    asio::steady_timer pause(owner->conn.get_executor());
+    asio::steady_timer pause(self->conn_.get_executor());
     for (;;) {
         batch.clear();
-        auto [ec] = co_await owner->conn.async_receive_all(batch, nothrow);
-        if (owner->closed) co_return;
+        auto [ec] = co_await self->conn_.async_receive_all(batch, nothrow);
+        if (!self->running_) co_return;
         if (ec == asio::error::operation_aborted) {
             auto cs = co_await asio::this_coro::cancellation_state;
             if (cs.cancelled() != asio::cancellation_type::none) co_return;
         }
         if (ec) {
-            // The connection is not running (yet, or any more): look again shortly.
+            // The connection is not running (yet, or any more), or an earlier router's loop
+            // has not let go of the receive yet: look again shortly.
             pause.expires_after(std::chrono::milliseconds(50));
             auto [ec2] = co_await pause.async_wait(nothrow);
-            if (ec2 || owner->closed) co_return;
+            if (ec2 || !self->running_) co_return;
             continue;
         }
         for (const auto& m : batch) {
             if (m.event == push_event::reconnected) {
-                owner->dog.renew_all_now(owner);
-                owner->read_policy();  // perhaps another server now (a failover)
+                std::vector<std::function<void()>> hooks;
+                for (const auto& [owner, hook] : self->owners_) hooks.push_back(hook);
+                for (const auto& hook : hooks) hook();
             }
-            owner->hub.dispatch(m);
-            if (owner->closed) co_return;
+            self->dispatch(m);
+            if (!self->running_) co_return;
         }
     }
 }
+
+// ---- push_hub -------------------------------------------------------------------------------
+
+void push_hub::start(const std::shared_ptr<session_impl>& owner) {
+    owner_ = router_->join([w = std::weak_ptr<session_impl>(owner)] {
+        auto s = w.lock();
+        if (!s || s->closed) return;
+        s->dog.renew_all_now(s);
+        s->read_policy();  // perhaps another server now (a failover)
+    });
+}
+
+void push_hub::stop() { router_->leave(owner_); }
 
 // ---- watchdog -------------------------------------------------------------------------------
 

@@ -38,38 +38,47 @@ using std::chrono::milliseconds;
 
 class session_impl;
 
-// One pub/sub subscription per channel (or pattern) per session, fanned out to any number of
-// local listeners. Gap events (reconnect, overflow) reach every listener.
+// One pub/sub subscription per channel (or pattern) per connection, fanned out to the local
+// listeners of every session on it (each session its own owner). Gap events (reconnect,
+// overflow) reach every listener. The first session on a connection makes it and starts its
+// one receive loop; the last one to leave stops it.
 //
 // Listeners may add and remove listeners (themselves included) while a message is being
 // dispatched: a listener removed then is not called again, one added then gets the next
 // message; the removal itself (and an UNSUBSCRIBE) happens when the dispatch is over.
-class push_hub {
+class push_router : public std::enable_shared_from_this<push_router> {
 public:
     using listener = std::function<void(const push_message&)>;
 
-    explicit push_hub(connection& conn) : conn_(conn) {}
+    explicit push_router(connection& conn) : conn_(conn) {}
+
+    // The router of conn: the one its sessions share, made when there is none.
+    static std::shared_ptr<push_router> of(connection& conn);
+
+    // A session joins; on_reconnect runs each time the connection comes back.
+    std::uint64_t join(std::function<void()> on_reconnect);
+    // It leaves: its listeners added with notify_close get one push_event::closed, then all of
+    // its listeners go. The last one to leave stops the receive loop.
+    void leave(std::uint64_t owner);
 
     // Adds a listener; the first listener of a channel subscribes (the SUBSCRIBE is queued on
-    // the connection before anything the caller sends afterwards). With notify_close the
-    // listener also gets one push_event::closed when the session closes.
-    std::uint64_t add(const std::string& channel, bool pattern, listener fn,
-                      bool notify_close = false);
+    // the connection before anything the caller sends afterwards).
+    std::uint64_t add(std::uint64_t owner, const std::string& channel, bool pattern, listener fn,
+                      bool notify_close);
     // Removes a listener; the last one of a channel unsubscribes.
     void remove(std::uint64_t id);
 
-    // Work the listeners of the message being dispatched share (a payload parsed once for all
-    // of them): one slot per tag, empty at the start of each message. The reference is valid
-    // until the next call.
-    std::shared_ptr<void>& memo(const void* tag);
+    // Work the listeners of one owner share for the message being dispatched (a payload parsed
+    // once for all of them): one slot per tag and owner, empty at the start of each message.
+    // The reference is valid until the next call.
+    std::shared_ptr<void>& memo(const void* tag, std::uint64_t owner);
 
-    void start(const std::shared_ptr<session_impl>& owner);
-    void stop();
     std::size_t channels() const noexcept { return channels_.size(); }
 
 private:
     struct slot {
         listener fn;
+        std::uint64_t owner = 0;
         bool removed = false;
         bool notify_close = false;
     };
@@ -78,22 +87,57 @@ private:
         bool pattern = false;
         std::map<std::uint64_t, slot> listeners;
     };
+    struct memo_slot {
+        const void* tag;
+        std::uint64_t owner;
+        std::shared_ptr<void> value;
+    };
+    void start();
     void send(std::string_view command, const std::string& channel);
     void dispatch(const push_message& m);
     void erase(std::uint64_t id);
     void end_dispatch();
-    static asio::awaitable<void> receive_loop(std::shared_ptr<session_impl> owner);
+    static asio::awaitable<void> receive_loop(std::shared_ptr<push_router> self);
 
     connection& conn_;
     std::map<std::string, entry> channels_;  // key: "c:" or "p:" + name
     std::unordered_map<std::uint64_t, std::string> by_id_;
+    std::map<std::uint64_t, std::function<void()>> owners_;
     std::uint64_t next_id_ = 1;
+    std::uint64_t next_owner_ = 1;
     int dispatching_ = 0;                  // nesting depth of dispatches under way
     std::vector<std::uint64_t> removed_;   // removed during a dispatch, erased after it
-    std::vector<std::pair<const void*, std::shared_ptr<void>>> memo_;
+    std::vector<memo_slot> memo_;
     std::string key_;                      // lookup scratch, so dispatch does not allocate
     asio::cancellation_signal stop_;
     bool running_ = false;
+};
+
+// A session's share of its connection's push router: the listeners it adds are its own.
+class push_hub {
+public:
+    using listener = push_router::listener;
+
+    explicit push_hub(connection& conn) : router_(push_router::of(conn)) {}
+
+    // Adds a listener (see push_router::add). With notify_close it also gets one
+    // push_event::closed when the session closes.
+    std::uint64_t add(const std::string& channel, bool pattern, listener fn,
+                      bool notify_close = false) {
+        return router_->add(owner_, channel, pattern, std::move(fn), notify_close);
+    }
+    void remove(std::uint64_t id) { router_->remove(id); }
+    std::shared_ptr<void>& memo(const void* tag) { return router_->memo(tag, owner_); }
+
+    // Joins the router (reconnects renew the session's leases and read the server's policy
+    // again); stop() leaves it.
+    void start(const std::shared_ptr<session_impl>& owner);
+    void stop();
+    std::size_t channels() const noexcept { return router_->channels(); }
+
+private:
+    std::shared_ptr<push_router> router_;
+    std::uint64_t owner_ = 0;
 };
 
 // How to renew and release one kind of lease. Renew: KEYS = keys, ARGV = owner, ttl_ms,

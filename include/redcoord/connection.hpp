@@ -20,8 +20,13 @@
 
 namespace redcoord {
 
+class connection;
+
 namespace detail {
 class connection_impl;
+// What the sessions on one connection share (their push router), kept by the connection
+// without owning it.
+std::weak_ptr<void>& shared_by_sessions(connection& conn) noexcept;
 }
 
 /// What a push_message is: a push the server sent, or an event of the connection itself.
@@ -208,6 +213,8 @@ public:
     const diagnostics& run_diagnostics() const noexcept;
 
 private:
+    friend std::weak_ptr<void>& detail::shared_by_sessions(connection& conn) noexcept;
+
     using run_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
     using exec_handler =
         boost::asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;

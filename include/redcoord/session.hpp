@@ -120,11 +120,16 @@ struct lock_statistics {
     std::chrono::microseconds wait_max{0};
 };
 
-/// The shared state of the primitives of one process on one connection.
+/// The shared state of the primitives of one tenant (a key prefix and a node id) on one
+/// connection.
 ///
-/// The session takes over the connection's push receiver (connection::async_receive): pushes
-/// reach their subscribers through the session. Create it once per connection, before the
-/// primitives, and keep it (and the connection) alive while any primitive or lease uses it.
+/// Several sessions may share a connection, each with its own prefix and node id (tenants that
+/// must not see each other's keys, locks or events): they share its one push receiver, and a
+/// channel any of them listens to is one Redis subscription of the connection, fanned out to
+/// all of their listeners. The sessions take over the connection's push receiver
+/// (connection::async_receive): pushes reach their subscribers through them. Create a session
+/// before its primitives, and keep it (and the connection) alive while any primitive or lease
+/// uses it.
 ///
 /// Thread safety: none; use it from the connection's executor.
 class session {
