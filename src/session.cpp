@@ -69,11 +69,7 @@ void push_router::leave(std::uint64_t owner) {
     closed.event = push_event::closed;
     const auto limit = next_id_;
     {
-        struct guard {
-            push_router& r;
-            ~guard() { r.end_dispatch(); }
-        } g{*this};
-        if (dispatching_++ == 0) memo_.clear();
+        dispatch_scope scope(*this);
         std::vector<std::uint64_t> mine;
         for (auto& [k, e] : channels_)
             for (auto it = e.listeners.begin(); it != e.listeners.end() && it->first < limit; ++it)
@@ -169,11 +165,7 @@ void push_router::dispatch(const push_message& m) {
     // Listeners added from here on wait for the next message. Entries are not erased while
     // dispatching, and std::map insertions keep iterators valid.
     const auto limit = next_id_;
-    struct guard {
-        push_router& r;
-        ~guard() { r.end_dispatch(); }
-    } g{*this};
-    if (dispatching_++ == 0) memo_.clear();
+    dispatch_scope scope(*this);
     auto deliver = [&](entry& e) {
         for (auto it = e.listeners.begin(); it != e.listeners.end() && it->first < limit; ++it)
             if (!it->second.removed) it->second.fn(m);

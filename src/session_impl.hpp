@@ -92,6 +92,16 @@ private:
         std::uint64_t owner;
         std::shared_ptr<void> value;
     };
+    // While listeners are being called: removals wait for the end, the memo starts afresh.
+    struct dispatch_scope {
+        push_router& r;
+        explicit dispatch_scope(push_router& router) : r(router) {
+            if (r.dispatching_++ == 0) r.memo_.clear();
+        }
+        ~dispatch_scope() { r.end_dispatch(); }
+        dispatch_scope(const dispatch_scope&) = delete;
+        dispatch_scope& operator=(const dispatch_scope&) = delete;
+    };
     void start();
     void send(std::string_view command, const std::string& channel);
     void dispatch(const push_message& m);
