@@ -35,7 +35,6 @@ using asio::ip::tcp;
 using namespace std::chrono_literals;
 using boost::system::error_code;
 using redcoord::test::command;
-using redcoord::test::config_for;
 using redcoord::test::eventually;
 using redcoord::test::nothrow;
 using redcoord::test::redis_server;
@@ -132,7 +131,10 @@ TEST_CASE("hostile server: replies sent unprompted after HELLO never answer a re
             ioc, [](const std::string& nonce) { return hello_map + "+OK\r\n:1\r\n" + bulk(nonce); },
             pong);
         redcoord::connection conn(ioc.get_executor());
-        conn.async_run(srv.config(), asio::detached);
+        // A quiet health check: a loaded machine must not drop this connection on its own.
+        auto cfg = srv.config();
+        cfg.health_check_interval = 30s;
+        conn.async_run(cfg, asio::detached);
         {
             const auto reply = co_await command(conn, "PING");
             CHECK(reply == "PONG");
@@ -235,7 +237,7 @@ TEST_CASE("hostile server: a reply past max_reply_size fails its request, the co
     redis_server srv;
     run_async([&](asio::io_context& ioc) -> asio::awaitable<void> {
         redcoord::connection conn(ioc.get_executor());
-        auto cfg = config_for(srv);
+        auto cfg = redcoord::test::quiet_config(srv);
         cfg.max_reply_size = 4 * 1024 * 1024;
         cfg.request_timeout = 30s;
         conn.async_run(cfg, asio::detached);
@@ -273,7 +275,7 @@ TEST_CASE("hostile server: a refused SUBSCRIBE gets its error, pipelined request
     srv.cli({"ACL", "SETUSER", "nopubsub", "on", ">pw", "~*", "+@all", "resetchannels"});
     run_async([&](asio::io_context& ioc) -> asio::awaitable<void> {
         redcoord::connection conn(ioc.get_executor());
-        auto cfg = config_for(srv);
+        auto cfg = redcoord::test::quiet_config(srv);
         cfg.username = "nopubsub";
         cfg.password = "pw";
         conn.async_run(cfg, asio::detached);
