@@ -12,7 +12,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <cstring>
 
 namespace redcoord {
 

@@ -73,8 +73,6 @@ public:
     // The reference is valid until the next call.
     std::shared_ptr<void>& memo(const void* tag, std::uint64_t owner);
 
-    std::size_t channels() const noexcept { return channels_.size(); }
-
 private:
     struct slot {
         listener fn;
@@ -143,7 +141,6 @@ public:
     // again); stop() leaves it.
     void start(const std::shared_ptr<session_impl>& owner);
     void stop();
-    std::size_t channels() const noexcept { return router_->channels(); }
 
 private:
     std::shared_ptr<push_router> router_;

@@ -99,9 +99,11 @@ void multiplexer::plan_confirmations(mux_elem& e) {
     if (changes.empty()) return;
     e.confirmations_.clear();
     e.confirmations_.reserve(changes.size());
-    for (const auto& change : changes) {
+    for (std::size_t i = 0; i < changes.size(); ++i) {
+        const auto& change = changes[i];
         mux_elem::confirmation c;
         c.replies_before = change.replies_before;
+        c.change = i;
         c.what = change.what;
         if (change.channels.empty()) {
             c.count = std::max<std::size_t>(set_of(change.what).size(), 1);
@@ -219,10 +221,7 @@ void multiplexer::refuse(mux_elem& e, std::string_view text) {
     auto& c = e.confirmations_.front();
     if (adds(c.what)) {
         auto& set = set_of(c.what);
-        for (const auto& ch : e.req().subscription_changes()[e.req().subscription_changes().size() -
-                                                             e.confirmations_.size()]
-                                  .channels)
-            set.erase(ch);
+        for (const auto& ch : e.req().subscription_changes()[c.change].channels) set.erase(ch);
     }
     if (!e.first_error_) {
         e.first_error_ = error::server_error;

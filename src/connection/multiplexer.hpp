@@ -37,6 +37,7 @@ public:
     // after `replies_before` of the request's ordinary replies.
     struct confirmation {
         std::size_t replies_before = 0;
+        std::size_t change = 0;  // its index in the request's subscription_changes()
         subscription_change::kind what{};
         std::vector<std::string> channels;  // still to confirm; empty with `count` for "all"
         std::size_t count = 0;              // pushes still expected when channels is empty

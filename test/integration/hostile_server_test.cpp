@@ -256,7 +256,6 @@ TEST_CASE("hostile server: a reply past max_reply_size fails its request, the co
         redcoord::request after;
         after.push("ECHO", "after");
         std::string echoed;
-        std::optional<error_code> after_ec;
         auto [ec, n] = co_await conn.async_exec(big, all, diag, nothrow);
         co_await conn.async_exec(after, echoed, nothrow);
         CHECK(ec == redcoord::error::reply_too_large);
