@@ -1,6 +1,6 @@
 # Writes a C++ file that holds every Lua script of src/lua, keyed by its file name without ".lua".
 separate_arguments(files UNIX_COMMAND "${FILES}")
-set(body "// Generated from src/lua/*.lua; do not edit.\n#include <redcoord/detail/embedded_scripts.hpp>\n\nnamespace redcoord::detail {\n\nstd::span<const embedded_script> embedded_scripts() noexcept {\n    static const embedded_script table[] = {\n")
+set(body "// Generated from src/lua/*.lua; do not edit.\n#include \"core/embedded_scripts.hpp\"\n\nnamespace redcoord::detail {\n\nstd::span<const embedded_script> embedded_scripts() noexcept {\n    static const embedded_script table[] = {\n")
 list(SORT files)
 foreach(f IN LISTS files)
   get_filename_component(name "${f}" NAME_WE)

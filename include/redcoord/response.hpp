@@ -46,7 +46,7 @@ struct converter;
 
 namespace detail {
 
-// Non-template conversions, compiled once in src/adapt.cpp. Each reads the value at nodes[i]
+// Non-template conversions, compiled once in src/wire/adapt.cpp. Each reads the value at nodes[i]
 // (attributes skipped), advances i past it, and sets ec on failure.
 void skip_attributes(node_span nodes, std::size_t& i) noexcept;
 void skip_value(node_span nodes, std::size_t& i) noexcept;

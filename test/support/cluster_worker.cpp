@@ -1,6 +1,6 @@
 // A separate process that takes part in a cluster (membership, leader election, queues,
-// barriers), for the cross-process and fault tests (test/integration/membership_test.cpp,
-// leader_test.cpp, queue_test.cpp, barrier_test.cpp). It prints one line per event on stdout,
+// barriers), for the cross-process and fault tests (test/integration: cluster/membership_test.cpp,
+// cluster/leader_test.cpp, data/queue_test.cpp, data/barrier_test.cpp). It prints one line per event on stdout,
 // flushed at once, so the test can follow it through a pipe:
 //
 //   cluster_worker <port> leader <node> <name> <ttl_ms> <renew_ms> <resource>

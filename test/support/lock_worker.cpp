@@ -1,5 +1,5 @@
 // A separate process that takes redcoord locks, for the cross-process and fault tests
-// (test/integration/lock_process_test.cpp). It prints one line per event on stdout, flushed at
+// (test/integration/locks/lock_process_test.cpp). It prints one line per event on stdout, flushed at
 // once, so the test can follow it through a pipe:
 //
 //   lock_worker <port> counter <lock> <coroutines> <rounds>

@@ -1,0 +1,320 @@
+#include "core/session_impl.hpp"
+
+#include <redcoord/error.hpp>
+#include <redcoord/lease.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+
+namespace redcoord {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using detail::clock;
+using detail::lease_state;
+
+namespace {
+
+template <class Handler>
+void post_result(detail::session_impl& s, Handler&& h, error_code ec) {
+    asio::post(s.conn.get_executor(), asio::append(std::forward<Handler>(h), ec));
+}
+
+std::string describe(const lease_state& l) {
+    return "'" + l.resource + "' (key " + l.keys.front() + ", owner " + l.owner + ")";
+}
+
+// What release and extend say once the session is closed: its leases were marked lost then.
+error_code session_gone(const lease_state& l, std::string_view op, diagnostics& diag) {
+    diag.set_client_message(std::string(op) + " of " + describe(l) +
+                            ": the session is closed (its leases were marked lost then)");
+    return error::session_closed;
+}
+
+// What extend says of a lease released or lost (for another reason than the session's end).
+error_code no_longer_held(const lease_state& l, diagnostics& diag) {
+    diag.set_client_message("extend of " + describe(l) + ": the lease is no longer held (" +
+                            (l.status == lease::status::released
+                                 ? std::string("released")
+                                 : "lost: " + l.lost_reason.message()) +
+                            ")");
+    return error::not_held;
+}
+
+// A release under way: its script call (or its place in the lock batch) and what its
+// completion needs.
+struct release_op : detail::lock_batch_entry {
+    std::shared_ptr<lease_state> lease;
+    detail::script_call script;
+    std::int64_t reply = 0;
+    diagnostics local;
+    asio::any_completion_handler<void(error_code)> handler;
+
+    // (Constructed with its handler: any_completion_handler's move assignment recurses
+    // without end in Boost 1.81.)
+    release_op(std::shared_ptr<lease_state> l, diagnostics* d,
+               asio::any_completion_handler<void(error_code)> h)
+        : lease(std::move(l)), handler(std::move(h)) {
+        diag = d ? d : &local;
+    }
+
+    void complete(error_code ec, const detail::lock_op_reply& r) override {
+        reply = r.values[0];
+        done(ec);
+    }
+
+    void done(error_code ec) {
+        if (!ec && reply == 0) {
+            diag->set_client_message("release of " + describe(*lease) +
+                                     ": Redis no longer holds it for this owner (expired or taken)");
+            ec = error::not_held;
+        }
+        if (handler) asio::dispatch(asio::append(std::move(handler), ec));
+    }
+};
+
+// Starts the release of a held lease; the status changes at once, so no renewal follows.
+void start_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
+                   asio::any_completion_handler<void(error_code)> handler) {
+    l->session->mark_released(*l);
+    l->session->send_release(l, diag, std::move(handler));
+}
+
+}  // namespace
+
+lease::lease(std::shared_ptr<detail::lease_state> state) noexcept : state_(std::move(state)) {}
+
+lease& lease::operator=(lease&& other) noexcept {
+    if (this != &other) {
+        lease old(std::move(*this));
+        state_ = std::move(other.state_);
+    }
+    return *this;
+}
+
+lease::~lease() {
+    if (!state_ || state_->status != status::held || state_->session->closed) return;
+    try {
+        start_release(state_, nullptr, {});
+    } catch (...) {
+        // Out of memory in a destructor: the key expires by its TTL.
+    }
+}
+
+lease::status lease::get_status() const noexcept {
+    return state_ ? state_->status : status::released;
+}
+
+namespace {
+const std::string empty_string;
+}
+
+const std::string& lease::resource() const noexcept {
+    return state_ ? state_->resource : empty_string;
+}
+const std::string& lease::key() const noexcept {
+    return state_ ? state_->keys.front() : empty_string;
+}
+const std::string& lease::owner() const noexcept { return state_ ? state_->owner : empty_string; }
+std::int64_t lease::fencing_token() const noexcept { return state_ ? state_->fence : 0; }
+std::chrono::milliseconds lease::ttl() const noexcept {
+    return state_ ? state_->ttl : std::chrono::milliseconds(0);
+}
+std::chrono::steady_clock::time_point lease::valid_until() const noexcept {
+    return state_ && state_->status == status::held ? state_->deadline : clock::time_point{};
+}
+error_code lease::lost_reason() const noexcept { return state_ ? state_->lost_reason : error_code{}; }
+std::uint64_t lease::renewals() const noexcept { return state_ ? state_->renewals : 0; }
+
+asio::cancellation_slot lease::cancellation_slot() {
+    if (!state_) return {};
+    auto& sig = state_->signals.emplace_back();
+    if (state_->status == status::lost) {
+        // Lost already: emitted in the next turn, once the caller has bound its work to it.
+        asio::post(state_->session->conn.get_executor(), [st = state_, &sig] {
+            sig.emit(asio::cancellation_type::terminal);
+        });
+    }
+    return sig.slot();
+}
+
+diagnostics& lease::scratch_diag() {
+    static thread_local diagnostics unused;
+    return state_ ? state_->scratch : unused;
+}
+
+void lease::release_impl(diagnostics& diag, handler_type handler) {
+    diag.clear();
+    if (!state_) {
+        diag.set_client_message("release: the lease is empty (nothing was acquired)");
+        asio::dispatch(asio::append(std::move(handler), error_code(error::invalid_argument)));
+        return;
+    }
+    auto& s = *state_->session;
+    switch (state_->status) {
+        case status::released: post_result(s, std::move(handler), {}); return;
+        case status::lost:
+            if (s.closed) break;  // the session's end says more than the loss it caused
+            diag.set_client_message("release of " + describe(*state_) + ": the lease was lost (" +
+                                    state_->lost_reason.message() + ")");
+            post_result(s, std::move(handler), error::not_held);
+            return;
+        case status::held: break;
+    }
+    if (s.closed) {
+        post_result(s, std::move(handler), session_gone(*state_, "release", diag));
+        return;
+    }
+    start_release(state_, &diag, std::move(handler));
+}
+
+void lease::extend_impl(std::chrono::milliseconds ttl, diagnostics& diag, handler_type handler) {
+    diag.clear();
+    if (!state_) {
+        diag.set_client_message("extend: the lease is empty (nothing was acquired)");
+        asio::dispatch(asio::append(std::move(handler), error_code(error::invalid_argument)));
+        return;
+    }
+    auto& s = *state_->session;
+    const auto what = "extend of " + describe(*state_);
+    error_code ec = detail::check_duration_arg(diag, what, "ttl", ttl);
+    if (!ec)
+        ec = detail::check_ttl_renewable(diag, what, ttl, state_->renew_interval,
+                                         state_->watchdog);
+    if (!ec && s.closed) ec = session_gone(*state_, "extend", diag);
+    if (!ec && state_->status != status::held) ec = no_longer_held(*state_, diag);
+    if (ec) {
+        post_result(s, std::move(handler), ec);
+        return;
+    }
+    auto run = [](std::shared_ptr<lease_state> l, std::chrono::milliseconds ttl,
+                  diagnostics& diag) -> asio::awaitable<error_code> {
+        auto& s = *l->session;
+        const auto sent = clock::now();
+        // Renewals sent from now on ask for the new TTL too.
+        l->ttl = ttl;
+        std::vector<std::string> args{l->owner, std::to_string(ttl.count())};
+        args.insert(args.end(), l->extra_args.begin(), l->extra_args.end());
+        std::int64_t reply = 0;
+        auto [ec, n] = co_await detail::eval(s.conn, *l->spec->renew, l->keys, args, reply, diag);
+        if (ec) co_return ec;
+        if (l->status != status::held || reply != 1) {
+            if (reply != 1) s.mark_lost(*l, error::lease_lost);
+            co_return no_longer_held(*l, diag);
+        }
+        s.hold(l, sent);
+        co_return error_code{};
+    };
+    asio::co_spawn(s.conn.get_executor(), run(state_, ttl, diag),
+                   [h = std::move(handler)](std::exception_ptr ep, error_code ec) mutable {
+                       if (ep) ec = asio::error::operation_aborted;
+                       std::move(h)(ec);
+                   });
+}
+
+void lease::wait_lost_impl(handler_type handler) {
+    if (!state_) {
+        asio::dispatch(asio::append(std::move(handler), error_code(error::invalid_argument)));
+        return;
+    }
+    auto& s = *state_->session;
+    if (state_->status == status::lost) {
+        post_result(s, std::move(handler), {});
+        return;
+    }
+    if (state_->status == status::released) {
+        post_result(s, std::move(handler), asio::error::operation_aborted);
+        return;
+    }
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    auto it = state_->lost_waiters.insert(state_->lost_waiters.end(), std::move(handler));
+    if (slot.is_connected()) {
+        slot.assign([w = std::weak_ptr<lease_state>(state_), it](asio::cancellation_type) {
+            auto l = w.lock();
+            if (!l || l->status != status::held) return;
+            auto h = std::move(*it);
+            l->lost_waiters.erase(it);
+            post_result(*l->session, std::move(h), asio::error::operation_aborted);
+        });
+    }
+}
+
+namespace detail {
+
+void drop_expired_grant(lease& l, diagnostics& diag) {
+    if (!l) return;
+    const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(
+        clock::now() - l.state()->deadline);
+    diag.set_client_message("'" + l.resource() + "' was granted, but the reply came " +
+                            std::to_string(late.count()) + " ms after the lease's validity (TTL " +
+                            std::to_string(l.ttl().count()) +
+                            " ms, less the clock drift allowance) had ended: released");
+    l = lease();  // releases it
+}
+
+bool keep_if_valid(lease& l, diagnostics& diag) {
+    if (l.is_held() && l.valid_until() > clock::now()) return true;
+    drop_expired_grant(l, diag);
+    return false;
+}
+
+// Without a coroutine: releases are as frequent as acquisitions.
+void session_impl::send_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
+                                asio::any_completion_handler<void(error_code)> handler) {
+    auto op = std::make_unique<release_op>(l, diag, std::move(handler));
+    if (!l->spec->release) {
+        const auto& extra = l->extra_args;  // the channel, and "1" to publish always
+        lock_ops.add(std::move(op), {l->keys.front()},
+                     {"r", l->owner, extra.at(0), extra.size() > 1 ? std::string_view(extra[1]) : std::string_view("0")});
+        return;
+    }
+    auto& call = op->script;
+    call.sc = l->spec->release;
+    call.req.push("EVALSHA", call.sc->sha1(), l->keys.size(), l->keys, l->owner, l->extra_args);
+    call.adapter = detail::make_adapter(op->reply);
+    call.diag = op->diag;
+    detail::run_script_call(conn, call, [op = std::move(op)](error_code ec, std::size_t) mutable {
+        op->done(ec);
+    });
+}
+
+void fenced_set_impl(session& s, std::string key, std::string value, std::int64_t token,
+                     diagnostics* diag, asio::any_completion_handler<void(error_code)> handler) {
+    auto impl = s.impl();
+    static thread_local diagnostics unused;
+    diagnostics& d = diag ? *diag : unused;
+    d.clear();
+    error_code ec = check_name("fenced write key", key, d);
+    if (!ec && token < 0)
+        ec = invalid(d, "fenced write of '" + key + "': token " + std::to_string(token) +
+                            " is negative (fencing tokens never are)");
+    if (ec) {
+        post_result(*impl, std::move(handler), ec);
+        return;
+    }
+    auto run = [](std::shared_ptr<session_impl> s, std::string key, std::string value,
+                  std::int64_t token, diagnostics& diag) -> asio::awaitable<error_code> {
+        static const script& fenced = script::embedded("fenced_set");
+        std::vector<std::string> keys{key, keyspace::companion(key, "fence")};
+        std::vector<std::string> args{std::to_string(token), std::move(value)};
+        std::int64_t reply = 0;
+        auto [ec, n] = co_await eval(s->conn, fenced, keys, args, reply, diag);
+        if (ec) co_return ec;
+        if (reply == 1) co_return error_code{};
+        diag.set_client_message("fenced write of '" + key + "': token " + std::to_string(token) +
+                                " is older than one already used");
+        co_return error::stale_fencing_token;
+    };
+    asio::co_spawn(impl->conn.get_executor(),
+                   run(impl, std::move(key), std::move(value), token, d),
+                   [h = std::move(handler)](std::exception_ptr ep, error_code ec) mutable {
+                       if (ep) ec = asio::error::operation_aborted;
+                       std::move(h)(ec);
+                   });
+}
+
+}  // namespace detail
+}  // namespace redcoord

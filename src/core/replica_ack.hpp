@@ -1,0 +1,69 @@
+// Replica acknowledgement (session_options::replica_ack): WAIT after a grant or a renewal, on
+// the connection that carried it. WAIT counts the replicas that acknowledged every write its
+// own connection made before it, so on any other connection it would confirm nothing.
+#pragma once
+
+#include "core/session_impl.hpp"
+
+#include <redcoord/lease.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+
+#include <memory>
+
+namespace redcoord::detail {
+
+// Throws error::bad_config naming the bad field of o ("replica_ack.replicas: -1 is negative").
+void check_replica_ack(const replica_ack_options& o);
+
+inline bool replica_ack_on(const session_impl& s) noexcept {
+    return s.opts.replica_ack.replicas > 0;
+}
+
+// Confirms the writes the session's connection has made so far: sends
+// `WAIT replicas timeout` on it and completes with success when at least `replicas` replicas
+// acknowledged them, or with error::replicas_not_acknowledged when fewer did in time (diag:
+// how many of how many, and the timeout). Errors of the WAIT request itself (not_connected,
+// connection_lost, timeout) are passed on: nothing is confirmed then either. With the option
+// off it completes with success (posted) and sends nothing.
+//
+// Call it from the handler of the reply to the write it must confirm: the WAIT is then queued
+// behind that write on the same connection. The WAIT is fail-fast and never retried on another
+// connection, which could not confirm it. Not cancellable: bounded by replica_ack.timeout
+// plus the request timeout. diag may be null.
+void confirm_replicas(session_impl& s, diagnostics* diag,
+                      asio::any_completion_handler<void(error_code)> handler);
+
+template <class Token>
+auto async_confirm_replicas(session_impl& s, diagnostics* diag, Token&& token) {
+    return asio::async_initiate<Token, void(error_code)>(
+        [&s, diag](auto h) { confirm_replicas(s, diag, std::move(h)); }, token);
+}
+
+// Confirms a fresh grant, l (held). Success: l is still held and valid, and is passed back.
+// Not acknowledged in time (or the WAIT failed): l is released, and the handler gets the
+// error (error::replicas_not_acknowledged; diag names the resource and the counts) and an
+// empty lease once Redis has answered the release. A lease lost or past its validity by the
+// time the WAIT answers is dropped (error::lease_lost). With the option off the handler gets
+// l back at once (dispatched). diag may be null; it must outlive the operation.
+void confirm_grant(lease l, diagnostics* diag,
+                   asio::any_completion_handler<void(error_code, lease)> handler);
+
+template <class Token>
+auto async_confirm_grant(lease l, diagnostics* diag, Token&& token) {
+    return asio::async_initiate<Token, void(error_code, lease)>(
+        [diag](auto h, lease l) { confirm_grant(std::move(l), diag, std::move(h)); }, token,
+        std::move(l));
+}
+
+// The same, as a wrapper around an acquisition's handler: what the acquisition completes with
+// is passed on, a grant (success and a lease) once confirm_grant has confirmed it. The
+// wrapper has handler's executor and cancellation slot, so it can stand in for handler
+// anywhere; cancelling while the WAIT is out has no effect (it is bounded by its timeout).
+// With the option off, returns handler itself.
+asio::any_completion_handler<void(error_code, lease)> confirming_grants(
+    const session_impl& s, diagnostics* diag,
+    asio::any_completion_handler<void(error_code, lease)> handler);
+
+}  // namespace redcoord::detail

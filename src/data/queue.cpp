@@ -1,0 +1,257 @@
+#include "core/data_ops.hpp"
+
+#include <redcoord/error.hpp>
+#include <redcoord/queue.hpp>
+#include <redcoord/script.hpp>
+
+#include <boost/json/parse.hpp>
+
+#include <memory>
+#include <random>
+#include <vector>
+
+namespace redcoord {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+using detail::fail;
+
+struct names {
+    std::string queue, consumers, workers, channel, processing_prefix, worker_prefix;
+    names(const keyspace& k, std::string_view name)
+        : queue(k.queue(name)),
+          consumers(keyspace::companion(queue, "consumers")),
+          workers(keyspace::companion(queue, "workers")),
+          channel(keyspace::companion(queue, "pushed")),
+          processing_prefix(keyspace::companion(queue, "processing:")),
+          worker_prefix(keyspace::companion(queue, "worker:")) {}
+};
+
+std::string new_id() {
+    static thread_local std::mt19937_64 gen{std::random_device{}()};
+    static const char* hex = "0123456789abcdef";
+    std::string out(32, '0');
+    for (int half = 0; half < 2; ++half) {
+        auto v = gen();
+        for (int i = 0; i < 16; ++i) out[half * 16 + i] = hex[(v >> (i * 4)) & 15];
+    }
+    return out;
+}
+
+queue_item split(std::string raw, std::string worker) {
+    queue_item it;
+    const auto colon = raw.find(':');
+    if (colon == std::string::npos) {
+        it.payload = raw;
+    } else {
+        it.id = raw.substr(0, colon);
+        it.payload = raw.substr(colon + 1);
+    }
+    it.worker = std::move(worker);
+    it.raw = std::move(raw);
+    return it;
+}
+
+asio::awaitable<std::string> enqueue(std::shared_ptr<detail::session_impl> s, std::string name,
+                                     std::optional<std::string> worker, std::string payload) {
+    diagnostics d;
+    const names n(s->keys, name);
+    std::string id = new_id();
+    static const script& push = script::embedded("queue_push");
+    const std::vector<std::string> keys{worker ? n.worker_prefix + *worker : n.queue, n.workers};
+    const std::vector<std::string> args{id + ":" + payload, n.channel, worker.value_or("")};
+    std::int64_t len = 0;
+    auto [ec, sz] = co_await detail::eval(s->conn, push, keys, args, len, d);
+    if (ec) fail(ec, d);
+    co_return id;
+}
+
+asio::awaitable<std::optional<queue_item>> dequeue(std::shared_ptr<detail::session_impl> s,
+                                                   std::string name, std::string consumer,
+                                                   milliseconds timeout) {
+    diagnostics d;
+    const names n(s->keys, name);
+    const std::string processing = n.processing_prefix + consumer;
+    {
+        // Known as a consumer before it holds anything, so redelivery finds its list.
+        request req;
+        req.push("SADD", n.consumers, consumer);
+        req.push("LMOVE", n.queue, processing, "RIGHT", "LEFT");
+        response<std::int64_t, std::optional<std::string>> resp;
+        auto [ec, sz] = co_await s->conn.async_exec(req, resp, d, nothrow);
+        if (ec) fail(ec, d);
+        if (auto& raw = std::get<1>(resp)) co_return split(std::move(*raw), {});
+    }
+    if (timeout.count() <= 0) co_return std::nullopt;
+    // Blocking: the connection runs it on its side connection for blocking commands.
+    request req;
+    const double secs = static_cast<double>(timeout.count()) / 1000.0;
+    req.push("BLMOVE", n.queue, processing, "RIGHT", "LEFT", std::to_string(secs));
+    std::optional<std::string> raw;
+    auto [ec, sz] = co_await s->conn.async_exec(req, raw, d, nothrow);
+    if (ec) fail(ec, d);
+    if (!raw) co_return std::nullopt;
+    co_return split(std::move(*raw), {});
+}
+
+asio::awaitable<bool> ack(std::shared_ptr<detail::session_impl> s, std::string name,
+                          std::string consumer, std::string raw) {
+    diagnostics d;
+    const names n(s->keys, name);
+    request req;
+    req.push("LREM", n.processing_prefix + consumer, 1, raw);
+    std::int64_t removed = 0;
+    auto [ec, sz] = co_await s->conn.async_exec(req, removed, d, nothrow);
+    if (ec) fail(ec, d);
+    co_return removed > 0;
+}
+
+asio::awaitable<std::int64_t> redeliver(std::shared_ptr<detail::session_impl> s,
+                                        std::string name) {
+    diagnostics d;
+    const names n(s->keys, name);
+    static const script& give_back = script::embedded("queue_redeliver");
+    const std::vector<std::string> keys{n.queue, n.consumers};
+    const std::vector<std::string> args{n.processing_prefix, s->keys.heartbeat(""), n.channel};
+    std::int64_t moved = 0;
+    auto [ec, sz] = co_await detail::eval(s->conn, give_back, keys, args, moved, d);
+    if (ec) fail(ec, d);
+    co_return moved;
+}
+
+asio::awaitable<std::optional<queue_item>> take(std::shared_ptr<detail::session_impl> s,
+                                                std::string name, std::string worker,
+                                                bool steal) {
+    diagnostics d;
+    const names n(s->keys, name);
+    if (!steal) {
+        request req;
+        req.push("RPOP", n.worker_prefix + worker);
+        std::optional<std::string> raw;
+        auto [ec, sz] = co_await s->conn.async_exec(req, raw, d, nothrow);
+        if (ec) fail(ec, d);
+        if (!raw) co_return std::nullopt;
+        co_return split(std::move(*raw), worker);
+    }
+    static const script& thief = script::embedded("queue_steal");
+    const std::vector<std::string> keys{n.workers};
+    const std::vector<std::string> args{n.worker_prefix, worker};
+    std::vector<std::optional<std::string>> reply;
+    auto [ec, sz] = co_await detail::eval(s->conn, thief, keys, args, reply, d);
+    if (ec) fail(ec, d);
+    if (reply.size() != 2 || !reply[0] || !reply[1]) co_return std::nullopt;
+    co_return split(std::move(*reply[1]), std::move(*reply[0]));
+}
+
+template <class Handler, class V>
+bool refuse(detail::session_impl& s, Handler& handler, V empty,
+            std::initializer_list<std::pair<const char*, const std::string*>> fields) {
+    diagnostics d;
+    error_code ec;
+    for (auto& [field, value] : fields) {
+        ec = detail::check_name(field, *value, d);
+        if (ec) break;
+    }
+    if (!ec && s.closed) ec = error::session_closed;
+    if (!ec) return false;
+    detail::complete_later(s, std::move(handler), detail::make_error(ec, d), std::move(empty));
+    return true;
+}
+
+}  // namespace
+
+namespace detail {
+
+error_code parse_queue_payload(const queue_item& item, boost::json::value& out,
+                               diagnostics& diag) {
+    error_code ec;
+    out = boost::json::parse(item.payload, ec);
+    if (!ec) return {};
+    diag.set_client_message("queue item '" + item.id + "': the payload is not JSON (" +
+                            ec.message() + ")");
+    return error::decode_failed;
+}
+
+error_code queue_payload_mismatch(const queue_item& item, diagnostics& diag) {
+    diag.set_client_message("queue item '" + item.id +
+                            "': the payload does not convert to the requested type");
+    return error::decode_failed;
+}
+
+}  // namespace detail
+
+reliable_queue::reliable_queue(session& s, queue_options opts) : session_(&s), opts_(opts) {
+    detail::check_size_option("max_payload_bytes", opts_.max_payload_bytes);
+}
+
+void reliable_queue::enqueue_impl(std::string name, std::optional<std::string> worker,
+                                  std::string payload, id_handler handler) {
+    auto s = session_->impl();
+    const std::string none = "-";
+    if (refuse(*s, handler, std::string(),
+               {{"queue name", &name}, {"worker", worker ? &*worker : &none}}))
+        return;
+    diagnostics d;
+    if (auto ec = detail::check_size("queue '" + name + "'", "payload", payload.size(),
+                                     opts_.max_payload_bytes, "max_payload_bytes", d))
+        return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d),
+                                      std::string());
+    auto& sr = *s;
+    detail::launch_throwing(sr, enqueue(std::move(s), std::move(name), std::move(worker),
+                                        std::move(payload)),
+                            std::move(handler));
+}
+
+void reliable_queue::dequeue_impl(std::string name, std::string consumer, milliseconds timeout,
+                                  item_handler handler) {
+    auto s = session_->impl();
+    if (consumer.empty()) consumer = s->node_id;
+    if (refuse(*s, handler, std::optional<queue_item>(),
+               {{"queue name", &name}, {"consumer", &consumer}}))
+        return;
+    diagnostics d;
+    if (auto ec = detail::check_duration_arg(d, "queue '" + name + "'", "timeout", timeout, true))
+        return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d),
+                                      std::optional<queue_item>());
+    auto& sr = *s;
+    detail::launch_throwing(sr, dequeue(std::move(s), std::move(name), std::move(consumer),
+                                        timeout),
+                            std::move(handler));
+}
+
+void reliable_queue::ack_impl(std::string name, std::string consumer, std::string raw,
+                              bool_handler handler) {
+    auto s = session_->impl();
+    if (consumer.empty()) consumer = s->node_id;
+    if (refuse(*s, handler, false, {{"queue name", &name}, {"consumer", &consumer}})) return;
+    auto& sr = *s;
+    detail::launch_throwing(sr, ack(std::move(s), std::move(name), std::move(consumer),
+                                    std::move(raw)),
+                            std::move(handler));
+}
+
+void reliable_queue::redeliver_impl(std::string name, count_handler handler) {
+    auto s = session_->impl();
+    if (refuse(*s, handler, std::int64_t(0), {{"queue name", &name}})) return;
+    auto& sr = *s;
+    detail::launch_throwing(sr, redeliver(std::move(s), std::move(name)), std::move(handler));
+}
+
+void reliable_queue::take_impl(std::string name, std::string worker, bool steal,
+                               item_handler handler) {
+    auto s = session_->impl();
+    if (refuse(*s, handler, std::optional<queue_item>(),
+               {{"queue name", &name}, {"worker", &worker}}))
+        return;
+    auto& sr = *s;
+    detail::launch_throwing(sr, take(std::move(s), std::move(name), std::move(worker), steal),
+                            std::move(handler));
+}
+
+}  // namespace redcoord

@@ -1,0 +1,258 @@
+#include "locks/lock_value.hpp"
+#include "core/session_impl.hpp"
+
+#include <redcoord/error.hpp>
+#include <redcoord/lock_monitor.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <charconv>
+#include <optional>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace redcoord {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using detail::session_impl;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr int scan_count = 1000;
+
+using list_result = std::tuple<error_code, std::vector<active_lock>>;
+
+
+std::optional<std::int64_t> to_int(const std::optional<std::string>& s) {
+    if (!s || s->empty()) return std::nullopt;
+    std::int64_t v = 0;
+    const auto* end = s->data() + s->size();
+    auto [p, ec] = std::from_chars(s->data(), end, v);
+    if (ec != std::errc() || p != end) return std::nullopt;
+    return v;
+}
+
+// Replies of MULTI, GET key, GET fence, PTTL key, EXEC for each key: only EXEC's reply (a
+// snapshot of the three, taken atomically) is kept. A key that changed type in between gives an
+// error inside EXEC's reply; it is skipped rather than failing the whole listing.
+struct lock_reads {
+    struct entry {
+        bool ok = false;
+        std::optional<std::string> value, fence;
+        std::int64_t pttl = -2;
+    };
+    std::vector<entry> entries;
+
+    static void store(void* self, std::size_t index, node_span reply, error_code&) {
+        if (index % 5 != 4) return;
+        auto& e = static_cast<lock_reads*>(self)->entries[index / 5];
+        std::tuple<std::optional<std::string>, std::optional<std::string>, std::int64_t> v;
+        error_code local;
+        from_resp3(reply, v, local);
+        if (local) return;
+        e.value = std::move(std::get<0>(v));
+        e.fence = std::move(std::get<1>(v));
+        e.pttl = std::get<2>(v);
+        e.ok = true;
+    }
+};
+
+std::optional<active_lock> to_lock(std::string name, const lock_reads::entry& e) {
+    if (!e.ok || e.pttl == -2 || !e.value) return std::nullopt;
+    auto v = detail::parse_lock_value(*e.value);
+    const auto fence = to_int(e.fence);
+    // Not a lock: a string under the prefix that lock_ops.lua did not write.
+    if (!v || !fence) return std::nullopt;
+    active_lock l;
+    l.name = std::move(name);
+    l.owner = std::move(v->owner);
+    l.fencing_token = *fence;
+    l.holds = v->holds;
+    l.acquired_at = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            milliseconds(v->since_ms)));
+    l.node = std::move(v->node);
+    l.watchdog = v->watchdog;
+    l.remaining_ttl = milliseconds(e.pttl);
+    return l;
+}
+
+// Reads the locks among `keys` (the main keys found by SCAN) into out.
+asio::awaitable<error_code> read_locks(session_impl& s, const std::vector<std::string>& keys,
+                                       std::vector<active_lock>& out, diagnostics& diag) {
+    request req;
+    for (const auto& k : keys) {
+        req.push("MULTI");
+        req.push("GET", k);
+        req.push("GET", keyspace::companion(k, "fence"));
+        req.push("PTTL", k);
+        req.push("EXEC");
+    }
+    lock_reads reads;
+    reads.entries.resize(keys.size());
+    const detail::any_adapter adapter(&reads, &lock_reads::store, detail::any_adapter::npos,
+                                      false);
+    auto [ec, n] = co_await s.conn.async_exec_erased(req, adapter, &diag, nothrow);
+    if (ec) co_return ec;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        if (auto l = to_lock(std::string(s.keys.name_of(keys[i], "lock:")), reads.entries[i]))
+            out.push_back(std::move(*l));
+    }
+    co_return error_code{};
+}
+
+asio::awaitable<list_result> list_locks(std::shared_ptr<session_impl> s, diagnostics& diag) {
+    const std::string pattern = detail::glob_escape(s->keys.prefix()) + "lock:*";
+    std::vector<active_lock> out;
+    std::unordered_set<std::string> seen;  // SCAN may return a key more than once
+    std::string cursor = "0";
+    do {
+        request req;
+        req.push("SCAN", cursor, "MATCH", pattern, "COUNT", scan_count, "TYPE", "string");
+        std::pair<std::string, std::vector<std::string>> page;
+        auto [ec, n] = co_await s->conn.async_exec(req, page, diag, nothrow);
+        if (ec) co_return list_result{ec, {}};
+        cursor = std::move(page.first);
+        std::vector<std::string> fresh;
+        for (auto& k : page.second) {
+            if (s->keys.name_of(k, "lock:").empty()) continue;
+            if (seen.insert(k).second) fresh.push_back(std::move(k));
+        }
+        if (fresh.empty()) continue;
+        if (auto ec2 = co_await read_locks(*s, fresh, out, diag)) co_return list_result{ec2, {}};
+    } while (cursor != "0");
+    co_return list_result{error_code{}, std::move(out)};
+}
+
+// True when any node of the deployment has a heartbeat key.
+asio::awaitable<std::tuple<error_code, bool>> any_heartbeat(session_impl& s, diagnostics& diag) {
+    const std::string pattern = detail::glob_escape(s.keys.prefix()) + "hb:*";
+    std::string cursor = "0";
+    do {
+        request req;
+        req.push("SCAN", cursor, "MATCH", pattern, "COUNT", scan_count);
+        std::pair<std::string, std::vector<std::string>> page;
+        auto [ec, n] = co_await s.conn.async_exec(req, page, diag, nothrow);
+        if (ec) co_return std::tuple{ec, false};
+        if (!page.second.empty()) co_return std::tuple{error_code{}, true};
+        cursor = std::move(page.first);
+    } while (cursor != "0");
+    co_return std::tuple{error_code{}, false};
+}
+
+// Replies of TIME, then EXISTS for each node's heartbeat.
+struct liveness_reads {
+    std::int64_t now_ms = 0;
+    std::vector<std::int64_t> exists;
+
+    static void store(void* self, std::size_t index, node_span reply, error_code& ec) {
+        auto& r = *static_cast<liveness_reads*>(self);
+        if (index == 0) {
+            std::vector<std::string> t;
+            from_resp3(reply, t, ec);
+            if (ec) return;
+            const auto sec = t.size() == 2 ? to_int(t[0]) : std::nullopt;
+            const auto usec = t.size() == 2 ? to_int(t[1]) : std::nullopt;
+            if (!sec || !usec) {
+                ec = error::unexpected_reply;
+                return;
+            }
+            r.now_ms = *sec * 1000 + *usec / 1000;
+        } else {
+            from_resp3(reply, r.exists[index - 1], ec);
+        }
+    }
+};
+
+asio::awaitable<list_result> stale_locks(std::shared_ptr<session_impl> s, milliseconds stale_after,
+                                         diagnostics& diag) {
+    auto [ec, locks] = co_await list_locks(s, diag);
+    if (ec || locks.empty()) co_return list_result{ec, std::move(locks)};
+
+    std::vector<std::string> nodes;
+    std::unordered_map<std::string, std::size_t> node_index;
+    for (const auto& l : locks)
+        if (!l.node.empty() && node_index.emplace(l.node, nodes.size()).second)
+            nodes.push_back(l.node);
+    request req;
+    req.push("TIME");
+    for (const auto& n : nodes) req.push("EXISTS", s->keys.heartbeat(n));
+    liveness_reads live;
+    live.exists.resize(nodes.size());
+    const detail::any_adapter adapter(&live, &liveness_reads::store, nodes.size() + 1, false);
+    auto [ec2, n2] = co_await s->conn.async_exec_erased(req, adapter, &diag, nothrow);
+    if (ec2) co_return list_result{ec2, {}};
+
+    bool membership = false;
+    for (auto e : live.exists) membership = membership || e > 0;
+    if (!membership) {
+        auto [ec3, any] = co_await any_heartbeat(*s, diag);
+        if (ec3) co_return list_result{ec3, {}};
+        membership = any;
+    }
+
+    std::vector<active_lock> out;
+    for (auto& l : locks) {
+        bool node_gone = false;
+        if (membership) {
+            auto it = node_index.find(l.node);
+            node_gone = it == node_index.end() || live.exists[it->second] == 0;
+        }
+        const auto since_ms = std::chrono::duration_cast<milliseconds>(
+                                  l.acquired_at.time_since_epoch())
+                                  .count();
+        const bool overdue = !l.watchdog && live.now_ms - since_ms > stale_after.count();
+        if (node_gone || overdue) out.push_back(std::move(l));
+    }
+    co_return list_result{error_code{}, std::move(out)};
+}
+
+template <class Handler>
+void complete_with(session_impl& s, asio::awaitable<list_result> op, Handler&& handler) {
+    asio::co_spawn(s.conn.get_executor(), std::move(op),
+                   [h = std::forward<Handler>(handler)](std::exception_ptr ep,
+                                                        list_result r) mutable {
+                       if (ep) std::get<0>(r) = asio::error::operation_aborted;
+                       std::move(h)(std::get<0>(r), std::move(std::get<1>(r)));
+                   });
+}
+
+diagnostics& diag_or_scratch(diagnostics* diag) {
+    static thread_local diagnostics unused;
+    diagnostics& d = diag ? *diag : unused;
+    d.clear();
+    return d;
+}
+
+}  // namespace
+
+lock_monitor::lock_monitor(session& s) : session_(&s), provider_(s) {}
+
+lock_statistics lock_monitor::statistics() const { return session_->get_lock_statistics(); }
+
+void lock_monitor::active_impl(diagnostics* diag, list_handler handler) {
+    auto s = session_->impl();
+    auto& d = diag_or_scratch(diag);
+    complete_with(*s, list_locks(s, d), std::move(handler));
+}
+
+void lock_monitor::stale_impl(milliseconds stale_after, diagnostics* diag, list_handler handler) {
+    auto s = session_->impl();
+    auto& d = diag_or_scratch(diag);
+    if (auto ec = detail::check_duration_arg(d, "stale locks", "stale_after", stale_after, true)) {
+        asio::post(s->conn.get_executor(),
+                   asio::append(std::move(handler), ec, std::vector<active_lock>{}));
+        return;
+    }
+    complete_with(*s, stale_locks(s, stale_after, d), std::move(handler));
+}
+
+}  // namespace redcoord

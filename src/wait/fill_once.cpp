@@ -1,0 +1,269 @@
+#include "wait/fill_once.hpp"
+#include "core/data_ops.hpp"
+
+#include <redcoord/error.hpp>
+#include <redcoord/script.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <utility>
+#include <vector>
+
+namespace redcoord::detail {
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// Values up to this size travel in the announcement itself; larger ones are read by each
+// waiter, so a large value does not fill the output buffers of every subscriber.
+constexpr std::size_t inline_limit = 64 * 1024;
+
+// One waiter's subscription to the filler's channel. The SUBSCRIBE is queued when it is made,
+// ahead of anything the waiter sends afterwards.
+class push_waiter {
+public:
+    push_waiter(session_impl& s, const std::string& channel)
+        : s_(s), timer_(s.conn.get_executor()), st_(std::make_shared<state>()) {
+        st_->timer = &timer_;
+        id_ = s.hub.add(
+            channel, false,
+            [st = st_](const push_message& m) {
+                if (m.event == push_event::closed)
+                    st->closed = true;
+                else if (m.is_gap())
+                    st->gap = true;
+                else
+                    st->payloads.push_back(m.payload);
+                if (st->timer) st->timer->cancel();
+            },
+            true);
+    }
+    ~push_waiter() {
+        st_->timer = nullptr;
+        s_.hub.remove(id_);
+    }
+    push_waiter(const push_waiter&) = delete;
+    push_waiter& operator=(const push_waiter&) = delete;
+
+    // Forgets what was heard so far: the caller is about to read the key again.
+    void clear() {
+        st_->payloads.clear();
+        st_->gap = false;
+    }
+
+    // Until something is heard, the session closes, or `bound` passes.
+    asio::awaitable<void> wait(milliseconds bound) {
+        if (!st_->payloads.empty() || st_->gap || st_->closed) co_return;
+        timer_.expires_after(bound);
+        co_await timer_.async_wait(nothrow);
+    }
+
+    std::vector<std::string> take() { return std::exchange(st_->payloads, {}); }
+
+private:
+    struct state {
+        asio::steady_timer* timer = nullptr;
+        std::vector<std::string> payloads;
+        bool gap = false;
+        bool closed = false;
+    };
+    session_impl& s_;
+    asio::steady_timer timer_;
+    std::shared_ptr<state> st_;
+    std::uint64_t id_ = 0;
+};
+
+asio::awaitable<std::optional<std::string>> read(session_impl& s, const std::string& key,
+                                                 diagnostics& d) {
+    request req;
+    req.push("GET", key);
+    std::optional<std::string> v;
+    auto [ec, n] = co_await s.conn.async_exec(req, v, d, nothrow);
+    if (ec) fail(ec, d);
+    co_return v;
+}
+
+boost::json::value parse_or_throw(std::string_view text, const std::string& what) {
+    diagnostics d;
+    boost::json::value v;
+    if (auto ec = parse_stored(text, what, v, d)) fail(ec, d);
+    return v;
+}
+
+struct filler {
+    std::shared_ptr<session_impl> s;
+    const fill_spec& spec;
+    const std::string& lease_key;
+    const std::string& channel;
+    diagnostics& d;
+
+    // The lease is a plain string holding the owner token (SET NX PX): it needs no fencing
+    // counter, so a filled key leaves nothing behind. The session's watchdog renews it.
+    asio::awaitable<lease> try_lease() {
+        static const lease_spec fill_lease{&script::embedded("fill_lease_renew"),
+                                           &script::embedded("compare_and_delete")};
+        std::string owner = s->new_owner_token();
+        request req;
+        req.push("SET", lease_key, owner, "NX", "PX", spec.lease_ttl.count());
+        std::optional<std::string> granted;
+        const auto sent = clock::now();
+        // Not cancellable: a grant must be known, or the waiters would wait for its TTL.
+        auto [ec, n] = co_await s->conn.async_exec(
+            req, granted, d, asio::bind_cancellation_slot(asio::cancellation_slot(), nothrow));
+        if (ec) fail(ec, d);
+        if (!granted) co_return lease();
+        auto st = std::make_shared<lease_state>();
+        st->session = s;
+        st->spec = &fill_lease;
+        st->resource = spec.what;
+        st->keys = {lease_key};
+        st->owner = std::move(owner);
+        st->ttl = spec.lease_ttl;
+        s->hold(st, sent);
+        co_return lease(std::move(st));
+    }
+
+    // Lets the waiters take over: the lease goes first, so the one that hears "f" can take it.
+    asio::awaitable<void> give_up(lease& l) {
+        diagnostics ignored;
+        co_await l.async_release(ignored, nothrow);
+        request req;
+        req.push("PUBLISH", channel, "f");
+        co_await s->conn.async_exec(req, ignore, ignored, nothrow);
+    }
+
+    asio::awaitable<boost::json::value> fill(lease l, const json_factory& make) {
+        // The value may have been stored between our read and our grant.
+        std::optional<std::string> text;
+        std::exception_ptr ep;
+        try {
+            text = co_await read(*s, spec.key, d);
+        } catch (...) {
+            ep = std::current_exception();
+        }
+        if (ep || text) {
+            diagnostics ignored;
+            co_await l.async_release(ignored, nothrow);
+            if (ep) std::rethrow_exception(ep);
+            co_return parse_or_throw(*text, spec.what);
+        }
+
+        auto ex = co_await asio::this_coro::executor;
+        auto [order, made_ep, value, lost_ec] =
+            co_await asio::experimental::make_parallel_group(
+                asio::co_spawn(ex, make(), asio::deferred), l.async_wait_lost(asio::deferred))
+                .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+        if (order[0] == 1 && !lost_ec) {
+            d.set_client_message(spec.what + ": the fill lease was lost while making the value (" +
+                                 l.lost_reason().message() + ")");
+            fail(error::lease_lost, d);
+        }
+        if (made_ep) {
+            co_await give_up(l);
+            std::rethrow_exception(made_ep);
+        }
+        std::string stored;
+        if (auto ec = serialize_limited(value, spec.max_bytes, spec.limit_name, spec.what, stored,
+                                        d)) {
+            co_await give_up(l);
+            fail(ec, d);
+        }
+        static const script& store = script::embedded("fill_store");
+        const std::vector<std::string> keys{spec.key};
+        const std::vector<std::string> args{
+            std::move(stored), std::to_string(spec.ttl ? spec.ttl->count() : 0), channel,
+            std::to_string(inline_limit)};
+        std::int64_t reply = 0;
+        // Not cancellable: once made, the value is worth storing for the others.
+        auto [ec, n] = co_await eval(s->conn, store, keys, args, reply, d, {}, false);
+        if (ec) {
+            co_await give_up(l);
+            fail(ec, d);
+        }
+        diagnostics ignored;
+        co_await l.async_release(ignored, nothrow);
+        co_return std::move(value);
+    }
+};
+
+}  // namespace
+
+error_code serialize_limited(const boost::json::value& v, std::size_t max_bytes,
+                             std::string_view limit_name, const std::string& what,
+                             std::string& out, diagnostics& diag) {
+    out = boost::json::serialize(v);
+    if (out.size() <= max_bytes) return {};
+    diag.set_client_message(what + ": value of " + std::to_string(out.size()) +
+                            " bytes (as JSON) exceeds " + std::string(limit_name) + " (" +
+                            std::to_string(max_bytes) + ")");
+    out.clear();
+    return error::invalid_argument;
+}
+
+error_code parse_stored(std::string_view text, const std::string& what, boost::json::value& out,
+                        diagnostics& diag) {
+    error_code ec;
+    out = boost::json::parse(text, ec);
+    if (!ec) return {};
+    diag.set_client_message(what + ": the stored value is not JSON (" + ec.message() + ")");
+    return error::decode_failed;
+}
+
+asio::awaitable<boost::json::value> fill_once(std::shared_ptr<session_impl> s, fill_spec spec,
+                                              json_factory make) {
+    // Cancellation is checked where it is safe to stop: a filler always lets the waiters
+    // take over before it leaves.
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
+    co_await asio::this_coro::throw_if_cancelled(false);
+    const std::string lease_key = keyspace::companion(spec.key, spec.lease_suffix);
+    const std::string channel = keyspace::companion(spec.key, spec.channel_suffix);
+    diagnostics d;
+    filler f{s, spec, lease_key, channel, d};
+    std::optional<push_waiter> waiter;
+    for (;;) {
+        if (s->closed) fail(error::session_closed, d);
+        co_await stop_if_cancelled();
+        if (auto text = co_await read(*s, spec.key, d)) co_return parse_or_throw(*text, spec.what);
+
+        lease l = co_await f.try_lease();
+        if (l) {
+            auto v = co_await f.fill(std::move(l), make);
+            co_return v;
+        }
+
+        // Another caller is making it: listen first, then look again.
+        if (!waiter) waiter.emplace(*s, channel);
+        waiter->clear();
+        request req;
+        req.push("GET", spec.key);
+        req.push("PTTL", lease_key);
+        response<std::optional<std::string>, std::int64_t> resp;
+        auto [ec, n] = co_await s->conn.async_exec(req, resp, d, nothrow);
+        if (ec) fail(ec, d);
+        if (auto& text = std::get<0>(resp)) co_return parse_or_throw(*text, spec.what);
+        const std::int64_t pttl = std::get<1>(resp);
+        if (pttl == -2) continue;  // the filler is gone (done or failed): look again
+        // A lease without TTL (written by hand) is looked at again now and then.
+        const milliseconds bound = pttl > 0 ? milliseconds(pttl) + milliseconds(1)
+                                            : milliseconds(1000);
+        co_await waiter->wait(bound);
+        co_await stop_if_cancelled();
+        for (const auto& m : waiter->take()) {
+            if (m.size() >= 2 && m[0] == 'v' && m[1] == ':')
+                co_return parse_or_throw(std::string_view(m).substr(2), spec.what);
+        }
+        // "f" (the filler failed), "r" (stored, read it), a gap, or the fallback timer.
+    }
+}
+
+}  // namespace redcoord::detail

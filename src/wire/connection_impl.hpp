@@ -1,0 +1,125 @@
+// The machinery behind redcoord::connection; compiled once, in src/. The decisions live in
+// the multiplexer and the state machines of connection/; this class performs their actions
+// with thin async operations on one stream and a few timers.
+#pragma once
+
+#include "wire/fsm.hpp"
+#include "wire/multiplexer.hpp"
+#include "wire/stream.hpp"
+
+#include <redcoord/connection.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace redcoord::detail {
+
+class connection_impl : public std::enable_shared_from_this<connection_impl> {
+public:
+    using exec_handler =
+        boost::asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
+    using run_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+
+    explicit connection_impl(boost::asio::any_io_executor ex, connection_impl* parent = nullptr);
+    ~connection_impl();
+
+    void run(config cfg, run_handler handler);
+    void exec(const request& req, any_adapter adapter, diagnostics* diag, bool inline_ok,
+              exec_handler handler);
+    void receive(push_message& out, run_handler handler);
+    void receive_all(std::vector<push_message>& out, run_handler handler);
+    void stop();
+
+    const boost::asio::any_io_executor& get_executor() const noexcept { return ex_; }
+    bool connected() const noexcept { return connected_; }
+    const usage& get_usage() const noexcept;
+    const diagnostics& run_diagnostics() const noexcept { return run_diag_; }
+
+    std::weak_ptr<void> shared_by_sessions;  // see detail::shared_by_sessions
+
+    class exec_elem;
+    class internal_elem;
+    // Completes a request before its reply (cancellation, timeout); releases a blocked side
+    // command so that its reply comes now.
+    void abandon(mux_elem& e, boost::system::error_code ec);
+
+private:
+    enum class run_state : std::uint8_t { not_started, running, stopped };
+
+    boost::asio::awaitable<void> run_loop(std::shared_ptr<connection_impl> self);
+    boost::asio::awaitable<boost::system::error_code> connect_once();
+    boost::asio::awaitable<boost::system::error_code> resolve_sentinel(endpoint& master);
+    boost::asio::awaitable<boost::system::error_code> handshake();
+    boost::asio::awaitable<boost::system::error_code> serve();
+    boost::asio::awaitable<boost::system::error_code> reader();
+    boost::asio::awaitable<boost::system::error_code> writer();
+    boost::asio::awaitable<boost::system::error_code> health_checker();
+    // Reads until message_reader holds a complete message (connecting only).
+    boost::asio::awaitable<boost::system::error_code> read_message();
+
+    void start_receive(push_message* one, std::vector<push_message>* all, run_handler handler);
+    void wake_receiver();
+    void complete_receive(boost::system::error_code ec);
+    void deliver_event(push_event e);
+    void sweep();
+    void arm_sweeper(clock::time_point deadline);
+    void enqueue(std::unique_ptr<mux_elem> e);
+    mux_elem* enqueue_internal(request req);
+    void notify_writer();
+    connection_impl& side_for_blocking();
+    void unblock_side(connection_impl& side);
+    void post_error(exec_handler handler, boost::system::error_code ec);
+
+    boost::asio::any_io_executor ex_;
+    connection_impl* parent_;  // set on the side connections of blocking commands
+    config cfg_;
+    run_state state_ = run_state::not_started;
+    bool connected_ = false;
+    bool stopping_ = false;
+
+    stream stream_;
+    multiplexer mux_;
+    message_reader in_;
+    std::optional<reader_fsm> reader_;
+    std::optional<health_fsm> health_;
+
+    boost::asio::steady_timer writer_signal_;
+    boost::asio::steady_timer sweeper_timer_;
+    boost::asio::steady_timer backoff_timer_;
+    boost::asio::steady_timer health_timer_;
+    boost::asio::steady_timer connect_timer_;
+    clock::time_point sweeper_deadline_ = clock::time_point::max();
+
+    // The receiver waiting for pushes: one push, or all there are.
+    push_message* receive_out_ = nullptr;
+    std::vector<push_message>* receive_all_out_ = nullptr;
+    run_handler receive_handler_;
+    boost::asio::cancellation_slot receive_slot_;
+
+    run_handler run_handler_;
+    boost::asio::cancellation_slot run_slot_;
+    diagnostics run_diag_;
+    mutable usage usage_;
+    std::int64_t client_id_ = -1;
+    std::uint32_t seed_;
+
+    std::vector<std::shared_ptr<connection_impl>> sides_;
+    // Blocking requests made before async_run: sent to a side connection once it runs.
+    struct deferred_blocking {
+        const request* req;
+        any_adapter adapter;
+        diagnostics* diag;
+        bool inline_ok;
+        exec_handler handler;
+    };
+    std::vector<deferred_blocking> blocked_before_run_;
+};
+
+}  // namespace redcoord::detail
