@@ -3,7 +3,10 @@
 //   reading a small typed value (a struct converted through Boost.JSON, 10 min TTL) for 3 s;
 //   alongside, measured in the same run against the same server, `redis-benchmark -c 1 -P 100`
 //   of SET and GET with values of the same size (as many commands in flight as we have
-//   coroutines) and the ratio;
+//   coroutines) and the ratio; plain_set, plain_get: the same commands on the same keys (the
+//   entry's JSON text, sent as is) by as many coroutines through connection::async_exec, set
+//   against the same reference: what the connection itself does on this machine in this run,
+//   the most a cache operation (which adds the JSON conversions) can approach;
 // - queue_throughput: reliable_queue with 4 consumers (each its own connection and session,
 //   running 16 dequeue -> ack handlers), fed by a producer on a fifth connection (64
 //   coroutines, one enqueue in flight each) that keeps at most 1,000 items unacknowledged, for
@@ -129,6 +132,35 @@ asio::awaitable<void> cache_setter(redcoord::cache& c, int i, const bool& stop,
     }
 }
 
+// The commands of cache_setter and cache_getter, built once and sent as they are.
+asio::awaitable<void> plain_setter(redcoord::session& s, int i, const bool& stop,
+                                   std::uint64_t& ops, std::uint64_t& failures) {
+    auto& conn = s.get_connection();
+    const auto& keys = s.keys();
+    const std::string text = json::serialize(json::value_from(make_product(i)));
+    redcoord::request req;
+    req.push("SET", keys.cache("bench:" + std::to_string(i)), text, "PX", 600000);
+    while (!stop && failures < 1000) {
+        auto [ec, n] = co_await conn.async_exec(req, redcoord::ignore, nothrow);
+        if (ec) ++failures;
+        ++ops;
+    }
+}
+
+asio::awaitable<void> plain_getter(redcoord::session& s, int i, const bool& stop,
+                                   std::uint64_t& ops, std::uint64_t& failures) {
+    auto& conn = s.get_connection();
+    const auto& keys = s.keys();
+    redcoord::request req;
+    req.push("GET", keys.cache("bench:" + std::to_string(i)));
+    std::optional<std::string> text;
+    while (!stop && failures < 1000) {
+        auto [ec, n] = co_await conn.async_exec(req, text, nothrow);
+        if (ec || !text) ++failures;
+        ++ops;
+    }
+}
+
 asio::awaitable<void> cache_getter(redcoord::cache& c, int i, const bool& stop,
                                    std::uint64_t& ops, std::uint64_t& failures) {
     const std::string key = "bench:" + std::to_string(i);
@@ -210,6 +242,19 @@ int bench_cache(const bench_env& env) {
         },
         measure);
 
+    auto plain_set = measure_workers(
+        n,
+        [&](int i, const bool& stop, std::uint64_t& ops, std::uint64_t& failures) {
+            return plain_setter(n.session(), i, stop, ops, failures);
+        },
+        measure);
+    auto plain_get = measure_workers(
+        n,
+        [&](int i, const bool& stop, std::uint64_t& ops, std::uint64_t& failures) {
+            return plain_getter(n.session(), i, stop, ops, failures);
+        },
+        measure);
+
     // The reference: SET and GET of values as long as ours, with as many commands in flight
     // on one connection as we have coroutines, each test running about as long as ours.
     const std::size_t value_bytes = json::serialize(json::value_from(make_product(0))).size();
@@ -226,7 +271,12 @@ int bench_cache(const bench_env& env) {
                               std::to_string(cache_coroutines);
     print_cache_line("cache_set", set, value_bytes, label + " SET", rate_of(ref, "SET"));
     print_cache_line("cache_get", get, value_bytes, label + " GET", rate_of(ref, "GET"));
-    return set.failures == 0 && get.failures == 0 ? 0 : 1;
+    print_cache_line("plain_set", plain_set, value_bytes, label + " SET", rate_of(ref, "SET"));
+    print_cache_line("plain_get", plain_get, value_bytes, label + " GET", rate_of(ref, "GET"));
+    return set.failures == 0 && get.failures == 0 && plain_set.failures == 0 &&
+                   plain_get.failures == 0
+               ? 0
+               : 1;
 }
 
 // ---- queue enqueue -> ack -------------------------------------------------------------------

@@ -7,10 +7,14 @@
 // - contended: 50 coroutines on one lock for 10 s: acquisitions and owner changes per second,
 //   wait p50/p99/max, and Redis commands per acquisition from INFO commandstats (the commands
 //   the client sent, and every call including those made inside the scripts);
+// - processes: 4 processes x 10 coroutines on one lock for 10 s (the default, non-fair lock):
+//   acquisitions per second, each process's share, wait p99 and max over all of them. A
+//   process hands a busy lock to its own waiters (local handoff) only so long while another
+//   waits; targets: no process below 10% of the acquisitions, wait max <= 100 ms;
 // - watchdog: 10,000 held locks (TTL 3 s, renewed every second) for 20 s: the process's CPU
 //   seconds per minute and how late the renewals were.
 //
-//   build/bench/locks [uncontended|contended|watchdog ...]   (default: all three)
+//   build/bench/locks [uncontended|contended|processes|watchdog ...]   (default: all four)
 // Uses REDIS_URL when set; otherwise starts a throwaway redis-server on a free loopback port.
 #include <redcoord/redcoord.hpp>
 
@@ -21,8 +25,14 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -243,6 +253,126 @@ int bench_contended(const bench_env& env) {
     return st.failures == 0 ? 0 : 1;
 }
 
+// ---- processes ------------------------------------------------------------------------------
+
+// One process of the "processes" phase: `coroutines` coroutines acquire and release `key`
+// for warm-up + measure; the waits of acquisitions made in the measured window go to `out`
+// (one number of microseconds per line), then "failures N".
+int processes_child(const bench_env& env, const std::string& key, int index, int coroutines,
+                    milliseconds warmup, milliseconds measure, const std::string& out) {
+    client c(env.cfg);
+    redcoord::session s(c.conn, {.node_id = "bench-process-" + std::to_string(index)});
+    redcoord::lock_provider locks(s);
+    contended_state st;
+    st.waits_us.reserve(1 << 20);
+    int done = 0;
+    auto worker = [&](int id) -> asio::awaitable<void> {
+        redcoord::acquire_options opts;
+        opts.wait = 30s;
+        while (!st.stop && st.failures < 1000) {
+            const auto t0 = clock_type::now();
+            auto [ec, l] = co_await locks.async_acquire(key, opts, nothrow);
+            if (ec) {
+                ++st.failures;
+                continue;
+            }
+            if (st.measuring)
+                st.waits_us.push_back(std::chrono::duration_cast<std::chrono::microseconds>(
+                                          clock_type::now() - t0)
+                                          .count());
+            st.holder = id;
+            auto [rec] = co_await l.async_release(nothrow);
+            if (rec) ++st.failures;
+        }
+    };
+    for (int i = 0; i < coroutines; ++i)
+        asio::co_spawn(c.ioc, worker(i), [&](std::exception_ptr) { ++done; });
+    c.ioc.run_for(warmup);
+    st.measuring = true;
+    c.ioc.run_for(measure);
+    st.measuring = false;
+    st.stop = true;
+    run_until(c.ioc, [&] { return done == coroutines; });
+    std::ofstream f(out);
+    for (auto w : st.waits_us) f << w << "\n";
+    f << "failures " << st.failures << "\n";
+    return f ? 0 : 1;
+}
+
+int bench_processes(const bench_env& env) {
+    constexpr int processes = 4, coroutines = 10;
+    const milliseconds warmup = 1s, measure = 10s;
+    const std::string key = "bench:processes:" + env.run_tag;
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("redcoord-bench-processes-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    std::vector<pid_t> children;
+    std::cout.flush();
+    for (int i = 0; i < processes; ++i) {
+        const auto out = (dir / std::to_string(i)).string();
+        const pid_t pid = fork();
+        if (pid < 0) {
+            std::perror("fork");
+            return 1;
+        }
+        if (pid == 0) {
+            int rc = 1;
+            try {
+                rc = processes_child(env, key, i, coroutines, warmup, measure, out);
+            } catch (const std::exception& e) {
+                std::cerr << "processes: child " << i << ": " << e.what() << std::endl;
+            }
+            std::_Exit(rc);  // no destructors: the parent owns the server
+        }
+        children.push_back(pid);
+    }
+    bool ok = true;
+    for (auto pid : children) {
+        int status = 0;
+        waitpid(pid, &status, 0);
+        ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    std::vector<std::int64_t> all;
+    std::vector<std::size_t> counts;
+    long failures = 0;
+    for (int i = 0; i < processes; ++i) {
+        std::ifstream f(dir / std::to_string(i));
+        std::string line;
+        std::size_t n = 0;
+        while (std::getline(f, line)) {
+            if (line.rfind("failures ", 0) == 0) {
+                failures += std::stol(line.substr(9));
+                continue;
+            }
+            all.push_back(std::stoll(line));
+            ++n;
+        }
+        counts.push_back(n);
+    }
+    std::filesystem::remove_all(dir);
+    const double secs = std::chrono::duration<double>(measure).count();
+    const double total = static_cast<double>(std::max<std::size_t>(all.size(), 1));
+    double min_share = 1.0;
+    std::ostringstream shares;
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+        const double share = static_cast<double>(counts[i]) / total;
+        min_share = std::min(min_share, share);
+        shares << (i ? "," : "") << share;
+    }
+    std::ostringstream json;
+    json << "{\"bench\":\"locks_processes\",\"processes\":" << processes
+         << ",\"coroutines_per_process\":" << coroutines << ",\"seconds\":" << secs
+         << ",\"acquisitions\":" << all.size()
+         << ",\"acquisitions_per_s\":" << static_cast<long>(all.size() / secs)
+         << ",\"shares\":[" << shares.str() << "],\"min_share\":" << min_share
+         << ",\"wait_p50_ms\":" << percentile_ms(all, 0.50)
+         << ",\"wait_p99_ms\":" << percentile_ms(all, 0.99)
+         << ",\"wait_max_ms\":" << percentile_ms(all, 1.0) << ",\"failures\":" << failures
+         << ",\"targets\":{\"min_share\":0.1,\"wait_max_ms\":100}}";
+    std::cout << json.str() << std::endl;
+    return ok && failures == 0 ? 0 : 1;
+}
+
 // ---- watchdog -------------------------------------------------------------------------------
 
 struct watchdog_state {
@@ -404,5 +534,6 @@ int main(int argc, char** argv) {
     return run_phases("locks", argc, argv,
                       {{"uncontended", bench_uncontended},
                        {"contended", bench_contended},
+                       {"processes", bench_processes},
                        {"watchdog", bench_watchdog}});
 }

@@ -10,6 +10,7 @@
 #include <redcoord/session.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/json/value.hpp>
@@ -173,7 +174,7 @@ public:
 private:
     using void_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
     using json_handler = boost::asio::any_completion_handler<void(
-        boost::system::error_code, std::optional<boost::json::value>)>;
+        boost::system::error_code, std::optional<boost::json::value>, std::string)>;
     using bool_handler =
         boost::asio::any_completion_handler<void(boost::system::error_code, bool)>;
     using count_handler =
@@ -183,13 +184,28 @@ private:
     using fill_handler = boost::asio::any_completion_handler<void(std::exception_ptr,
                                                                   boost::json::value)>;
 
+    // True when the handler's associated executor is the session's own: get, set and del then
+    // complete it directly from the reply (they run on that executor) instead of through
+    // dispatch and the type-erased executors.
+    template <class Handler>
+    bool runs_on_session(const Handler& handler) const {
+        const auto ex = session_->get_executor();
+        auto assoc = boost::asio::get_associated_executor(handler, ex);
+        if constexpr (std::is_same_v<decltype(assoc), std::remove_const_t<decltype(ex)>>)
+            return assoc == ex;
+        else
+            return false;
+    }
+
     template <class T, class Token>
     auto initiate_get(std::string key, diagnostics* diag, Token&& token) {
         return boost::asio::async_initiate<Token,
                                            void(boost::system::error_code, std::optional<T>)>(
             [this](auto handler, std::string key, diagnostics* diag) {
-                auto convert = [diag, key](boost::system::error_code ec,
-                                           std::optional<boost::json::value> jv) {
+                const bool inline_ok = runs_on_session(handler);
+                // The key comes back with the value: only a failed conversion needs it.
+                auto convert = [diag](boost::system::error_code ec,
+                                      std::optional<boost::json::value> jv, std::string key) {
                     std::optional<T> v;
                     if (!ec && jv && !detail::json_value_to(*jv, v.emplace())) {
                         v.reset();
@@ -202,7 +218,7 @@ private:
                     return std::tuple<boost::system::error_code, std::optional<T>>(ec,
                                                                                   std::move(v));
                 };
-                get_impl(std::move(key), diag,
+                get_impl(std::move(key), diag, inline_ok,
                          detail::converting_handler(std::move(handler), std::move(convert)));
             },
             token, std::move(key), diag);
@@ -215,7 +231,9 @@ private:
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler, std::string key, boost::json::value value,
                    std::optional<std::chrono::milliseconds> ttl, diagnostics* diag) {
-                set_impl(std::move(key), std::move(value), ttl, diag, std::move(handler));
+                const bool inline_ok = runs_on_session(handler);
+                set_impl(std::move(key), std::move(value), ttl, diag, inline_ok,
+                         std::move(handler));
             },
             token, std::move(key), std::move(value), ttl, diag);
     }
@@ -224,7 +242,8 @@ private:
     auto initiate_del(std::string key, diagnostics* diag, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, bool)>(
             [this](auto handler, std::string key, diagnostics* diag) {
-                del_impl(std::move(key), diag, std::move(handler));
+                const bool inline_ok = runs_on_session(handler);
+                del_impl(std::move(key), diag, inline_ok, std::move(handler));
             },
             token, std::move(key), diag);
     }
@@ -260,11 +279,11 @@ private:
             token, std::move(key), std::move(make), ttl);
     }
 
-    void get_impl(std::string key, diagnostics* diag, json_handler handler);
+    void get_impl(std::string key, diagnostics* diag, bool inline_ok, json_handler handler);
     void set_impl(std::string key, boost::json::value value,
                   std::optional<std::chrono::milliseconds> ttl, diagnostics* diag,
-                  void_handler handler);
-    void del_impl(std::string key, diagnostics* diag, bool_handler handler);
+                  bool inline_ok, void_handler handler);
+    void del_impl(std::string key, diagnostics* diag, bool inline_ok, bool_handler handler);
     void clear_impl(diagnostics* diag, count_handler handler);
     void keys_impl(std::string pattern, diagnostics* diag, keys_handler handler);
     void get_or_set_impl(std::string key, detail::json_factory make,
@@ -272,6 +291,7 @@ private:
 
     session* session_;
     cache_options opts_;
+    std::string entry_prefix_;  // `{prefix}cache:`, what every entry's key starts with
 };
 
 }  // namespace redcoord

@@ -88,13 +88,13 @@ public:
     template <class Token = boost::asio::deferred_t>
     auto async_release(diagnostics& diag, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-            [this](auto handler, diagnostics* diag) { release_impl(*diag, std::move(handler)); },
+            [this](auto handler, diagnostics* diag) { release_impl(diag, std::move(handler)); },
             token, &diag);
     }
     template <class Token = boost::asio::deferred_t>
     auto async_release(Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-            [this](auto handler) { release_impl(scratch_diag(), std::move(handler)); }, token);
+            [this](auto handler) { release_impl(nullptr, std::move(handler)); }, token);
     }
 
     /// Sets the lease's TTL to ttl from now (and uses it for the next renewals).
@@ -107,7 +107,7 @@ public:
     auto async_extend(std::chrono::milliseconds ttl, diagnostics& diag, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler, std::chrono::milliseconds ttl, diagnostics* diag) {
-                extend_impl(ttl, *diag, std::move(handler));
+                extend_impl(ttl, diag, std::move(handler));
             },
             token, ttl, &diag);
     }
@@ -115,7 +115,7 @@ public:
     auto async_extend(std::chrono::milliseconds ttl, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler, std::chrono::milliseconds ttl) {
-                extend_impl(ttl, scratch_diag(), std::move(handler));
+                extend_impl(ttl, nullptr, std::move(handler));
             },
             token, ttl);
     }
@@ -135,10 +135,10 @@ public:
 
 private:
     using handler_type = boost::asio::any_completion_handler<void(boost::system::error_code)>;
-    void release_impl(diagnostics& diag, handler_type handler);
-    void extend_impl(std::chrono::milliseconds ttl, diagnostics& diag, handler_type handler);
+    // diag: the caller's diagnostics, or nullptr (the operation then writes its own).
+    void release_impl(diagnostics* diag, handler_type handler);
+    void extend_impl(std::chrono::milliseconds ttl, diagnostics* diag, handler_type handler);
     void wait_lost_impl(handler_type handler);
-    diagnostics& scratch_diag();
 
     std::shared_ptr<detail::lease_state> state_;
 };

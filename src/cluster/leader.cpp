@@ -229,36 +229,25 @@ leader_election::leader_election(session& s, leader_options opts, membership* me
 }
 
 void leader_election::campaign_impl(std::string name, lease_handler h) {
-    auto slot = asio::get_associated_cancellation_slot(h);
     campaign_args a{session_->impl(), opts_, members_, std::move(name)};
-    asio::co_spawn(session_->get_executor(), campaign(std::move(a)),
-                   asio::bind_cancellation_slot(
-                       slot, [h = std::move(h)](std::exception_ptr ep,
-                                                std::tuple<error_code, lease> r) mutable {
-                           if (ep) std::get<0>(r) = asio::error::operation_aborted;
-                           std::move(h)(std::get<0>(r), std::move(std::get<1>(r)));
-                       }));
+    detail::launch(session_->get_executor(), campaign(std::move(a)), std::move(h));
 }
 
 void leader_election::info_impl(std::string name, info_handler h) {
     auto s = session_->impl();
     diagnostics d;
     if (auto ec = detail::check_name("leadership name", name, d)) {
-        asio::post(s->conn.get_executor(),
-                   asio::append(std::move(h), ec, std::optional<leader_info>{}));
+        detail::complete_later(s->conn.get_executor(), std::move(h), ec,
+                               std::optional<leader_info>{});
         return;
     }
     auto run = [](std::shared_ptr<session_impl> s, std::string name)
-        -> asio::awaitable<std::pair<error_code, std::optional<leader_info>>> {
+        -> asio::awaitable<std::tuple<error_code, std::optional<leader_info>>> {
         const auto key = s->keys.leader(name);
-        co_return co_await read_info(*s, name, key);
+        auto [ec, info] = co_await read_info(*s, name, key);
+        co_return std::tuple{ec, std::move(info)};
     };
-    asio::co_spawn(s->conn.get_executor(), run(s, std::move(name)),
-                   [h = std::move(h)](std::exception_ptr ep,
-                                      std::pair<error_code, std::optional<leader_info>> r) mutable {
-                       if (ep) r.first = asio::error::operation_aborted;
-                       std::move(h)(r.first, std::move(r.second));
-                   });
+    detail::launch(s->conn.get_executor(), run(s, std::move(name)), std::move(h));
 }
 
 leader_election::watch& leader_election::watch::operator=(watch&& o) noexcept {

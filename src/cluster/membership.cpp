@@ -332,23 +332,6 @@ void check_options(const membership_options& o) {
     detail::check_duration_option("dead_check_interval", o.dead_check_interval, true);
 }
 
-template <class Handler, class... Args>
-void post_to(detail::session_impl& s, Handler&& h, Args&&... args) {
-    asio::post(s.conn.get_executor(),
-               asio::append(std::forward<Handler>(h), std::forward<Args>(args)...));
-}
-
-template <class T, class Handler>
-void spawn_with(detail::session_impl& s, asio::awaitable<std::pair<error_code, T>> op,
-                Handler h) {
-    asio::co_spawn(s.conn.get_executor(), std::move(op),
-                   [h = std::move(h)](std::exception_ptr ep,
-                                      std::pair<error_code, T> r) mutable {
-                       if (ep) r.first = asio::error::operation_aborted;
-                       std::move(h)(r.first, std::move(r.second));
-                   });
-}
-
 }  // namespace
 
 membership::membership(session& s, membership_options opts) {
@@ -376,11 +359,12 @@ void membership::join_impl(std::string node, ec_handler h) {
     auto& m = *impl_;
     if (node.empty()) node = m.s->node_id;
     if (m.s->closed) {
-        post_to(*m.s, std::move(h), error_code(error::session_closed));
+        detail::complete_later(m.s->conn.get_executor(), std::move(h),
+                               error_code(error::session_closed));
         return;
     }
     auto run = [](std::shared_ptr<detail::membership_impl> m, std::string node,
-                  std::uint64_t leaves) -> asio::awaitable<std::pair<error_code, int>> {
+                  std::uint64_t leaves) -> asio::awaitable<error_code> {
         request req;
         const std::vector<std::string> nodes{node};
         m->push_heartbeats(req, nodes);
@@ -390,11 +374,10 @@ void membership::join_impl(std::string node, ec_handler h) {
             m->hosted.insert(node);
             m->ensure_running();
         }
-        co_return std::pair{ec, 0};
+        co_return ec;
     };
     const auto leaves = m.leaves[node];
-    spawn_with<int>(*m.s, run(impl_, std::move(node), leaves),
-                    [h = std::move(h)](error_code ec, int) mutable { std::move(h)(ec); });
+    detail::launch(m.s->conn.get_executor(), run(impl_, std::move(node), leaves), std::move(h));
 }
 
 void membership::leave_impl(std::string node, ec_handler h) {
@@ -403,18 +386,17 @@ void membership::leave_impl(std::string node, ec_handler h) {
     m.hosted.erase(node);
     ++m.leaves[node];
     auto run = [](std::shared_ptr<detail::membership_impl> m,
-                  std::string node) -> asio::awaitable<std::pair<error_code, int>> {
+                  std::string node) -> asio::awaitable<error_code> {
         request req;
         m->push_leave(req, node);
         auto [ec, n] = co_await m->s->conn.async_exec(req, ignore, asio::as_tuple(asio::use_awaitable));
-        co_return std::pair{ec, 0};
+        co_return ec;
     };
-    spawn_with<int>(*m.s, run(impl_, std::move(node)),
-                    [h = std::move(h)](error_code ec, int) mutable { std::move(h)(ec); });
+    detail::launch(m.s->conn.get_executor(), run(impl_, std::move(node)), std::move(h));
 }
 
 void membership::nodes_impl(bool dead_only, nodes_handler h) {
-    spawn_with<std::vector<node_info>>(*impl_->s, impl_->nodes(dead_only), std::move(h));
+    detail::launch(impl_->s->conn.get_executor(), impl_->nodes(dead_only), std::move(h));
 }
 
 void membership::health_impl(
@@ -427,12 +409,12 @@ void membership::health_impl(
         for (const auto& n : all) (n.alive ? out.healthy : out.dead) += 1;
         co_return std::pair{ec, out};
     };
-    spawn_with<cluster_health>(*impl_->s, run(impl_), std::move(h));
+    detail::launch(impl_->s->conn.get_executor(), run(impl_), std::move(h));
 }
 
 void membership::check_dead_impl(
     asio::any_completion_handler<void(error_code, std::vector<std::string>)> h) {
-    spawn_with<std::vector<std::string>>(*impl_->s, impl_->check_dead(), std::move(h));
+    detail::launch(impl_->s->conn.get_executor(), impl_->check_dead(), std::move(h));
 }
 
 membership::watch& membership::watch::operator=(watch&& o) noexcept {

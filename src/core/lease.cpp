@@ -18,11 +18,6 @@ using detail::lease_state;
 
 namespace {
 
-template <class Handler>
-void post_result(detail::session_impl& s, Handler&& h, error_code ec) {
-    asio::post(s.conn.get_executor(), asio::append(std::forward<Handler>(h), ec));
-}
-
 std::string describe(const lease_state& l) {
     return "'" + l.resource + "' (key " + l.keys.front() + ", owner " + l.owner + ")";
 }
@@ -141,12 +136,9 @@ asio::cancellation_slot lease::cancellation_slot() {
     return sig.slot();
 }
 
-diagnostics& lease::scratch_diag() {
-    static thread_local diagnostics unused;
-    return state_ ? state_->scratch : unused;
-}
-
-void lease::release_impl(diagnostics& diag, handler_type handler) {
+void lease::release_impl(diagnostics* caller_diag, handler_type handler) {
+    detail::diag_target target(caller_diag);
+    auto& diag = target.get();
     diag.clear();
     if (!state_) {
         diag.set_client_message("release: the lease is empty (nothing was acquired)");
@@ -155,23 +147,26 @@ void lease::release_impl(diagnostics& diag, handler_type handler) {
     }
     auto& s = *state_->session;
     switch (state_->status) {
-        case status::released: post_result(s, std::move(handler), {}); return;
+        case status::released: detail::complete_later(s.conn.get_executor(), std::move(handler), error_code{}); return;
         case status::lost:
             if (s.closed) break;  // the session's end says more than the loss it caused
             diag.set_client_message("release of " + describe(*state_) + ": the lease was lost (" +
                                     state_->lost_reason.message() + ")");
-            post_result(s, std::move(handler), error::not_held);
+            detail::complete_later(s.conn.get_executor(), std::move(handler), error::not_held);
             return;
         case status::held: break;
     }
     if (s.closed) {
-        post_result(s, std::move(handler), session_gone(*state_, "release", diag));
+        detail::complete_later(s.conn.get_executor(), std::move(handler), session_gone(*state_, "release", diag));
         return;
     }
-    start_release(state_, &diag, std::move(handler));
+    start_release(state_, caller_diag, std::move(handler));
 }
 
-void lease::extend_impl(std::chrono::milliseconds ttl, diagnostics& diag, handler_type handler) {
+void lease::extend_impl(std::chrono::milliseconds ttl, diagnostics* caller_diag,
+                        handler_type handler) {
+    detail::diag_target target(caller_diag);
+    auto& diag = target.get();
     diag.clear();
     if (!state_) {
         diag.set_client_message("extend: the lease is empty (nothing was acquired)");
@@ -187,12 +182,13 @@ void lease::extend_impl(std::chrono::milliseconds ttl, diagnostics& diag, handle
     if (!ec && s.closed) ec = session_gone(*state_, "extend", diag);
     if (!ec && state_->status != status::held) ec = no_longer_held(*state_, diag);
     if (ec) {
-        post_result(s, std::move(handler), ec);
+        detail::complete_later(s.conn.get_executor(), std::move(handler), ec);
         return;
     }
     auto run = [](std::shared_ptr<lease_state> l, std::chrono::milliseconds ttl,
-                  diagnostics& diag) -> asio::awaitable<error_code> {
+                  detail::diag_target target) -> asio::awaitable<error_code> {
         auto& s = *l->session;
+        auto& diag = target.get();
         const auto sent = clock::now();
         // Renewals sent from now on ask for the new TTL too.
         l->ttl = ttl;
@@ -208,11 +204,7 @@ void lease::extend_impl(std::chrono::milliseconds ttl, diagnostics& diag, handle
         s.hold(l, sent);
         co_return error_code{};
     };
-    asio::co_spawn(s.conn.get_executor(), run(state_, ttl, diag),
-                   [h = std::move(handler)](std::exception_ptr ep, error_code ec) mutable {
-                       if (ep) ec = asio::error::operation_aborted;
-                       std::move(h)(ec);
-                   });
+    detail::launch(s.conn.get_executor(), run(state_, ttl, std::move(target)), std::move(handler));
 }
 
 void lease::wait_lost_impl(handler_type handler) {
@@ -222,11 +214,11 @@ void lease::wait_lost_impl(handler_type handler) {
     }
     auto& s = *state_->session;
     if (state_->status == status::lost) {
-        post_result(s, std::move(handler), {});
+        detail::complete_later(s.conn.get_executor(), std::move(handler), error_code{});
         return;
     }
     if (state_->status == status::released) {
-        post_result(s, std::move(handler), asio::error::operation_aborted);
+        detail::complete_later(s.conn.get_executor(), std::move(handler), asio::error::operation_aborted);
         return;
     }
     auto slot = asio::get_associated_cancellation_slot(handler);
@@ -237,7 +229,7 @@ void lease::wait_lost_impl(handler_type handler) {
             if (!l || l->status != status::held) return;
             auto h = std::move(*it);
             l->lost_waiters.erase(it);
-            post_result(*l->session, std::move(h), asio::error::operation_aborted);
+            detail::complete_later(l->session->conn.get_executor(), std::move(h), asio::error::operation_aborted);
         });
     }
 }
@@ -284,20 +276,21 @@ void session_impl::send_release(const std::shared_ptr<lease_state>& l, diagnosti
 void fenced_set_impl(session& s, std::string key, std::string value, std::int64_t token,
                      diagnostics* diag, asio::any_completion_handler<void(error_code)> handler) {
     auto impl = s.impl();
-    static thread_local diagnostics unused;
-    diagnostics& d = diag ? *diag : unused;
+    diag_target target(diag);
+    diagnostics& d = target.get();
     d.clear();
     error_code ec = check_name("fenced write key", key, d);
     if (!ec && token < 0)
         ec = invalid(d, "fenced write of '" + key + "': token " + std::to_string(token) +
                             " is negative (fencing tokens never are)");
     if (ec) {
-        post_result(*impl, std::move(handler), ec);
+        detail::complete_later(impl->conn.get_executor(), std::move(handler), ec);
         return;
     }
     auto run = [](std::shared_ptr<session_impl> s, std::string key, std::string value,
-                  std::int64_t token, diagnostics& diag) -> asio::awaitable<error_code> {
+                  std::int64_t token, diag_target target) -> asio::awaitable<error_code> {
         static const script& fenced = script::embedded("fenced_set");
+        auto& diag = target.get();
         std::vector<std::string> keys{key, keyspace::companion(key, "fence")};
         std::vector<std::string> args{std::to_string(token), std::move(value)};
         std::int64_t reply = 0;
@@ -308,12 +301,9 @@ void fenced_set_impl(session& s, std::string key, std::string value, std::int64_
                                 " is older than one already used");
         co_return error::stale_fencing_token;
     };
-    asio::co_spawn(impl->conn.get_executor(),
-                   run(impl, std::move(key), std::move(value), token, d),
-                   [h = std::move(handler)](std::exception_ptr ep, error_code ec) mutable {
-                       if (ep) ec = asio::error::operation_aborted;
-                       std::move(h)(ec);
-                   });
+    launch(impl->conn.get_executor(),
+           run(impl, std::move(key), std::move(value), token, std::move(target)),
+           std::move(handler));
 }
 
 }  // namespace detail

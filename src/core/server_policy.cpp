@@ -83,19 +83,21 @@ error_code session_impl::policy_refusal(diagnostics& diag, std::string_view what
     return error::evicting_server;
 }
 
-bool policy_gate(session_impl& s, diagnostics& diag, std::string_view what,
+bool policy_gate(session_impl& s, diag_target& diag, std::string_view what,
                  lease_handler& handler, std::function<void(lease_handler)> resume) {
     if (!s.opts.refuse_evicting_server) return false;
-    if (auto ec = s.policy_refusal(diag, what)) {
-        asio::post(s.conn.get_executor(), asio::append(std::move(handler), ec, lease()));
+    if (auto ec = s.policy_refusal(diag.get(), what)) {
+        complete_later(s.conn.get_executor(), std::move(handler), ec, lease());
         return true;
     }
     if (s.policy != session_impl::policy_state::unknown) return false;
-    s.wait_for_policy([&diag, what = std::string(what), h = std::move(handler),
+    // Only the caller's diagnostics outlive this call (the operation's own go with it).
+    s.wait_for_policy([caller = diag.caller(), what = std::string(what), h = std::move(handler),
                        resume = std::move(resume)](error_code ec) mutable {
         if (!ec) return resume(std::move(h));
-        diag.set_client_message(what + ": the server's maxmemory-policy could not be read "
-                                       "(refuse_evicting_server): " + ec.message());
+        if (caller)
+            caller->set_client_message(what + ": the server's maxmemory-policy could not be "
+                                              "read (refuse_evicting_server): " + ec.message());
         asio::dispatch(asio::append(std::move(h), ec, lease()));
     });
     return true;

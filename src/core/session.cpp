@@ -618,14 +618,11 @@ void session::close_impl(
     namespace asio = boost::asio;
     using boost::system::error_code;
     if (impl_->closed || impl_->closing) {
-        asio::post(impl_->conn.get_executor(), asio::append(std::move(h), error_code{}));
+        detail::complete_later(impl_->conn.get_executor(), std::move(h), error_code{});
         return;
     }
-    asio::co_spawn(impl_->conn.get_executor(), detail::session_impl::close_gracefully(impl_),
-                   [h = std::move(h)](std::exception_ptr ep, error_code ec) mutable {
-                       if (ep) ec = asio::error::operation_aborted;
-                       std::move(h)(ec);
-                   });
+    detail::launch(impl_->conn.get_executor(), detail::session_impl::close_gracefully(impl_),
+                   std::move(h));
 }
 
 connection& session::get_connection() const noexcept { return impl_->conn; }

@@ -1,6 +1,7 @@
 // Internals of a session: the push fan-out, the lease watchdog, lock wait queues, statistics.
 #pragma once
 
+#include "core/completion.hpp"
 #include "core/eval.hpp"
 #include "core/glob.hpp"
 #include "locks/lock_batch.hpp"
@@ -247,10 +248,23 @@ struct lock_waiter {
     bool attempt = false;  // woken to try (a release, a handoff, a gap)
     bool rearm = false;    // woken to recompute its fallback timer
     clock::time_point hint{};  // rearm: the holder's lease ends about then
+    bool yield = false;        // a handoff's attempt that yields to other nodes ("y")
     void wake_to_attempt() {
         attempt = true;
         timer->cancel();
     }
+};
+
+// How long a process may keep a busy lock among its own waiters (local handoff: a release
+// hands the lock to the next local waiter in the same script call) while another process
+// waits for it: after max_handoffs handoffs in a row or max_streak, whichever ends first, the
+// next handoff's attempt asks lock_ops.lua to yield ("y"): it is refused when another node
+// waits, the release's push lets that node's waiters in, and the local head attempts again
+// after yield_window.
+struct handoff_bounds {
+    static constexpr unsigned max_handoffs = 8;
+    static constexpr std::chrono::milliseconds max_streak{2};
+    static constexpr std::chrono::milliseconds yield_window{2};
 };
 
 struct lock_queue {
@@ -260,6 +274,9 @@ struct lock_queue {
     std::list<lock_waiter*> waiters;
     std::uint64_t listener = 0;
     std::unordered_multiset<std::string> own_releases;  // owners whose release we handed off
+    unsigned streak = 0;  // local handoffs in a row
+    clock::time_point streak_start{};
+    clock::time_point yield_until{};  // after a yield: releases' pushes do not wake us till then
     void wake_head() {
         if (fair) {
             for (auto* w : waiters) w->wake_to_attempt();
@@ -366,7 +383,7 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
 // completes it with error::evicting_server, or, while the policy is unknown, calls
 // resume(handler) once a read has found it (or completes handler with the read's error).
 using lease_handler = asio::any_completion_handler<void(error_code, lease)>;
-bool policy_gate(session_impl& s, diagnostics& diag, std::string_view what,
+bool policy_gate(session_impl& s, diag_target& diag, std::string_view what,
                  lease_handler& handler, std::function<void(lease_handler)> resume);
 
 // Throws error::bad_config naming the first option of o that is out of range.

@@ -43,17 +43,6 @@ std::optional<std::int64_t> to_int(std::string_view s) {
 
 void check_ttl(milliseconds ttl) { detail::check_duration_option("ttl", ttl); }
 
-template <class Handler>
-void launch_void(detail::session_impl& s, asio::awaitable<void> coro, Handler handler) {
-    const auto ex = s.conn.get_executor();
-    auto slot = asio::get_associated_cancellation_slot(handler);
-    asio::co_spawn(ex, std::move(coro),
-                   asio::bind_cancellation_slot(
-                       slot, [ex, h = std::move(handler)](std::exception_ptr ep) mutable {
-                           asio::dispatch(ex, asio::append(std::move(h), ep));
-                       }));
-}
-
 asio::awaitable<std::int64_t> arrive(std::shared_ptr<detail::session_impl> s, std::string batch,
                                      milliseconds ttl) {
     diagnostics d;
@@ -221,9 +210,9 @@ void dependencies::complete_impl(std::string job_id, bool success, std::string r
     if (!ec && s->closed) ec = error::session_closed;
     if (ec) return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d));
     auto& sr = *s;
-    launch_void(sr, complete(std::move(s), std::move(job_id), success, std::move(reason),
-                             opts_.ttl),
-                std::move(handler));
+    detail::launch_throwing(
+        sr, complete(std::move(s), std::move(job_id), success, std::move(reason), opts_.ttl),
+        std::move(handler));
 }
 
 void dependencies::wait_impl(std::string job_id, std::vector<std::string> deps,
@@ -238,8 +227,9 @@ void dependencies::wait_impl(std::string job_id, std::vector<std::string> deps,
     if (!ec && s->closed) ec = error::session_closed;
     if (ec) return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d));
     auto& sr = *s;
-    launch_void(sr, wait_deps(std::move(s), std::move(job_id), std::move(deps), deadline),
-                std::move(handler));
+    detail::launch_throwing(sr,
+                            wait_deps(std::move(s), std::move(job_id), std::move(deps), deadline),
+                            std::move(handler));
 }
 
 }  // namespace redcoord

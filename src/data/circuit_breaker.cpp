@@ -179,14 +179,8 @@ void circuit_breaker::execute_impl(std::string name, erased_op run, execute_hand
     error_code ec = detail::check_name("circuit name", name, d);
     if (!ec && s->closed) ec = error::session_closed;
     if (ec) return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d));
-    const auto ex = s->conn.get_executor();
-    auto slot = asio::get_associated_cancellation_slot(handler);
     execute_call call{s, opts_, std::move(name), std::move(run)};
-    asio::co_spawn(ex, execute_coro(std::move(call)),
-                   asio::bind_cancellation_slot(
-                       slot, [ex, h = std::move(handler)](std::exception_ptr ep) mutable {
-                           asio::dispatch(ex, asio::append(std::move(h), ep));
-                       }));
+    detail::launch_throwing(*s, execute_coro(std::move(call)), std::move(handler));
 }
 
 void circuit_breaker::state_impl(std::string name, diagnostics* diag, state_handler handler) {

@@ -48,18 +48,6 @@ bool to_int(const std::optional<std::string>& s, std::int64_t& out) {
     return ec == std::errc() && p == s->data() + s->size();
 }
 
-// Runs coro with the handler's cancellation slot; completes with (exception_ptr).
-template <class Handler>
-void launch_void(detail::session_impl& s, asio::awaitable<void> coro, Handler handler) {
-    const auto ex = s.conn.get_executor();
-    auto slot = asio::get_associated_cancellation_slot(handler);
-    asio::co_spawn(ex, std::move(coro),
-                   asio::bind_cancellation_slot(
-                       slot, [ex, h = std::move(handler)](std::exception_ptr ep) mutable {
-                           asio::dispatch(ex, asio::append(std::move(h), ep));
-                       }));
-}
-
 asio::awaitable<void> store(std::shared_ptr<detail::session_impl> s, std::string id,
                             result_status status, std::optional<json::value> value,
                             std::optional<json::value> metadata, result_options opts) {
@@ -213,7 +201,7 @@ void result_store::store_impl(std::string id, result_status status,
     if (!ec && s->closed) ec = error::session_closed;
     if (ec) return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d));
     auto& sr = *s;
-    launch_void(sr, store(std::move(s), std::move(id), status, std::move(value),
+    detail::launch_throwing(sr, store(std::move(s), std::move(id), status, std::move(value),
                           std::move(metadata), opts_),
                 std::move(handler));
 }

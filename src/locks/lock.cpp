@@ -1,6 +1,7 @@
 #include "wait/grant_wait.hpp"
 #include "locks/lock_value.hpp"
 #include "core/replica_ack.hpp"
+#include "core/completion.hpp"
 #include "core/session_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -63,14 +64,25 @@ struct attempt_result {
 using acquire_reply = detail::lock_op_reply;
 
 // A local release hands the lock to the next local waiter: its attempt joins the release's
-// script call, behind it; the release's own push is then skipped.
+// script call, behind it; the release's own push is then skipped. A long run of handoffs
+// yields to other nodes (handoff_bounds).
 void lock_handoff(detail::lease_state& l) {
     auto& s = *l.session;
     if (s.closed) return;
     auto it = s.lock_queues.find(l.keys.front());
-    if (it == s.lock_queues.end() || it->second->waiters.empty()) return;
-    it->second->own_releases.insert(l.owner);
-    it->second->wake_head();
+    if (it == s.lock_queues.end()) return;
+    auto& q = *it->second;
+    if (q.waiters.empty()) {
+        q.streak = 0;
+        return;
+    }
+    const auto now = clock::now();
+    using bounds = detail::handoff_bounds;
+    if (q.streak++ == 0) q.streak_start = now;
+    if (!q.fair && (q.streak > bounds::max_handoffs || now - q.streak_start >= bounds::max_streak))
+        q.waiters.front()->yield = true;
+    q.own_releases.insert(l.owner);
+    q.wake_head();
 }
 
 struct acquire_call {
@@ -81,10 +93,12 @@ struct acquire_call {
     std::string owner;
     milliseconds ttl;
     lock_names names;
-    diagnostics& diag;
+    detail::diag_target diag_;
+    diagnostics& diag() noexcept { return diag_.get(); }
     clock::time_point start = clock::now();
     std::string value{}, ttl_arg{}, waiter_ttl_arg{};  // what an attempt sends
     bool always_publish = false;  // the release publishes even when nobody waits
+    bool yield = false;  // the next attempt yields to other nodes (a long run of local handoffs)
     // The last attempt's outcome is unknown (its reply was lost): the next one sends the same
     // value with mode "k", so that a grant it may have made is recognized as this one's.
     bool maybe_granted = false;
@@ -100,10 +114,13 @@ struct acquire_call {
             detail::append_lock_value(value, owner, lo.enable_extension, now_ms, s->node_id);
         }
         ttl_arg = std::to_string(ttl.count());
-        static constexpr std::string_view modes[] = {"-", "r", "f", "rf", "k", "rk", "fk", "rfk"};
-        const std::string_view mode =
-            modes[(ao.reentrant ? 1 : 0) + (lo.fair ? 2 : 0) + (maybe_granted ? 4 : 0)];
-        e->diag = &diag;
+        static constexpr std::string_view modes[] = {"-",  "r",  "f",   "rf",   "k",  "rk",
+                                                     "fk", "rfk", "y",  "ry",   "fy", "rfy",
+                                                     "ky", "rky", "fky", "rfky"};
+        const std::string_view mode = modes[(ao.reentrant ? 1 : 0) + (lo.fair ? 2 : 0) +
+                                            (maybe_granted ? 4 : 0) + (yield ? 8 : 0)];
+        yield = false;
+        e->diag = &diag();
         if (lo.fair) {
             waiter_ttl_arg = std::to_string(lo.fair_waiter_timeout.count());
             s->lock_ops.add(std::move(e),
@@ -172,7 +189,7 @@ struct acquire_call {
         s->hold(st, r.sent);
         lease l(std::move(st));
         if (!valid) {
-            detail::drop_expired_grant(l, diag);
+            detail::drop_expired_grant(l, diag());
             r.granted = false;
             r.fence_or_pttl = 0;  // released: try again after the fallback's floor
             return l;
@@ -188,6 +205,8 @@ struct acquire_call {
         milliseconds d;
         if (pttl > 0)
             d = detail::bounded_ms(pttl);  // whatever PX another client wrote
+        else if (pttl == -4)  // yielded to another node's waiter: our turn comes after it
+            return detail::handoff_bounds::yield_window;
         else if (pttl == -3)  // fair: free, but earlier waiters first
             d = lo.fair_waiter_timeout / 3;
         else if (pttl == -1)  // a lock without TTL (written by hand): look again now and then
@@ -266,6 +285,7 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
                         q->own_releases.erase(it);  // handed over locally already
                         return;
                     }
+                    if (clock::now() < q->yield_until) return;  // yielded: see acquire_coro
                 }
                 q->wake_head();
             });
@@ -314,6 +334,7 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
         if (w.attempt) {
             w.attempt = false;
             w.rearm = false;
+            c.yield = std::exchange(w.yield, false);
             auto r = co_await c.attempt();
             lease l = r.granted ? granted(r, true) : lease();
             if (r.granted) {
@@ -342,6 +363,12 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
             // push precedes the replies of later commands): this attempt overtook it (the
             // release went again as EVAL after NOSCRIPT). Let that push wake us, then.
             q->own_releases.clear();
+            if (!r.ec && r.fence_or_pttl == -4) {
+                // Yielded (lock_handoff): the release's push wakes the other nodes' waiters;
+                // ours attempts after the window, so that one of theirs goes first.
+                q->streak = 0;
+                q->yield_until = detail::sat_add(clock::now(), detail::handoff_bounds::yield_window);
+            }
             const auto pause = r.ec ? c.lo.retry_delay : c.fallback(r.fence_or_pttl);
             wake_at = std::min(deadline, detail::sat_add(clock::now(), pause));
             // Woken while the attempt was out (a local handoff or a release's push): the
@@ -367,7 +394,7 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
     }
     leave(false, {});
     ++s.lock_stats.timeouts;
-    c.diag.set_client_message(detail::timeout_message("'" + c.name + "' (" + c.names.key + ")", wait,
+    c.diag().set_client_message(detail::timeout_message("'" + c.name + "' (" + c.names.key + ")", wait,
                                               last_error, expired_grant));
     co_return std::tuple{error_code(error::acquire_timeout), lease()};
 }
@@ -375,12 +402,6 @@ asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-
-template <class Handler, class... Args>
-void post_to(session_impl& s, Handler&& h, Args&&... args) {
-    asio::post(s.conn.get_executor(),
-               asio::append(std::forward<Handler>(h), std::forward<Args>(args)...));
-}
 
 using acquire_handler = asio::any_completion_handler<void(error_code, lease)>;
 
@@ -454,8 +475,8 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
                         std::string_view kind, std::string name, const lock_options& lo,
                         acquire_options opts, diagnostics* diag, bool once,
                         asio::any_completion_handler<void(error_code, lease)> handler) {
-    static thread_local diagnostics unused;
-    diagnostics& d = diag ? *diag : unused;
+    diag_target target(diag);
+    diagnostics& d = target.get();
     d.clear();
     error_code ec = detail::check_name(std::string(kind) + " name", name, d);
     auto what = [&] { return std::string(kind) + " '" + name + "'"; };
@@ -465,11 +486,11 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
         ec = detail::invalid(d, what() + ": reentrant acquisition needs the owner of the held lease");
     if (!ec) ec = s->check_open(d);
     if (ec) {
-        post_to(*s, std::move(handler), ec, lease());
+        complete_later(s->conn.get_executor(), std::move(handler), ec, lease());
         return;
     }
     if (s->opts.refuse_evicting_server &&
-        policy_gate(*s, d, what(), handler,
+        policy_gate(*s, target, what(), handler,
                     [s, main_key, kind, name, lo, opts, owner = std::string(opts.owner), diag,
                      once](lease_handler h) mutable {
                         opts.owner = owner;
@@ -488,7 +509,8 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
         return it != s->lock_queues.end() && !it->second->waiters.empty();
     }();
     lock_names names(std::move(main_key), lo.fair);
-    acquire_call call{s, lo, std::move(name), opts, std::move(owner), ttl, std::move(names), d};
+    acquire_call call{s, lo, std::move(name), opts, std::move(owner),
+                      ttl, std::move(names), std::move(target)};
     call.always_publish = kind != "lock";
     if (queued && !opts.reentrant && !once) {
         // Local waiters are ahead: queue behind them.
@@ -509,38 +531,37 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
 void lock_provider::extend_by_name_impl(std::string name, std::string owner, milliseconds ttl,
                                         diagnostics* diag, bool_handler handler) {
     auto s = session_->impl();
-    static thread_local diagnostics unused;
-    diagnostics& d = diag ? *diag : unused;
+    detail::diag_target target(diag);
+    diagnostics& d = target.get();
     d.clear();
     error_code ec = detail::check_name("lock name", name, d);
     if (!ec) ec = detail::check_name("owner", owner, d);
     if (!ec) ec = detail::check_duration_arg(d, "extend of lock '" + name + "'", "ttl", ttl);
     if (ec) {
-        post_to(*s, std::move(handler), ec, false);
+        detail::complete_later(s->conn.get_executor(), std::move(handler), ec, false);
         return;
     }
     auto run = [](std::shared_ptr<session_impl> s, std::string key, std::string owner,
                   milliseconds ttl,
-                  diagnostics& d) -> asio::awaitable<std::tuple<error_code, bool>> {
+                  detail::diag_target target) -> asio::awaitable<std::tuple<error_code, bool>> {
         std::int64_t reply = 0;
         const std::vector<std::string> keys{key};
         const std::vector<std::string> args{owner, std::to_string(ttl.count())};
-        auto [ec, n] = co_await detail::eval(s->conn, *lock_spec().renew, keys, args, reply, d);
+        auto [ec, n] =
+            co_await detail::eval(s->conn, *lock_spec().renew, keys, args, reply, target.get());
         co_return std::tuple{ec, !ec && reply == 1};
     };
-    asio::co_spawn(s->conn.get_executor(), run(s, s->keys.lock(name), std::move(owner), ttl, d),
-                   [h = std::move(handler)](std::exception_ptr ep,
-                                            std::tuple<error_code, bool> r) mutable {
-                       if (ep) std::get<0>(r) = asio::error::operation_aborted;
-                       std::move(h)(std::get<0>(r), std::get<1>(r));
-                   });
+    auto key = s->keys.lock(name);
+    detail::launch(s->conn.get_executor(),
+                   run(s, std::move(key), std::move(owner), ttl, std::move(target)),
+                   std::move(handler));
 }
 
 void lock_provider::force_release_impl(std::string name, bool_handler handler) {
     auto s = session_->impl();
     diagnostics d;
     if (auto ec = detail::check_name("lock name", name, d)) {
-        post_to(*s, std::move(handler), ec, false);
+        detail::complete_later(s->conn.get_executor(), std::move(handler), ec, false);
         return;
     }
     auto run = [](std::shared_ptr<session_impl> s,
@@ -553,12 +574,8 @@ void lock_provider::force_release_impl(std::string name, bool_handler handler) {
         auto [ec, n] = co_await detail::eval(s->conn, force, keys, args, reply, d);
         co_return std::tuple{ec, !ec && reply == 1};
     };
-    asio::co_spawn(s->conn.get_executor(), run(s, lock_names(s->keys.lock(name), false)),
-                   [h = std::move(handler)](std::exception_ptr ep,
-                                            std::tuple<error_code, bool> r) mutable {
-                       if (ep) std::get<0>(r) = asio::error::operation_aborted;
-                       std::move(h)(std::get<0>(r), std::get<1>(r));
-                   });
+    detail::launch(s->conn.get_executor(), run(s, lock_names(s->keys.lock(name), false)),
+                   std::move(handler));
 }
 
 }  // namespace redcoord

@@ -109,7 +109,8 @@ asio::awaitable<error_code> read_locks(session_impl& s, const std::vector<std::s
     co_return error_code{};
 }
 
-asio::awaitable<list_result> list_locks(std::shared_ptr<session_impl> s, diagnostics& diag) {
+asio::awaitable<list_result> find_active_locks(std::shared_ptr<session_impl> s,
+                                                 diagnostics& diag) {
     const std::string pattern = detail::glob_escape(s->keys.prefix()) + "lock:*";
     std::vector<active_lock> out;
     std::unordered_set<std::string> seen;  // SCAN may return a key more than once
@@ -133,6 +134,12 @@ asio::awaitable<list_result> list_locks(std::shared_ptr<session_impl> s, diagnos
 }
 
 // True when any node of the deployment has a heartbeat key.
+// The active locks, writing into the caller's diagnostics or the operation's own.
+asio::awaitable<list_result> list_locks(std::shared_ptr<session_impl> s,
+                                        detail::diag_target target) {
+    co_return co_await find_active_locks(std::move(s), target.get());
+}
+
 asio::awaitable<std::tuple<error_code, bool>> any_heartbeat(session_impl& s, diagnostics& diag) {
     const std::string pattern = detail::glob_escape(s.keys.prefix()) + "hb:*";
     std::string cursor = "0";
@@ -173,8 +180,9 @@ struct liveness_reads {
 };
 
 asio::awaitable<list_result> stale_locks(std::shared_ptr<session_impl> s, milliseconds stale_after,
-                                         diagnostics& diag) {
-    auto [ec, locks] = co_await list_locks(s, diag);
+                                         detail::diag_target target) {
+    auto& diag = target.get();
+    auto [ec, locks] = co_await find_active_locks(s, diag);
     if (ec || locks.empty()) co_return list_result{ec, std::move(locks)};
 
     std::vector<std::string> nodes;
@@ -215,23 +223,6 @@ asio::awaitable<list_result> stale_locks(std::shared_ptr<session_impl> s, millis
     co_return list_result{error_code{}, std::move(out)};
 }
 
-template <class Handler>
-void complete_with(session_impl& s, asio::awaitable<list_result> op, Handler&& handler) {
-    asio::co_spawn(s.conn.get_executor(), std::move(op),
-                   [h = std::forward<Handler>(handler)](std::exception_ptr ep,
-                                                        list_result r) mutable {
-                       if (ep) std::get<0>(r) = asio::error::operation_aborted;
-                       std::move(h)(std::get<0>(r), std::move(std::get<1>(r)));
-                   });
-}
-
-diagnostics& diag_or_scratch(diagnostics* diag) {
-    static thread_local diagnostics unused;
-    diagnostics& d = diag ? *diag : unused;
-    d.clear();
-    return d;
-}
-
 }  // namespace
 
 lock_monitor::lock_monitor(session& s) : session_(&s), provider_(s) {}
@@ -240,19 +231,23 @@ lock_statistics lock_monitor::statistics() const { return session_->get_lock_sta
 
 void lock_monitor::active_impl(diagnostics* diag, list_handler handler) {
     auto s = session_->impl();
-    auto& d = diag_or_scratch(diag);
-    complete_with(*s, list_locks(s, d), std::move(handler));
+    if (diag) diag->clear();
+    detail::launch(s->conn.get_executor(), list_locks(s, detail::diag_target(diag)),
+                   std::move(handler));
 }
 
 void lock_monitor::stale_impl(milliseconds stale_after, diagnostics* diag, list_handler handler) {
     auto s = session_->impl();
-    auto& d = diag_or_scratch(diag);
+    detail::diag_target target(diag);
+    auto& d = target.get();
+    d.clear();
     if (auto ec = detail::check_duration_arg(d, "stale locks", "stale_after", stale_after, true)) {
-        asio::post(s->conn.get_executor(),
-                   asio::append(std::move(handler), ec, std::vector<active_lock>{}));
+        detail::complete_later(s->conn.get_executor(), std::move(handler), ec,
+                               std::vector<active_lock>{});
         return;
     }
-    complete_with(*s, stale_locks(s, stale_after, d), std::move(handler));
+    detail::launch(s->conn.get_executor(), stale_locks(s, stale_after, std::move(target)),
+                   std::move(handler));
 }
 
 }  // namespace redcoord

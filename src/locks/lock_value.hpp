@@ -1,6 +1,6 @@
 // The value of a held lock or leadership, as lock_ops.lua writes it (a string with the
 // lease's TTL):
-//   <#owner> ':' <owner> ' ' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1> ' ' <node>
+//   <#owner> ':' <owner> ' ' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1/2> ' ' <node>
 // The owner is length-prefixed, so it may hold any byte and no owner's head is a prefix of
 // another's (waiters: an attempt found it held, so the release publishes). The holder's fencing
 // token is not in it: it is the resource's fencing counter (the companion key "fence"), which
@@ -54,7 +54,7 @@ inline std::optional<lock_value> parse_lock_value(std::string_view v) {
     if (!number(out.holds) || !number(wd) || !number(out.since_ms) || !number(waiters))
         return std::nullopt;
     out.watchdog = wd == 1;
-    out.waiters = waiters == 1;
+    out.waiters = waiters != 0;
     out.node = std::string(p, end);
     return out;
 }

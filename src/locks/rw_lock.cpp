@@ -51,7 +51,8 @@ struct rw_call {
     std::string owner;
     milliseconds ttl;
     rw_names names;
-    diagnostics& diag;
+    detail::diag_target diag_;
+    diagnostics& diag() noexcept { return diag_.get(); }
     bool marked = false;  // an attempt may have left a waiting mark (writers)
 
     // One local queue for readers and writers of the lock, keyed by its channel (the mutex
@@ -77,11 +78,11 @@ struct rw_call {
         r.sent = clock::now();
         // Not cancellable: a grant must be known, or the hold would stay until its TTL.
         auto [ec, n] = co_await detail::eval(s->conn, write ? acquire_write : acquire_read, keys,
-                                             args, reply, diag, {}, false);
+                                             args, reply, diag(), {}, false);
         r.ec = ec;
         if (!ec && reply.size() != 3) {
             r.ec = error::unexpected_reply;
-            diag.set_client_message(std::string(write ? "rw_acquire_write" : "rw_acquire_read") +
+            diag().set_client_message(std::string(write ? "rw_acquire_write" : "rw_acquire_read") +
                                     ": expected 3 integers");
         }
         if (r.ec) co_return r;
@@ -150,8 +151,8 @@ rw_lock_provider::rw_lock_provider(session& s, lock_options opts) : session_(&s)
 void rw_lock_provider::acquire_impl(std::string name, acquire_options opts, diagnostics* diag,
                                     bool write, bool once, acquire_handler handler) {
     auto s = session_->impl();
-    static thread_local diagnostics unused;
-    diagnostics& d = diag ? *diag : unused;
+    detail::diag_target target(diag);
+    diagnostics& d = target.get();
     d.clear();
     const char* kind = write ? "write lock '" : "read lock '";
     error_code ec = detail::check_name("lock name", name, d);
@@ -164,11 +165,11 @@ void rw_lock_provider::acquire_impl(std::string name, acquire_options opts, diag
                                     "read-write lock");
     if (!ec) ec = s->check_open(d);
     if (ec) {
-        detail::post_result_to(*s, std::move(handler), ec, lease());
+        detail::complete_later(s->conn.get_executor(), std::move(handler), ec, lease());
         return;
     }
     if (s->opts.refuse_evicting_server &&
-        detail::policy_gate(*s, d, kind + name + "'", handler,
+        detail::policy_gate(*s, target, kind + name + "'", handler,
                             [p = *this, name, opts, owner = std::string(opts.owner), diag, write,
                              once](acquire_handler h) mutable {
                                 opts.owner = owner;
@@ -185,7 +186,8 @@ void rw_lock_provider::acquire_impl(std::string name, acquire_options opts, diag
     ws.wake_all = true;
     ws.lock_stats = true;
     rw_names names(s->keys, name);
-    rw_call call{s, opts_, write, std::move(name), std::move(owner), ttl, std::move(names), d};
+    rw_call call{s,   opts_,           write,           std::move(name), std::move(owner),
+                 ttl, std::move(names), std::move(target)};
     detail::spawn_acquire(*s, detail::wait_for_grant(std::move(call), ws, once),
                           detail::confirming_grants(*s, diag, std::move(handler)));
 }

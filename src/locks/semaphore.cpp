@@ -40,7 +40,8 @@ struct semaphore_call {
     std::string owner;
     milliseconds ttl;
     semaphore_names names;
-    diagnostics& diag;
+    detail::diag_target diag_;
+    diagnostics& diag() noexcept { return diag_.get(); }
 
     const std::string& queue_key() const { return names.key; }
     const std::string& channel() const { return names.channel; }
@@ -56,11 +57,11 @@ struct semaphore_call {
         r.sent = clock::now();
         // Not cancellable: a grant must be known, or the permit would stay taken until its TTL.
         auto [ec, n] =
-            co_await detail::eval(s->conn, acquire, keys, args, reply, diag, {}, false);
+            co_await detail::eval(s->conn, acquire, keys, args, reply, diag(), {}, false);
         r.ec = ec;
         if (!ec && reply.size() != 4) {
             r.ec = error::unexpected_reply;
-            diag.set_client_message("semaphore_acquire: expected 4 integers");
+            diag().set_client_message("semaphore_acquire: expected 4 integers");
         }
         if (r.ec) co_return r;
         r.granted = reply[0] == 1;
@@ -117,8 +118,8 @@ void semaphore_provider::acquire_impl(std::string name, std::int64_t permits,
                                       acquire_options opts, diagnostics* diag, bool once,
                                       acquire_handler handler) {
     auto s = session_->impl();
-    static thread_local diagnostics unused;
-    diagnostics& d = diag ? *diag : unused;
+    detail::diag_target target(diag);
+    diagnostics& d = target.get();
     d.clear();
     error_code ec = detail::check_name("semaphore name", name, d);
     if (!ec) ec = check_permits(name, permits, d);
@@ -130,11 +131,11 @@ void semaphore_provider::acquire_impl(std::string name, std::int64_t permits,
                                     "': reentrant acquisition is not supported by semaphores");
     if (!ec) ec = s->check_open(d);
     if (ec) {
-        detail::post_result_to(*s, std::move(handler), ec, lease());
+        detail::complete_later(s->conn.get_executor(), std::move(handler), ec, lease());
         return;
     }
     if (s->opts.refuse_evicting_server &&
-        detail::policy_gate(*s, d, "semaphore '" + name + "'", handler,
+        detail::policy_gate(*s, target, "semaphore '" + name + "'", handler,
                             [p = *this, name, permits, opts, owner = std::string(opts.owner),
                              diag, once](acquire_handler h) mutable {
                                 opts.owner = owner;
@@ -150,7 +151,7 @@ void semaphore_provider::acquire_impl(std::string name, std::int64_t permits,
     ws.lock_stats = false;
     semaphore_names names(s->keys, name);
     semaphore_call call{s,   opts_, std::move(name), permits, std::move(owner),
-                        ttl, std::move(names), d};
+                        ttl, std::move(names), std::move(target)};
     detail::spawn_acquire(*s, detail::wait_for_grant(std::move(call), ws, once),
                           detail::confirming_grants(*s, diag, std::move(handler)));
 }
@@ -158,31 +159,29 @@ void semaphore_provider::acquire_impl(std::string name, std::int64_t permits,
 void semaphore_provider::available_impl(std::string name, std::int64_t permits,
                                         diagnostics* diag, count_handler handler) {
     auto s = session_->impl();
-    static thread_local diagnostics unused;
-    diagnostics& d = diag ? *diag : unused;
+    detail::diag_target target(diag);
+    diagnostics& d = target.get();
     d.clear();
     error_code ec = detail::check_name("semaphore name", name, d);
     if (!ec) ec = check_permits(name, permits, d);
     if (!ec && s->closed) ec = error::session_closed;
     if (ec) {
-        detail::post_result_to(*s, std::move(handler), ec, std::int64_t{0});
+        detail::complete_later(s->conn.get_executor(), std::move(handler), ec, std::int64_t{0});
         return;
     }
     auto run = [](std::shared_ptr<session_impl> s, std::string key, std::int64_t permits,
-                  diagnostics& d) -> asio::awaitable<std::tuple<error_code, std::int64_t>> {
+                  detail::diag_target target)
+        -> asio::awaitable<std::tuple<error_code, std::int64_t>> {
         static const script& available = script::embedded("semaphore_available");
         std::int64_t reply = 0;
         const std::vector<std::string> keys{key};
         const std::vector<std::string> args{std::to_string(permits)};
-        auto [ec, n] = co_await detail::eval(s->conn, available, keys, args, reply, d);
+        auto [ec, n] = co_await detail::eval(s->conn, available, keys, args, reply, target.get());
         co_return std::tuple{ec, ec ? std::int64_t{0} : reply};
     };
-    asio::co_spawn(s->conn.get_executor(), run(s, s->keys.semaphore(name), permits, d),
-                   [h = std::move(handler)](std::exception_ptr ep,
-                                            std::tuple<error_code, std::int64_t> r) mutable {
-                       if (ep) std::get<0>(r) = asio::error::operation_aborted;
-                       std::move(h)(std::get<0>(r), std::get<1>(r));
-                   });
+    auto key = s->keys.semaphore(name);
+    detail::launch(s->conn.get_executor(), run(s, std::move(key), permits, std::move(target)),
+                   std::move(handler));
 }
 
 }  // namespace redcoord

@@ -6,18 +6,22 @@
 --   <#owner> ":" <owner> " " <holds> " " <watchdog 0/1> " " <since, Unix ms> " " <waiters 0/1> " " <node>
 -- The owner is length-prefixed, so it may hold any byte: the head "<#owner>:<owner> " of one
 -- owner is never a prefix of another's. The node is the rest of the value. "waiters" is set
--- to 1 by an attempt that found the lock held: only then does the release publish (the wake-up).
+-- by an attempt that found the lock held, to 1 when it came from the holder's node and to 2
+-- when from another node: only then does the release publish (the wake-up).
 --
 -- Attempt: ARGV "a", value (with one hold; the client's clock gives "since", for display
--- only), ttl_ms, mode ("-" or any of "r" reentrant, "f" fair and "k": this same value may have
--- been granted by an earlier attempt whose reply was lost), and in fair mode waiter_ttl_ms.
+-- only), ttl_ms, mode ("-" or any of "r" reentrant, "f" fair, "k": this same value may have
+-- been granted by an earlier attempt whose reply was lost, and "y": yield, i.e. do not take
+-- the lock when a release earlier in this call found another node waiting for it), and in fair
+-- mode waiter_ttl_ms.
 -- KEYS: the lock, its fencing counter (incremented on every grant and never expiring, so
 -- tokens only grow; while the lock is held it is the holder's fencing token), and in fair mode
 -- the wait queue (a list of owners in arrival order) and a zset of their registration
 -- deadlines in server milliseconds.
 -- Replies the fence (an integer) when granted; {0, pttl_of_holder} when held by another or,
 -- without "r", by the same owner (an owner holds a lock once unless it asks for reentrancy);
--- {0, -3} in fair mode when the lock is free but earlier waiters come first.
+-- {0, -3} in fair mode when the lock is free but earlier waiters come first; {0, -4} with "y"
+-- when the lock is free but another node waits for it (the release published: it gets a turn).
 --
 -- Release of one hold: ARGV "r", owner, channel, always ("1": publish even when nobody waits,
 -- for leaderships). KEYS: the lock. The last hold deletes it and, when someone waits (the
@@ -38,8 +42,14 @@ local function head_end(v)
     return e
 end
 
+-- The locks whose release in this call found another node waiting (waiters flag 2).
+local others_waited = {}
+
 local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_ttl)
     local fair = mode ~= '-' and string.find(mode, 'f', 1, true) ~= nil
+    if others_waited[key] and mode ~= '-' and string.find(mode, 'y', 1, true) then
+        return {0, -4}
+    end
     local held
     if fair then
         held = redis.call('GET', key)
@@ -95,13 +105,20 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
                 end
             end
         end
-        -- Someone waits: the release must publish.
+        -- Someone waits: the release must publish. 1: a waiter of the holder's node; 2: of
+        -- another node (a local handoff may then yield to it, with "y").
         local hhe = head_end(held)
         local _, fields_end
         if hhe then _, fields_end = string.find(held, '^%d+ %d %-?%d+ ', hhe + 1) end
-        if fields_end and string.sub(held, fields_end + 1, fields_end + 1) == '0' then
-            redis.call('SET', key, string.sub(held, 1, fields_end) .. '1' ..
-                       string.sub(held, fields_end + 2), 'KEEPTTL')
+        local flag = fields_end and string.byte(held, fields_end + 1)
+        if flag and flag ~= 50 then  -- not "2" already
+            local _, vfe = string.find(value, '^%d+ %d %-?%d+ ', he + 1)
+            local other = vfe and string.sub(value, vfe + 3) ~= string.sub(held, fields_end + 3)
+            local want = other and '2' or '1'
+            if string.char(flag) ~= want then
+                redis.call('SET', key, string.sub(held, 1, fields_end) .. want ..
+                           string.sub(held, fields_end + 2), 'KEEPTTL')
+            end
         end
         if fair then enqueue() end
         return {0, redis.call('PTTL', key)}
@@ -157,7 +174,9 @@ local function release(key, owner, channel, always)
     end
     redis.call('DEL', key)
     local since_end = string.find(v, ' ', holds_end + 3, true)
-    if always == '1' or not since_end or string.byte(v, since_end + 1) ~= 48 then  -- waiters ~= "0"
+    local waiters = since_end and string.byte(v, since_end + 1)
+    if waiters == 50 then others_waited[key] = true end  -- "2": another node waits
+    if always == '1' or not since_end or waiters ~= 48 then  -- waiters ~= "0"
         redis.call('PUBLISH', channel, owner)
     end
     return 1

@@ -59,7 +59,7 @@ struct wait_settings {
 };
 
 // Call provides:
-//   std::shared_ptr<session_impl> s;  diagnostics& diag;  milliseconds ttl;
+//   std::shared_ptr<session_impl> s;  diagnostics& diag();  milliseconds ttl;
 //   const std::string& queue_key() const;  const std::string& channel() const;
 //   asio::awaitable<grant_reply> attempt(bool waiting);   (not cancellable)
 //   lease make_lease(const grant_reply&);
@@ -92,7 +92,7 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
     bool expired_grant = false;
     auto granted = [&](grant_reply& r, bool contended) {
         lease l = c.make_lease(r);
-        if (!keep_if_valid(l, c.diag)) {
+        if (!keep_if_valid(l, c.diag())) {
             r.granted = false;
             r.wait_ms = 0;
             expired_grant = true;
@@ -238,7 +238,7 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(Call c, wait_setti
     }
     leave(nullptr);
     if (ws.lock_stats) ++s.lock_stats.timeouts;
-    c.diag.set_client_message(timeout_message(c.what(), ws.wait, last_error, expired_grant));
+    c.diag().set_client_message(timeout_message(c.what(), ws.wait, last_error, expired_grant));
     co_return std::tuple{error_code(error::acquire_timeout), lease()};
 }
 #if defined(__GNUC__) && !defined(__clang__)
@@ -259,28 +259,11 @@ inline void local_handoff(lease_state& l) {
     it->second->wake_head();
 }
 
-// Runs an acquisition (wait_for_grant) and completes handler with its result through the
-// handler's associated executor. The handler's cancellation slot is bound to the coroutine, so
-// cancelling the caller's operation reaches the wait.
-inline void spawn_acquire(
-    session_impl& s, asio::awaitable<std::tuple<error_code, lease>> op,
-    asio::any_completion_handler<void(error_code, lease)> handler) {
-    auto slot = asio::get_associated_cancellation_slot(handler);
-    asio::co_spawn(
-        s.conn.get_executor(), std::move(op),
-        asio::bind_cancellation_slot(
-            slot, [h = std::move(handler)](std::exception_ptr ep,
-                                           std::tuple<error_code, lease> r) mutable {
-                if (ep) std::get<0>(r) = asio::error::operation_aborted;
-                asio::dispatch(asio::append(std::move(h), std::get<0>(r),
-                                            std::move(std::get<1>(r))));
-            }));
-}
-
-template <class Handler, class... Args>
-void post_result_to(session_impl& s, Handler&& h, Args&&... args) {
-    asio::post(s.conn.get_executor(),
-               asio::append(std::forward<Handler>(h), std::forward<Args>(args)...));
+// Runs an acquisition (wait_for_grant) through the one completion path (launch): the handler's
+// cancellation slot reaches the wait, and it completes through its associated executor.
+inline void spawn_acquire(session_impl& s, asio::awaitable<std::tuple<error_code, lease>> op,
+                          asio::any_completion_handler<void(error_code, lease)> handler) {
+    launch(s.conn.get_executor(), std::move(op), std::move(handler));
 }
 
 }  // namespace redcoord::detail

@@ -1,6 +1,6 @@
 // The fields of a held lock or leadership as Redis stores them (lock_ops.lua), split for
 // tests that look at the key itself:
-//   <#owner> ':' <owner> ' ' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1> ' ' <node>
+//   <#owner> ':' <owner> ' ' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1/2> ' ' <node>
 // (written out here rather than taken from the library, so a library bug cannot hide here).
 #pragma once
 

@@ -11,6 +11,11 @@
 //       Exit code 0 when every acquisition, command and release succeeded and no two
 //       coroutines of this process were ever inside at once.
 //
+//   lock_worker <port> busy <lock> <coroutines> <rounds>
+//       As counter, but the coroutines start only once the key "go" exists (so that every
+//       process contends from the start) and do not pause between rounds: the lock is always
+//       wanted, by this process's own coroutines too.
+//
 //   lock_worker <port> hold <lock> <ttl_ms> <resource>
 //       Acquires <lock> with that TTL (watchdog on) and prints "acquired <fence>"; writes
 //       <resource> fenced with its token ("fenced-write ok"); then waits until the lease is lost
@@ -52,11 +57,28 @@ using redcoord::test::worker::ping;
 using redcoord::test::worker::say;
 
 asio::awaitable<int> counter_mode(redcoord::connection& conn, std::string lock, int coroutines,
-                                  int rounds) {
+                                  int rounds, bool busy) {
     if (!co_await ping(conn)) co_return 1;
     redcoord::session s(conn, {.node_id = "worker-" + std::to_string(::getpid())});
     redcoord::lock_provider locks(s, {.default_lock_timeout = 1s});
     say("ready");
+    if (busy) {
+        asio::steady_timer gate(co_await asio::this_coro::executor);
+        for (;;) {
+            redcoord::request req;
+            req.push("EXISTS", "go");
+            std::int64_t exists = 0;
+            redcoord::diagnostics diag;
+            auto [ec, n] = co_await conn.async_exec(req, exists, diag, nothrow);
+            if (ec) {
+                say("error EXISTS go: " + describe(ec, diag));
+                co_return 1;
+            }
+            if (exists == 1) break;
+            gate.expires_after(1ms);
+            co_await gate.async_wait(nothrow);
+        }
+    }
 
     int inside = 0;
     int finished = 0;
@@ -108,6 +130,7 @@ asio::awaitable<int> counter_mode(redcoord::connection& conn, std::string lock, 
                     auto [rec] = co_await l.async_release(diag, nothrow);
                     if (rec) fail("release: " + describe(rec, diag));
                     ++sections;
+                    if (busy) continue;
                     t.expires_after(milliseconds(r % 3));
                     co_await t.async_wait(nothrow);
                 }
@@ -175,7 +198,7 @@ asio::awaitable<int> hold_mode(redcoord::connection& conn, std::string lock, mil
 }
 
 int usage() {
-    say("error usage: lock_worker <port> counter <lock> <coroutines> <rounds> | "
+    say("error usage: lock_worker <port> counter|busy <lock> <coroutines> <rounds> | "
         "lock_worker <port> hold <lock> <ttl_ms> <resource>");
     return 2;
 }
@@ -193,8 +216,9 @@ int main(int argc, char** argv) {
     conn.async_run(config_for(port), asio::detached);
 
     asio::awaitable<int> body = [&]() -> asio::awaitable<int> {
-        if (mode == "counter" && argc == 6)
-            return counter_mode(conn, argv[3], std::atoi(argv[4]), std::atoi(argv[5]));
+        if ((mode == "counter" || mode == "busy") && argc == 6)
+            return counter_mode(conn, argv[3], std::atoi(argv[4]), std::atoi(argv[5]),
+                                mode == "busy");
         if (mode == "hold" && argc == 6)
             return hold_mode(conn, argv[3], milliseconds(std::atoll(argv[4])), argv[5]);
         return {};

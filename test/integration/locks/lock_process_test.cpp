@@ -171,6 +171,61 @@ TEST_CASE("lock process: 3 processes x 20 coroutines do a non-atomic read-modify
         120s);
 }
 
+TEST_CASE("lock process: 3 busy processes on one lock in the default mode: none is starved "
+          "by another's local handoffs",
+          "[lock-process]") {
+    // Each process's coroutines want the lock all the time. A release hands it to the next
+    // local waiter, but only so long while another process waits: until the first process has
+    // done all its rounds, every process must have had at least 10% of the critical sections.
+    with_connection(
+        [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+            constexpr int processes = 3, coroutines = 10, rounds = 100;
+            constexpr int per_process = coroutines * rounds;
+            std::vector<std::unique_ptr<worker>> workers;
+            for (int p = 0; p < processes; ++p) {
+                std::vector<std::string> args{port_of(srv), "busy", "busy",
+                                              std::to_string(coroutines),
+                                              std::to_string(rounds)};
+                workers.push_back(std::make_unique<worker>(std::move(args)));
+            }
+            for (auto& w : workers) {
+                auto ready = co_await w->line_starting_with("ready", 30s);
+                INFO(w->transcript());
+                REQUIRE(ready);
+            }
+            co_await command(conn, "SET", "go", "1");
+            for (auto& w : workers) {
+                auto done = co_await w->line_starting_with("done ", 100s);
+                INFO(w->transcript());
+                REQUIRE(done);
+                CHECK(*done == "done " + std::to_string(per_process));
+                auto code = co_await w->wait_exit(10s);
+                REQUIRE(code);
+                CHECK(*code == 0);
+            }
+            auto holders = co_await lrange_all(conn, "holders");
+            REQUIRE(holders.size() == static_cast<std::size_t>(processes * per_process));
+            // The critical sections until the first process did its last one.
+            std::map<std::string, int> seen;
+            std::size_t first_done = holders.size();
+            for (std::size_t i = 0; i < holders.size(); ++i) {
+                if (++seen[holders[i]] == per_process) {
+                    first_done = i + 1;
+                    break;
+                }
+            }
+            std::map<std::string, int> shares;
+            for (std::size_t i = 0; i < first_done; ++i) ++shares[holders[i]];
+            INFO("critical sections until the first process finished: " << first_done);
+            REQUIRE(shares.size() == static_cast<std::size_t>(processes));
+            for (const auto& [node, n] : shares) {
+                INFO(node << " had " << n);
+                CHECK(n * 10 >= static_cast<int>(first_done));
+            }
+        },
+        120s);
+}
+
 TEST_CASE("lock process: a holder killed with SIGKILL leaves the lock free after its TTL, and the "
           "next holder gets a larger fencing token",
           "[lock-process]") {

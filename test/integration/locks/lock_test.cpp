@@ -1161,3 +1161,90 @@ TEST_CASE("lock: statistics count acquisitions, contended ones and timeouts", "[
 }
 
 }  // namespace
+
+namespace {
+
+// A held lock's value as lock_ops.lua stores it (lock_fields.hpp), with one hold.
+std::string stored_lock(const std::string& owner, const std::string& node, char waiters) {
+    return std::to_string(owner.size()) + ":" + owner + " 1 0 1700000000000 " + waiters + " " +
+           node;
+}
+
+// Runs lock_ops.lua with keys and args; the diagnostics say why when it fails.
+asio::awaitable<void> lock_ops(redcoord::connection& conn, std::vector<std::string> keys,
+                               std::vector<std::string> args) {
+    redcoord::diagnostics diag;
+    const auto& ops = redcoord::script::embedded("lock_ops");
+    redcoord::ignore_t sink;
+    auto [ec, n] = co_await redcoord::async_eval(conn, ops, std::move(keys), std::move(args), sink,
+                                                 diag, nothrow);
+    INFO(diag.message());
+    REQUIRE_FALSE(ec);
+}
+
+}  // namespace
+
+TEST_CASE("lock: a waiter of another node is told apart from one of the holder's node",
+          "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session a(conn, {.node_id = "node-a"});
+        session b(conn, {.node_id = "node-b"});
+        lock_provider locks_a(a), locks_b(b);
+        auto held = co_await must_acquire(locks_a, "told-apart", {});
+        auto waiters = [&]() -> asio::awaitable<std::string> {
+            const auto stored = co_await command(conn, "GET", "redcoord:lock:told-apart");
+            co_return redcoord::test::split_lock_value(stored).waiters;
+        };
+        // A try that finds the lock held, then the flag it leaves.
+        auto try_held = [&](lock_provider& locks) -> asio::awaitable<std::string> {
+            auto [ec, l] = co_await locks.async_try_acquire("told-apart", {}, nothrow);
+            REQUIRE_FALSE(ec);
+            CHECK_FALSE(l);
+            co_return co_await waiters();
+        };
+        const auto before = co_await waiters();
+        CHECK(before == "0");
+        // The holder's node tries: 1. Another node tries: 2, and it stays 2 when the holder's
+        // node tries again.
+        const auto after_same = co_await try_held(locks_a);
+        CHECK(after_same == "1");
+        const auto after_other = co_await try_held(locks_b);
+        CHECK(after_other == "2");
+        const auto still = co_await try_held(locks_a);
+        CHECK(still == "2");
+        co_await must_release(held);
+    });
+}
+
+TEST_CASE("lock: a yielding handoff is refused only when another node waits", "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        const std::string key = "yield:lock", fence = "yield:fence", channel = "yield:released";
+        auto holder = [&]() -> asio::awaitable<std::string> {
+            const auto exists = co_await command(conn, "EXISTS", key);
+            if (exists == "0") co_return std::string();
+            const auto stored = co_await command(conn, "GET", key);
+            co_return redcoord::test::split_lock_value(stored).owner;
+        };
+        for (char flag : {'0', '1', '2'}) {
+            for (std::string mode : {"y", "-"}) {
+                INFO("waiters flag " << flag << ", mode " << mode);
+                const auto stored = stored_lock("a1", "node-a", flag);
+                co_await command(conn, "SET", key, stored, "PX", "10000");
+                // The release of a1 and the handoff attempt of a2 (same node) in one call, as
+                // a local handoff sends them; mode "y" asks to yield to other nodes.
+                std::vector<std::string> keys{key, key, fence};
+                std::vector<std::string> args{"r", "a1", channel, "0", "a",
+                                              stored_lock("a2", "node-a", '0'), "10000", mode};
+                co_await lock_ops(conn, std::move(keys), std::move(args));
+                const auto owner = co_await holder();
+                // Refused (the lock stays free for the other node) only with "y" and a waiter
+                // of another node; else handed over.
+                if (flag == '2' && mode == "y")
+                    CHECK(owner.empty());
+                else
+                    CHECK(owner == "a2");
+                co_await command(conn, "DEL", key);
+            }
+        }
+    });
+}
