@@ -118,12 +118,12 @@ void launch(const asio::any_io_executor& ex, asio::awaitable<T> coro, Handler ha
     using result = completion::error_code_result<T>;
     auto slot = asio::get_associated_cancellation_slot(handler);
     asio::co_spawn(ex, std::move(coro),
-                   asio::bind_cancellation_slot(slot, [ex, h = std::move(handler)](
+                   asio::bind_cancellation_slot(slot, [h = std::move(handler)](
                                                           std::exception_ptr ep, T r) mutable {
                        if (ep) r = result::aborted();
                        result::apply(
                            [&](auto&&... args) {
-                               asio::dispatch(ex, asio::append(std::move(h), std::move(args)...));
+                               asio::dispatch(asio::append(std::move(h), std::move(args)...));
                            },
                            std::move(r));
                    }));
@@ -138,14 +138,14 @@ void launch_throwing(const asio::any_io_executor& ex, asio::awaitable<V> coro, H
     if constexpr (std::is_void_v<V>) {
         asio::co_spawn(ex, std::move(coro),
                        asio::bind_cancellation_slot(
-                           slot, [ex, h = std::move(handler)](std::exception_ptr ep) mutable {
-                               asio::dispatch(ex, asio::append(std::move(h), ep));
+                           slot, [h = std::move(handler)](std::exception_ptr ep) mutable {
+                               asio::dispatch(asio::append(std::move(h), ep));
                            }));
     } else {
         asio::co_spawn(ex, std::move(coro),
                        asio::bind_cancellation_slot(
-                           slot, [ex, h = std::move(handler)](std::exception_ptr ep, V v) mutable {
-                               asio::dispatch(ex, asio::append(std::move(h), ep, std::move(v)));
+                           slot, [h = std::move(handler)](std::exception_ptr ep, V v) mutable {
+                               asio::dispatch(asio::append(std::move(h), ep, std::move(v)));
                            }));
     }
 }
