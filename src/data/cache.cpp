@@ -299,11 +299,6 @@ asio::awaitable<std::tuple<error_code, std::vector<std::string>>> keys_coro(
     co_return std::tuple{ec, std::move(out)};
 }
 
-// What an operation keeps alive: diagnostics when the caller gave none.
-struct own_diag {
-    diagnostics d;
-};
-
 }  // namespace
 
 cache::cache(session& s, cache_options opts)
@@ -314,7 +309,7 @@ cache::cache(session& s, cache_options opts)
 }
 
 // get, set and del check their input, then send one command (see command_op); clear and keys
-// run a coroutine, whose diagnostics, when the caller gave none, live in a shared slot it keeps.
+// run a coroutine, which owns its diagnostics when the caller gave none (diag_target).
 
 void cache::get_impl(std::string key, diagnostics* diag, bool inline_ok, json_handler handler) {
     const auto& s = session_->impl();
@@ -375,38 +370,35 @@ void cache::del_impl(std::string key, diagnostics* diag, bool inline_ok, bool_ha
 
 void cache::clear_impl(diagnostics* diag, count_handler handler) {
     auto s = session_->impl();
-    auto own = std::make_shared<own_diag>();
-    diagnostics& d = diag ? *diag : own->d;
-    d.clear();
+    if (diag) diag->clear();
     if (s->closed)
         return detail::complete_later(*s, std::move(handler), error_code(error::session_closed),
                                       std::size_t(0));
-    auto run = [](std::shared_ptr<session_impl> s, std::size_t batch, diagnostics& d,
-                  std::shared_ptr<own_diag>)
+    auto run = [](std::shared_ptr<session_impl> s, std::size_t batch, detail::diag_target d)
         -> asio::awaitable<std::tuple<error_code, std::size_t>> {
-        co_return co_await clear_coro(std::move(s), batch, d);
+        co_return co_await clear_coro(std::move(s), batch, d.get());
     };
     auto& sr = *s;
-    detail::launch(sr, run(std::move(s), opts_.scan_batch, d, std::move(own)),
+    detail::launch(sr, run(std::move(s), opts_.scan_batch, detail::diag_target(diag)),
                    std::move(handler));
 }
 
 void cache::keys_impl(std::string pattern, diagnostics* diag, keys_handler handler) {
     auto s = session_->impl();
-    auto own = std::make_shared<own_diag>();
-    diagnostics& d = diag ? *diag : own->d;
-    d.clear();
+    if (diag) diag->clear();
     if (s->closed)
         return detail::complete_later(*s, std::move(handler), error_code(error::session_closed),
                                       std::vector<std::string>());
     if (pattern.empty()) pattern = "*";
     auto run = [](std::shared_ptr<session_impl> s, std::string pattern, std::size_t batch,
-                  diagnostics& d, std::shared_ptr<own_diag>)
+                  detail::diag_target d)
         -> asio::awaitable<std::tuple<error_code, std::vector<std::string>>> {
-        co_return co_await keys_coro(std::move(s), std::move(pattern), batch, d);
+        co_return co_await keys_coro(std::move(s), std::move(pattern), batch, d.get());
     };
     auto& sr = *s;
-    detail::launch(sr, run(std::move(s), std::move(pattern), opts_.scan_batch, d, std::move(own)),
+    detail::launch(sr,
+                   run(std::move(s), std::move(pattern), opts_.scan_batch,
+                       detail::diag_target(diag)),
                    std::move(handler));
 }
 
