@@ -30,6 +30,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -307,14 +308,14 @@ struct queue_state {
 // One handler of a consumer: takes an item, acknowledges it, records its latency.
 asio::awaitable<void> queue_handler(redcoord::reliable_queue& q, queue_state& st) {
     while (!st.stop_consuming && st.failures < 1000) {
-        auto [ep, item] = co_await q.async_dequeue(st.name, "", 100ms, nothrow);
-        if (ep) {
+        auto [ec, item] = co_await q.async_dequeue(st.name, "", 100ms, nothrow);
+        if (ec) {
             ++st.failures;
             continue;
         }
         if (!item) continue;
-        auto [aep, removed] = co_await q.async_ack(st.name, "", item->raw, nothrow);
-        if (aep || !removed) {
+        auto [aec, removed] = co_await q.async_ack(st.name, "", item->raw, nothrow);
+        if (aec || !removed) {
             ++st.failures;
             continue;
         }
@@ -342,8 +343,8 @@ asio::awaitable<void> bounded_producer(redcoord::reliable_queue& q, queue_state&
             continue;
         }
         ++st.launched;
-        auto [ep, id] = co_await q.async_enqueue(st.name, queue_payload(), nothrow);
-        if (ep) {
+        auto [ec, id] = co_await q.async_enqueue(st.name, queue_payload(), nothrow);
+        if (ec) {
             ++st.failures;
             --st.launched;
             continue;
@@ -362,9 +363,9 @@ asio::awaitable<void> paced_producer(redcoord::reliable_queue& q, queue_state& s
         const auto due = static_cast<std::uint64_t>(seconds_since(start) * per_second);
         for (; st.launched < due; ++st.launched, ++st.in_flight)
             q.async_enqueue(st.name, queue_payload(),
-                            [&st](std::exception_ptr ep, std::string) {
+                            [&st](boost::system::error_code ec, std::string) {
                                 --st.in_flight;
-                                if (ep)
+                                if (ec)
                                     ++st.failures;
                                 else
                                     ++st.enqueued;

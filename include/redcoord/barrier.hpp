@@ -4,6 +4,7 @@
 // Both wait by push.
 #pragma once
 
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/limits.hpp>
@@ -12,10 +13,10 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <chrono>
 #include <cstdint>
-#include <exception>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,9 +39,15 @@ struct barrier_options {
 ///
 /// The handle is light; several may share a session. Thread safety: none; use it from the
 /// session's executor. Every operation completes through the handler's associated executor.
-/// Errors arrive as error_with_diagnostics in the exception_ptr: error::invalid_argument (bad
-/// input, named in the message), error::timeout (the deadline), error::session_closed,
-/// connection errors. Cancellation: terminal, partial and total.
+///
+/// Errors (docs/connection.md, "Errors"): every operation completes with an error_code first:
+/// error::invalid_argument (bad input), error::timeout (the deadline), error::session_closed,
+/// connection errors. The overloads taking a diagnostics& fill it on error with the server's
+/// text or a message naming the bad input or what the deadline missed;
+/// redcoord::with_diagnostics(token) throws error_with_diagnostics instead. Only the operations
+/// that run a user's function (async_run_exclusive, async_get_or_set, ...) complete with an
+/// exception_ptr, that function's own exception; none here does. Objects passed by reference
+/// (diagnostics) must outlive the operation. Cancellation: terminal, partial and total.
 class barrier {
 public:
     /// Throws error_with_diagnostics (error::bad_config) naming a bad option.
@@ -49,43 +56,79 @@ public:
     session& get_session() const noexcept { return *session_; }
     const barrier_options& options() const noexcept { return opts_; }
 
-    /// One arrival at batch. Completion signature: void(std::exception_ptr, std::int64_t
-    /// arrivals): the count including this one.
+    /// One arrival at batch. Completion signature: void(error_code, std::int64_t arrivals):
+    /// the count including this one.
+    template <class Token = boost::asio::deferred_t>
+    auto async_arrive(std::string batch, diagnostics& diag, Token&& token = {}) {
+        return initiate_arrive(std::move(batch), &diag, std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_arrive(std::string batch, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::int64_t)>(
-            [this](auto handler, std::string batch) {
-                arrive_impl(std::move(batch), std::move(handler));
-            },
-            token, std::move(batch));
+        return initiate_arrive(std::move(batch), nullptr, std::forward<Token>(token));
     }
 
     /// Waits until batch has at least total arrivals. Completion signature:
-    /// void(std::exception_ptr, std::int64_t arrivals). error::invalid_argument for an empty
-    /// batch or a total below 1; error::timeout at the deadline.
+    /// void(error_code, std::int64_t arrivals). error::invalid_argument for an empty batch or
+    /// a total below 1; error::timeout at the deadline (diag says how many arrived).
+    template <class Token = boost::asio::deferred_t>
+    auto async_wait(std::string batch, std::int64_t total,
+                    std::chrono::steady_clock::time_point deadline, diagnostics& diag,
+                    Token&& token = {}) {
+        return initiate_wait(std::move(batch), total, deadline, &diag,
+                             std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_wait(std::string batch, std::int64_t total,
                     std::chrono::steady_clock::time_point deadline, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::int64_t)>(
-            [this](auto handler, std::string batch, std::int64_t total,
-                   std::chrono::steady_clock::time_point deadline) {
-                wait_impl(std::move(batch), total, deadline, std::move(handler));
-            },
-            token, std::move(batch), total, deadline);
+        return initiate_wait(std::move(batch), total, deadline, nullptr,
+                             std::forward<Token>(token));
+    }
+    /// As above, with the deadline timeout from now.
+    template <class Token = boost::asio::deferred_t>
+    auto async_wait(std::string batch, std::int64_t total, std::chrono::milliseconds timeout,
+                    diagnostics& diag, Token&& token = {}) {
+        return initiate_wait(std::move(batch), total, detail::deadline_in(timeout), &diag,
+                             std::forward<Token>(token));
     }
     template <class Token = boost::asio::deferred_t>
     auto async_wait(std::string batch, std::int64_t total, std::chrono::milliseconds timeout,
                     Token&& token = {}) {
-        return async_wait(std::move(batch), total, detail::deadline_in(timeout),
-                          std::forward<Token>(token));
+        return initiate_wait(std::move(batch), total, detail::deadline_in(timeout), nullptr,
+                             std::forward<Token>(token));
     }
 
 private:
     using count_handler =
-        boost::asio::any_completion_handler<void(std::exception_ptr, std::int64_t)>;
-    void arrive_impl(std::string batch, count_handler handler);
+        boost::asio::any_completion_handler<void(boost::system::error_code, std::int64_t)>;
+
+    template <class Token>
+    auto initiate_arrive(std::string batch, diagnostics* diag, Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::int64_t)>(
+            [this](auto handler, std::string batch, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
+                arrive_impl(std::move(batch), diag, std::move(handler));
+            },
+            token, std::move(batch), diag);
+    }
+
+    template <class Token>
+    auto initiate_wait(std::string batch, std::int64_t total,
+                       std::chrono::steady_clock::time_point deadline, diagnostics* diag,
+                       Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::int64_t)>(
+            [this](auto handler, std::string batch, std::int64_t total,
+                   std::chrono::steady_clock::time_point deadline, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
+                wait_impl(std::move(batch), total, deadline, diag, std::move(handler));
+            },
+            token, std::move(batch), total, deadline, diag);
+    }
+
+    // diag: the caller's diagnostics, or nullptr (the operation then writes its own).
+    void arrive_impl(std::string batch, diagnostics* diag, count_handler handler);
     void wait_impl(std::string batch, std::int64_t total,
-                   std::chrono::steady_clock::time_point deadline, count_handler handler);
+                   std::chrono::steady_clock::time_point deadline, diagnostics* diag,
+                   count_handler handler);
 
     session* session_;
     barrier_options opts_;
@@ -98,7 +141,7 @@ private:
 /// `{{prefix}job:{id}}:done` in one Lua script. A waiter subscribes to the channels of all the
 /// dependencies, then reads their records; the only timer is its deadline.
 ///
-/// Thread safety, completion and cancellation: as barrier.
+/// Thread safety, completion, errors and cancellation: as barrier.
 class dependencies {
 public:
     /// Throws error_with_diagnostics (error::bad_config) naming a bad option.
@@ -109,48 +152,91 @@ public:
 
     /// Records that job_id completed, successfully or not (reason: a text kept with a
     /// failure), and tells the waiters. A later call replaces the record. Completion signature:
-    /// void(std::exception_ptr).
+    /// void(error_code).
+    template <class Token = boost::asio::deferred_t>
+    auto async_complete(std::string job_id, bool success, std::string reason, diagnostics& diag,
+                        Token&& token = {}) {
+        return initiate_complete(std::move(job_id), success, std::move(reason), &diag,
+                                 std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_complete(std::string job_id, bool success, std::string reason = {},
                         Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr)>(
-            [this](auto handler, std::string job_id, bool success, std::string reason) {
-                complete_impl(std::move(job_id), success, std::move(reason),
-                              std::move(handler));
-            },
-            token, std::move(job_id), success, std::move(reason));
+        return initiate_complete(std::move(job_id), success, std::move(reason), nullptr,
+                                 std::forward<Token>(token));
     }
 
     /// Waits until every job of deps completed successfully; job_id names the dependent job
-    /// in messages. Completion signature: void(std::exception_ptr). error::dependency_failed
-    /// (the message names job_id, the failed dependency and its reason) as soon as one
-    /// dependency failed; error::timeout at the deadline (the message names the dependencies
-    /// still missing); error::invalid_argument for an empty id in job_id or deps. No
-    /// dependencies: completes at once.
+    /// in messages. Completion signature: void(error_code). error::dependency_failed (diag
+    /// names job_id, the failed dependency and its reason) as soon as one dependency failed;
+    /// error::timeout at the deadline (diag names the dependencies still missing);
+    /// error::invalid_argument for an empty id in job_id or deps. No dependencies: completes
+    /// at once.
+    template <class Token = boost::asio::deferred_t>
+    auto async_wait_dependencies(std::string job_id, std::vector<std::string> deps,
+                                 std::chrono::steady_clock::time_point deadline,
+                                 diagnostics& diag, Token&& token = {}) {
+        return initiate_wait(std::move(job_id), std::move(deps), deadline, &diag,
+                             std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_wait_dependencies(std::string job_id, std::vector<std::string> deps,
                                  std::chrono::steady_clock::time_point deadline,
                                  Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr)>(
-            [this](auto handler, std::string job_id, std::vector<std::string> deps,
-                   std::chrono::steady_clock::time_point deadline) {
-                wait_impl(std::move(job_id), std::move(deps), deadline, std::move(handler));
-            },
-            token, std::move(job_id), std::move(deps), deadline);
+        return initiate_wait(std::move(job_id), std::move(deps), deadline, nullptr,
+                             std::forward<Token>(token));
+    }
+    /// As above, with the deadline timeout from now.
+    template <class Token = boost::asio::deferred_t>
+    auto async_wait_dependencies(std::string job_id, std::vector<std::string> deps,
+                                 std::chrono::milliseconds timeout, diagnostics& diag,
+                                 Token&& token = {}) {
+        return initiate_wait(std::move(job_id), std::move(deps), detail::deadline_in(timeout),
+                             &diag, std::forward<Token>(token));
     }
     template <class Token = boost::asio::deferred_t>
     auto async_wait_dependencies(std::string job_id, std::vector<std::string> deps,
                                  std::chrono::milliseconds timeout, Token&& token = {}) {
-        return async_wait_dependencies(std::move(job_id), std::move(deps),
-                                       detail::deadline_in(timeout), std::forward<Token>(token));
+        return initiate_wait(std::move(job_id), std::move(deps), detail::deadline_in(timeout),
+                             nullptr, std::forward<Token>(token));
     }
 
 private:
-    using void_handler = boost::asio::any_completion_handler<void(std::exception_ptr)>;
-    void complete_impl(std::string job_id, bool success, std::string reason,
+    using void_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+
+    template <class Token>
+    auto initiate_complete(std::string job_id, bool success, std::string reason,
+                           diagnostics* diag, Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [this](auto handler, std::string job_id, bool success, std::string reason,
+                   diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
+                complete_impl(std::move(job_id), success, std::move(reason), diag,
+                              std::move(handler));
+            },
+            token, std::move(job_id), success, std::move(reason), diag);
+    }
+
+    template <class Token>
+    auto initiate_wait(std::string job_id, std::vector<std::string> deps,
+                       std::chrono::steady_clock::time_point deadline, diagnostics* diag,
+                       Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [this](auto handler, std::string job_id, std::vector<std::string> deps,
+                   std::chrono::steady_clock::time_point deadline, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
+                wait_impl(std::move(job_id), std::move(deps), deadline, diag,
+                          std::move(handler));
+            },
+            token, std::move(job_id), std::move(deps), deadline, diag);
+    }
+
+    // diag: the caller's diagnostics, or nullptr (the operation then writes its own).
+    void complete_impl(std::string job_id, bool success, std::string reason, diagnostics* diag,
                        void_handler handler);
     void wait_impl(std::string job_id, std::vector<std::string> deps,
-                   std::chrono::steady_clock::time_point deadline, void_handler handler);
+                   std::chrono::steady_clock::time_point deadline, diagnostics* diag,
+                   void_handler handler);
 
     session* session_;
     barrier_options opts_;

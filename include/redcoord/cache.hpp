@@ -5,6 +5,7 @@
 
 #include <redcoord/detail/converting_handler.hpp>
 #include <redcoord/detail/json_bridge.hpp>
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/session.hpp>
@@ -202,6 +203,7 @@ private:
         return boost::asio::async_initiate<Token,
                                            void(boost::system::error_code, std::optional<T>)>(
             [this](auto handler, std::string key, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 const bool inline_ok = runs_on_session(handler);
                 // The key comes back with the value: only a failed conversion needs it.
                 auto convert = [diag](boost::system::error_code ec,
@@ -231,6 +233,7 @@ private:
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler, std::string key, boost::json::value value,
                    std::optional<std::chrono::milliseconds> ttl, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 const bool inline_ok = runs_on_session(handler);
                 set_impl(std::move(key), std::move(value), ttl, diag, inline_ok,
                          std::move(handler));
@@ -242,6 +245,7 @@ private:
     auto initiate_del(std::string key, diagnostics* diag, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, bool)>(
             [this](auto handler, std::string key, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 const bool inline_ok = runs_on_session(handler);
                 del_impl(std::move(key), diag, inline_ok, std::move(handler));
             },
@@ -251,7 +255,10 @@ private:
     template <class Token>
     auto initiate_clear(diagnostics* diag, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-            [this](auto handler, diagnostics* diag) { clear_impl(diag, std::move(handler)); },
+            [this](auto handler, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
+                clear_impl(diag, std::move(handler));
+            },
             token, diag);
     }
 
@@ -260,6 +267,7 @@ private:
         return boost::asio::async_initiate<Token, void(boost::system::error_code,
                                                        std::vector<std::string>)>(
             [this](auto handler, std::string pattern, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 keys_impl(std::move(pattern), diag, std::move(handler));
             },
             token, std::move(pattern), diag);

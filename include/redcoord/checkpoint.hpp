@@ -3,6 +3,7 @@
 #pragma once
 
 #include <redcoord/detail/converting_handler.hpp>
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/session.hpp>
@@ -141,6 +142,7 @@ private:
     auto initiate_save(detail::checkpoint_record rec, diagnostics* diag, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler, detail::checkpoint_record rec, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 save_impl(std::move(rec), diag, std::move(handler));
             },
             token, std::move(rec), diag);
@@ -151,6 +153,7 @@ private:
         return boost::asio::async_initiate<
             Token, void(boost::system::error_code, std::optional<checkpoint<T>>)>(
             [this](auto handler, std::string task_id, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 auto convert = [diag](boost::system::error_code ec,
                                       std::optional<detail::checkpoint_record> rec) {
                     std::optional<checkpoint<T>> out;

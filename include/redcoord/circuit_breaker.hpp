@@ -5,6 +5,7 @@
 
 #include <redcoord/detail/converting_handler.hpp>
 #include <redcoord/detail/json_bridge.hpp>
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/session.hpp>
@@ -174,6 +175,7 @@ private:
         return boost::asio::async_initiate<Token,
                                            void(boost::system::error_code, circuit_status)>(
             [this](auto handler, std::string name, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 state_impl(std::move(name), diag, std::move(handler));
             },
             token, std::move(name), diag);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <redcoord/config.hpp>
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/request.hpp>
 #include <redcoord/response.hpp>
@@ -133,6 +134,7 @@ public:
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const request* req, detail::any_adapter ad,
                                  diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 const bool inline_ok = runs_on(handler, get_executor());
                 exec_impl(*impl_, *req, ad, diag, inline_ok, std::move(handler));
             },
@@ -144,8 +146,9 @@ public:
     auto async_exec(const request& req, Response& resp, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const request* req, detail::any_adapter ad) {
+                diagnostics* diag = detail::diagnostics_for(handler, nullptr);
                 const bool inline_ok = runs_on(handler, get_executor());
-                exec_impl(*impl_, *req, ad, nullptr, inline_ok, std::move(handler));
+                exec_impl(*impl_, *req, ad, diag, inline_ok, std::move(handler));
             },
             token, &req, detail::make_adapter(resp));
     }
@@ -165,6 +168,7 @@ public:
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const request* req, detail::any_adapter ad,
                                  diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 const bool inline_ok = runs_on(handler, get_executor());
                 exec_impl(*impl_, *req, ad, diag, inline_ok, std::move(handler));
             },

@@ -1,6 +1,7 @@
 // The lease: the one contract of everything a node holds — a lock, a permit, a leadership term.
 #pragma once
 
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/session.hpp>
 
@@ -88,13 +89,20 @@ public:
     template <class Token = boost::asio::deferred_t>
     auto async_release(diagnostics& diag, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-            [this](auto handler, diagnostics* diag) { release_impl(diag, std::move(handler)); },
+            [this](auto handler, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
+                release_impl(diag, std::move(handler));
+            },
             token, &diag);
     }
     template <class Token = boost::asio::deferred_t>
     auto async_release(Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-            [this](auto handler) { release_impl(nullptr, std::move(handler)); }, token);
+            [this](auto handler) {
+                diagnostics* diag = detail::diagnostics_for(handler, nullptr);
+                release_impl(diag, std::move(handler));
+            },
+            token);
     }
 
     /// Sets the lease's TTL to ttl from now (and uses it for the next renewals).
@@ -107,6 +115,7 @@ public:
     auto async_extend(std::chrono::milliseconds ttl, diagnostics& diag, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler, std::chrono::milliseconds ttl, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 extend_impl(ttl, diag, std::move(handler));
             },
             token, ttl, &diag);
@@ -115,7 +124,8 @@ public:
     auto async_extend(std::chrono::milliseconds ttl, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler, std::chrono::milliseconds ttl) {
-                extend_impl(ttl, nullptr, std::move(handler));
+                diagnostics* diag = detail::diagnostics_for(handler, nullptr);
+                extend_impl(ttl, diag, std::move(handler));
             },
             token, ttl);
     }
@@ -170,6 +180,7 @@ auto async_fenced_set(session& s, std::string key, std::string value, std::int64
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
         [](auto handler, session* s, std::string key, std::string value, std::int64_t token,
            diagnostics* diag) {
+            diag = detail::diagnostics_for(handler, diag);
             detail::fenced_set_impl(*s, std::move(key), std::move(value), token, diag,
                                     std::move(handler));
         },
@@ -181,7 +192,8 @@ auto async_fenced_set(session& s, std::string key, std::string value, std::int64
                       Token&& tok) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
         [](auto handler, session* s, std::string key, std::string value, std::int64_t token) {
-            detail::fenced_set_impl(*s, std::move(key), std::move(value), token, nullptr,
+            diagnostics* diag = detail::diagnostics_for(handler, nullptr);
+            detail::fenced_set_impl(*s, std::move(key), std::move(value), token, diag,
                                     std::move(handler));
         },
         tok, &s, std::move(key), std::move(value), token);

@@ -2,6 +2,7 @@
 // time cluster-wide.
 #pragma once
 
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/lease.hpp>
@@ -140,6 +141,7 @@ public:
         return boost::asio::async_initiate<Token, void(boost::system::error_code, bool)>(
             [this](auto handler, std::string name, std::string owner,
                    std::chrono::milliseconds ttl, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 extend_by_name_impl(std::move(name), std::move(owner), ttl, diag,
                                     std::move(handler));
             },
@@ -151,7 +153,8 @@ public:
         return boost::asio::async_initiate<Token, void(boost::system::error_code, bool)>(
             [this](auto handler, std::string name, std::string owner,
                    std::chrono::milliseconds ttl) {
-                extend_by_name_impl(std::move(name), std::move(owner), ttl, nullptr,
+                diagnostics* diag = detail::diagnostics_for(handler, nullptr);
+                extend_by_name_impl(std::move(name), std::move(owner), ttl, diag,
                                     std::move(handler));
             },
             token, std::move(name), std::move(owner), ttl);
@@ -198,6 +201,7 @@ private:
         return boost::asio::async_initiate<Token, void(boost::system::error_code, lease)>(
             [this](auto handler, std::string name, acquire_options opts, diagnostics* diag,
                    bool once) {
+                diag = detail::diagnostics_for(handler, diag);
                 acquire_impl(std::move(name), std::move(opts), diag, once, std::move(handler));
             },
             token, std::move(name), std::move(opts), diag, once);

@@ -2,6 +2,7 @@
 // and releasing one by force (the reference's ILockMonitor).
 #pragma once
 
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/lock.hpp>
 #include <redcoord/session.hpp>
@@ -58,6 +59,7 @@ public:
         return boost::asio::async_initiate<Token, void(boost::system::error_code,
                                                        std::vector<active_lock>)>(
             [this](auto handler, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 active_impl(diag, std::move(handler));
             },
             token, &diag);
@@ -66,7 +68,11 @@ public:
     auto async_active_locks(Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code,
                                                        std::vector<active_lock>)>(
-            [this](auto handler) { active_impl(nullptr, std::move(handler)); }, token);
+            [this](auto handler) {
+                diagnostics* diag = detail::diagnostics_for(handler, nullptr);
+                active_impl(diag, std::move(handler));
+            },
+            token);
     }
 
     /// The held locks that look abandoned:
@@ -85,6 +91,7 @@ public:
         return boost::asio::async_initiate<Token, void(boost::system::error_code,
                                                        std::vector<active_lock>)>(
             [this](auto handler, std::chrono::milliseconds stale_after, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 stale_impl(stale_after, diag, std::move(handler));
             },
             token, stale_after, &diag);
@@ -94,7 +101,8 @@ public:
         return boost::asio::async_initiate<Token, void(boost::system::error_code,
                                                        std::vector<active_lock>)>(
             [this](auto handler, std::chrono::milliseconds stale_after) {
-                stale_impl(stale_after, nullptr, std::move(handler));
+                diagnostics* diag = detail::diagnostics_for(handler, nullptr);
+                stale_impl(stale_after, diag, std::move(handler));
             },
             token, stale_after);
     }

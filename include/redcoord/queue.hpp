@@ -5,6 +5,7 @@
 // typed values go in and come out as JSON (boost::json::value_from / value_to).
 #pragma once
 
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/session.hpp>
@@ -124,8 +125,16 @@ struct queue_item {
 ///
 /// The handle is light; several may share a session. Thread safety: none; use it from the
 /// session's executor. Every operation completes through the handler's associated executor.
-/// Errors arrive as error_with_diagnostics in the exception_ptr (error::invalid_argument for an
-/// empty name, consumer or worker, or a payload over max_payload_bytes; connection errors).
+///
+/// Errors (docs/connection.md, "Errors"): every operation completes with an error_code first:
+/// error::invalid_argument for an empty name, consumer or worker, or a payload over
+/// max_payload_bytes; error::session_closed; connection errors as connection::async_exec. The
+/// overloads taking a diagnostics& fill it on error with the server's text or a message naming
+/// the bad input; redcoord::with_diagnostics(token) throws error_with_diagnostics instead. Only
+/// the operations that run a user's function (async_run_exclusive, async_get_or_set, ...)
+/// complete with an exception_ptr, that function's own exception; none here does.
+/// Cancellation: terminal (a command already written may have run).
+/// Objects passed by reference (diagnostics) must outlive the operation.
 class reliable_queue {
 public:
     /// Throws error_with_diagnostics (error::bad_config) naming a bad option.
@@ -134,133 +143,232 @@ public:
     session& get_session() const noexcept { return *session_; }
     const queue_options& options() const noexcept { return opts_; }
 
-    /// Appends payload to queue name. Completion signature: void(std::exception_ptr,
-    /// std::string id). error::invalid_argument (nothing is pushed) when payload is longer
-    /// than max_payload_bytes.
+    /// Appends payload to queue name. Completion signature: void(error_code, std::string id).
+    /// error::invalid_argument (nothing is pushed) when payload is longer than
+    /// max_payload_bytes.
+    template <class Token = boost::asio::deferred_t>
+    auto async_enqueue(std::string name, std::string payload, diagnostics& diag,
+                       Token&& token = {}) {
+        return initiate_enqueue(std::move(name), std::nullopt, std::move(payload), &diag,
+                                std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_enqueue(std::string name, std::string payload, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::string)>(
-            [this](auto h, std::string name, std::string payload) {
-                enqueue_impl(std::move(name), std::nullopt, std::move(payload), std::move(h));
-            },
-            token, std::move(name), std::move(payload));
+        return initiate_enqueue(std::move(name), std::nullopt, std::move(payload), nullptr,
+                                std::forward<Token>(token));
     }
 
     /// Appends a typed value to queue name, as its JSON (boost::json::value_from, converted
     /// by this call); read it back with queue_item::as<T>(). Text is stored as is: std::string
     /// and string literals take the overload above, std::string_view is copied. The JSON is
-    /// the payload max_payload_bytes limits. Completion signature: void(std::exception_ptr,
+    /// the payload max_payload_bytes limits. Completion signature: void(error_code,
     /// std::string id).
     template <class T, class Token = boost::asio::deferred_t>
         requires(!detail::is_text_payload_v<T>)
+    auto async_enqueue(std::string name, const T& value, diagnostics& diag, Token&& token = {}) {
+        return initiate_enqueue(std::move(name), std::nullopt,
+                                detail::encode_queue_payload(value), &diag,
+                                std::forward<Token>(token));
+    }
+    template <class T, class Token = boost::asio::deferred_t>
+        requires(!detail::is_text_payload_v<T>)
     auto async_enqueue(std::string name, const T& value, Token&& token = {}) {
-        return async_enqueue(std::move(name), detail::encode_queue_payload(value),
-                             std::forward<Token>(token));
+        return initiate_enqueue(std::move(name), std::nullopt,
+                                detail::encode_queue_payload(value), nullptr,
+                                std::forward<Token>(token));
     }
 
     /// Takes the oldest item of queue name into consumer's processing list (empty consumer:
     /// the session's node id), waiting up to timeout for one (BLMOVE, on the connection's side
     /// connection for blocking commands; zero: no wait). Completion signature:
-    /// void(std::exception_ptr, std::optional<queue_item>): nullopt when none came in time;
+    /// void(error_code, std::optional<queue_item>): nullopt when none came in time;
     /// error::invalid_argument for a timeout outside [0, max_duration].
     template <class Token = boost::asio::deferred_t>
     auto async_dequeue(std::string name, std::string consumer,
+                       std::chrono::milliseconds timeout, diagnostics& diag,
+                       Token&& token = {}) {
+        return initiate_dequeue(std::move(name), std::move(consumer), timeout, &diag,
+                                std::forward<Token>(token));
+    }
+    template <class Token = boost::asio::deferred_t>
+    auto async_dequeue(std::string name, std::string consumer,
                        std::chrono::milliseconds timeout, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr,
-                                                       std::optional<queue_item>)>(
-            [this](auto h, std::string name, std::string consumer,
-                   std::chrono::milliseconds timeout) {
-                dequeue_impl(std::move(name), std::move(consumer), timeout, std::move(h));
-            },
-            token, std::move(name), std::move(consumer), timeout);
+        return initiate_dequeue(std::move(name), std::move(consumer), timeout, nullptr,
+                                std::forward<Token>(token));
     }
 
     /// Acknowledges an item: removes it from consumer's processing list. Completion
-    /// signature: void(std::exception_ptr, bool): false when it was not there (redelivered).
+    /// signature: void(error_code, bool): false when it was not there (redelivered).
+    template <class Token = boost::asio::deferred_t>
+    auto async_ack(std::string name, std::string consumer, std::string raw, diagnostics& diag,
+                   Token&& token = {}) {
+        return initiate_ack(std::move(name), std::move(consumer), std::move(raw), &diag,
+                            std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_ack(std::string name, std::string consumer, std::string raw, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr, bool)>(
-            [this](auto h, std::string name, std::string consumer, std::string raw) {
-                ack_impl(std::move(name), std::move(consumer), std::move(raw), std::move(h));
-            },
-            token, std::move(name), std::move(consumer), std::move(raw));
+        return initiate_ack(std::move(name), std::move(consumer), std::move(raw), nullptr,
+                            std::forward<Token>(token));
     }
 
     /// Puts the unacknowledged items of every consumer of queue name whose heartbeat key is
     /// gone back at the consumers' end of the queue, oldest first. Completion signature:
-    /// void(std::exception_ptr, std::int64_t moved).
+    /// void(error_code, std::int64_t moved).
+    template <class Token = boost::asio::deferred_t>
+    auto async_redeliver(std::string name, diagnostics& diag, Token&& token = {}) {
+        return initiate_redeliver(std::move(name), &diag, std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_redeliver(std::string name, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::int64_t)>(
-            [this](auto h, std::string name) { redeliver_impl(std::move(name), std::move(h)); },
-            token, std::move(name));
+        return initiate_redeliver(std::move(name), nullptr, std::forward<Token>(token));
     }
 
     /// Work stealing: appends payload to worker's own queue of name. Completion signature:
-    /// void(std::exception_ptr, std::string id). error::invalid_argument (nothing is pushed)
-    /// when payload is longer than max_payload_bytes.
+    /// void(error_code, std::string id). error::invalid_argument (nothing is pushed) when
+    /// payload is longer than max_payload_bytes.
+    template <class Token = boost::asio::deferred_t>
+    auto async_enqueue_to(std::string name, std::string worker, std::string payload,
+                          diagnostics& diag, Token&& token = {}) {
+        return initiate_enqueue(std::move(name), std::optional<std::string>(std::move(worker)),
+                                std::move(payload), &diag, std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_enqueue_to(std::string name, std::string worker, std::string payload,
                           Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::string)>(
-            [this](auto h, std::string name, std::string worker, std::string payload) {
-                enqueue_impl(std::move(name), std::optional<std::string>(std::move(worker)),
-                             std::move(payload), std::move(h));
-            },
-            token, std::move(name), std::move(worker), std::move(payload));
+        return initiate_enqueue(std::move(name), std::optional<std::string>(std::move(worker)),
+                                std::move(payload), nullptr, std::forward<Token>(token));
     }
 
     /// Work stealing: appends a typed value, as its JSON, to worker's own queue of name (as
-    /// the typed async_enqueue). Completion signature: void(std::exception_ptr, std::string id).
+    /// the typed async_enqueue). Completion signature: void(error_code, std::string id).
+    template <class T, class Token = boost::asio::deferred_t>
+        requires(!detail::is_text_payload_v<T>)
+    auto async_enqueue_to(std::string name, std::string worker, const T& value,
+                          diagnostics& diag, Token&& token = {}) {
+        return initiate_enqueue(std::move(name), std::optional<std::string>(std::move(worker)),
+                                detail::encode_queue_payload(value), &diag,
+                                std::forward<Token>(token));
+    }
     template <class T, class Token = boost::asio::deferred_t>
         requires(!detail::is_text_payload_v<T>)
     auto async_enqueue_to(std::string name, std::string worker, const T& value,
                           Token&& token = {}) {
-        return async_enqueue_to(std::move(name), std::move(worker),
-                                detail::encode_queue_payload(value), std::forward<Token>(token));
+        return initiate_enqueue(std::move(name), std::optional<std::string>(std::move(worker)),
+                                detail::encode_queue_payload(value), nullptr,
+                                std::forward<Token>(token));
     }
 
     /// Takes the oldest item of worker's own queue. Completion signature:
-    /// void(std::exception_ptr, std::optional<queue_item>).
+    /// void(error_code, std::optional<queue_item>).
+    template <class Token = boost::asio::deferred_t>
+    auto async_try_dequeue(std::string name, std::string worker, diagnostics& diag,
+                           Token&& token = {}) {
+        return initiate_take(std::move(name), std::move(worker), false, &diag,
+                             std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_try_dequeue(std::string name, std::string worker, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr,
-                                                       std::optional<queue_item>)>(
-            [this](auto h, std::string name, std::string worker) {
-                take_impl(std::move(name), std::move(worker), false, std::move(h));
-            },
-            token, std::move(name), std::move(worker));
+        return initiate_take(std::move(name), std::move(worker), false, nullptr,
+                             std::forward<Token>(token));
     }
 
     /// Takes, for worker, the newest item of the longest queue of the other workers (one
     /// script: the choice and the take are atomic). Completion signature:
-    /// void(std::exception_ptr, std::optional<queue_item>): nullopt when the others have none;
-    /// the item's worker names the victim.
+    /// void(error_code, std::optional<queue_item>): nullopt when the others have none; the
+    /// item's worker names the victim.
+    template <class Token = boost::asio::deferred_t>
+    auto async_steal(std::string name, std::string worker, diagnostics& diag,
+                     Token&& token = {}) {
+        return initiate_take(std::move(name), std::move(worker), true, &diag,
+                             std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_steal(std::string name, std::string worker, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr,
-                                                       std::optional<queue_item>)>(
-            [this](auto h, std::string name, std::string worker) {
-                take_impl(std::move(name), std::move(worker), true, std::move(h));
-            },
-            token, std::move(name), std::move(worker));
+        return initiate_take(std::move(name), std::move(worker), true, nullptr,
+                             std::forward<Token>(token));
     }
 
 private:
-    using id_handler = boost::asio::any_completion_handler<void(std::exception_ptr, std::string)>;
-    using item_handler = boost::asio::any_completion_handler<void(std::exception_ptr,
+    using id_handler =
+        boost::asio::any_completion_handler<void(boost::system::error_code, std::string)>;
+    using item_handler = boost::asio::any_completion_handler<void(boost::system::error_code,
                                                                   std::optional<queue_item>)>;
-    using bool_handler = boost::asio::any_completion_handler<void(std::exception_ptr, bool)>;
+    using bool_handler =
+        boost::asio::any_completion_handler<void(boost::system::error_code, bool)>;
     using count_handler =
-        boost::asio::any_completion_handler<void(std::exception_ptr, std::int64_t)>;
+        boost::asio::any_completion_handler<void(boost::system::error_code, std::int64_t)>;
 
+    template <class Token>
+    auto initiate_enqueue(std::string name, std::optional<std::string> worker,
+                          std::string payload, diagnostics* diag, Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::string)>(
+            [this](auto h, std::string name, std::optional<std::string> worker,
+                   std::string payload, diagnostics* diag) {
+                diag = detail::diagnostics_for(h, diag);
+                enqueue_impl(std::move(name), std::move(worker), std::move(payload), diag,
+                             std::move(h));
+            },
+            token, std::move(name), std::move(worker), std::move(payload), diag);
+    }
+
+    template <class Token>
+    auto initiate_dequeue(std::string name, std::string consumer,
+                          std::chrono::milliseconds timeout, diagnostics* diag, Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code,
+                                                       std::optional<queue_item>)>(
+            [this](auto h, std::string name, std::string consumer,
+                   std::chrono::milliseconds timeout, diagnostics* diag) {
+                diag = detail::diagnostics_for(h, diag);
+                dequeue_impl(std::move(name), std::move(consumer), timeout, diag, std::move(h));
+            },
+            token, std::move(name), std::move(consumer), timeout, diag);
+    }
+
+    template <class Token>
+    auto initiate_ack(std::string name, std::string consumer, std::string raw, diagnostics* diag,
+                      Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, bool)>(
+            [this](auto h, std::string name, std::string consumer, std::string raw,
+                   diagnostics* diag) {
+                diag = detail::diagnostics_for(h, diag);
+                ack_impl(std::move(name), std::move(consumer), std::move(raw), diag,
+                         std::move(h));
+            },
+            token, std::move(name), std::move(consumer), std::move(raw), diag);
+    }
+
+    template <class Token>
+    auto initiate_redeliver(std::string name, diagnostics* diag, Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::int64_t)>(
+            [this](auto h, std::string name, diagnostics* diag) {
+                diag = detail::diagnostics_for(h, diag);
+                redeliver_impl(std::move(name), diag, std::move(h));
+            },
+            token, std::move(name), diag);
+    }
+
+    template <class Token>
+    auto initiate_take(std::string name, std::string worker, bool steal, diagnostics* diag,
+                       Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code,
+                                                       std::optional<queue_item>)>(
+            [this](auto h, std::string name, std::string worker, bool steal, diagnostics* diag) {
+                diag = detail::diagnostics_for(h, diag);
+                take_impl(std::move(name), std::move(worker), steal, diag, std::move(h));
+            },
+            token, std::move(name), std::move(worker), steal, diag);
+    }
+
+    // diag: the caller's diagnostics, or nullptr (the operation then writes its own).
     void enqueue_impl(std::string name, std::optional<std::string> worker, std::string payload,
-                      id_handler handler);
+                      diagnostics* diag, id_handler handler);
     void dequeue_impl(std::string name, std::string consumer, std::chrono::milliseconds timeout,
-                      item_handler handler);
-    void ack_impl(std::string name, std::string consumer, std::string raw, bool_handler handler);
-    void redeliver_impl(std::string name, count_handler handler);
-    void take_impl(std::string name, std::string worker, bool steal, item_handler handler);
+                      diagnostics* diag, item_handler handler);
+    void ack_impl(std::string name, std::string consumer, std::string raw, diagnostics* diag,
+                  bool_handler handler);
+    void redeliver_impl(std::string name, diagnostics* diag, count_handler handler);
+    void take_impl(std::string name, std::string worker, bool steal, diagnostics* diag,
+                   item_handler handler);
 
     session* session_;
     queue_options opts_;

@@ -30,3 +30,4 @@
 #include <redcoord/semaphore.hpp>
 #include <redcoord/session.hpp>
 #include <redcoord/state.hpp>
+#include <redcoord/with_diagnostics.hpp>

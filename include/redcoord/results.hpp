@@ -5,6 +5,7 @@
 
 #include <redcoord/detail/converting_handler.hpp>
 #include <redcoord/detail/json_bridge.hpp>
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/limits.hpp>
@@ -16,10 +17,10 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/json/value.hpp>
 #include <boost/json/value_from.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <chrono>
 #include <cstddef>
-#include <exception>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -91,11 +92,18 @@ struct result_info {
 ///
 /// The handle is light; several may share a session. Thread safety: none; use it from the
 /// session's executor. Every operation completes through the handler's associated executor.
-/// Errors arrive as error_with_diagnostics in the exception_ptr: error::invalid_argument (bad
-/// input, named in the message), error::corrupt_data (a stored value that does not inflate),
-/// error::decode_failed (stored text that is not JSON or does not convert), error::timeout
-/// (async_wait's deadline), error::session_closed, connection errors. Cancellation: terminal,
-/// partial and total; a write already sent may have been applied.
+///
+/// Errors (docs/connection.md, "Errors"): every operation completes with an error_code first:
+/// error::invalid_argument (bad input), error::corrupt_data (a stored value that does not
+/// inflate), error::decode_failed (stored text that is not JSON or does not convert),
+/// error::timeout (async_wait's deadline), error::session_closed, connection errors. The
+/// overloads taking a diagnostics& fill it on error with the server's text or a message naming
+/// the result and what was wrong; redcoord::with_diagnostics(token) throws
+/// error_with_diagnostics instead. Only the operations that run a user's function
+/// (async_run_exclusive, async_get_or_set, ...) complete with an exception_ptr, that function's
+/// own exception; none here does. Objects passed by reference (diagnostics) must outlive the
+/// operation. Cancellation: terminal, partial and total; a write already sent may have been
+/// applied.
 class result_store {
 public:
     /// Throws error_with_diagnostics (error::bad_config) naming a bad option.
@@ -105,106 +113,129 @@ public:
     const result_options& options() const noexcept { return opts_; }
 
     /// Sets a result's status (creating the hash when needed), keeping its metadata, or
-    /// replacing it when metadata is given. Completion signature: void(std::exception_ptr).
+    /// replacing it when metadata is given. Completion signature: void(error_code).
+    template <class Token = boost::asio::deferred_t>
+    auto async_set_status(std::string id, result_status status, diagnostics& diag,
+                          Token&& token = {}) {
+        return initiate_store(std::move(id), status, std::nullopt, std::nullopt, &diag,
+                              std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_set_status(std::string id, result_status status, Token&& token = {}) {
-        return initiate_store(std::move(id), status, std::nullopt, std::nullopt,
+        return initiate_store(std::move(id), status, std::nullopt, std::nullopt, nullptr,
+                              std::forward<Token>(token));
+    }
+    template <class Token = boost::asio::deferred_t>
+    auto async_set_status(std::string id, result_status status, boost::json::value metadata,
+                          diagnostics& diag, Token&& token = {}) {
+        return initiate_store(std::move(id), status, std::nullopt,
+                              std::optional<boost::json::value>(std::move(metadata)), &diag,
                               std::forward<Token>(token));
     }
     template <class Token = boost::asio::deferred_t>
     auto async_set_status(std::string id, result_status status, boost::json::value metadata,
                           Token&& token = {}) {
         return initiate_store(std::move(id), status, std::nullopt,
-                              std::optional<boost::json::value>(std::move(metadata)),
+                              std::optional<boost::json::value>(std::move(metadata)), nullptr,
                               std::forward<Token>(token));
     }
 
     /// Stores a result: its status (and metadata, when given) in the hash, value (through
     /// boost::json::value_from) compressed under the value key, and announces it to the
-    /// waiters. Completion signature: void(std::exception_ptr). error::invalid_argument when the
-    /// JSON text is over max_value_bytes.
+    /// waiters. Completion signature: void(error_code). error::invalid_argument when the JSON
+    /// text is over max_value_bytes.
+    template <class T, class Token = boost::asio::deferred_t>
+    auto async_store_result(std::string id, result_status status, const T& value,
+                            diagnostics& diag, Token&& token = {}) {
+        return initiate_store(std::move(id), status,
+                              std::optional<boost::json::value>(boost::json::value_from(value)),
+                              std::nullopt, &diag, std::forward<Token>(token));
+    }
     template <class T, class Token = boost::asio::deferred_t>
     auto async_store_result(std::string id, result_status status, const T& value,
                             Token&& token = {}) {
         return initiate_store(std::move(id), status,
                               std::optional<boost::json::value>(boost::json::value_from(value)),
-                              std::nullopt, std::forward<Token>(token));
+                              std::nullopt, nullptr, std::forward<Token>(token));
+    }
+    template <class T, class Token = boost::asio::deferred_t>
+    auto async_store_result(std::string id, result_status status, const T& value,
+                            boost::json::value metadata, diagnostics& diag, Token&& token = {}) {
+        return initiate_store(std::move(id), status,
+                              std::optional<boost::json::value>(boost::json::value_from(value)),
+                              std::optional<boost::json::value>(std::move(metadata)), &diag,
+                              std::forward<Token>(token));
     }
     template <class T, class Token = boost::asio::deferred_t>
     auto async_store_result(std::string id, result_status status, const T& value,
                             boost::json::value metadata, Token&& token = {}) {
         return initiate_store(std::move(id), status,
                               std::optional<boost::json::value>(boost::json::value_from(value)),
-                              std::optional<boost::json::value>(std::move(metadata)),
+                              std::optional<boost::json::value>(std::move(metadata)), nullptr,
                               std::forward<Token>(token));
     }
 
     /// Reads a result's status and metadata. Completion signature:
-    /// void(std::exception_ptr, std::optional<result_info>): nullopt when there is none.
+    /// void(error_code, std::optional<result_info>): nullopt when there is none.
+    template <class Token = boost::asio::deferred_t>
+    auto async_get_result(std::string id, diagnostics& diag, Token&& token = {}) {
+        return initiate_get_result(std::move(id), &diag, std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_get_result(std::string id, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr,
-                                                       std::optional<result_info>)>(
-            [this](auto handler, std::string id) { get_result_impl(std::move(id),
-                                                                   std::move(handler)); },
-            token, std::move(id));
+        return initiate_get_result(std::move(id), nullptr, std::forward<Token>(token));
     }
 
-    /// Reads a result's value. Completion signature: void(std::exception_ptr, std::optional<T>):
+    /// Reads a result's value. Completion signature: void(error_code, std::optional<T>):
     /// nullopt when there is none (never stored, or expired). error::corrupt_data when the
     /// stored bytes are not a complete gzip stream (or inflate past max_value_bytes);
-    /// error::decode_failed when the text is not JSON or does not convert to T.
+    /// error::decode_failed when the text is not JSON or does not convert to T (diag names
+    /// the result).
+    template <class T, class Token = boost::asio::deferred_t>
+    auto async_get_value(std::string id, diagnostics& diag, Token&& token = {}) {
+        return initiate_get_value<T>(std::move(id), &diag, std::forward<Token>(token));
+    }
     template <class T, class Token = boost::asio::deferred_t>
     auto async_get_value(std::string id, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::optional<T>)>(
-            [this](auto handler, std::string id) {
-                auto convert = [id](std::exception_ptr ep,
-                                    std::optional<boost::json::value> v) {
-                    std::optional<T> out;
-                    if (!ep && v) {
-                        T t{};
-                        if (detail::json_value_to(*v, t)) {
-                            out.emplace(std::move(t));
-                        } else {
-                            diagnostics d;
-                            d.set_client_message("result '" + id +
-                                                 "': the stored value does not convert to the "
-                                                 "requested type");
-                            ep = std::make_exception_ptr(
-                                error_with_diagnostics(error::decode_failed, d));
-                        }
-                    }
-                    return std::tuple<std::exception_ptr, std::optional<T>>(ep, std::move(out));
-                };
-                get_value_impl(std::move(id),
-                               detail::converting_handler(std::move(handler), std::move(convert)));
-            },
-            token, std::move(id));
+        return initiate_get_value<T>(std::move(id), nullptr, std::forward<Token>(token));
     }
 
     /// Waits until the result has a terminal status (succeeded, failed, revoked), by push: it
     /// subscribes to the result's channel, then reads the hash; the only timer is the deadline.
-    /// Completion signature: void(std::exception_ptr, result_info). error::timeout when the
-    /// deadline passes first.
+    /// Completion signature: void(error_code, result_info). error::timeout when the deadline
+    /// passes first.
+    template <class Token = boost::asio::deferred_t>
+    auto async_wait(std::string id, std::chrono::steady_clock::time_point deadline,
+                    diagnostics& diag, Token&& token = {}) {
+        return initiate_wait(std::move(id), deadline, &diag, std::forward<Token>(token));
+    }
     template <class Token = boost::asio::deferred_t>
     auto async_wait(std::string id, std::chrono::steady_clock::time_point deadline,
                     Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr, result_info)>(
-            [this](auto handler, std::string id, std::chrono::steady_clock::time_point dl) {
-                wait_impl(std::move(id), dl, std::move(handler));
-            },
-            token, std::move(id), deadline);
+        return initiate_wait(std::move(id), deadline, nullptr, std::forward<Token>(token));
     }
     /// As above, with the deadline timeout from now.
     template <class Token = boost::asio::deferred_t>
+    auto async_wait(std::string id, std::chrono::milliseconds timeout, diagnostics& diag,
+                    Token&& token = {}) {
+        return initiate_wait(std::move(id), detail::deadline_in(timeout), &diag,
+                             std::forward<Token>(token));
+    }
+    template <class Token = boost::asio::deferred_t>
     auto async_wait(std::string id, std::chrono::milliseconds timeout, Token&& token = {}) {
-        return async_wait(std::move(id), detail::deadline_in(timeout),
-                          std::forward<Token>(token));
+        return initiate_wait(std::move(id), detail::deadline_in(timeout), nullptr,
+                             std::forward<Token>(token));
     }
 
     /// Sets task state key to value for ttl (unset: options().state_ttl), as
     /// shared_state::async_set (watchers of the key hear it). Completion signature:
-    /// void(boost::system::error_code).
+    /// void(error_code).
+    template <class T, class Token = boost::asio::deferred_t>
+    auto async_set_state(std::string key, const T& value,
+                         std::optional<std::chrono::milliseconds> ttl, diagnostics& diag,
+                         Token&& token = {}) {
+        return state_.async_set(std::move(key), value, ttl, diag, std::forward<Token>(token));
+    }
     template <class T, class Token = boost::asio::deferred_t>
     auto async_set_state(std::string key, const T& value,
                          std::optional<std::chrono::milliseconds> ttl = std::nullopt,
@@ -212,41 +243,99 @@ public:
         return state_.async_set(std::move(key), value, ttl, std::forward<Token>(token));
     }
     /// Reads task state, as shared_state::async_get. Completion signature:
-    /// void(boost::system::error_code, std::optional<T>).
+    /// void(error_code, std::optional<T>).
+    template <class T, class Token = boost::asio::deferred_t>
+    auto async_get_state(std::string key, diagnostics& diag, Token&& token = {}) {
+        return state_.async_get<T>(std::move(key), diag, std::forward<Token>(token));
+    }
     template <class T, class Token = boost::asio::deferred_t>
     auto async_get_state(std::string key, Token&& token = {}) {
         return state_.async_get<T>(std::move(key), std::forward<Token>(token));
     }
 
 private:
-    using void_handler = boost::asio::any_completion_handler<void(std::exception_ptr)>;
-    using info_handler = boost::asio::any_completion_handler<void(std::exception_ptr,
-                                                                  std::optional<result_info>)>;
+    using void_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+    using info_handler = boost::asio::any_completion_handler<void(
+        boost::system::error_code, std::optional<result_info>)>;
     using value_handler = boost::asio::any_completion_handler<void(
-        std::exception_ptr, std::optional<boost::json::value>)>;
+        boost::system::error_code, std::optional<boost::json::value>)>;
     using wait_handler =
-        boost::asio::any_completion_handler<void(std::exception_ptr, result_info)>;
+        boost::asio::any_completion_handler<void(boost::system::error_code, result_info)>;
 
     template <class Token>
     auto initiate_store(std::string id, result_status status,
                         std::optional<boost::json::value> value,
-                        std::optional<boost::json::value> metadata, Token&& token) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr)>(
+                        std::optional<boost::json::value> metadata, diagnostics* diag,
+                        Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler, std::string id, result_status status,
                    std::optional<boost::json::value> value,
-                   std::optional<boost::json::value> metadata) {
-                store_impl(std::move(id), status, std::move(value), std::move(metadata),
+                   std::optional<boost::json::value> metadata, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
+                store_impl(std::move(id), status, std::move(value), std::move(metadata), diag,
                            std::move(handler));
             },
-            token, std::move(id), status, std::move(value), std::move(metadata));
+            token, std::move(id), status, std::move(value), std::move(metadata), diag);
     }
 
+    template <class Token>
+    auto initiate_get_result(std::string id, diagnostics* diag, Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code,
+                                                       std::optional<result_info>)>(
+            [this](auto handler, std::string id, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
+                get_result_impl(std::move(id), diag, std::move(handler));
+            },
+            token, std::move(id), diag);
+    }
+
+    template <class T, class Token>
+    auto initiate_get_value(std::string id, diagnostics* diag, Token&& token) {
+        return boost::asio::async_initiate<Token,
+                                           void(boost::system::error_code, std::optional<T>)>(
+            [this](auto handler, std::string id, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
+                // The id is kept for the message of a value that does not convert.
+                auto convert = [diag, id](boost::system::error_code ec,
+                                          std::optional<boost::json::value> jv) {
+                    std::optional<T> out;
+                    if (!ec && jv && !detail::json_value_to(*jv, out.emplace())) {
+                        out.reset();
+                        ec = error::decode_failed;
+                        if (diag)
+                            diag->set_client_message(
+                                "result '" + id +
+                                "': the stored value does not convert to the requested type");
+                    }
+                    return std::tuple<boost::system::error_code, std::optional<T>>(
+                        ec, std::move(out));
+                };
+                get_value_impl(std::move(id), diag,
+                               detail::converting_handler(std::move(handler), std::move(convert)));
+            },
+            token, std::move(id), diag);
+    }
+
+    template <class Token>
+    auto initiate_wait(std::string id, std::chrono::steady_clock::time_point deadline,
+                       diagnostics* diag, Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, result_info)>(
+            [this](auto handler, std::string id, std::chrono::steady_clock::time_point dl,
+                   diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
+                wait_impl(std::move(id), dl, diag, std::move(handler));
+            },
+            token, std::move(id), deadline, diag);
+    }
+
+    // diag: the caller's diagnostics, or nullptr (the operation then writes its own).
     void store_impl(std::string id, result_status status, std::optional<boost::json::value> value,
-                    std::optional<boost::json::value> metadata, void_handler handler);
-    void get_result_impl(std::string id, info_handler handler);
-    void get_value_impl(std::string id, value_handler handler);
+                    std::optional<boost::json::value> metadata, diagnostics* diag,
+                    void_handler handler);
+    void get_result_impl(std::string id, diagnostics* diag, info_handler handler);
+    void get_value_impl(std::string id, diagnostics* diag, value_handler handler);
     void wait_impl(std::string id, std::chrono::steady_clock::time_point deadline,
-                   wait_handler handler);
+                   diagnostics* diag, wait_handler handler);
 
     session* session_;
     result_options opts_;

@@ -1,6 +1,7 @@
 // Distributed read-write locks: many readers or one writer, writers preferred.
 #pragma once
 
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/lease.hpp>
@@ -125,6 +126,7 @@ private:
         return boost::asio::async_initiate<Token, void(boost::system::error_code, lease)>(
             [this](auto handler, std::string name, acquire_options opts, diagnostics* diag,
                    bool write, bool once) {
+                diag = detail::diagnostics_for(handler, diag);
                 acquire_impl(std::move(name), opts, diag, write, once, std::move(handler));
             },
             token, std::move(name), opts, diag, write, once);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <redcoord/connection.hpp>
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
@@ -56,6 +57,7 @@ auto async_eval(connection& conn, const script& s, std::vector<std::string> keys
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [](auto handler, connection* conn, const script* s, std::vector<std::string> keys,
            std::vector<std::string> args, detail::any_adapter ad, diagnostics* diag) {
+            diag = detail::diagnostics_for(handler, diag);
             detail::eval_impl(*conn, *s, std::move(keys), std::move(args), ad, diag,
                               std::move(handler));
         },

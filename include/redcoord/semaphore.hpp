@@ -1,6 +1,7 @@
 // Distributed counting semaphores: at most N holders of a resource at a time.
 #pragma once
 
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/lease.hpp>
@@ -109,6 +110,7 @@ public:
         return boost::asio::async_initiate<Token,
                                            void(boost::system::error_code, std::int64_t)>(
             [this](auto handler, std::string name, std::int64_t permits, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 available_impl(std::move(name), permits, diag, std::move(handler));
             },
             token, std::move(name), permits_total, &diag);
@@ -118,7 +120,8 @@ public:
         return boost::asio::async_initiate<Token,
                                            void(boost::system::error_code, std::int64_t)>(
             [this](auto handler, std::string name, std::int64_t permits) {
-                available_impl(std::move(name), permits, nullptr, std::move(handler));
+                diagnostics* diag = detail::diagnostics_for(handler, nullptr);
+                available_impl(std::move(name), permits, diag, std::move(handler));
             },
             token, std::move(name), permits_total);
     }
@@ -135,6 +138,7 @@ private:
         return boost::asio::async_initiate<Token, void(boost::system::error_code, lease)>(
             [this](auto handler, std::string name, std::int64_t permits, acquire_options opts,
                    diagnostics* diag, bool once) {
+                diag = detail::diagnostics_for(handler, diag);
                 acquire_impl(std::move(name), permits, opts, diag, once, std::move(handler));
             },
             token, std::move(name), permits, opts, diag, once);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <redcoord/detail/converting_handler.hpp>
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/events.hpp>
@@ -130,6 +131,7 @@ private:
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler, std::string key, boost::json::value value,
                    std::optional<std::chrono::milliseconds> ttl, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 set_impl(std::move(key), std::move(value), ttl, diag, std::move(handler));
             },
             token, std::move(key), std::move(value), ttl, diag);
@@ -140,6 +142,7 @@ private:
         return boost::asio::async_initiate<Token,
                                            void(boost::system::error_code, std::optional<T>)>(
             [this](auto handler, std::string key, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 auto convert = [diag, key](boost::system::error_code ec,
                                            std::optional<std::string> text) {
                     std::optional<T> v;
@@ -168,6 +171,7 @@ private:
     auto initiate_remove(std::string key, diagnostics* diag, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, bool)>(
             [this](auto handler, std::string key, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
                 remove_impl(std::move(key), diag, std::move(handler));
             },
             token, std::move(key), diag);

@@ -1,5 +1,7 @@
 #include "locks/lock_value.hpp"
+#include "wait/push_wait.hpp"
 #include "core/session_impl.hpp"
+#include "locks/lock_protocol.hpp"
 
 #include <redcoord/error.hpp>
 #include <redcoord/leader.hpp>
@@ -33,24 +35,17 @@ struct leader_watch_state {
     std::string name;
     std::string key;
     std::function<void(const std::optional<leader_info>&)> callback;
-    asio::steady_timer timer;
-    std::uint64_t listeners[2] = {0, 0};
+    channel_waiter* waiter = nullptr;  // the loop's, while it runs
     bool stopped = false;
-    bool woken = false;
 
     leader_watch_state(const std::shared_ptr<session_impl>& s, std::string name, std::string key,
                        std::function<void(const std::optional<leader_info>&)> cb)
-        : s(s), name(std::move(name)), key(std::move(key)), callback(std::move(cb)),
-          timer(s->conn.get_executor()) {}
+        : s(s), name(std::move(name)), key(std::move(key)), callback(std::move(cb)) {}
 
     void stop() {
         if (stopped) return;
         stopped = true;
-        timer.cancel();
-        if (auto sp = s.lock()) {
-            for (auto id : listeners)
-                if (id) sp->hub.remove(id);
-        }
+        if (waiter) waiter->wake();
     }
 };
 
@@ -99,14 +94,22 @@ asio::awaitable<std::pair<error_code, std::optional<leader_info>>> read_info(
 }
 
 asio::awaitable<void> watch_loop(std::shared_ptr<detail::leader_watch_state> st) {
+    auto s = st->s.lock();
+    if (!s || s->closed || st->stopped) co_return;
+    // Listens before the first look, so a change after it is heard. (The session's close ends
+    // the wait: the loop then lets the session go.)
+    const std::vector<std::string> channels{changed_channel(st->key), released_channel(st->key)};
+    detail::channel_waiter waiter(*s, channels);
+    st->waiter = &waiter;
+    struct detach {
+        detail::leader_watch_state& st;
+        ~detach() { st.waiter = nullptr; }
+    } detach_on_exit{*st};
     bool first = true;
     std::string last_owner;
-    while (!st->stopped) {
-        auto s = st->s.lock();
-        if (!s || s->closed) co_return;
-        st->woken = false;
+    while (!st->stopped && !waiter.closed() && !s->closed) {
+        waiter.clear();
         auto [ec, info] = co_await read_info(*s, st->name, st->key);
-        s.reset();
         if (st->stopped) co_return;
         auto wake_at = std::chrono::steady_clock::time_point::max();
         if (ec) {
@@ -129,9 +132,7 @@ asio::awaitable<void> watch_loop(std::shared_ptr<detail::leader_watch_state> st)
                                         info->expires - std::chrono::system_clock::now()),
                                     milliseconds(5)));
         }
-        if (st->woken) continue;
-        st->timer.expires_at(wake_at);
-        co_await st->timer.async_wait(nothrow);
+        co_await waiter.wait_until(wake_at);
     }
 }
 
@@ -268,14 +269,6 @@ leader_election::watch leader_election::watch_leader(
     auto key = s->keys.leader(name);
     auto st = std::make_shared<detail::leader_watch_state>(s, std::move(name), key,
                                                            std::move(callback));
-    auto wake = [w = std::weak_ptr<detail::leader_watch_state>(st)](const push_message&) {
-        if (auto st = w.lock()) {
-            st->woken = true;
-            st->timer.cancel();
-        }
-    };
-    st->listeners[0] = s->hub.add(changed_channel(key), false, wake);
-    st->listeners[1] = s->hub.add(released_channel(key), false, wake);
     asio::co_spawn(s->conn.get_executor(), watch_loop(st), asio::detached);
     watch w;
     w.state_ = std::move(st);

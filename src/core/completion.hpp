@@ -129,8 +129,9 @@ void launch(const asio::any_io_executor& ex, asio::awaitable<T> coro, Handler ha
                    }));
 }
 
-/// For the operations that still report errors by throwing (the queue, barrier, results,
-/// circuit breaker and run_exclusive): runs coro (awaitable<void> or awaitable<V>) with the
+/// For the operations that run the user's function (a circuit breaker's execute, a cache's
+/// get_or_set, idempotency's once), whose completion carries that function's own exception
+/// (docs/connection.md, "Errors"): runs coro (awaitable<void> or awaitable<V>) with the
 /// handler's cancellation slot and completes with (exception_ptr) or (exception_ptr, V).
 template <class V, class Handler>
 void launch_throwing(const asio::any_io_executor& ex, asio::awaitable<V> coro, Handler handler) {

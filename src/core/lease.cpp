@@ -41,7 +41,7 @@ error_code no_longer_held(const lease_state& l, diagnostics& diag) {
 
 // A release under way: its script call (or its place in the lock batch) and what its
 // completion needs.
-struct release_op : detail::lock_batch_entry {
+struct release_op : detail::batch_entry {
     std::shared_ptr<lease_state> lease;
     detail::script_call script;
     std::int64_t reply = 0;
@@ -56,7 +56,7 @@ struct release_op : detail::lock_batch_entry {
         diag = d ? d : &local;
     }
 
-    void complete(error_code ec, const detail::lock_op_reply& r) override {
+    void complete(error_code ec, const detail::batch_reply& r) override {
         reply = r.values[0];
         done(ec);
     }
@@ -257,10 +257,8 @@ bool keep_if_valid(lease& l, diagnostics& diag) {
 void session_impl::send_release(const std::shared_ptr<lease_state>& l, diagnostics* diag,
                                 asio::any_completion_handler<void(error_code)> handler) {
     auto op = std::make_unique<release_op>(l, diag, std::move(handler));
-    if (!l->spec->release) {
-        const auto& extra = l->extra_args;  // the channel, and "1" to publish always
-        lock_ops.add(std::move(op), {l->keys.front()},
-                     {"r", l->owner, extra.at(0), extra.size() > 1 ? std::string_view(extra[1]) : std::string_view("0")});
+    if (l->spec->batch_release) {
+        l->spec->batch_release(lock_ops, *l, std::move(op));
         return;
     }
     auto& call = op->script;

@@ -1,7 +1,6 @@
 // The server's maxmemory-policy, as a session sees it: an evicting server may drop lease keys
 // under memory pressure, so the session tells the application (session_options::on_warning)
 // and, when asked to, refuses new leases on it (refuse_evicting_server).
-#include "wait/grant_wait.hpp"
 #include "core/session_impl.hpp"
 
 #include <redcoord/error.hpp>

@@ -376,7 +376,7 @@ void lock_stats_window::fill(lock_statistics& out) const {
 session_impl::session_impl(connection& c, session_options o)
     : conn(c), opts(std::move(o)), keys(opts.prefix),
       node_id(opts.node_id.empty() ? host_name() : opts.node_id), hub(c), dog(*this),
-      lock_ops(c, [this] {
+      lock_ops(c, script::embedded("lock_ops"), [this] {
           asio::post(conn.get_executor(), [s = shared_from_this()] { s->lock_ops.flush(); });
       }) {}
 
@@ -447,33 +447,6 @@ void session_impl::mark_released(lease_state& l) {
     if (auto hook = std::exchange(l.on_release, nullptr)) hook(l);
 }
 
-std::shared_ptr<lock_queue> session_impl::queue_for(const std::string& key,
-                                                    const std::string& channel, bool fair) {
-    auto& q = lock_queues[key];
-    if (!q) {
-        q = std::make_shared<lock_queue>();
-        q->key = key;
-        q->channel = channel;
-        q->fair = fair;
-    }
-    return q;
-}
-
-void session_impl::drop_queue_if_idle(const std::shared_ptr<lock_queue>& q) {
-    if (!q->waiters.empty()) return;
-    if (q->listener) {
-        hub.remove(q->listener);
-        q->listener = 0;
-    }
-    q->own_releases.clear();
-    // Another acquisition of the same key still holds the queue (its first attempt is out):
-    // keep it findable, or that one would wait in a queue that local releases never hand over
-    // to, and each release would be won again by the releasing coroutine's next acquisition.
-    if (q.use_count() > 2) return;
-    if (auto it = lock_queues.find(q->key); it != lock_queues.end() && it->second == q)
-        lock_queues.erase(it);
-}
-
 error_code session_impl::check_open(diagnostics& diag) const {
     if (!closed && !closing) return {};
     diag.set_client_message(closed ? "the session is closed" : "the session is closing");
@@ -504,8 +477,7 @@ void session_impl::close() {
     // its queued operations would keep this session alive.
     lock_ops.flush();
     close_steps.clear();
-    for (auto& [k, q] : lock_queues)
-        for (auto* w : q->waiters) w->wake_to_attempt();
+    if (waits) waits->on_close();  // every local waiter wakes, sees the session closed
     dog.stop();
     hub.stop();
 }

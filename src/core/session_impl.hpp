@@ -4,11 +4,11 @@
 #include "core/completion.hpp"
 #include "core/eval.hpp"
 #include "core/glob.hpp"
-#include "locks/lock_batch.hpp"
+#include "core/script_batch.hpp"
+#include "core/script_batch.hpp"
 #include "wire/time_math.hpp"
 
 #include <redcoord/lease.hpp>
-#include <redcoord/lock.hpp>
 #include <redcoord/script.hpp>
 #include <redcoord/session.hpp>
 
@@ -151,14 +151,15 @@ private:
 // How to renew and release one kind of lease. Renew: KEYS = keys, ARGV = owner, ttl_ms,
 // extra...; replies 1 when renewed, 0 when gone or taken. Release: ARGV = owner, extra...;
 // replies 0 when not held, 1 when released, 2 when still held (a reentrant count above zero).
-// Without a release script (locks and leaderships), the release rides the session's lock
-// batch: lock_ops.lua's "r" with KEYS = keys, ARGV = owner, extra... (channel, always).
+// Without a release script (locks and leaderships), batch_release queues the release on the
+// session's script batch (the kind's protocol knows its arguments).
+struct lease_state;
 struct lease_spec {
     const script* renew = nullptr;
     const script* release = nullptr;
+    void (*batch_release)(script_batch&, const lease_state&, std::unique_ptr<batch_entry>) =
+        nullptr;
 };
-
-struct lease_state;
 
 // One entry of the watchdog's schedule; a lease has at most one (lease_state::dog_entry).
 struct watchdog_item {
@@ -241,49 +242,11 @@ private:
     bool stopped_ = false;
 };
 
-// Local waiters for one lock key: one of them at a time asks Redis (the head), the others
-// wait their turn, so contention costs no burst of scripts per release.
-struct lock_waiter {
-    asio::steady_timer* timer = nullptr;
-    bool attempt = false;  // woken to try (a release, a handoff, a gap)
-    bool rearm = false;    // woken to recompute its fallback timer
-    clock::time_point hint{};  // rearm: the holder's lease ends about then
-    bool yield = false;        // a handoff's attempt that yields to other nodes ("y")
-    void wake_to_attempt() {
-        attempt = true;
-        timer->cancel();
-    }
-};
-
-// How long a process may keep a busy lock among its own waiters (local handoff: a release
-// hands the lock to the next local waiter in the same script call) while another process
-// waits for it: after max_handoffs handoffs in a row or max_streak, whichever ends first, the
-// next handoff's attempt asks lock_ops.lua to yield ("y"): it is refused when another node
-// waits, the release's push lets that node's waiters in, and the local head attempts again
-// after yield_window.
-struct handoff_bounds {
-    static constexpr unsigned max_handoffs = 8;
-    static constexpr std::chrono::milliseconds max_streak{2};
-    static constexpr std::chrono::milliseconds yield_window{2};
-};
-
-struct lock_queue {
-    std::string key;
-    std::string channel;
-    bool fair = false;
-    std::list<lock_waiter*> waiters;
-    std::uint64_t listener = 0;
-    std::unordered_multiset<std::string> own_releases;  // owners whose release we handed off
-    unsigned streak = 0;  // local handoffs in a row
-    clock::time_point streak_start{};
-    clock::time_point yield_until{};  // after a yield: releases' pushes do not wake us till then
-    void wake_head() {
-        if (fair) {
-            for (auto* w : waiters) w->wake_to_attempt();
-        } else if (!waiters.empty()) {
-            waiters.front()->wake_to_attempt();
-        }
-    }
+// What an upper layer keeps per session (the wait layer's local wait queues,
+// wait/wait_queue.hpp). The session knows only that it tells it when it closes.
+struct session_part {
+    virtual ~session_part() = default;
+    virtual void on_close() = 0;
 };
 
 class lock_stats_window {
@@ -312,8 +275,8 @@ public:
     push_hub hub;
     watchdog dog;
     lock_stats_window lock_stats;
-    std::unordered_map<std::string, std::shared_ptr<lock_queue>> lock_queues;
-    lock_batch lock_ops;
+    std::unique_ptr<session_part> waits;  // the local wait queues (wait/wait_queue.hpp)
+    script_batch lock_ops;  // lock_ops.lua's batch (locks/lock.cpp)
 
     std::string new_owner_token();
     milliseconds drift(milliseconds ttl) const;
@@ -361,22 +324,12 @@ public:
     // policy (diag says so, naming what was refused).
     error_code policy_refusal(diagnostics& diag, std::string_view what) const;
 
-    std::shared_ptr<lock_queue> queue_for(const std::string& key, const std::string& channel,
-                                          bool fair);
-    void drop_queue_if_idle(const std::shared_ptr<lock_queue>& q);
 
     // Closes at once (the destructor's close): held leases are marked lost and their
     // releases sent, not awaited.
     void close();
     static asio::awaitable<error_code> close_gracefully(std::shared_ptr<session_impl> s);
 };
-
-// Acquires a lease shaped like a lock (the string lock_ops.lua writes) at main_key, with the
-// mutex's waiting, handoff and fair mode. kind names the resource in messages ("lock").
-void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
-                        std::string_view kind, std::string name, const lock_options& lo,
-                        acquire_options opts, diagnostics* diag, bool once,
-                        asio::any_completion_handler<void(error_code, lease)> handler);
 
 // An acquisition's look at the server's policy (session_options::refuse_evicting_server;
 // what: "lock 'orders'"): false when it may go on now. Else it has taken handler over: it
@@ -386,8 +339,6 @@ using lease_handler = asio::any_completion_handler<void(error_code, lease)>;
 bool policy_gate(session_impl& s, diag_target& diag, std::string_view what,
                  lease_handler& handler, std::function<void(lease_handler)> resume);
 
-// Throws error::bad_config naming the first option of o that is out of range.
-void check_lock_options(const lock_options& o);
 
 // An operation never completes with a lease whose validity has passed (its reply was delayed
 // past it, or the attempt waited for a reconnect): drop_expired_grant releases such a grant at
@@ -398,6 +349,12 @@ bool keep_if_valid(lease& l, diagnostics& diag);
 
 // What an acquisition that gave up at its deadline says: what, the wait, the last error, and
 // whether a grant came too late.
+// Errors after which waiting on makes sense: the connection may come back before the deadline.
+inline bool transient_error(error_code ec) {
+    return ec == error::not_connected || ec == error::connection_lost || ec == error::timeout ||
+           ec == error::run_not_started;
+}
+
 inline std::string timeout_message(const std::string& what, milliseconds wait,
                                    error_code last_error, bool expired_grant) {
     std::string out = what + " not acquired within " + std::to_string(wait.count()) + " ms";
@@ -477,17 +434,6 @@ inline error_code check_ttl_renewable(diagnostics& diag, std::string_view what, 
                              " ms is not longer than extension_interval (" +
                              std::to_string(interval.count()) +
                              " ms): the lease would end before its first renewal");
-}
-
-// The durations of an acquisition (what: "lock 'orders'"): ttl (zero: the default) and wait
-// within [0, max_duration], and a given ttl longer than the renewal interval.
-inline error_code check_acquire_durations(diagnostics& diag, std::string_view what,
-                                          const acquire_options& o, milliseconds interval,
-                                          bool watchdog) {
-    error_code ec = check_duration_arg(diag, what, "ttl", o.ttl, true);
-    if (!ec && o.wait) ec = check_duration_arg(diag, what, "wait", *o.wait, true);
-    if (!ec && o.ttl.count() > 0) ec = check_ttl_renewable(diag, what, o.ttl, interval, watchdog);
-    return ec;
 }
 
 }  // namespace redcoord::detail

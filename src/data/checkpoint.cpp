@@ -150,10 +150,6 @@ asio::awaitable<std::tuple<error_code, std::size_t>> remove_coro(
     co_return std::tuple{ec, deleted};
 }
 
-struct own_diag {
-    diagnostics d;
-};
-
 }  // namespace
 
 checkpoint_store::checkpoint_store(session& s, checkpoint_options opts)
@@ -165,8 +161,8 @@ checkpoint_store::checkpoint_store(session& s, checkpoint_options opts)
 
 void checkpoint_store::save_impl(checkpoint_record rec, diagnostics* diag, void_handler handler) {
     auto s = session_->impl();
-    auto own = std::make_shared<own_diag>();
-    diagnostics& d = diag ? *diag : own->d;
+    detail::diag_target target(diag);
+    diagnostics& d = target.get();
     d.clear();
     error_code ec = detail::check_name("checkpoint task_id", rec.task_id, d);
     const std::string what = "checkpoint of '" + rec.task_id + "'";
@@ -186,33 +182,32 @@ void checkpoint_store::save_impl(checkpoint_record rec, diagnostics* diag, void_
     std::string text = to_text(rec, data_text);
     rec.data = nullptr;  // the text holds it
     auto run = [](std::shared_ptr<session_impl> s, checkpoint_options o, checkpoint_record rec,
-                  std::string text, diagnostics& d,
-                  std::shared_ptr<own_diag>) -> asio::awaitable<std::tuple<error_code>> {
-        co_return co_await save_coro(std::move(s), o, std::move(rec), std::move(text), d);
+                  std::string text,
+                  detail::diag_target target) -> asio::awaitable<std::tuple<error_code>> {
+        co_return co_await save_coro(std::move(s), o, std::move(rec), std::move(text),
+                                     target.get());
     };
     auto& sr = *s;
-    detail::launch(sr, run(std::move(s), opts_, std::move(rec), std::move(text), d,
-                           std::move(own)),
+    detail::launch(sr, run(std::move(s), opts_, std::move(rec), std::move(text), std::move(target)),
                    std::move(handler));
 }
 
 void checkpoint_store::load_impl(std::string task_id, diagnostics* diag, load_handler handler) {
     auto s = session_->impl();
-    auto own = std::make_shared<own_diag>();
-    diagnostics& d = diag ? *diag : own->d;
+    detail::diag_target target(diag);
+    diagnostics& d = target.get();
     d.clear();
     error_code ec = detail::check_name("checkpoint task_id", task_id, d);
     if (!ec && s->closed) ec = error::session_closed;
     if (ec)
         return detail::complete_later(*s, std::move(handler), ec,
                                       std::optional<checkpoint_record>());
-    auto run = [](std::shared_ptr<session_impl> s, std::string task, diagnostics& d,
-                  std::shared_ptr<own_diag>)
+    auto run = [](std::shared_ptr<session_impl> s, std::string task, detail::diag_target target)
         -> asio::awaitable<std::tuple<error_code, std::optional<checkpoint_record>>> {
-        co_return co_await load_coro(std::move(s), std::move(task), d);
+        co_return co_await load_coro(std::move(s), std::move(task), target.get());
     };
     auto& sr = *s;
-    detail::launch(sr, run(std::move(s), std::move(task_id), d, std::move(own)),
+    detail::launch(sr, run(std::move(s), std::move(task_id), std::move(target)),
                    std::move(handler));
 }
 

@@ -148,10 +148,6 @@ asio::awaitable<std::tuple<error_code, circuit_status>> state_coro(
     co_return std::tuple{ec, out};
 }
 
-struct own_diag {
-    diagnostics d;
-};
-
 }  // namespace
 
 const char* to_string(circuit_state s) noexcept {
@@ -185,19 +181,19 @@ void circuit_breaker::execute_impl(std::string name, erased_op run, execute_hand
 
 void circuit_breaker::state_impl(std::string name, diagnostics* diag, state_handler handler) {
     auto s = session_->impl();
-    auto own = std::make_shared<own_diag>();
-    diagnostics& d = diag ? *diag : own->d;
+    detail::diag_target target(diag);
+    diagnostics& d = target.get();
     d.clear();
     error_code ec = detail::check_name("circuit name", name, d);
     if (!ec && s->closed) ec = error::session_closed;
     if (ec) return detail::complete_later(*s, std::move(handler), ec, circuit_status{});
-    auto run = [](std::shared_ptr<session_impl> s, circuit_breaker_options o, std::string name,
-                  diagnostics& d, std::shared_ptr<own_diag>)
-        -> asio::awaitable<std::tuple<error_code, circuit_status>> {
-        co_return co_await state_coro(std::move(s), o, std::move(name), d);
+    auto run =
+        [](std::shared_ptr<session_impl> s, circuit_breaker_options o, std::string name,
+           detail::diag_target target) -> asio::awaitable<std::tuple<error_code, circuit_status>> {
+        co_return co_await state_coro(std::move(s), o, std::move(name), target.get());
     };
     auto& sr = *s;
-    detail::launch(sr, run(std::move(s), opts_, std::move(name), d, std::move(own)),
+    detail::launch(sr, run(std::move(s), opts_, std::move(name), std::move(target)),
                    std::move(handler));
 }
 

@@ -6,8 +6,11 @@
 
 #include <boost/json/parse.hpp>
 
+#include <initializer_list>
 #include <memory>
+#include <optional>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace redcoord {
@@ -19,8 +22,6 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-
-using detail::fail;
 
 struct names {
     std::string queue, consumers, workers, channel, processing_prefix, worker_prefix;
@@ -58,9 +59,13 @@ queue_item split(std::string raw, std::string worker) {
     return it;
 }
 
-asio::awaitable<std::string> enqueue(std::shared_ptr<detail::session_impl> s, std::string name,
-                                     std::optional<std::string> worker, std::string payload) {
-    diagnostics d;
+using id_result = std::pair<error_code, std::string>;
+using item_result = std::pair<error_code, std::optional<queue_item>>;
+
+asio::awaitable<id_result> enqueue(std::shared_ptr<detail::session_impl> s, std::string name,
+                                   std::optional<std::string> worker, std::string payload,
+                                   detail::diag_target target) {
+    diagnostics& d = target.get();
     const names n(s->keys, name);
     std::string id = new_id();
     static const script& push = script::embedded("queue_push");
@@ -68,14 +73,14 @@ asio::awaitable<std::string> enqueue(std::shared_ptr<detail::session_impl> s, st
     const std::vector<std::string> args{id + ":" + payload, n.channel, worker.value_or("")};
     std::int64_t len = 0;
     auto [ec, sz] = co_await detail::eval(s->conn, push, keys, args, len, d);
-    if (ec) fail(ec, d);
-    co_return id;
+    if (ec) co_return id_result(ec, std::string());
+    co_return id_result(error_code(), std::move(id));
 }
 
-asio::awaitable<std::optional<queue_item>> dequeue(std::shared_ptr<detail::session_impl> s,
-                                                   std::string name, std::string consumer,
-                                                   milliseconds timeout) {
-    diagnostics d;
+asio::awaitable<item_result> dequeue(std::shared_ptr<detail::session_impl> s, std::string name,
+                                     std::string consumer, milliseconds timeout,
+                                     detail::diag_target target) {
+    diagnostics& d = target.get();
     const names n(s->keys, name);
     const std::string processing = n.processing_prefix + consumer;
     {
@@ -85,83 +90,73 @@ asio::awaitable<std::optional<queue_item>> dequeue(std::shared_ptr<detail::sessi
         req.push("LMOVE", n.queue, processing, "RIGHT", "LEFT");
         response<std::int64_t, std::optional<std::string>> resp;
         auto [ec, sz] = co_await s->conn.async_exec(req, resp, d, nothrow);
-        if (ec) fail(ec, d);
-        if (auto& raw = std::get<1>(resp)) co_return split(std::move(*raw), {});
+        if (ec) co_return item_result(ec, std::nullopt);
+        if (auto& raw = std::get<1>(resp))
+            co_return item_result(error_code(), split(std::move(*raw), {}));
     }
-    if (timeout.count() <= 0) co_return std::nullopt;
+    if (timeout.count() <= 0) co_return item_result(error_code(), std::nullopt);
     // Blocking: the connection runs it on its side connection for blocking commands.
     request req;
     const double secs = static_cast<double>(timeout.count()) / 1000.0;
     req.push("BLMOVE", n.queue, processing, "RIGHT", "LEFT", std::to_string(secs));
     std::optional<std::string> raw;
     auto [ec, sz] = co_await s->conn.async_exec(req, raw, d, nothrow);
-    if (ec) fail(ec, d);
-    if (!raw) co_return std::nullopt;
-    co_return split(std::move(*raw), {});
+    if (ec || !raw) co_return item_result(ec, std::nullopt);
+    co_return item_result(error_code(), split(std::move(*raw), {}));
 }
 
-asio::awaitable<bool> ack(std::shared_ptr<detail::session_impl> s, std::string name,
-                          std::string consumer, std::string raw) {
-    diagnostics d;
+asio::awaitable<std::pair<error_code, bool>> ack(std::shared_ptr<detail::session_impl> s,
+                                                 std::string name, std::string consumer,
+                                                 std::string raw, detail::diag_target target) {
     const names n(s->keys, name);
     request req;
     req.push("LREM", n.processing_prefix + consumer, 1, raw);
     std::int64_t removed = 0;
-    auto [ec, sz] = co_await s->conn.async_exec(req, removed, d, nothrow);
-    if (ec) fail(ec, d);
-    co_return removed > 0;
+    auto [ec, sz] = co_await s->conn.async_exec(req, removed, target.get(), nothrow);
+    co_return std::pair<error_code, bool>(ec, !ec && removed > 0);
 }
 
-asio::awaitable<std::int64_t> redeliver(std::shared_ptr<detail::session_impl> s,
-                                        std::string name) {
-    diagnostics d;
+asio::awaitable<std::pair<error_code, std::int64_t>> redeliver(
+    std::shared_ptr<detail::session_impl> s, std::string name, detail::diag_target target) {
     const names n(s->keys, name);
     static const script& give_back = script::embedded("queue_redeliver");
     const std::vector<std::string> keys{n.queue, n.consumers};
     const std::vector<std::string> args{n.processing_prefix, s->keys.heartbeat(""), n.channel};
     std::int64_t moved = 0;
-    auto [ec, sz] = co_await detail::eval(s->conn, give_back, keys, args, moved, d);
-    if (ec) fail(ec, d);
-    co_return moved;
+    auto [ec, sz] = co_await detail::eval(s->conn, give_back, keys, args, moved, target.get());
+    co_return std::pair<error_code, std::int64_t>(ec, ec ? 0 : moved);
 }
 
-asio::awaitable<std::optional<queue_item>> take(std::shared_ptr<detail::session_impl> s,
-                                                std::string name, std::string worker,
-                                                bool steal) {
-    diagnostics d;
+asio::awaitable<item_result> take(std::shared_ptr<detail::session_impl> s, std::string name,
+                                  std::string worker, bool steal, detail::diag_target target) {
+    diagnostics& d = target.get();
     const names n(s->keys, name);
     if (!steal) {
         request req;
         req.push("RPOP", n.worker_prefix + worker);
         std::optional<std::string> raw;
         auto [ec, sz] = co_await s->conn.async_exec(req, raw, d, nothrow);
-        if (ec) fail(ec, d);
-        if (!raw) co_return std::nullopt;
-        co_return split(std::move(*raw), worker);
+        if (ec || !raw) co_return item_result(ec, std::nullopt);
+        co_return item_result(error_code(), split(std::move(*raw), worker));
     }
     static const script& thief = script::embedded("queue_steal");
     const std::vector<std::string> keys{n.workers};
     const std::vector<std::string> args{n.worker_prefix, worker};
     std::vector<std::optional<std::string>> reply;
     auto [ec, sz] = co_await detail::eval(s->conn, thief, keys, args, reply, d);
-    if (ec) fail(ec, d);
-    if (reply.size() != 2 || !reply[0] || !reply[1]) co_return std::nullopt;
-    co_return split(std::move(*reply[1]), std::move(*reply[0]));
+    if (ec || reply.size() != 2 || !reply[0] || !reply[1])
+        co_return item_result(ec, std::nullopt);
+    co_return item_result(error_code(), split(std::move(*reply[1]), std::move(*reply[0])));
 }
 
-template <class Handler, class V>
-bool refuse(detail::session_impl& s, Handler& handler, V empty,
-            std::initializer_list<std::pair<const char*, const std::string*>> fields) {
-    diagnostics d;
-    error_code ec;
-    for (auto& [field, value] : fields) {
-        ec = detail::check_name(field, *value, d);
-        if (ec) break;
-    }
-    if (!ec && s.closed) ec = error::session_closed;
-    if (!ec) return false;
-    detail::complete_later(s, std::move(handler), detail::make_error(ec, d), std::move(empty));
-    return true;
+// Bad input: the first of fields (what, value) that is not a valid name, named in d; then a
+// closed session.
+error_code check_fields(const detail::session_impl& s, diagnostics& d,
+                  std::initializer_list<std::pair<const char*, const std::string*>> fields) {
+    for (auto& [field, value] : fields)
+        if (auto ec = detail::check_name(field, *value, d)) return ec;
+    if (s.closed) return error::session_closed;
+    return {};
 }
 
 }  // namespace
@@ -190,68 +185,81 @@ reliable_queue::reliable_queue(session& s, queue_options opts) : session_(&s), o
     detail::check_size_option("max_payload_bytes", opts_.max_payload_bytes);
 }
 
+// Each operation checks its input into the diagnostics it will fill (the caller's, or its own:
+// diag_target), then runs a coroutine that owns them.
+
 void reliable_queue::enqueue_impl(std::string name, std::optional<std::string> worker,
-                                  std::string payload, id_handler handler) {
+                                  std::string payload, diagnostics* diag, id_handler handler) {
     auto s = session_->impl();
+    detail::diag_target target(diag);
+    diagnostics& d = target.get();
+    d.clear();
     const std::string none = "-";
-    if (refuse(*s, handler, std::string(),
-               {{"queue name", &name}, {"worker", worker ? &*worker : &none}}))
-        return;
-    diagnostics d;
-    if (auto ec = detail::check_size("queue '" + name + "'", "payload", payload.size(),
-                                     opts_.max_payload_bytes, "max_payload_bytes", d))
-        return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d),
-                                      std::string());
+    error_code ec =
+        check_fields(*s, d, {{"queue name", &name}, {"worker", worker ? &*worker : &none}});
+    if (!ec)
+        ec = detail::check_size("queue '" + name + "'", "payload", payload.size(),
+                                opts_.max_payload_bytes, "max_payload_bytes", d);
+    if (ec) return detail::complete_later(*s, std::move(handler), ec, std::string());
     auto& sr = *s;
-    detail::launch_throwing(sr, enqueue(std::move(s), std::move(name), std::move(worker),
-                                        std::move(payload)),
-                            std::move(handler));
+    detail::launch(sr, enqueue(std::move(s), std::move(name), std::move(worker),
+                               std::move(payload), std::move(target)),
+                   std::move(handler));
 }
 
 void reliable_queue::dequeue_impl(std::string name, std::string consumer, milliseconds timeout,
-                                  item_handler handler) {
+                                  diagnostics* diag, item_handler handler) {
     auto s = session_->impl();
+    detail::diag_target target(diag);
+    diagnostics& d = target.get();
+    d.clear();
     if (consumer.empty()) consumer = s->node_id;
-    if (refuse(*s, handler, std::optional<queue_item>(),
-               {{"queue name", &name}, {"consumer", &consumer}}))
-        return;
-    diagnostics d;
-    if (auto ec = detail::check_duration_arg(d, "queue '" + name + "'", "timeout", timeout, true))
-        return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d),
-                                      std::optional<queue_item>());
+    error_code ec = check_fields(*s, d, {{"queue name", &name}, {"consumer", &consumer}});
+    if (!ec) ec = detail::check_duration_arg(d, "queue '" + name + "'", "timeout", timeout, true);
+    if (ec)
+        return detail::complete_later(*s, std::move(handler), ec, std::optional<queue_item>());
     auto& sr = *s;
-    detail::launch_throwing(sr, dequeue(std::move(s), std::move(name), std::move(consumer),
-                                        timeout),
-                            std::move(handler));
+    detail::launch(sr, dequeue(std::move(s), std::move(name), std::move(consumer), timeout,
+                               std::move(target)),
+                   std::move(handler));
 }
 
 void reliable_queue::ack_impl(std::string name, std::string consumer, std::string raw,
-                              bool_handler handler) {
+                              diagnostics* diag, bool_handler handler) {
     auto s = session_->impl();
+    detail::diag_target target(diag);
+    target.get().clear();
     if (consumer.empty()) consumer = s->node_id;
-    if (refuse(*s, handler, false, {{"queue name", &name}, {"consumer", &consumer}})) return;
+    if (auto ec = check_fields(*s, target.get(), {{"queue name", &name}, {"consumer", &consumer}}))
+        return detail::complete_later(*s, std::move(handler), ec, false);
     auto& sr = *s;
-    detail::launch_throwing(sr, ack(std::move(s), std::move(name), std::move(consumer),
-                                    std::move(raw)),
-                            std::move(handler));
+    detail::launch(sr, ack(std::move(s), std::move(name), std::move(consumer), std::move(raw),
+                           std::move(target)),
+                   std::move(handler));
 }
 
-void reliable_queue::redeliver_impl(std::string name, count_handler handler) {
+void reliable_queue::redeliver_impl(std::string name, diagnostics* diag, count_handler handler) {
     auto s = session_->impl();
-    if (refuse(*s, handler, std::int64_t(0), {{"queue name", &name}})) return;
+    detail::diag_target target(diag);
+    target.get().clear();
+    if (auto ec = check_fields(*s, target.get(), {{"queue name", &name}}))
+        return detail::complete_later(*s, std::move(handler), ec, std::int64_t(0));
     auto& sr = *s;
-    detail::launch_throwing(sr, redeliver(std::move(s), std::move(name)), std::move(handler));
+    detail::launch(sr, redeliver(std::move(s), std::move(name), std::move(target)),
+                   std::move(handler));
 }
 
 void reliable_queue::take_impl(std::string name, std::string worker, bool steal,
-                               item_handler handler) {
+                               diagnostics* diag, item_handler handler) {
     auto s = session_->impl();
-    if (refuse(*s, handler, std::optional<queue_item>(),
-               {{"queue name", &name}, {"worker", &worker}}))
-        return;
+    detail::diag_target target(diag);
+    target.get().clear();
+    if (auto ec = check_fields(*s, target.get(), {{"queue name", &name}, {"worker", &worker}}))
+        return detail::complete_later(*s, std::move(handler), ec, std::optional<queue_item>());
     auto& sr = *s;
-    detail::launch_throwing(sr, take(std::move(s), std::move(name), std::move(worker), steal),
-                            std::move(handler));
+    detail::launch(sr, take(std::move(s), std::move(name), std::move(worker), steal,
+                            std::move(target)),
+                   std::move(handler));
 }
 
 }  // namespace redcoord

@@ -16,6 +16,7 @@
 #include <climits>
 #include <memory>
 #include <new>
+#include <utility>
 #include <vector>
 
 namespace redcoord {
@@ -29,7 +30,6 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
-using detail::fail;
 using detail::stop_if_cancelled;
 
 std::string channel_of(const keyspace& keys, std::string_view id) {
@@ -48,17 +48,21 @@ bool to_int(const std::optional<std::string>& s, std::int64_t& out) {
     return ec == std::errc() && p == s->data() + s->size();
 }
 
-asio::awaitable<void> store(std::shared_ptr<detail::session_impl> s, std::string id,
-                            result_status status, std::optional<json::value> value,
-                            std::optional<json::value> metadata, result_options opts) {
-    diagnostics d;
+using info_result = std::pair<error_code, std::optional<result_info>>;
+using value_result = std::pair<error_code, std::optional<json::value>>;
+
+asio::awaitable<error_code> store(std::shared_ptr<detail::session_impl> s, std::string id,
+                                  result_status status, std::optional<json::value> value,
+                                  std::optional<json::value> metadata, result_options opts,
+                                  detail::diag_target target) {
+    diagnostics& d = target.get();
     const std::string what = "result '" + id + "'";
     std::string compressed;
     if (value) {
         std::string text;
         if (auto ec = detail::serialize_limited(*value, opts.max_value_bytes, "max_value_bytes",
                                                 what, text, d))
-            fail(ec, d);
+            co_return ec;
         compressed = detail::gzip_compress(text);
     }
     static const script& write = script::embedded("result_store");
@@ -74,30 +78,28 @@ asio::awaitable<void> store(std::shared_ptr<detail::session_impl> s, std::string
                                         channel_of(s->keys, id)};
     std::int64_t reply = 0;
     auto [ec, n] = co_await detail::eval(s->conn, write, keys, args, reply, d);
-    if (ec) fail(ec, d);
+    co_return ec;
 }
 
-asio::awaitable<std::optional<result_info>> read_info(detail::session_impl& s,
-                                                      const std::string& id) {
-    diagnostics d;
+asio::awaitable<info_result> read_info(detail::session_impl& s, const std::string& id,
+                                       diagnostics& d) {
     request req;
     req.push("HMGET", s.keys.result(id), "status", "metadata", "created_ms", "updated_ms",
              "value_bytes");
     std::vector<std::optional<std::string>> f;
     auto [ec, n] = co_await s.conn.async_exec(req, f, d, nothrow);
-    if (ec) fail(ec, d);
-    if (f.size() != 5 || !f[0]) co_return std::nullopt;
+    if (ec || f.size() != 5 || !f[0]) co_return info_result(ec, std::nullopt);
     const std::string what = "result '" + id + "'";
     result_info info;
     auto st = parse_result_status(*f[0]);
     if (!st) {
         d.set_client_message(what + ": unknown status '" + *f[0] + "'");
-        fail(error::decode_failed, d);
+        co_return info_result(error::decode_failed, std::nullopt);
     }
     info.status = *st;
     if (f[1]) {
         if (auto pec = detail::parse_stored(*f[1], what + " metadata", info.metadata, d))
-            fail(pec, d);
+            co_return info_result(pec, std::nullopt);
     }
     std::int64_t ms = 0;
     if (to_int(f[2], ms)) info.created = std::chrono::system_clock::time_point(milliseconds(ms));
@@ -106,50 +108,53 @@ asio::awaitable<std::optional<result_info>> read_info(detail::session_impl& s,
         info.has_value = true;
         info.value_bytes = static_cast<std::size_t>(ms);
     }
-    co_return info;
+    co_return info_result(error_code(), std::move(info));
 }
 
-asio::awaitable<std::optional<result_info>> get_result(std::shared_ptr<detail::session_impl> s,
-                                                       std::string id) {
-    co_return co_await read_info(*s, id);
+asio::awaitable<info_result> get_result(std::shared_ptr<detail::session_impl> s, std::string id,
+                                        detail::diag_target target) {
+    co_return co_await read_info(*s, id, target.get());
 }
 
-asio::awaitable<std::optional<json::value>> get_value(std::shared_ptr<detail::session_impl> s,
-                                                      std::string id, std::size_t max_bytes) {
-    diagnostics d;
+asio::awaitable<value_result> get_value(std::shared_ptr<detail::session_impl> s, std::string id,
+                                        std::size_t max_bytes, detail::diag_target target) {
+    diagnostics& d = target.get();
     request req;
     req.push("GET", s->keys.result_value(id));
     std::optional<std::string> raw;
     auto [ec, n] = co_await s->conn.async_exec(req, raw, d, nothrow);
-    if (ec) fail(ec, d);
-    if (!raw) co_return std::nullopt;
+    if (ec || !raw) co_return value_result(ec, std::nullopt);
     const std::string what = "result '" + id + "'";
     std::string text;
     if (!detail::gzip_decompress(*raw, max_bytes, text)) {
         d.set_client_message(what + ": the stored value (" + std::to_string(raw->size()) +
                              " bytes) is not a complete gzip stream, or inflates past "
                              "max_value_bytes (" + std::to_string(max_bytes) + ")");
-        fail(error::corrupt_data, d);
+        co_return value_result(error::corrupt_data, std::nullopt);
     }
     json::value v;
-    if (auto pec = detail::parse_stored(text, what, v, d)) fail(pec, d);
-    co_return v;
+    if (auto pec = detail::parse_stored(text, what, v, d))
+        co_return value_result(pec, std::nullopt);
+    co_return value_result(error_code(), std::move(v));
 }
 
-asio::awaitable<result_info> wait_for(std::shared_ptr<detail::session_impl> s, std::string id,
-                                      std::chrono::steady_clock::time_point deadline) {
-    diagnostics d;
+asio::awaitable<std::pair<error_code, result_info>> wait_for(
+    std::shared_ptr<detail::session_impl> s, std::string id,
+    std::chrono::steady_clock::time_point deadline, detail::diag_target target) {
+    using wait_result = std::pair<error_code, result_info>;
+    diagnostics& d = target.get();
     // Listen first, then look: a result stored after the look is heard.
     detail::channel_waiter w(*s, channel_of(s->keys, id));
     for (;;) {
-        if (s->closed || w.closed()) fail(error::session_closed, d);
+        if (s->closed || w.closed()) co_return wait_result(error::session_closed, result_info());
         co_await stop_if_cancelled();
         w.clear();
-        auto info = co_await read_info(*s, id);
-        if (info && is_terminal(info->status)) co_return std::move(*info);
+        auto [ec, info] = co_await read_info(*s, id, d);
+        if (ec) co_return wait_result(ec, result_info());
+        if (info && is_terminal(info->status)) co_return wait_result(ec, std::move(*info));
         if (std::chrono::steady_clock::now() >= deadline) {
             d.set_client_message("result '" + id + "': no final status before the deadline");
-            fail(error::timeout, d);
+            co_return wait_result(error::timeout, result_info());
         }
         co_await w.wait_until(deadline);
         // Anything heard (a status, a gap) or the deadline: look again.
@@ -189,60 +194,70 @@ const result_options& checked(const result_options& o) {
 result_store::result_store(session& s, result_options opts)
     : session_(&s), opts_(checked(opts)), state_(s, state_options{opts.state_ttl}) {}
 
+// Each operation checks its input into the diagnostics it will fill (the caller's, or its own:
+// diag_target), then runs a coroutine that owns them.
+
+namespace {
+error_code check_id(const detail::session_impl& s, const std::string& id, diagnostics& d) {
+    error_code ec = detail::check_name("result id", id, d);
+    if (!ec && s.closed) ec = error::session_closed;
+    return ec;
+}
+}  // namespace
+
 void result_store::store_impl(std::string id, result_status status,
                               std::optional<json::value> value,
-                              std::optional<json::value> metadata, void_handler handler) {
+                              std::optional<json::value> metadata, diagnostics* diag,
+                              void_handler handler) {
     auto s = session_->impl();
-    diagnostics d;
+    detail::diag_target target(diag);
+    diagnostics& d = target.get();
+    d.clear();
     error_code ec = detail::check_name("result id", id, d);
     if (!ec && !parse_result_status(to_string(status)))
         ec = detail::invalid(d, "result '" + id + "': unknown status " +
                                     std::to_string(static_cast<int>(status)));
     if (!ec && s->closed) ec = error::session_closed;
-    if (ec) return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d));
+    if (ec) return detail::complete_later(*s, std::move(handler), ec);
     auto& sr = *s;
-    detail::launch_throwing(sr, store(std::move(s), std::move(id), status, std::move(value),
-                          std::move(metadata), opts_),
-                std::move(handler));
+    detail::launch(sr, store(std::move(s), std::move(id), status, std::move(value),
+                             std::move(metadata), opts_, std::move(target)),
+                   std::move(handler));
 }
 
-void result_store::get_result_impl(std::string id, info_handler handler) {
+void result_store::get_result_impl(std::string id, diagnostics* diag, info_handler handler) {
     auto s = session_->impl();
-    diagnostics d;
-    error_code ec = detail::check_name("result id", id, d);
-    if (!ec && s->closed) ec = error::session_closed;
-    if (ec)
-        return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d),
-                                      std::optional<result_info>());
+    detail::diag_target target(diag);
+    target.get().clear();
+    if (auto ec = check_id(*s, id, target.get()))
+        return detail::complete_later(*s, std::move(handler), ec, std::optional<result_info>());
     auto& sr = *s;
-    detail::launch_throwing(sr, get_result(std::move(s), std::move(id)), std::move(handler));
+    detail::launch(sr, get_result(std::move(s), std::move(id), std::move(target)),
+                   std::move(handler));
 }
 
-void result_store::get_value_impl(std::string id, value_handler handler) {
+void result_store::get_value_impl(std::string id, diagnostics* diag, value_handler handler) {
     auto s = session_->impl();
-    diagnostics d;
-    error_code ec = detail::check_name("result id", id, d);
-    if (!ec && s->closed) ec = error::session_closed;
-    if (ec)
-        return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d),
-                                      std::optional<json::value>());
+    detail::diag_target target(diag);
+    target.get().clear();
+    if (auto ec = check_id(*s, id, target.get()))
+        return detail::complete_later(*s, std::move(handler), ec, std::optional<json::value>());
     auto& sr = *s;
-    detail::launch_throwing(sr, get_value(std::move(s), std::move(id), opts_.max_value_bytes),
-                            std::move(handler));
+    detail::launch(sr, get_value(std::move(s), std::move(id), opts_.max_value_bytes,
+                                 std::move(target)),
+                   std::move(handler));
 }
 
 void result_store::wait_impl(std::string id, std::chrono::steady_clock::time_point deadline,
-                             wait_handler handler) {
+                             diagnostics* diag, wait_handler handler) {
     auto s = session_->impl();
-    diagnostics d;
-    error_code ec = detail::check_name("result id", id, d);
-    if (!ec && s->closed) ec = error::session_closed;
-    if (ec)
-        return detail::complete_later(*s, std::move(handler), detail::make_error(ec, d),
-                                      result_info());
+    detail::diag_target target(diag);
+    target.get().clear();
+    if (auto ec = check_id(*s, id, target.get()))
+        return detail::complete_later(*s, std::move(handler), ec, result_info());
     auto& sr = *s;
-    detail::launch_throwing(sr, wait_for(std::move(s), std::move(id), deadline),
-                            std::move(handler));
+    detail::launch(sr, wait_for(std::move(s), std::move(id), deadline, std::move(target)),
+                   std::move(handler));
 }
 
 namespace detail {

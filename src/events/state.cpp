@@ -20,21 +20,21 @@ using std::chrono::milliseconds;
 
 namespace {
 
-// What an operation keeps alive until its reply: the request's reply, diagnostics when the
-// caller gave none, and the caller's handler.
+// What an operation keeps alive until its reply: the request's reply, the diagnostics it
+// fills (the caller's, or its own when the caller gave none), and the caller's handler.
 template <class Reply, class Handler>
 struct op {
-    explicit op(Handler h) : handler(std::move(h)) {}
+    op(Handler h, diagnostics* diag) : diag(diag), handler(std::move(h)) {}
     request req;
     Reply reply{};
-    diagnostics own_diag;
+    detail::diag_target diag;
     Handler handler;
 };
 
 template <class Reply, class Handler>
-auto make_op(Handler& handler) {
+auto make_op(Handler& handler, diagnostics* diag) {
     // Constructed in place: Boost 1.81's any_completion_handler move assignment recurses.
-    return std::make_shared<op<Reply, Handler>>(std::move(handler));
+    return std::make_shared<op<Reply, Handler>>(std::move(handler), diag);
 }
 
 std::string change_channel(const keyspace& keys, std::string_view key) {
@@ -54,8 +54,8 @@ void shared_state::set_impl(std::string key, boost::json::value value,
     auto s = session_->impl();
     const auto ex = s->conn.get_executor();
     const auto slot = asio::get_associated_cancellation_slot(handler);
-    auto o = make_op<std::int64_t>(handler);
-    diagnostics& d = diag ? *diag : o->own_diag;
+    auto o = make_op<std::int64_t>(handler, diag);
+    diagnostics& d = o->diag.get();
     d.clear();
     error_code ec = detail::check_name("state key", key, d);
     if (!ec && ttl) ec = detail::check_duration_arg(d, "state '" + key + "'", "ttl", *ttl);
@@ -83,8 +83,8 @@ void shared_state::get_impl(std::string key, diagnostics* diag, text_handler han
     auto s = session_->impl();
     const auto ex = s->conn.get_executor();
     const auto slot = asio::get_associated_cancellation_slot(handler);
-    auto o = make_op<std::optional<std::string>>(handler);
-    diagnostics& d = diag ? *diag : o->own_diag;
+    auto o = make_op<std::optional<std::string>>(handler, diag);
+    diagnostics& d = o->diag.get();
     d.clear();
     error_code ec = detail::check_name("state key", key, d);
     if (!ec && s->closed) ec = error::session_closed;
@@ -105,8 +105,8 @@ void shared_state::remove_impl(std::string key, diagnostics* diag, bool_handler 
     auto s = session_->impl();
     const auto ex = s->conn.get_executor();
     const auto slot = asio::get_associated_cancellation_slot(handler);
-    auto o = make_op<std::int64_t>(handler);
-    diagnostics& d = diag ? *diag : o->own_diag;
+    auto o = make_op<std::int64_t>(handler, diag);
+    diagnostics& d = o->diag.get();
     d.clear();
     error_code ec = detail::check_name("state key", key, d);
     if (!ec && s->closed) ec = error::session_closed;

@@ -1,5 +1,6 @@
-#include "wait/grant_wait.hpp"
+#include "locks/lock_protocol.hpp"
 #include "locks/lock_value.hpp"
+#include "wait/wait_engine.hpp"
 #include "core/replica_ack.hpp"
 #include "core/completion.hpp"
 #include "core/session_impl.hpp"
@@ -33,7 +34,8 @@ namespace {
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 const detail::lease_spec& lock_spec() {
-    static const detail::lease_spec spec{&script::embedded("lock_renew"), nullptr};
+    static const detail::lease_spec spec{&script::embedded("lock_renew"), nullptr,
+                                         &detail::lock_batch_release};
     return spec;
 }
 
@@ -50,41 +52,33 @@ struct lock_names {
     }
 };
 
-using detail::transient_error;
-
-struct attempt_result {
-    error_code ec;
-    bool granted = false;
-    std::int64_t fence_or_pttl = 0;
-    clock::time_point sent;
-};
-
 // An attempt's element of lock_ops.lua's reply: the fence when granted, else {0, the holder's
 // PTTL}.
-using acquire_reply = detail::lock_op_reply;
+using acquire_reply = detail::batch_reply;
 
 // A local release hands the lock to the next local waiter: its attempt joins the release's
 // script call, behind it; the release's own push is then skipped. A long run of handoffs
 // yields to other nodes (handoff_bounds).
 void lock_handoff(detail::lease_state& l) {
     auto& s = *l.session;
-    if (s.closed) return;
-    auto it = s.lock_queues.find(l.keys.front());
-    if (it == s.lock_queues.end()) return;
-    auto& q = *it->second;
-    if (q.waiters.empty()) {
-        q.streak = 0;
+    if (s.closed || !s.waits) return;
+    auto q = detail::wait_queues::of(s).find(l.keys.front());
+    if (!q) return;
+    if (q->waiters.empty()) {
+        q->streak = 0;
         return;
     }
     const auto now = clock::now();
     using bounds = detail::handoff_bounds;
-    if (q.streak++ == 0) q.streak_start = now;
-    if (!q.fair && (q.streak > bounds::max_handoffs || now - q.streak_start >= bounds::max_streak))
-        q.waiters.front()->yield = true;
-    q.own_releases.insert(l.owner);
-    q.wake_head();
+    if (q->streak++ == 0) q->streak_start = now;
+    if (!q->wake_all &&
+        (q->streak > bounds::max_handoffs || now - q->streak_start >= bounds::max_streak))
+        q->waiters.front()->fsm->yield_next();
+    q->own_releases.insert(l.owner);
+    q->wake_head();
 }
 
+// One acquisition of a mutex (or a leadership): the Call of the wait engine (wait_engine.hpp).
 struct acquire_call {
     std::shared_ptr<session_impl> s;
     lock_options lo;
@@ -98,14 +92,18 @@ struct acquire_call {
     clock::time_point start = clock::now();
     std::string value{}, ttl_arg{}, waiter_ttl_arg{};  // what an attempt sends
     bool always_publish = false;  // the release publishes even when nobody waits
-    bool yield = false;  // the next attempt yields to other nodes (a long run of local handoffs)
     // The last attempt's outcome is unknown (its reply was lost): the next one sends the same
     // value with mode "k", so that a grant it may have made is recognized as this one's.
     bool maybe_granted = false;
 
+    const std::string& queue_key() const { return names.key; }
+    const std::string& channel() const { return names.channel; }
+    std::string what() const { return "'" + name + "' (" + names.key + ")"; }
+
     // Queues one attempt on the session's lock batch (lock_ops.lua's "a"); e's completion
-    // gets its reply. This call must live until then.
-    void submit(std::unique_ptr<detail::lock_batch_entry> e) {
+    // gets its reply. yield: refused when another node waits (handoff_bounds). This call must
+    // live until then.
+    void submit(std::unique_ptr<detail::batch_entry> e, bool yield) {
         if (!maybe_granted) {
             const auto now_ms = std::chrono::duration_cast<milliseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
@@ -114,12 +112,7 @@ struct acquire_call {
             detail::append_lock_value(value, owner, lo.enable_extension, now_ms, s->node_id);
         }
         ttl_arg = std::to_string(ttl.count());
-        static constexpr std::string_view modes[] = {"-",  "r",  "f",   "rf",   "k",  "rk",
-                                                     "fk", "rfk", "y",  "ry",   "fy", "rfy",
-                                                     "ky", "rky", "fky", "rfky"};
-        const std::string_view mode = modes[(ao.reentrant ? 1 : 0) + (lo.fair ? 2 : 0) +
-                                            (maybe_granted ? 4 : 0) + (yield ? 8 : 0)];
-        yield = false;
+        const auto mode = detail::lock_attempt_mode(ao.reentrant, lo.fair, maybe_granted, yield);
         e->diag = &diag();
         if (lo.fair) {
             waiter_ttl_arg = std::to_string(lo.fair_waiter_timeout.count());
@@ -131,14 +124,19 @@ struct acquire_call {
         }
     }
 
-    attempt_result result(error_code ec, const acquire_reply& reply, clock::time_point sent) {
-        attempt_result r;
+    // An attempt's reply: the fence when granted, else the holder's PTTL or a wait_hint code.
+    detail::grant_reply result(error_code ec, const acquire_reply& reply, clock::time_point sent) {
+        detail::grant_reply r;
         r.sent = sent;
         r.ec = ec;
-        maybe_granted = transient_error(ec);
+        r.transient = detail::transient_error(ec);
+        maybe_granted = r.transient;
         if (!r.ec) {
             r.granted = !reply.array;
-            r.fence_or_pttl = reply.array ? reply.values[1] : reply.values[0];
+            if (r.granted)
+                r.fence = reply.values[0];
+            else
+                r.hint = reply.values[1];
         }
         return r;
     }
@@ -146,9 +144,9 @@ struct acquire_call {
     // One attempt from the waiting coroutine. Not cancellable: a grant must be known, or the
     // lock would stay taken until its TTL.
     template <class Token>
-    auto async_attempt(Token&& token) {
-        using handler_type = asio::any_completion_handler<void(attempt_result)>;
-        struct entry : detail::lock_batch_entry {
+    auto async_attempt(bool yield, Token&& token) {
+        using handler_type = asio::any_completion_handler<void(detail::grant_reply)>;
+        struct entry : detail::batch_entry {
             acquire_call& call;
             handler_type handler;
             clock::time_point sent = clock::now();
@@ -157,18 +155,20 @@ struct acquire_call {
                 asio::dispatch(asio::append(std::move(handler), call.result(ec, reply, sent)));
             }
         };
-        return asio::async_initiate<Token, void(attempt_result)>(
-            [this](auto h) { submit(std::make_unique<entry>(*this, handler_type(std::move(h)))); },
+        return asio::async_initiate<Token, void(detail::grant_reply)>(
+            [this, yield](auto h) {
+                submit(std::make_unique<entry>(*this, handler_type(std::move(h))), yield);
+            },
             token);
     }
 
-    asio::awaitable<attempt_result> attempt() { return async_attempt(asio::use_awaitable); }
+    asio::awaitable<detail::grant_reply> attempt(bool, bool yield) {
+        return async_attempt(yield, asio::use_awaitable);
+    }
 
-    // Makes the lease of a grant and records the acquisition; an empty lease when the grant's
-    // validity had passed when its reply came (it is released, and the attempt counts as
-    // failed: r.granted is cleared). The names move into a valid lease: nothing uses them
-    // after that.
-    lease granted(attempt_result& r, bool contended) {
+    // The lease of a grant. The names move into a lease that is still valid: nothing uses
+    // them after that (an expired one is released, and the wait goes on with them).
+    lease make_lease(const detail::grant_reply& r) {
         const bool valid = s->lease_deadline(r.sent, ttl) > clock::now();
         auto take = [valid](std::string& v) { return valid ? std::move(v) : v; };
         auto st = std::make_shared<detail::lease_state>();
@@ -181,272 +181,84 @@ struct acquire_call {
         // the release's push: it is always published.
         if (always_publish) st->extra_args.push_back("1");
         st->owner = take(owner);
-        st->fence = r.fence_or_pttl;
+        st->fence = r.fence;
         st->ttl = ttl;
         st->renew_interval = lo.extension_interval;
         st->watchdog = lo.enable_extension;
         st->on_release = &lock_handoff;
         s->hold(st, r.sent);
-        lease l(std::move(st));
-        if (!valid) {
-            detail::drop_expired_grant(l, diag());
-            r.granted = false;
-            r.fence_or_pttl = 0;  // released: try again after the fallback's floor
-            return l;
-        }
-        s->lock_stats.record(
-            std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - start),
-            contended);
-        return l;
+        return lease(std::move(st));
     }
 
-    // The fallback timer after a failed attempt: bounded by the holder's remaining TTL.
-    milliseconds fallback(std::int64_t pttl) const {
-        milliseconds d;
-        if (pttl > 0)
-            d = detail::bounded_ms(pttl);  // whatever PX another client wrote
-        else if (pttl == -4)  // yielded to another node's waiter: our turn comes after it
-            return detail::handoff_bounds::yield_window;
-        else if (pttl == -3)  // fair: free, but earlier waiters first
-            d = lo.fair_waiter_timeout / 3;
-        else if (pttl == -1)  // a lock without TTL (written by hand): look again now and then
-            d = std::chrono::seconds(1);
-        else  // gone since: try again
-            d = lo.retry_delay;
-        if (lo.fair) d = std::min(d, lo.fair_waiter_timeout / 3);
-        return std::max(d, lo.retry_delay);
+    // Left without a grant: a fair waiter gives its place in the Redis queue up at once, so
+    // those behind need not wait for it to lapse.
+    void give_up() {
+        if (!lo.fair || s->closed) return;
+        auto leave_script = [](std::shared_ptr<session_impl> s, lock_names names,
+                               std::string owner) -> asio::awaitable<void> {
+            static const script& sc = script::embedded("lock_leave_queue");
+            diagnostics d;
+            std::int64_t removed = 0;
+            const std::vector<std::string> keys{names.queue, names.queue_deadlines};
+            const std::vector<std::string> args{owner, names.channel};
+            co_await detail::eval(s->conn, sc, keys, args, removed, d);
+        };
+        detail::spawn_detached(*s, leave_script(s, names, owner));
     }
 };
 
-// g++ 12 reports a false -Wmismatched-new-delete for this coroutine's frame (allocated and
-// freed by awaitable_frame_base's own operators), hence the pragma.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-// Acquires, waiting as long as the options allow. first: the attempt the fast path made
-// already (the coroutine then goes straight to waiting).
-asio::awaitable<std::tuple<error_code, lease>> acquire_coro(acquire_call c,
-                                                            std::optional<attempt_result> first) {
-    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
-    // Cancellation is checked by hand (cancelled()): a co_await that threw instead would skip
-    // leave(), leaving a dangling waiter in the queue that the next release's push wakes.
-    co_await asio::this_coro::throw_if_cancelled(false);
-    auto& s = *c.s;
-    const milliseconds wait =
-        c.ao.wait ? *c.ao.wait : detail::default_wait(c.lo.retry_delay, c.lo.max_retries);
-    const auto deadline = detail::sat_add(c.start, wait);
-    auto cancelled = [&]() -> asio::awaitable<bool> {
-        auto cs = co_await asio::this_coro::cancellation_state;
-        co_return cs.cancelled() != asio::cancellation_type::none;
-    };
-    // A grant whose validity had passed on arrival was released: the attempt failed.
-    bool expired_grant = false;
-    auto granted = [&](attempt_result& r, bool contended) {
-        lease l = c.granted(r, contended);
-        if (!r.granted) expired_grant = true;
-        return l;
-    };
-
-    auto q = s.queue_for(c.names.key, c.names.channel, c.lo.fair);
-    error_code last_error;
-    if (first) last_error = first->ec;
-
-    // Queued behind local waiters that have all left meanwhile: one attempt first.
-    if (!first && q->waiters.empty()) {
-        auto r = co_await c.attempt();
-        lease l = r.granted ? granted(r, false) : lease();
-        if (r.granted) {
-            if (co_await cancelled()) co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
-            s.drop_queue_if_idle(q);
-            co_return std::tuple{error_code{}, std::move(l)};
-        }
-        if (r.ec && !transient_error(r.ec)) {
-            s.drop_queue_if_idle(q);
-            co_return std::tuple{r.ec, lease()};
-        }
-        last_error = r.ec;
-    }
-
-    // Slow path: wait in the local queue, woken by the release's push.
-    asio::steady_timer timer(s.conn.get_executor());
-    detail::lock_waiter w;
-    w.timer = &timer;
-    q->waiters.push_back(&w);
-    const auto me = std::prev(q->waiters.end());
-    if (!q->listener) {
-        q->listener = s.hub.add(
-            c.names.channel, false, [wq = std::weak_ptr<detail::lock_queue>(q)](
-                                        const push_message& m) {
-                auto q = wq.lock();
-                if (!q) return;
-                if (!m.is_gap() && !m.payload.empty()) {
-                    if (auto it = q->own_releases.find(m.payload); it != q->own_releases.end()) {
-                        q->own_releases.erase(it);  // handed over locally already
-                        return;
-                    }
-                    if (clock::now() < q->yield_until) return;  // yielded: see acquire_coro
-                }
-                q->wake_head();
-            });
-    }
-    auto is_head = [&] { return c.lo.fair || q->waiters.front() == &w; };
-    // Subscribed (the SUBSCRIBE is ahead in the pipeline): a release from now on is heard, so
-    // one more attempt closes the gap since the first.
-    w.attempt = is_head();
-
-    auto leave = [&](bool got, milliseconds holder_ttl) {
-        const bool was_head = q->waiters.front() == &w;
-        q->waiters.erase(me);
-        if (!c.lo.fair && was_head && !q->waiters.empty()) {
-            auto* next = q->waiters.front();
-            if (got) {
-                next->rearm = true;
-                next->hint = detail::sat_add(clock::now(), holder_ttl);
-                next->timer->cancel();
-            } else {
-                next->wake_to_attempt();
-            }
-        }
-        if (c.lo.fair && !got) {
-            // Give our place in the Redis queue up at once, so those behind need not wait for
-            // it to lapse.
-            auto leave_script = [](std::shared_ptr<session_impl> s, lock_names names,
-                                   std::string owner) -> asio::awaitable<void> {
-                static const script& sc = script::embedded("lock_leave_queue");
-                diagnostics d;
-                std::int64_t removed = 0;
-                const std::vector<std::string> keys{names.queue, names.queue_deadlines};
-                const std::vector<std::string> args{owner, names.channel};
-                co_await detail::eval(s->conn, sc, keys, args, removed, d);
-            };
-            detail::spawn_detached(s, leave_script(c.s, c.names, c.owner));
-        }
-        s.drop_queue_if_idle(q);
-    };
-
-    for (;;) {
-        if (s.closed || s.closing) {
-            leave(false, {});
-            co_return std::tuple{error_code(error::session_closed), lease()};
-        }
-        auto wake_at = deadline;
-        if (w.attempt) {
-            w.attempt = false;
-            w.rearm = false;
-            c.yield = std::exchange(w.yield, false);
-            auto r = co_await c.attempt();
-            lease l = r.granted ? granted(r, true) : lease();
-            if (r.granted) {
-                // The push of every release sent before this attempt has arrived by now (a
-                // push precedes the replies of later commands), and a release publishes only
-                // when an attempt found the lock held: forget the handoffs whose push did
-                // not come.
-                q->own_releases.clear();
-                leave(true, c.ttl);
-                if (co_await cancelled())
-                    co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
-                co_return std::tuple{error_code{}, std::move(l)};
-            }
-            if (r.ec && !transient_error(r.ec)) {
-                leave(false, {});
-                co_return std::tuple{r.ec, lease()};
-            }
-            // A cancellation that arrived during the attempt must not wait for the fallback
-            // timer (which may be the holder's whole TTL).
-            if (co_await cancelled()) {
-                leave(false, {});
-                co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
-            }
-            last_error = r.ec;
-            // A handed-over release whose push has not arrived has not run yet either (its
-            // push precedes the replies of later commands): this attempt overtook it (the
-            // release went again as EVAL after NOSCRIPT). Let that push wake us, then.
-            q->own_releases.clear();
-            if (!r.ec && r.fence_or_pttl == -4) {
-                // Yielded (lock_handoff): the release's push wakes the other nodes' waiters;
-                // ours attempts after the window, so that one of theirs goes first.
-                q->streak = 0;
-                q->yield_until = detail::sat_add(clock::now(), detail::handoff_bounds::yield_window);
-            }
-            const auto pause = r.ec ? c.lo.retry_delay : c.fallback(r.fence_or_pttl);
-            wake_at = std::min(deadline, detail::sat_add(clock::now(), pause));
-            // Woken while the attempt was out (a local handoff or a release's push): the
-            // timer's cancel found no wait to end, so go again now rather than sleep through it.
-            if (w.attempt && !s.closed && clock::now() < deadline) continue;
-        } else if (w.rearm) {
-            w.rearm = false;
-            wake_at = std::min(deadline, std::max(w.hint, clock::now() + c.lo.retry_delay));
-        } else if (is_head()) {
-            wake_at = std::min(deadline, clock::now() + c.lo.retry_delay);
-        }
-        if (clock::now() >= deadline) break;
-        timer.expires_at(wake_at);
-        co_await timer.async_wait(nothrow);
-        if (co_await cancelled()) {
-            leave(false, {});
-            co_return std::tuple{error_code(asio::error::operation_aborted), lease()};
-        }
-        if (!w.attempt && !w.rearm) {
-            if (clock::now() >= deadline) break;
-            w.attempt = is_head();  // the fallback timer
-        }
-    }
-    leave(false, {});
-    ++s.lock_stats.timeouts;
-    c.diag().set_client_message(detail::timeout_message("'" + c.name + "' (" + c.names.key + ")", wait,
-                                              last_error, expired_grant));
-    co_return std::tuple{error_code(error::acquire_timeout), lease()};
+detail::grant_settings lock_settings(const lock_options& lo, const acquire_options& ao,
+                                     milliseconds ttl, bool once) {
+    detail::grant_settings gs;
+    auto& p = gs.policy;
+    p.retry_delay = lo.retry_delay;
+    p.wait = ao.wait ? *ao.wait : detail::default_wait(lo.retry_delay, lo.max_retries);
+    // A fair waiter keeps its place in the Redis queue fresh, and looks when its turn may be.
+    if (lo.fair) p.cap = std::max(lo.fair_waiter_timeout / 3, milliseconds(1));
+    p.ttl = ttl;
+    p.wake_all = lo.fair;
+    p.once = once;
+    gs.lock_stats = true;
+    return gs;
 }
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 using acquire_handler = asio::any_completion_handler<void(error_code, lease)>;
 
-// Waits for the lock in acquire_coro (through the wait loops' spawn_acquire).
-void wait_for_lock(acquire_call call, std::optional<attempt_result> first,
-                   acquire_handler handler) {
-    auto& s = *call.s;
-    detail::spawn_acquire(s, acquire_coro(std::move(call), first), std::move(handler));
-}
-
 // An acquisition's first attempt, made without a coroutine (the uncontended case is the common
-// one, and a coroutine frame per acquisition costs more than the rest of it). When the lock is
-// held by another, the acquisition goes on waiting in acquire_coro.
-struct fast_acquire : detail::lock_batch_entry {
+// one, and a coroutine frame per acquisition costs more than the rest of it). The wait
+// engine's machine decides on its reply; when the lock is held by another, the acquisition
+// goes on waiting in the engine's coroutine.
+struct fast_acquire : detail::batch_entry {
     acquire_call call;
-    bool once;
+    detail::grant_settings gs;
     acquire_handler handler;
     bool cancelled = false;  // the caller's cancellation slot fired during the attempt
     clock::time_point sent = clock::now();
 
-    fast_acquire(acquire_call c, bool once, acquire_handler h)
-        : call(std::move(c)), once(once), handler(std::move(h)) {}
+    fast_acquire(acquire_call c, detail::grant_settings gs, acquire_handler h)
+        : call(std::move(c)), gs(gs), handler(std::move(h)) {}
 
     void complete(error_code ec, const acquire_reply& reply) override {
         auto slot = asio::get_associated_cancellation_slot(handler);
         if (slot.is_connected()) slot.clear();
         auto r = call.result(ec, reply, sent);
-        auto finish = [&](error_code e, lease l) {
-            asio::dispatch(asio::append(std::move(handler), e, std::move(l)));
-        };
-        const bool grant = r.granted;
-        lease l = grant ? call.granted(r, false) : lease();
-        // Granted, but after its validity: released; a try-acquire reports the lease lost.
-        if (grant && !r.granted && once) return finish(error::lease_lost, lease());
-        if (r.granted) {
-            // Cancelled meanwhile: the lease goes out of scope here, which releases it.
-            if (cancelled) return finish(asio::error::operation_aborted, lease());
-            return finish(error_code{}, std::move(l));
+        lease l = r.granted ? detail::take_grant(call, r, gs, false) : lease();
+        detail::wait_fsm m(gs.policy, call.start);
+        const auto a = m.first(r, cancelled);
+        using step = detail::wait_fsm::step;
+        if (a.what == step::join) {
+            // (The executor first: the call moves into the coroutine.)
+            const auto ex = call.s->conn.get_executor();
+            detail::launch(ex, detail::wait_for_grant(std::move(call), gs, std::move(r)),
+                           std::move(handler));
+            return;
         }
-        if (once || (r.ec && !transient_error(r.ec))) return finish(r.ec, lease());
-        if (cancelled) return finish(asio::error::operation_aborted, lease());
-        wait_for_lock(std::move(call), r, std::move(handler));
+        if (a.what == step::failed) call.give_up();
+        // Cancelled after the grant: the lease goes out of scope here, which releases it.
+        if (a.what != step::granted || a.ec) l = lease();
+        asio::dispatch(asio::append(std::move(handler), a.ec, std::move(l)));
     }
 };
-
 }  // namespace
 
 lock_provider::lock_provider(session& s, lock_options opts) : session_(&s), opts_(opts) {
@@ -462,6 +274,22 @@ void lock_provider::acquire_impl(std::string name, acquire_options opts, diagnos
 }
 
 namespace detail {
+
+std::string_view lock_attempt_mode(bool reentrant, bool fair, bool maybe_granted, bool yield) {
+    static constexpr std::string_view modes[] = {"-",  "r",  "f",   "rf",   "k",  "rk",
+                                                 "fk", "rfk", "y",  "ry",   "fy", "rfy",
+                                                 "ky", "rky", "fky", "rfky"};
+    return modes[(reentrant ? 1 : 0) + (fair ? 2 : 0) + (maybe_granted ? 4 : 0) +
+                 (yield ? 8 : 0)];
+}
+
+void lock_batch_release(script_batch& batch, const lease_state& l,
+                        std::unique_ptr<batch_entry> op) {
+    const auto& extra = l.extra_args;  // the channel, and "1" to publish always
+    batch.add(std::move(op), {l.keys.front()},
+              {"r", l.owner, extra.at(0),
+               extra.size() > 1 ? std::string_view(extra[1]) : std::string_view("0")});
+}
 
 void check_lock_options(const lock_options& o) {
     check_duration_option("default_lock_timeout", o.default_lock_timeout);
@@ -505,25 +333,27 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
     std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
     opts.owner = {};
     const bool queued = [&] {
-        auto it = s->lock_queues.find(main_key);
-        return it != s->lock_queues.end() && !it->second->waiters.empty();
+        if (!s->waits) return false;
+        auto q = wait_queues::of(*s).find(main_key);
+        return q && !q->waiters.empty();
     }();
     lock_names names(std::move(main_key), lo.fair);
+    auto gs = lock_settings(lo, opts, ttl, once);
     acquire_call call{s, lo, std::move(name), opts, std::move(owner),
                       ttl, std::move(names), std::move(target)};
     call.always_publish = kind != "lock";
     if (queued && !opts.reentrant && !once) {
         // Local waiters are ahead: queue behind them.
-        wait_for_lock(std::move(call), std::nullopt, std::move(confirmed));
+        launch(s->conn.get_executor(), wait_for_grant(std::move(call), gs), std::move(confirmed));
         return;
     }
     // The fast path, without a coroutine: one attempt, which usually succeeds.
-    auto op = std::make_unique<fast_acquire>(std::move(call), once, std::move(confirmed));
+    auto op = std::make_unique<fast_acquire>(std::move(call), gs, std::move(confirmed));
     auto slot = asio::get_associated_cancellation_slot(op->handler);
     if (slot.is_connected())
         slot.assign([op = op.get()](asio::cancellation_type) { op->cancelled = true; });
     auto& c = op->call;
-    c.submit(std::move(op));
+    c.submit(std::move(op), false);
 }
 
 }  // namespace detail

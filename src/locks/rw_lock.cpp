@@ -1,6 +1,7 @@
-#include "wait/grant_wait.hpp"
+#include "wait/wait_engine.hpp"
 #include "core/replica_ack.hpp"
 #include "core/session_impl.hpp"
+#include "locks/lock_protocol.hpp"
 
 #include <redcoord/error.hpp>
 #include <redcoord/rw_lock.hpp>
@@ -53,6 +54,7 @@ struct rw_call {
     rw_names names;
     detail::diag_target diag_;
     diagnostics& diag() noexcept { return diag_.get(); }
+    clock::time_point start = clock::now();
     bool marked = false;  // an attempt may have left a waiting mark (writers)
 
     // One local queue for readers and writers of the lock, keyed by its channel (the mutex
@@ -61,7 +63,7 @@ struct rw_call {
     const std::string& channel() const { return names.channel; }
     std::string what() const { return (write ? "write lock '" : "read lock '") + name + "'"; }
 
-    asio::awaitable<detail::grant_reply> attempt(bool waiting) {
+    asio::awaitable<detail::grant_reply> attempt(bool waiting, bool) {
         static const script& acquire_read = script::embedded("rw_acquire_read");
         static const script& acquire_write = script::embedded("rw_acquire_write");
         const std::vector<std::string> keys{names.writer, names.readers, names.waiting,
@@ -93,7 +95,7 @@ struct rw_call {
             r.room = write ? 0 : 1;
             if (write) marked = false;  // the grant removed the mark
         } else {
-            r.wait_ms = reply[1];
+            r.hint = reply[1];
         }
         co_return r;
     }
@@ -178,17 +180,20 @@ void rw_lock_provider::acquire_impl(std::string name, acquire_options opts, diag
         return;
     const auto ttl = opts.ttl.count() > 0 ? opts.ttl : opts_.default_lock_timeout;
     std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
-    detail::wait_settings ws;
+    detail::grant_settings gs;
+    auto& ws = gs.policy;
     ws.retry_delay = opts_.retry_delay;
     ws.wait = opts.wait ? *opts.wait : detail::default_wait(opts_.retry_delay, opts_.max_retries);
     // A waiting writer refreshes its mark well before it lapses.
-    if (write) ws.refresh = std::max(opts_.fair_waiter_timeout / 3, milliseconds(1));
+    if (write) ws.cap = std::max(opts_.fair_waiter_timeout / 3, milliseconds(1));
     ws.wake_all = true;
-    ws.lock_stats = true;
+    gs.lock_stats = true;
     rw_names names(s->keys, name);
     rw_call call{s,   opts_,           write,           std::move(name), std::move(owner),
                  ttl, std::move(names), std::move(target)};
-    detail::spawn_acquire(*s, detail::wait_for_grant(std::move(call), ws, once),
+    ws.ttl = ttl;
+    ws.once = once;
+    detail::launch(s->conn.get_executor(), detail::wait_for_grant(std::move(call), gs),
                           detail::confirming_grants(*s, diag, std::move(handler)));
 }
 

@@ -1,6 +1,7 @@
-#include "wait/grant_wait.hpp"
+#include "wait/wait_engine.hpp"
 #include "core/replica_ack.hpp"
 #include "core/session_impl.hpp"
+#include "locks/lock_protocol.hpp"
 
 #include <redcoord/error.hpp>
 #include <redcoord/semaphore.hpp>
@@ -42,12 +43,13 @@ struct semaphore_call {
     semaphore_names names;
     detail::diag_target diag_;
     diagnostics& diag() noexcept { return diag_.get(); }
+    clock::time_point start = clock::now();
 
     const std::string& queue_key() const { return names.key; }
     const std::string& channel() const { return names.channel; }
     std::string what() const { return "semaphore '" + name + "'"; }
 
-    asio::awaitable<detail::grant_reply> attempt(bool) {
+    asio::awaitable<detail::grant_reply> attempt(bool, bool) {
         static const script& acquire = script::embedded("semaphore_acquire");
         const std::vector<std::string> keys{names.key, names.fence};
         const std::vector<std::string> args{owner, std::to_string(ttl.count()),
@@ -68,9 +70,9 @@ struct semaphore_call {
         if (r.granted) {
             r.fence = reply[1];
             r.room = reply[2];
-            r.wait_ms = reply[3];
+            r.hint = reply[3];
         } else {
-            r.wait_ms = reply[1];
+            r.hint = reply[1];
         }
         co_return r;
     }
@@ -144,15 +146,18 @@ void semaphore_provider::acquire_impl(std::string name, std::int64_t permits,
         return;
     const auto ttl = opts.ttl.count() > 0 ? opts.ttl : opts_.default_ttl;
     std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
-    detail::wait_settings ws;
+    detail::grant_settings gs;
+    auto& ws = gs.policy;
     ws.retry_delay = opts_.retry_delay;
     ws.wait = opts.wait ? *opts.wait : detail::default_wait(opts_.retry_delay, opts_.max_retries);
     ws.wake_all = false;
-    ws.lock_stats = false;
+    gs.lock_stats = false;
     semaphore_names names(s->keys, name);
     semaphore_call call{s,   opts_, std::move(name), permits, std::move(owner),
                         ttl, std::move(names), std::move(target)};
-    detail::spawn_acquire(*s, detail::wait_for_grant(std::move(call), ws, once),
+    ws.ttl = ttl;
+    ws.once = once;
+    detail::launch(s->conn.get_executor(), detail::wait_for_grant(std::move(call), gs),
                           detail::confirming_grants(*s, diag, std::move(handler)));
 }
 

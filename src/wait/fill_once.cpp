@@ -1,4 +1,6 @@
 #include "wait/fill_once.hpp"
+#include "wait/push_wait.hpp"
+#include "wait/wait_fsm.hpp"
 #include "core/data_ops.hpp"
 
 #include <redcoord/error.hpp>
@@ -27,61 +29,6 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 // Values up to this size travel in the announcement itself; larger ones are read by each
 // waiter, so a large value does not fill the output buffers of every subscriber.
 constexpr std::size_t inline_limit = 64 * 1024;
-
-// One waiter's subscription to the filler's channel. The SUBSCRIBE is queued when it is made,
-// ahead of anything the waiter sends afterwards.
-class push_waiter {
-public:
-    push_waiter(session_impl& s, const std::string& channel)
-        : s_(s), timer_(s.conn.get_executor()), st_(std::make_shared<state>()) {
-        st_->timer = &timer_;
-        id_ = s.hub.add(
-            channel, false,
-            [st = st_](const push_message& m) {
-                if (m.event == push_event::closed)
-                    st->closed = true;
-                else if (m.is_gap())
-                    st->gap = true;
-                else
-                    st->payloads.push_back(m.payload);
-                if (st->timer) st->timer->cancel();
-            },
-            true);
-    }
-    ~push_waiter() {
-        st_->timer = nullptr;
-        s_.hub.remove(id_);
-    }
-    push_waiter(const push_waiter&) = delete;
-    push_waiter& operator=(const push_waiter&) = delete;
-
-    // Forgets what was heard so far: the caller is about to read the key again.
-    void clear() {
-        st_->payloads.clear();
-        st_->gap = false;
-    }
-
-    // Until something is heard, the session closes, or `bound` passes.
-    asio::awaitable<void> wait(milliseconds bound) {
-        if (!st_->payloads.empty() || st_->gap || st_->closed) co_return;
-        timer_.expires_after(bound);
-        co_await timer_.async_wait(nothrow);
-    }
-
-    std::vector<std::string> take() { return std::exchange(st_->payloads, {}); }
-
-private:
-    struct state {
-        asio::steady_timer* timer = nullptr;
-        std::vector<std::string> payloads;
-        bool gap = false;
-        bool closed = false;
-    };
-    session_impl& s_;
-    asio::steady_timer timer_;
-    std::shared_ptr<state> st_;
-    std::uint64_t id_ = 0;
-};
 
 asio::awaitable<std::optional<std::string>> read(session_impl& s, const std::string& key,
                                                  diagnostics& d) {
@@ -229,7 +176,14 @@ asio::awaitable<boost::json::value> fill_once(std::shared_ptr<session_impl> s, f
     const std::string channel = keyspace::companion(spec.key, spec.channel_suffix);
     diagnostics d;
     filler f{s, spec, lease_key, channel, d};
-    std::optional<push_waiter> waiter;
+    std::optional<channel_waiter> waiter;
+    // The wait engine's machine judges each look (fill's waiters all look: wake_all): how long
+    // to sleep after it, bounded by the filler lease's remaining TTL, and whether to go on.
+    wait_policy p;
+    p.retry_delay = milliseconds(1);
+    p.wait = max_duration;
+    p.wake_all = true;
+    wait_fsm m(p, clock::now());
     for (;;) {
         if (s->closed) fail(error::session_closed, d);
         co_await stop_if_cancelled();
@@ -251,16 +205,22 @@ asio::awaitable<boost::json::value> fill_once(std::shared_ptr<session_impl> s, f
         auto [ec, n] = co_await s->conn.async_exec(req, resp, d, nothrow);
         if (ec) fail(ec, d);
         if (auto& text = std::get<0>(resp)) co_return parse_or_throw(*text, spec.what);
-        const std::int64_t pttl = std::get<1>(resp);
-        if (pttl == -2) continue;  // the filler is gone (done or failed): look again
-        // A lease without TTL (written by hand) is looked at again now and then.
-        const milliseconds bound = pttl > 0 ? milliseconds(pttl) + milliseconds(1)
-                                            : milliseconds(1000);
-        co_await waiter->wait(bound);
+        // PTTL -2: the filler is gone (done or failed): look again at once. -1: a lease
+        // without TTL (written by hand) is looked at again now and then.
+        attempt_outcome look;
+        look.hint = std::get<1>(resp) == -2 ? wait_hint::unknown : std::get<1>(resp);
+        auto a = m.attempted(look, clock::now(), false, s->closed, true);
+        if (a.what == wait_fsm::step::sleep && std::get<1>(resp) != -2)
+            co_await waiter->wait_until(sat_add(a.until, milliseconds(1)));
+        auto cs = co_await asio::this_coro::cancellation_state;
+        a = m.slept(clock::now(), cs.cancelled() != asio::cancellation_type::none,
+                    s->closed || waiter->closed(), true);
+        if (a.what == wait_fsm::step::failed && a.ec == error::session_closed)
+            fail(a.ec, d);
         co_await stop_if_cancelled();
-        for (const auto& m : waiter->take()) {
-            if (m.size() >= 2 && m[0] == 'v' && m[1] == ':')
-                co_return parse_or_throw(std::string_view(m).substr(2), spec.what);
+        for (const auto& heard : waiter->take()) {
+            if (heard.size() >= 2 && heard[0] == 'v' && heard[1] == ':')
+                co_return parse_or_throw(std::string_view(heard).substr(2), spec.what);
         }
         // "f" (the filler failed), "r" (stored, read it), a gap, or the fallback timer.
     }

@@ -1,6 +1,6 @@
-// Waiting for a channel's announcement: the results backend and the barrier subscribe through
-// the session's push hub before they look at the key, so an announcement made after that look
-// is heard; the only timer is the caller's deadline.
+// The one channel waiter: the results backend, the barrier, the fill lease's waiters and the
+// leader watch subscribe through the session's push hub before they look at the key, so an
+// announcement made after that look is heard; the only timer is the caller's deadline.
 #pragma once
 
 #include "core/session_impl.hpp"
@@ -54,6 +54,11 @@ public:
         st_->gap = false;
     }
     bool closed() const noexcept { return st_->closed; }
+    // Ends a wait under way (or the next one) at once, as a message would.
+    void wake() {
+        st_->gap = true;
+        timer_.cancel();
+    }
     bool gap() const noexcept { return st_->gap; }
 
     // Until something is heard, the session closes, or `until` passes. Throws asio's

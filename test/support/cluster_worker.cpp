@@ -317,8 +317,9 @@ asio::awaitable<int> consumer_mode(redcoord::connection& conn, std::string node,
     member_session m(conn, node, interval, grace);
     if (!co_await m.join()) co_return 1;
     redcoord::reliable_queue q(m.s);
-    auto [dep, item] = co_await q.async_dequeue(queue, node, 30s, nothrow);
-    if (dep) std::rethrow_exception(dep);
+    // Errors end the worker through run_to_exit, with their diagnostics.
+    const auto throwing = redcoord::with_diagnostics(asio::use_awaitable);
+    auto item = co_await q.async_dequeue(queue, node, 30s, throwing);
     if (!item) {
         say("error nothing to take from " + queue);
         co_return 1;
@@ -327,8 +328,7 @@ asio::awaitable<int> consumer_mode(redcoord::connection& conn, std::string node,
     if (!ack) {
         for (;;) co_await sleep_for(1s);  // the item stays unacknowledged until the kill
     }
-    auto [aep, acked] = co_await q.async_ack(queue, node, item->raw, nothrow);
-    if (aep) std::rethrow_exception(aep);
+    const bool acked = co_await q.async_ack(queue, node, item->raw, throwing);
     if (!acked) {
         say("error " + item->id + " was no longer in the processing list");
         co_return 1;
@@ -342,11 +342,10 @@ asio::awaitable<int> barrier_mode(redcoord::connection& conn, std::string node,
     if (!co_await ping(conn)) co_return 1;
     redcoord::session s(conn, as_node(node));
     redcoord::barrier b(s);
-    auto [aep, arrivals] = co_await b.async_arrive(batch, nothrow);
-    if (aep) std::rethrow_exception(aep);
+    const auto throwing = redcoord::with_diagnostics(asio::use_awaitable);
+    const std::int64_t arrivals = co_await b.async_arrive(batch, throwing);
     say("arrived " + std::to_string(arrivals));
-    auto [wep, seen] = co_await b.async_wait(batch, total, 60s, nothrow);
-    if (wep) std::rethrow_exception(wep);
+    const std::int64_t seen = co_await b.async_wait(batch, total, 60s, throwing);
     say("released " + std::to_string(seen));
     co_return 0;
 }
@@ -357,17 +356,13 @@ asio::awaitable<int> job_mode(redcoord::connection& conn, std::string node, std:
     redcoord::session s(conn, as_node(node));
     redcoord::dependencies d(s);
     say("started");
-    auto [wep] = co_await d.async_wait_dependencies(job, deps, 60s, nothrow);
-    bool blocked = false;
-    if (wep) {
-        try {
-            std::rethrow_exception(wep);
-        } catch (const redcoord::error_with_diagnostics& e) {
-            if (e.code() != redcoord::error::dependency_failed) throw;
-            say(std::string("blocked ") + e.what());
-            blocked = true;
-        }
-    }
+    redcoord::diagnostics diag;
+    auto [wec] = co_await d.async_wait_dependencies(job, deps, 60s, diag, nothrow);
+    const bool blocked = wec == redcoord::error::dependency_failed;
+    if (blocked)
+        say("blocked " + diag.message());
+    else
+        redcoord::throw_on_error(wec, diag);
     std::string reason;
     if (blocked) {
         reason = "dependency failed";
@@ -375,8 +370,8 @@ asio::awaitable<int> job_mode(redcoord::connection& conn, std::string node, std:
         say("runnable");
         if (!succeed) reason = job + " failed on purpose";
     }
-    auto [cep] = co_await d.async_complete(job, !blocked && succeed, reason, nothrow);
-    if (cep) std::rethrow_exception(cep);
+    co_await d.async_complete(job, !blocked && succeed, reason,
+                              redcoord::with_diagnostics(asio::use_awaitable));
     if (!blocked) say("completed");
     co_return 0;
 }

@@ -66,6 +66,11 @@ inline void require_ok(boost::system::error_code ec, const redcoord::diagnostics
     REQUIRE_FALSE(ec);
 }
 
+// The error and its diagnostics in one line, for failure messages.
+inline std::string describe(boost::system::error_code ec, const redcoord::diagnostics& diag) {
+    return ec.message() + ": " + diag.message();
+}
+
 // Runs one command on the connection, which must succeed, and returns its reply as a string.
 template <class... Args>
 boost::asio::awaitable<std::string> command(redcoord::connection& conn, std::string_view name,

@@ -247,22 +247,23 @@ TEST_CASE("value limits: queues take a payload at max_payload_bytes, refuse one 
 
         // Text exactly at the limit: pushed, and it comes back unchanged.
         const std::string fits(limit, 'p');
-        auto [ep, id] = co_await q.async_enqueue("jobs", fits, nothrow);
-        REQUIRE_FALSE(ep);
-        auto [ep2, item] = co_await q.async_dequeue("jobs", "c1", 0ms, nothrow);
-        REQUIRE_FALSE(ep2);
+        auto [ec, id] = co_await q.async_enqueue("jobs", fits, nothrow);
+        REQUIRE_FALSE(ec);
+        auto [ec2, item] = co_await q.async_dequeue("jobs", "c1", 0ms, nothrow);
+        REQUIRE_FALSE(ec2);
         REQUIRE(item);
         CHECK(item->id == id);
         CHECK(item->payload == fits);
-        auto [ep3, acked] = co_await q.async_ack("jobs", "c1", item->raw, nothrow);
-        REQUIRE_FALSE(ep3);
+        auto [ec3, acked] = co_await q.async_ack("jobs", "c1", item->raw, nothrow);
+        REQUIRE_FALSE(ec3);
         CHECK(acked);
 
         // One byte over: refused, nothing pushed.
         const std::string over(limit + 1, 'p');
-        auto [ep4, id4] = co_await q.async_enqueue("jobs", over, nothrow);
-        CHECK(code_of(ep4) == redcoord::error::invalid_argument);
-        check_names(message_of(ep4),
+        diagnostics diag;
+        auto [ec4, id4] = co_await q.async_enqueue("jobs", over, diag, nothrow);
+        CHECK(ec4 == redcoord::error::invalid_argument);
+        check_names(diag.message(),
                     {"queue 'jobs'", "payload of 101 bytes", "max_payload_bytes (100)"});
         CHECK(id4.empty());
         const auto len = co_await command(conn, "LLEN", "redcoord:queue:jobs");
@@ -270,24 +271,24 @@ TEST_CASE("value limits: queues take a payload at max_payload_bytes, refuse one 
 
         // A typed value is limited by its JSON text.
         const std::vector<int> many(60, 7);  // [7,7,...]: 121 bytes
-        auto [ep5, id5] = co_await q.async_enqueue("jobs", many, nothrow);
-        CHECK(code_of(ep5) == redcoord::error::invalid_argument);
-        check_names(message_of(ep5), {"payload of 121 bytes", "max_payload_bytes (100)"});
+        auto [ec5, id5] = co_await q.async_enqueue("jobs", many, diag, nothrow);
+        CHECK(ec5 == redcoord::error::invalid_argument);
+        check_names(diag.message(), {"payload of 121 bytes", "max_payload_bytes (100)"});
         const auto len2 = co_await command(conn, "LLEN", "redcoord:queue:jobs");
         CHECK(len2 == "0");
 
         // Per-worker queues: the same limit; neither the worker's queue nor the set of workers
         // is written.
-        auto [ep6, id6] = co_await q.async_enqueue_to("jobs", "w1", over, nothrow);
-        CHECK(code_of(ep6) == redcoord::error::invalid_argument);
-        check_names(message_of(ep6), {"queue 'jobs'", "max_payload_bytes (100)"});
+        auto [ec6, id6] = co_await q.async_enqueue_to("jobs", "w1", over, diag, nothrow);
+        CHECK(ec6 == redcoord::error::invalid_argument);
+        check_names(diag.message(), {"queue 'jobs'", "max_payload_bytes (100)"});
         const auto exists = co_await command(conn, "EXISTS", "{redcoord:queue:jobs}:worker:w1",
                                              "{redcoord:queue:jobs}:workers");
         CHECK(exists == "0");
-        auto [ep7, id7] = co_await q.async_enqueue_to("jobs", "w1", fits, nothrow);
-        REQUIRE_FALSE(ep7);
-        auto [ep8, taken] = co_await q.async_try_dequeue("jobs", "w1", nothrow);
-        REQUIRE_FALSE(ep8);
+        auto [ec7, id7] = co_await q.async_enqueue_to("jobs", "w1", fits, nothrow);
+        REQUIRE_FALSE(ec7);
+        auto [ec8, taken] = co_await q.async_try_dequeue("jobs", "w1", nothrow);
+        REQUIRE_FALSE(ec8);
         REQUIRE(taken);
         CHECK(taken->payload == fits);
 

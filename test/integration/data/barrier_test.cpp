@@ -18,7 +18,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <exception>
 #include <map>
 #include <memory>
 #include <string>
@@ -28,7 +27,6 @@
 #include "async_test.hpp"
 #include "cluster_process.hpp"
 #include "connection_helpers.hpp"
-#include "exception_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -41,12 +39,11 @@ using redcoord::barrier_options;
 using redcoord::dependencies;
 using redcoord::session;
 using redcoord::test::cluster_process;
-using redcoord::test::code_of;
 using redcoord::test::command;
-using redcoord::test::message_of;
 using redcoord::test::nothrow;
 using redcoord::test::port_of;
 using redcoord::test::redis_server;
+using redcoord::test::require_ok;
 using redcoord::test::run_async;
 using redcoord::test::session_group;
 using redcoord::test::side_connection;
@@ -93,10 +90,10 @@ TEST_CASE("barrier: arrivals from sessions on separate connections release the w
                 asio::detached);
         }
         const auto start = std::chrono::steady_clock::now();
-        auto [ep, n] = co_await barriers[0]->async_wait("batch-1", workers * per_worker, 20s,
-                                                        nothrow);
-        INFO(message_of(ep));
-        REQUIRE_FALSE(ep);
+        redcoord::diagnostics diag;
+        auto [ec, n] = co_await barriers[0]->async_wait("batch-1", workers * per_worker, 20s,
+                                                        diag, nothrow);
+        require_ok(ec, diag);
         CHECK(n >= workers * per_worker);
         CHECK(arrived >= workers * per_worker - workers);  // the last replies may be in flight
         CHECK(std::chrono::steady_clock::now() - start < 10s);
@@ -110,8 +107,8 @@ TEST_CASE("barrier: arrivals from sessions on separate connections release the w
         CHECK(pttl <= 24LL * 3600 * 1000);
 
         // Already reached: completes at once.
-        auto [ep2, n2] = co_await barriers[1]->async_wait("batch-1", 3, 5s, nothrow);
-        CHECK_FALSE(ep2);
+        auto [ec2, n2] = co_await barriers[1]->async_wait("batch-1", 3, 5s, nothrow);
+        CHECK_FALSE(ec2);
         CHECK(n2 == workers * per_worker);
     });
 }
@@ -122,27 +119,30 @@ TEST_CASE("barrier: times out at its deadline, custom TTL and bad input", "[barr
         barrier_options o;
         o.ttl = 10s;
         barrier b(s, o);
-        auto [ep1, n1] = co_await b.async_arrive("small", nothrow);
-        CHECK_FALSE(ep1);
+        auto [ec1, n1] = co_await b.async_arrive("small", nothrow);
+        CHECK_FALSE(ec1);
         CHECK(n1 == 1);
         const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:barrier:small"));
         CHECK(pttl > 0);
         CHECK(pttl <= 10000);
 
         const auto start = std::chrono::steady_clock::now();
-        auto [ep2, n2] = co_await b.async_wait("small", 2, 300ms, nothrow);
+        redcoord::diagnostics diag;
+        auto [ec2, n2] = co_await b.async_wait("small", 2, 300ms, diag, nothrow);
         const auto took = std::chrono::steady_clock::now() - start;
-        CHECK(code_of(ep2) == redcoord::error::timeout);
-        CHECK(message_of(ep2).find("1 of 2") != std::string::npos);
+        CHECK(ec2 == redcoord::error::timeout);
+        CHECK(diag.message().find("1 of 2") != std::string::npos);
         CHECK(took >= 290ms);
         CHECK(took < 3s);
 
-        auto [ep3, n3] = co_await b.async_arrive("", nothrow);
-        CHECK(code_of(ep3) == redcoord::error::invalid_argument);
-        auto [ep4, n4] = co_await b.async_wait("small", 0, 1s, nothrow);
-        CHECK(code_of(ep4) == redcoord::error::invalid_argument);
-        auto [ep5, n5] = co_await b.async_wait("", 1, 1s, nothrow);
-        CHECK(code_of(ep5) == redcoord::error::invalid_argument);
+        auto [ec3, n3] = co_await b.async_arrive("", diag, nothrow);
+        CHECK(ec3 == redcoord::error::invalid_argument);
+        CHECK(diag.message().find("barrier batch") != std::string::npos);
+        auto [ec4, n4] = co_await b.async_wait("small", 0, 1s, diag, nothrow);
+        CHECK(ec4 == redcoord::error::invalid_argument);
+        CHECK(diag.message().find("total 0 is below 1") != std::string::npos);
+        auto [ec5, n5] = co_await b.async_wait("", 1, 1s, nothrow);
+        CHECK(ec5 == redcoord::error::invalid_argument);
         barrier_options bad;
         bad.ttl = 0ms;
         CHECK_THROWS_AS(barrier(s, bad), redcoord::error_with_diagnostics);
@@ -180,10 +180,10 @@ TEST_CASE("dependencies: a job waits for its dependencies completed on other con
             asio::detached);
         const std::vector<std::string> deps{"extract", "transform"};
         const auto start = std::chrono::steady_clock::now();
-        auto [ep] = co_await da.async_wait_dependencies("load", deps, 20s, nothrow);
+        redcoord::diagnostics diag;
+        auto [ec] = co_await da.async_wait_dependencies("load", deps, 20s, diag, nothrow);
         const auto took = std::chrono::steady_clock::now() - start;
-        INFO(message_of(ep));
-        REQUIRE_FALSE(ep);
+        require_ok(ec, diag);
         CHECK(took >= 350ms);
         CHECK(took < 10s);
 
@@ -195,8 +195,8 @@ TEST_CASE("dependencies: a job waits for its dependencies completed on other con
 
         // No dependencies: at once.
         const std::vector<std::string> none;
-        auto [ep0] = co_await da.async_wait_dependencies("free", none, 1s, nothrow);
-        CHECK_FALSE(ep0);
+        auto [ec0] = co_await da.async_wait_dependencies("free", none, 1s, nothrow);
+        CHECK_FALSE(ec0);
     });
 }
 
@@ -208,8 +208,8 @@ TEST_CASE("dependencies: a failed dependency is dependency_failed naming the job
         session sa(a.conn, {.node_id = "node-a"}), sb(b.conn, {.node_id = "node-b"});
         dependencies da(sa), db(sb);
         auto ex = co_await asio::this_coro::executor;
-        auto [ep1] = co_await db.async_complete("step-1", true, "", nothrow);
-        REQUIRE_FALSE(ep1);
+        auto [ec1] = co_await db.async_complete("step-1", true, "", nothrow);
+        REQUIRE_FALSE(ec1);
         asio::co_spawn(
             ex,
             [&]() -> asio::awaitable<void> {
@@ -219,10 +219,11 @@ TEST_CASE("dependencies: a failed dependency is dependency_failed naming the job
             asio::detached);
         const std::vector<std::string> deps{"step-1", "step-2", "step-3"};
         const auto start = std::chrono::steady_clock::now();
-        auto [ep] = co_await da.async_wait_dependencies("report", deps, 20s, nothrow);
+        redcoord::diagnostics diag;
+        auto [ec] = co_await da.async_wait_dependencies("report", deps, 20s, diag, nothrow);
         const auto took = std::chrono::steady_clock::now() - start;
-        CHECK(code_of(ep) == redcoord::error::dependency_failed);
-        const std::string msg = message_of(ep);
+        CHECK(ec == redcoord::error::dependency_failed);
+        const std::string msg = diag.message();
         CHECK(msg.find("report") != std::string::npos);
         CHECK(msg.find("step-2") != std::string::npos);
         CHECK(msg.find("disk full") != std::string::npos);
@@ -230,19 +231,21 @@ TEST_CASE("dependencies: a failed dependency is dependency_failed naming the job
 
         // Deadline: names the missing dependency.
         const std::vector<std::string> later{"step-1", "step-9"};
-        auto [ep2] = co_await da.async_wait_dependencies("report-2", later, 300ms, nothrow);
-        CHECK(code_of(ep2) == redcoord::error::timeout);
-        CHECK(message_of(ep2).find("step-9") != std::string::npos);
+        auto [ec2] = co_await da.async_wait_dependencies("report-2", later, 300ms, diag, nothrow);
+        CHECK(ec2 == redcoord::error::timeout);
+        CHECK(diag.message().find("step-9") != std::string::npos);
 
         // Bad input.
         const std::vector<std::string> empty_dep{"step-1", ""};
-        auto [ep3] = co_await da.async_wait_dependencies("x", empty_dep, 1s, nothrow);
-        CHECK(code_of(ep3) == redcoord::error::invalid_argument);
-        auto [ep4] = co_await da.async_complete("", true, "", nothrow);
-        CHECK(code_of(ep4) == redcoord::error::invalid_argument);
+        auto [ec3] = co_await da.async_wait_dependencies("x", empty_dep, 1s, diag, nothrow);
+        CHECK(ec3 == redcoord::error::invalid_argument);
+        CHECK(diag.message().find("dependency of job 'x'") != std::string::npos);
+        auto [ec4] = co_await da.async_complete("", true, "", diag, nothrow);
+        CHECK(ec4 == redcoord::error::invalid_argument);
+        CHECK(diag.message().find("job id") != std::string::npos);
         const std::vector<std::string> one{"step-1"};
-        auto [ep5] = co_await da.async_wait_dependencies("", one, 1s, nothrow);
-        CHECK(code_of(ep5) == redcoord::error::invalid_argument);
+        auto [ec5] = co_await da.async_wait_dependencies("", one, 1s, nothrow);
+        CHECK(ec5 == redcoord::error::invalid_argument);
         CHECK(redcoord::error_category().message(static_cast<int>(
                   redcoord::error::dependency_failed)) != "unknown redcoord error");
     });
@@ -260,13 +263,13 @@ TEST_CASE("barrier: separate processes arrive and are all released", "[barrier][
 
             // A waiter in this process too, released by the same arrivals.
             bool observed = false;
-            std::exception_ptr observer_error;
+            error_code observer_error;
             std::int64_t observer_count = 0;
             asio::co_spawn(
                 ex,
                 [&]() -> asio::awaitable<void> {
-                    auto [ep, n] = co_await b.async_wait("batch-p", processes, 60s, nothrow);
-                    observer_error = ep;
+                    auto [ec, n] = co_await b.async_wait("batch-p", processes, 60s, nothrow);
+                    observer_error = ec;
                     observer_count = n;
                     observed = true;
                 },
@@ -304,7 +307,7 @@ TEST_CASE("barrier: separate processes arrive and are all released", "[barrier][
                 co_await expect_lines(*procs[i], want);
             }
             co_await wait_until([&] { return observed; });
-            INFO(message_of(observer_error));
+            INFO(observer_error.message());
             CHECK_FALSE(observer_error);
             CHECK(observer_count == processes);
         },

@@ -34,9 +34,9 @@
 #include <signal.h>
 
 #include "async_test.hpp"
+#include "bad_input.hpp"
 #include "cluster_process.hpp"
 #include "connection_helpers.hpp"
-#include "exception_helpers.hpp"
 #include "redis_server.hpp"
 #include "sample_types.hpp"
 
@@ -49,14 +49,15 @@ using boost::system::error_code;
 using redcoord::queue_item;
 using redcoord::reliable_queue;
 using redcoord::session;
+using redcoord::test::check_names;
 using redcoord::test::cluster_process;
-using redcoord::test::code_of;
 using redcoord::test::command;
-using redcoord::test::message_of;
+using redcoord::test::describe;
 using redcoord::test::nothrow;
 using redcoord::test::port_of;
 using redcoord::test::redis_server;
 using redcoord::test::require_line;
+using redcoord::test::require_ok;
 using redcoord::test::run_async;
 using redcoord::test::session_group;
 using redcoord::test::side_connection;
@@ -85,14 +86,14 @@ TEST_CASE("queue: round trip, processing list and ack", "[queue]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-1"});
         reliable_queue q(s);
-        auto [ep1, id1] = co_await q.async_enqueue("jobs", "first", nothrow);
-        REQUIRE_FALSE(ep1);
+        auto [ec1, id1] = co_await q.async_enqueue("jobs", "first", nothrow);
+        REQUIRE_FALSE(ec1);
         CHECK(id1.size() == 32);
-        auto [ep2, id2] = co_await q.async_enqueue("jobs", "second", nothrow);
-        REQUIRE_FALSE(ep2);
+        auto [ec2, id2] = co_await q.async_enqueue("jobs", "second", nothrow);
+        REQUIRE_FALSE(ec2);
 
-        auto [ep3, it] = co_await q.async_dequeue("jobs", "", 0ms, nothrow);
-        REQUIRE_FALSE(ep3);
+        auto [ec3, it] = co_await q.async_dequeue("jobs", "", 0ms, nothrow);
+        REQUIRE_FALSE(ec3);
         REQUIRE(it.has_value());
         CHECK(it->payload == "first");
         CHECK(it->id == id1);
@@ -102,24 +103,76 @@ TEST_CASE("queue: round trip, processing list and ack", "[queue]") {
             co_await command(conn, "LLEN", "{redcoord:queue:jobs}:processing:node-1");
         CHECK(held == "1");
 
-        auto [ep4, acked] = co_await q.async_ack("jobs", "", it->raw, nothrow);
-        CHECK_FALSE(ep4);
+        auto [ec4, acked] = co_await q.async_ack("jobs", "", it->raw, nothrow);
+        CHECK_FALSE(ec4);
         CHECK(acked);
-        auto [ep5, again] = co_await q.async_ack("jobs", "", it->raw, nothrow);
+        auto [ec5, again] = co_await q.async_ack("jobs", "", it->raw, nothrow);
         CHECK_FALSE(again);
         const auto held2 =
             co_await command(conn, "LLEN", "{redcoord:queue:jobs}:processing:node-1");
         CHECK(held2 == "0");
 
-        auto [ep6, it2] = co_await q.async_dequeue("jobs", "", 0ms, nothrow);
+        auto [ec6, it2] = co_await q.async_dequeue("jobs", "", 0ms, nothrow);
         REQUIRE(it2.has_value());
         CHECK(it2->payload == "second");
-        auto [ep7, none] = co_await q.async_dequeue("jobs", "", 0ms, nothrow);
-        CHECK_FALSE(ep7);
+        auto [ec7, none] = co_await q.async_dequeue("jobs", "", 0ms, nothrow);
+        CHECK_FALSE(ec7);
         CHECK_FALSE(none.has_value());
 
-        auto [ep8, bad] = co_await q.async_enqueue("", "x", nothrow);
-        CHECK(code_of(ep8) == redcoord::error::invalid_argument);
+        redcoord::diagnostics diag;
+        auto [ec8, bad] = co_await q.async_enqueue("", "x", diag, nothrow);
+        CHECK(ec8 == redcoord::error::invalid_argument);
+        CHECK(diag.message().find("queue name") != std::string::npos);
+    });
+}
+
+TEST_CASE("queue: bad input is invalid_argument, with diagnostics naming it", "[queue]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-1"});
+        redcoord::queue_options small;
+        small.max_payload_bytes = 4;
+        reliable_queue q(s, small);
+        redcoord::diagnostics diag;
+        auto [ec1, id1] = co_await q.async_enqueue("", "x", diag, nothrow);
+        CHECK(ec1 == redcoord::error::invalid_argument);
+        CHECK(id1.empty());
+        check_names(diag.message(), {"queue name"});
+        const std::string too_long = "too long";
+        auto [ec2, id2] = co_await q.async_enqueue("jobs", too_long, diag, nothrow);
+        CHECK(ec2 == redcoord::error::invalid_argument);
+        check_names(diag.message(),
+                    {"queue 'jobs'", "payload of 8 bytes", "max_payload_bytes (4)"});
+        const job typed = redcoord::test::make_sample_record("resize", 3, {"images"});
+        auto [ec3, id3] = co_await q.async_enqueue_to("jobs", "w1", typed, diag, nothrow);
+        CHECK(ec3 == redcoord::error::invalid_argument);
+        check_names(diag.message(), {"queue 'jobs'", "max_payload_bytes (4)"});
+        auto [ec4, id4] = co_await q.async_enqueue_to("jobs", "", "x", diag, nothrow);
+        CHECK(ec4 == redcoord::error::invalid_argument);
+        check_names(diag.message(), {"worker"});
+        auto [ec5, item] = co_await q.async_dequeue("jobs", "", -1ms, diag, nothrow);
+        CHECK(ec5 == redcoord::error::invalid_argument);
+        CHECK_FALSE(item.has_value());
+        check_names(diag.message(), {"queue 'jobs'", "timeout"});
+        auto [ec6, acked] = co_await q.async_ack("", "c1", "raw", diag, nothrow);
+        CHECK(ec6 == redcoord::error::invalid_argument);
+        CHECK_FALSE(acked);
+        check_names(diag.message(), {"queue name"});
+        auto [ec7, moved] = co_await q.async_redeliver("", diag, nothrow);
+        CHECK(ec7 == redcoord::error::invalid_argument);
+        check_names(diag.message(), {"queue name"});
+        auto [ec8, own] = co_await q.async_try_dequeue("jobs", "", diag, nothrow);
+        CHECK(ec8 == redcoord::error::invalid_argument);
+        check_names(diag.message(), {"worker"});
+        auto [ec9, stolen] = co_await q.async_steal("", "w1", diag, nothrow);
+        CHECK(ec9 == redcoord::error::invalid_argument);
+        check_names(diag.message(), {"queue name"});
+
+        // Nothing was pushed; a success clears what the last error left.
+        const auto pending = co_await command(conn, "LLEN", "redcoord:queue:jobs");
+        CHECK(pending == "0");
+        auto [ec10, id10] = co_await q.async_enqueue("jobs", "ok", diag, nothrow);
+        require_ok(ec10, diag);
+        CHECK(diag.empty());
     });
 }
 
@@ -140,15 +193,15 @@ TEST_CASE("queue: a blocking dequeue is woken by an enqueue on another connectio
             },
             asio::detached);
         const auto start = std::chrono::steady_clock::now();
-        auto [ep, it] = co_await qa.async_dequeue("mail", "", 10s, nothrow);
-        REQUIRE_FALSE(ep);
+        auto [ec, it] = co_await qa.async_dequeue("mail", "", 10s, nothrow);
+        REQUIRE_FALSE(ec);
         REQUIRE(it.has_value());
         CHECK(it->payload == "hello");
         CHECK(std::chrono::steady_clock::now() - start >= 250ms);
 
         // A timeout with nothing: nullopt.
-        auto [ep2, none] = co_await qa.async_dequeue("mail", "", 1s, nothrow);
-        CHECK_FALSE(ep2);
+        auto [ec2, none] = co_await qa.async_dequeue("mail", "", 1s, nothrow);
+        CHECK_FALSE(ec2);
         CHECK_FALSE(none.has_value());
     });
 }
@@ -158,8 +211,8 @@ TEST_CASE("queue: a dead consumer's items are redelivered", "[queue]") {
         session s(conn, {.node_id = "node-1"});
         reliable_queue q(s);
         for (const char* p : {"a", "b", "c"}) {
-            auto [ep, id] = co_await q.async_enqueue("work", p, nothrow);
-            REQUIRE_FALSE(ep);
+            auto [ec, id] = co_await q.async_enqueue("work", p, nothrow);
+            REQUIRE_FALSE(ec);
         }
         // Two consumers: "alive" has a heartbeat, "dead" has none.
         co_await command(conn, "SET", "redcoord:hb:alive", "1", "PX", "60000");
@@ -172,8 +225,8 @@ TEST_CASE("queue: a dead consumer's items are redelivered", "[queue]") {
         CHECK(x->payload == "a");
         CHECK(y->payload == "b");
 
-        auto [ep, moved] = co_await q.async_redeliver("work", nothrow);
-        REQUIRE_FALSE(ep);
+        auto [ec, moved] = co_await q.async_redeliver("work", nothrow);
+        REQUIRE_FALSE(ec);
         CHECK(moved == 2);
         const auto dead_left =
             co_await command(conn, "LLEN", "{redcoord:queue:work}:processing:dead");
@@ -200,24 +253,24 @@ TEST_CASE("queue: an idle worker steals from the longest queue", "[queue]") {
         session s(conn);
         reliable_queue q(s);
         for (int i = 0; i < 2; ++i) {
-            auto [ep, id] = co_await q.async_enqueue_to("pool", "w1", "w1-" + std::to_string(i),
+            auto [ec, id] = co_await q.async_enqueue_to("pool", "w1", "w1-" + std::to_string(i),
                                                         nothrow);
-            REQUIRE_FALSE(ep);
+            REQUIRE_FALSE(ec);
         }
         for (int i = 0; i < 5; ++i) {
-            auto [ep, id] = co_await q.async_enqueue_to("pool", "w2", "w2-" + std::to_string(i),
+            auto [ec, id] = co_await q.async_enqueue_to("pool", "w2", "w2-" + std::to_string(i),
                                                         nothrow);
-            REQUIRE_FALSE(ep);
+            REQUIRE_FALSE(ec);
         }
-        auto [ep0, mine] = co_await q.async_try_dequeue("pool", "w1", nothrow);
+        auto [ec0, mine] = co_await q.async_try_dequeue("pool", "w1", nothrow);
         REQUIRE(mine.has_value());
         CHECK(mine->payload == "w1-0");
         CHECK(mine->worker == "w1");
-        auto [ep1, none] = co_await q.async_try_dequeue("pool", "w3", nothrow);
+        auto [ec1, none] = co_await q.async_try_dequeue("pool", "w3", nothrow);
         CHECK_FALSE(none.has_value());
 
-        auto [ep2, stolen] = co_await q.async_steal("pool", "w3", nothrow);
-        REQUIRE_FALSE(ep2);
+        auto [ec2, stolen] = co_await q.async_steal("pool", "w3", nothrow);
+        REQUIRE_FALSE(ec2);
         REQUIRE(stolen.has_value());
         CHECK(stolen->worker == "w2");
         CHECK(stolen->payload == "w2-4");  // the newest: the owner keeps the oldest
@@ -225,11 +278,11 @@ TEST_CASE("queue: an idle worker steals from the longest queue", "[queue]") {
         CHECK(left == "4");
 
         // w2 steals from w1, the only other one with work; nothing left to steal: nullopt.
-        auto [ep3, s2] = co_await q.async_steal("pool", "w2", nothrow);
+        auto [ec3, s2] = co_await q.async_steal("pool", "w2", nothrow);
         REQUIRE(s2.has_value());
         CHECK(s2->worker == "w1");
-        auto [ep4, s3] = co_await q.async_steal("pool", "w2", nothrow);
-        CHECK_FALSE(ep4);
+        auto [ec4, s3] = co_await q.async_steal("pool", "w2", nothrow);
+        CHECK_FALSE(ec4);
         CHECK_FALSE(s3.has_value());
     });
 }
@@ -239,20 +292,20 @@ TEST_CASE("queue: typed payloads round trip as JSON and text stays text", "[queu
         session s(conn, {.node_id = "node-1"});
         reliable_queue q(s);
         const job sent = redcoord::test::make_sample_record("resize", 3, {"images", "batch"});
-        auto [ep1, id1] = co_await q.async_enqueue("typed", sent, nothrow);
-        REQUIRE_FALSE(ep1);
+        auto [ec1, id1] = co_await q.async_enqueue("typed", sent, nothrow);
+        REQUIRE_FALSE(ec1);
         // Text takes the text overload whatever its form, and is stored as is.
-        auto [ep2, id2] = co_await q.async_enqueue("typed", "plain text", nothrow);
-        REQUIRE_FALSE(ep2);
+        auto [ec2, id2] = co_await q.async_enqueue("typed", "plain text", nothrow);
+        REQUIRE_FALSE(ec2);
         const std::string text = "{\"name\": not json";
-        auto [ep3, id3] = co_await q.async_enqueue("typed", text, nothrow);
-        REQUIRE_FALSE(ep3);
+        auto [ec3, id3] = co_await q.async_enqueue("typed", text, nothrow);
+        REQUIRE_FALSE(ec3);
         const std::string_view view = "a view";
-        auto [ep4, id4] = co_await q.async_enqueue("typed", view, nothrow);
-        REQUIRE_FALSE(ep4);
+        auto [ec4, id4] = co_await q.async_enqueue("typed", view, nothrow);
+        REQUIRE_FALSE(ec4);
         const std::vector<int> numbers{1, 2, 3};
-        auto [ep5, id5] = co_await q.async_enqueue("typed", numbers, nothrow);
-        REQUIRE_FALSE(ep5);
+        auto [ec5, id5] = co_await q.async_enqueue("typed", numbers, nothrow);
+        REQUIRE_FALSE(ec5);
 
         // Stored: the id, ':', then the value's JSON.
         const auto oldest = co_await command(conn, "LINDEX", "redcoord:queue:typed", "-1");
@@ -279,22 +332,22 @@ TEST_CASE("queue: typed payloads round trip as JSON and text stays text", "[queu
         CHECK(it5->payload == "[1,2,3]");
         CHECK(it5->as<std::vector<int>>() == numbers);
         for (const auto* it : {&it1, &it2, &it3, &it4, &it5}) {
-            auto [aep, acked] = co_await q.async_ack("typed", "", (*it)->raw, nothrow);
-            CHECK_FALSE(aep);
+            auto [aec, acked] = co_await q.async_ack("typed", "", (*it)->raw, nothrow);
+            CHECK_FALSE(aec);
             CHECK(acked);
         }
 
         // Per-worker queues carry typed values too.
-        auto [ep6, id6] = co_await q.async_enqueue_to("typed-pool", "w1", sent, nothrow);
-        REQUIRE_FALSE(ep6);
-        auto [ep7, id7] = co_await q.async_enqueue_to("typed-pool", "w2", "text", nothrow);
-        REQUIRE_FALSE(ep7);
-        auto [ep8, own] = co_await q.async_try_dequeue("typed-pool", "w1", nothrow);
-        REQUIRE_FALSE(ep8);
+        auto [ec6, id6] = co_await q.async_enqueue_to("typed-pool", "w1", sent, nothrow);
+        REQUIRE_FALSE(ec6);
+        auto [ec7, id7] = co_await q.async_enqueue_to("typed-pool", "w2", "text", nothrow);
+        REQUIRE_FALSE(ec7);
+        auto [ec8, own] = co_await q.async_try_dequeue("typed-pool", "w1", nothrow);
+        REQUIRE_FALSE(ec8);
         REQUIRE(own.has_value());
         CHECK(own->id == id6);
         CHECK(own->as<job>() == sent);
-        auto [ep9, stolen] = co_await q.async_steal("typed-pool", "w1", nothrow);
+        auto [ec9, stolen] = co_await q.async_steal("typed-pool", "w1", nothrow);
         REQUIRE(stolen.has_value());
         CHECK(stolen->payload == "text");
     });
@@ -304,15 +357,15 @@ TEST_CASE("queue: a payload that does not decode is decode_failed naming the ite
     with_connection([](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-1"});
         reliable_queue q(s);
-        auto [ep1, id1] = co_await q.async_enqueue("bad", "{\"name\": not json", nothrow);
-        REQUIRE_FALSE(ep1);
+        auto [ec1, id1] = co_await q.async_enqueue("bad", "{\"name\": not json", nothrow);
+        REQUIRE_FALSE(ec1);
         const int answer = 42;
-        auto [ep2, id2] = co_await q.async_enqueue("bad", answer, nothrow);
-        REQUIRE_FALSE(ep2);
+        auto [ec2, id2] = co_await q.async_enqueue("bad", answer, nothrow);
+        REQUIRE_FALSE(ec2);
         json::object partial;
         partial["name"] = "no number, no tags";
-        auto [ep3, id3] = co_await q.async_enqueue("bad", partial, nothrow);
-        REQUIRE_FALSE(ep3);
+        auto [ec3, id3] = co_await q.async_enqueue("bad", partial, nothrow);
+        REQUIRE_FALSE(ec3);
 
         // Not JSON: the exception names the item and says why.
         auto [e1, not_json] = co_await q.async_dequeue("bad", "", 0ms, nothrow);
@@ -359,8 +412,8 @@ TEST_CASE("queue: a consumer process killed mid-item has the item redelivered an
             reliable_queue q(s);
             std::vector<std::string> ids;
             for (const char* p : {"a", "b", "c"}) {
-                auto [ep, id] = co_await q.async_enqueue("jobs", p, nothrow);
-                REQUIRE_FALSE(ep);
+                auto [ec, id] = co_await q.async_enqueue("jobs", p, nothrow);
+                REQUIRE_FALSE(ec);
                 ids.push_back(id);
             }
 
@@ -377,11 +430,11 @@ TEST_CASE("queue: a consumer process killed mid-item has the item redelivered an
 
             // The other items are taken and acknowledged meanwhile.
             for (int i = 1; i < 3; ++i) {
-                auto [ep, it] = co_await q.async_dequeue("jobs", "", 0ms, nothrow);
-                REQUIRE_FALSE(ep);
+                auto [ec, it] = co_await q.async_dequeue("jobs", "", 0ms, nothrow);
+                REQUIRE_FALSE(ec);
                 REQUIRE(it.has_value());
                 CHECK(it->id == ids[i]);
-                auto [aep, acked] = co_await q.async_ack("jobs", "", it->raw, nothrow);
+                auto [aec, acked] = co_await q.async_ack("jobs", "", it->raw, nothrow);
                 CHECK(acked);
             }
 
@@ -403,9 +456,9 @@ TEST_CASE("queue: a consumer process killed mid-item has the item redelivered an
             std::int64_t moved = 0;
             const auto deadline = std::chrono::steady_clock::now() + 20s;
             while (moved == 0 && std::chrono::steady_clock::now() < deadline) {
-                auto [rep, n] = co_await q.async_redeliver("jobs", nothrow);
-                INFO(message_of(rep));
-                REQUIRE_FALSE(rep);
+                redcoord::diagnostics diag;
+                auto [rec, n] = co_await q.async_redeliver("jobs", diag, nothrow);
+                require_ok(rec, diag);
                 moved = n;
                 if (moved == 0) co_await sleep_for(50ms);
             }
@@ -427,8 +480,8 @@ TEST_CASE("queue: a consumer process killed mid-item has the item redelivered an
 
             // Acknowledged exactly once: the victim's ack would find nothing; nothing is left.
             const std::string victim_raw = ids[0] + ":a";
-            auto [lep, late] = co_await q.async_ack("jobs", "victim", victim_raw, nothrow);
-            CHECK_FALSE(lep);
+            auto [lec, late] = co_await q.async_ack("jobs", "victim", victim_raw, nothrow);
+            CHECK_FALSE(lec);
             CHECK_FALSE(late);
             const auto pending = co_await command(c.conn, "LLEN", "redcoord:queue:jobs");
             CHECK(pending == "0");
@@ -441,8 +494,8 @@ TEST_CASE("queue: a consumer process killed mid-item has the item redelivered an
             const auto still_known = co_await command(c.conn, "SISMEMBER",
                                                       "{redcoord:queue:jobs}:consumers", "victim");
             CHECK(still_known == "0");
-            auto [rep2, again] = co_await q.async_redeliver("jobs", nothrow);
-            CHECK_FALSE(rep2);
+            auto [rec2, again] = co_await q.async_redeliver("jobs", nothrow);
+            CHECK_FALSE(rec2);
             CHECK(again == 0);
         },
         120s);
@@ -479,10 +532,11 @@ TEST_CASE("queue: 100,000 items through 4 consumers, each acked exactly once", "
                     [&]() -> asio::awaitable<void> {
                         while (next < items && failure.empty()) {
                             const int i = next++;
-                            auto [ep, id] =
-                                co_await pq.async_enqueue("bulk", std::to_string(i), nothrow);
-                            if (ep) {
-                                failure = "enqueue: " + message_of(ep);
+                            redcoord::diagnostics diag;
+                            auto [ec, id] = co_await pq.async_enqueue("bulk", std::to_string(i),
+                                                                      diag, nothrow);
+                            if (ec) {
+                                failure = "enqueue: " + describe(ec, diag);
                                 break;
                             }
                             ids[i] = std::move(id);
@@ -501,20 +555,21 @@ TEST_CASE("queue: 100,000 items through 4 consumers, each acked exactly once", "
                             while (failure.empty()) {
                                 // Once everything is enqueued, an empty queue stays empty.
                                 const bool all_enqueued = producing == 0;
-                                auto [ep, item] = co_await q.async_dequeue("bulk", "", 500ms,
-                                                                           nothrow);
-                                if (ep) {
-                                    failure = "dequeue: " + message_of(ep);
+                                redcoord::diagnostics diag;
+                                auto [ec, item] = co_await q.async_dequeue("bulk", "", 500ms,
+                                                                           diag, nothrow);
+                                if (ec) {
+                                    failure = "dequeue: " + describe(ec, diag);
                                     break;
                                 }
                                 if (!item) {
                                     if (all_enqueued) break;
                                     continue;
                                 }
-                                auto [aep, ok] =
-                                    co_await q.async_ack("bulk", "", item->raw, nothrow);
-                                if (aep) {
-                                    failure = "ack: " + message_of(aep);
+                                auto [aec, ok] =
+                                    co_await q.async_ack("bulk", "", item->raw, diag, nothrow);
+                                if (aec) {
+                                    failure = "ack: " + describe(aec, diag);
                                     break;
                                 }
                                 if (!ok) {
@@ -591,9 +646,9 @@ TEST_CASE("queue: work stealing spreads a load enqueued to one worker over all",
         auto& queues = group.parts;
         // The whole load on worker w0's queue.
         for (int i = 0; i < items; ++i) {
-            auto [ep, id] =
+            auto [ec, id] =
                 co_await queues[0]->async_enqueue_to("pool", "w0", std::to_string(i), nothrow);
-            REQUIRE_FALSE(ep);
+            REQUIRE_FALSE(ec);
         }
 
         // Each worker takes from its own queue, steals when that is empty, and stops when
@@ -608,15 +663,16 @@ TEST_CASE("queue: work stealing spreads a load enqueued to one worker over all",
                     auto& q = *queues[w];
                     const std::string me = "w" + std::to_string(w);
                     while (failure.empty()) {
-                        auto [ep, item] = co_await q.async_try_dequeue("pool", me, nothrow);
-                        if (ep) {
-                            failure = me + " try_dequeue: " + message_of(ep);
+                        redcoord::diagnostics diag;
+                        auto [ec, item] = co_await q.async_try_dequeue("pool", me, diag, nothrow);
+                        if (ec) {
+                            failure = me + " try_dequeue: " + describe(ec, diag);
                             break;
                         }
                         if (!item) {
-                            auto [sep, stolen] = co_await q.async_steal("pool", me, nothrow);
-                            if (sep) {
-                                failure = me + " steal: " + message_of(sep);
+                            auto [sec, stolen] = co_await q.async_steal("pool", me, diag, nothrow);
+                            if (sec) {
+                                failure = me + " steal: " + describe(sec, diag);
                                 break;
                             }
                             if (!stolen) break;
@@ -662,8 +718,8 @@ TEST_CASE("queue: steal always takes the newest item of the longest other queue"
         for (const auto& [w, n] : lengths) {
             for (int i = 0; i < n; ++i) {
                 const std::string payload = w + "-" + std::to_string(i);
-                auto [ep, id] = co_await q.async_enqueue_to("ladder", w, payload, nothrow);
-                REQUIRE_FALSE(ep);
+                auto [ec, id] = co_await q.async_enqueue_to("ladder", w, payload, nothrow);
+                REQUIRE_FALSE(ec);
             }
             if (w != "w3") stealable += n;
         }
@@ -683,8 +739,8 @@ TEST_CASE("queue: steal always takes the newest item of the longest other queue"
                     newest = co_await command(conn, "LINDEX", key(w), "0");
                 }
             }
-            auto [ep, stolen] = co_await q.async_steal("ladder", "w3", nothrow);
-            REQUIRE_FALSE(ep);
+            auto [ec, stolen] = co_await q.async_steal("ladder", "w3", nothrow);
+            REQUIRE_FALSE(ec);
             if (best == 0) {
                 CHECK_FALSE(stolen.has_value());
                 break;

@@ -22,7 +22,6 @@
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
-#include "exception_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -36,11 +35,10 @@ using redcoord::result_options;
 using redcoord::result_status;
 using redcoord::result_store;
 using redcoord::session;
-using redcoord::test::code_of;
 using redcoord::test::command;
 using redcoord::test::config_for;
-using redcoord::test::message_of;
 using redcoord::test::nothrow;
+using redcoord::test::require_ok;
 using redcoord::test::side_connection;
 using redcoord::test::with_connection;
 
@@ -99,19 +97,19 @@ TEST_CASE("results: a typed value and its status round trip", "[results]") {
         session s(conn);
         result_store rs(s);
 
-        auto [ep0, none] = co_await rs.async_get_result("job-1", nothrow);
-        CHECK_FALSE(ep0);
+        auto [ec0, none] = co_await rs.async_get_result("job-1", nothrow);
+        CHECK_FALSE(ec0);
         CHECK_FALSE(none.has_value());
-        auto [ep1, no_value] = co_await rs.async_get_value<report>("job-1", nothrow);
-        CHECK_FALSE(ep1);
+        auto [ec1, no_value] = co_await rs.async_get_value<report>("job-1", nothrow);
+        CHECK_FALSE(ec1);
         CHECK_FALSE(no_value.has_value());
 
         json::value started = {{"worker", "w-1"}};
-        auto [ep2] = co_await rs.async_set_status("job-1", result_status::running, started,
+        auto [ec2] = co_await rs.async_set_status("job-1", result_status::running, started,
                                                    nothrow);
-        CHECK_FALSE(ep2);
-        auto [ep3, running] = co_await rs.async_get_result("job-1", nothrow);
-        REQUIRE_FALSE(ep3);
+        CHECK_FALSE(ec2);
+        auto [ec3, running] = co_await rs.async_get_result("job-1", nothrow);
+        REQUIRE_FALSE(ec3);
         REQUIRE(running.has_value());
         CHECK(running->status == result_status::running);
         CHECK(running->metadata == started);
@@ -119,12 +117,13 @@ TEST_CASE("results: a typed value and its status round trip", "[results]") {
 
         const report r = make_report("daily", 100);
         json::value done_meta = {{"worker", "w-1"}, {"duration_ms", 42}};
-        auto [ep4] = co_await rs.async_store_result("job-1", result_status::succeeded, r,
-                                                     done_meta, nothrow);
-        INFO(message_of(ep4));
-        CHECK_FALSE(ep4);
-        auto [ep5, info] = co_await rs.async_get_result("job-1", nothrow);
-        REQUIRE_FALSE(ep5);
+        redcoord::diagnostics diag;
+        auto [ec4] = co_await rs.async_store_result("job-1", result_status::succeeded, r,
+                                                     done_meta, diag, nothrow);
+        INFO(diag.message());
+        CHECK_FALSE(ec4);
+        auto [ec5, info] = co_await rs.async_get_result("job-1", nothrow);
+        REQUIRE_FALSE(ec5);
         REQUIRE(info.has_value());
         CHECK(info->status == result_status::succeeded);
         CHECK(info->metadata == done_meta);
@@ -133,15 +132,15 @@ TEST_CASE("results: a typed value and its status round trip", "[results]") {
         CHECK(info->created <= info->updated);
         CHECK(info->updated.time_since_epoch().count() > 0);
 
-        auto [ep6, back] = co_await rs.async_get_value<report>("job-1", nothrow);
-        REQUIRE_FALSE(ep6);
+        auto [ec6, back] = co_await rs.async_get_value<report>("job-1", nothrow);
+        REQUIRE_FALSE(ec6);
         REQUIRE(back.has_value());
         CHECK(*back == r);
 
         // A status without metadata keeps the stored metadata; the hash's fields are as
         // documented.
-        auto [ep7] = co_await rs.async_set_status("job-1", result_status::revoked, nothrow);
-        CHECK_FALSE(ep7);
+        auto [ec7] = co_await rs.async_set_status("job-1", result_status::revoked, nothrow);
+        CHECK_FALSE(ec7);
         const auto status_field = co_await command(conn, "HGET", "redcoord:result:job-1", "status");
         CHECK(status_field == "revoked");
         const auto meta_field = co_await command(conn, "HGET", "redcoord:result:job-1", "metadata");
@@ -151,15 +150,21 @@ TEST_CASE("results: a typed value and its status round trip", "[results]") {
         CHECK(to_i(created_field) > 0);
 
         // Another type: a plain string, and a value that does not convert.
-        auto [ep8] = co_await rs.async_store_result("job-2", result_status::failed,
+        auto [ec8] = co_await rs.async_store_result("job-2", result_status::failed,
                                                      std::string("boom"), nothrow);
-        CHECK_FALSE(ep8);
-        auto [ep9, text] = co_await rs.async_get_value<std::string>("job-2", nothrow);
-        CHECK_FALSE(ep9);
+        CHECK_FALSE(ec8);
+        auto [ec9, text] = co_await rs.async_get_value<std::string>("job-2", nothrow);
+        CHECK_FALSE(ec9);
         CHECK(text == std::optional<std::string>("boom"));
-        auto [ep10, wrong] = co_await rs.async_get_value<report>("job-2", nothrow);
-        CHECK(code_of(ep10) == redcoord::error::decode_failed);
+        auto [ec10, wrong] = co_await rs.async_get_value<report>("job-2", diag, nothrow);
+        CHECK(ec10 == redcoord::error::decode_failed);
         CHECK_FALSE(wrong.has_value());
+        CHECK(diag.message().find("result 'job-2'") != std::string::npos);
+        CHECK(diag.message().find("does not convert") != std::string::npos);
+        // The same without diagnostics: the error code alone.
+        auto [ec11, wrong2] = co_await rs.async_get_value<report>("job-2", nothrow);
+        CHECK(ec11 == redcoord::error::decode_failed);
+        CHECK_FALSE(wrong2.has_value());
     });
 }
 
@@ -168,8 +173,8 @@ TEST_CASE("results: TTLs are 21 days, 7 days and 7200 s by default, or as config
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
         result_store rs(s);
-        auto [ep] = co_await rs.async_store_result("t-1", result_status::succeeded, 7, nothrow);
-        REQUIRE_FALSE(ep);
+        auto [ec0] = co_await rs.async_store_result("t-1", result_status::succeeded, 7, nothrow);
+        REQUIRE_FALSE(ec0);
         const auto hash_ttl = to_i(co_await command(conn, "PTTL", "redcoord:result:t-1"));
         const auto value_ttl = to_i(co_await command(conn, "PTTL", "redcoord:result:t-1:value"));
         CHECK(hash_ttl > 21LL * 24 * 3600 * 1000 - 60000);
@@ -198,8 +203,8 @@ TEST_CASE("results: TTLs are 21 days, 7 days and 7200 s by default, or as config
         custom.value_ttl = 10min;
         custom.state_ttl = 30s;
         result_store rc(s, custom);
-        auto [ep2] = co_await rc.async_store_result("t-2", result_status::succeeded, 7, nothrow);
-        REQUIRE_FALSE(ep2);
+        auto [sec2] = co_await rc.async_store_result("t-2", result_status::succeeded, 7, nothrow);
+        REQUIRE_FALSE(sec2);
         const auto h2 = to_i(co_await command(conn, "PTTL", "redcoord:result:t-2"));
         const auto v2 = to_i(co_await command(conn, "PTTL", "redcoord:result:t-2:value"));
         CHECK(h2 > 3600 * 1000 - 60000);
@@ -213,8 +218,8 @@ TEST_CASE("results: TTLs are 21 days, 7 days and 7200 s by default, or as config
         CHECK(s2 <= 30 * 1000);
 
         // A status write renews the hash's TTL but leaves the value's alone.
-        auto [ep3] = co_await rc.async_set_status("t-2", result_status::revoked, nothrow);
-        CHECK_FALSE(ep3);
+        auto [sec3] = co_await rc.async_set_status("t-2", result_status::revoked, nothrow);
+        CHECK_FALSE(sec3);
         const auto h3 = to_i(co_await command(conn, "PTTL", "redcoord:result:t-2"));
         const auto v3 = to_i(co_await command(conn, "PTTL", "redcoord:result:t-2:value"));
         CHECK(h3 > 3600 * 1000 - 60000);
@@ -227,8 +232,8 @@ TEST_CASE("results: the stored value is a gzip stream zlib reads", "[results]") 
         session s(conn);
         result_store rs(s);
         const report r = make_report("big", 5000);
-        auto [ep] = co_await rs.async_store_result("z-1", result_status::succeeded, r, nothrow);
-        REQUIRE_FALSE(ep);
+        auto [ec] = co_await rs.async_store_result("z-1", result_status::succeeded, r, nothrow);
+        REQUIRE_FALSE(ec);
         const std::string raw = co_await command(conn, "GET", "redcoord:result:z-1:value");
         REQUIRE(raw.size() > 2);
         CHECK(static_cast<unsigned char>(raw[0]) == 0x1f);
@@ -248,38 +253,39 @@ TEST_CASE("results: a corrupt or truncated value is corrupt_data", "[results]") 
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
         result_store rs(s);
-        auto [ep] = co_await rs.async_store_result("c-1", result_status::succeeded,
+        auto [ec] = co_await rs.async_store_result("c-1", result_status::succeeded,
                                                     make_report("x", 300), nothrow);
-        REQUIRE_FALSE(ep);
+        REQUIRE_FALSE(ec);
         const std::string raw = co_await command(conn, "GET", "redcoord:result:c-1:value");
 
         // Truncated: the first half of the stream.
         co_await command(conn, "SET", "redcoord:result:c-1:value", raw.substr(0, raw.size() / 2));
-        auto [ep1, v1] = co_await rs.async_get_value<report>("c-1", nothrow);
-        CHECK(code_of(ep1) == redcoord::error::corrupt_data);
-        CHECK(message_of(ep1).find("c-1") != std::string::npos);
+        redcoord::diagnostics diag;
+        auto [ec1, v1] = co_await rs.async_get_value<report>("c-1", diag, nothrow);
+        CHECK(ec1 == redcoord::error::corrupt_data);
+        CHECK(diag.message().find("c-1") != std::string::npos);
         CHECK_FALSE(v1.has_value());
 
         // Without its trailer (the CRC and length).
         co_await command(conn, "SET", "redcoord:result:c-1:value", raw.substr(0, raw.size() - 4));
-        auto [ep2, v2] = co_await rs.async_get_value<report>("c-1", nothrow);
-        CHECK(code_of(ep2) == redcoord::error::corrupt_data);
+        auto [ec2, v2] = co_await rs.async_get_value<report>("c-1", nothrow);
+        CHECK(ec2 == redcoord::error::corrupt_data);
 
         // Garbage, and a gzip header followed by garbage.
         co_await command(conn, "SET", "redcoord:result:c-1:value", "not compressed at all");
-        auto [ep3, v3] = co_await rs.async_get_value<report>("c-1", nothrow);
-        CHECK(code_of(ep3) == redcoord::error::corrupt_data);
+        auto [ec3, v3] = co_await rs.async_get_value<report>("c-1", nothrow);
+        CHECK(ec3 == redcoord::error::corrupt_data);
         std::string bad = raw;
         for (std::size_t i = 12; i < bad.size() - 8; ++i) bad[i] = static_cast<char>(bad[i] ^ 0x5a);
         co_await command(conn, "SET", "redcoord:result:c-1:value", bad);
-        auto [ep4, v4] = co_await rs.async_get_value<report>("c-1", nothrow);
-        CHECK(code_of(ep4) == redcoord::error::corrupt_data);
+        auto [ec4, v4] = co_await rs.async_get_value<report>("c-1", nothrow);
+        CHECK(ec4 == redcoord::error::corrupt_data);
 
         // A valid stream whose text is not JSON is decode_failed.
         co_await command(conn, "SET", "redcoord:result:c-1:value",
                          redcoord::detail::gzip_compress("{not json"));
-        auto [ep5, v5] = co_await rs.async_get_value<report>("c-1", nothrow);
-        CHECK(code_of(ep5) == redcoord::error::decode_failed);
+        auto [ec5, v5] = co_await rs.async_get_value<report>("c-1", nothrow);
+        CHECK(ec5 == redcoord::error::decode_failed);
 
         // A value that inflates past max_value_bytes is refused.
         result_options small;
@@ -287,8 +293,8 @@ TEST_CASE("results: a corrupt or truncated value is corrupt_data", "[results]") 
         result_store rsmall(s, small);
         co_await command(conn, "SET", "redcoord:result:c-1:value",
                          redcoord::detail::gzip_compress(std::string(1000, ' ') + "1"));
-        auto [ep6, v6] = co_await rsmall.async_get_value<int>("c-1", nothrow);
-        CHECK(code_of(ep6) == redcoord::error::corrupt_data);
+        auto [ec6, v6] = co_await rsmall.async_get_value<int>("c-1", nothrow);
+        CHECK(ec6 == redcoord::error::corrupt_data);
         CHECK(redcoord::error_category().message(
                   static_cast<int>(redcoord::error::corrupt_data)) != "unknown redcoord error");
     });
@@ -320,21 +326,21 @@ TEST_CASE("results: async_wait completes when another connection stores the resu
             },
             asio::detached);
         const auto start = std::chrono::steady_clock::now();
-        auto [ep, info] = co_await ra.async_wait("w-1", start + 20s, nothrow);
+        redcoord::diagnostics diag;
+        auto [ec, info] = co_await ra.async_wait("w-1", start + 20s, diag, nothrow);
         const auto took = std::chrono::steady_clock::now() - start;
-        INFO(message_of(ep));
-        REQUIRE_FALSE(ep);
+        require_ok(ec, diag);
         CHECK(stored);
         CHECK(info.status == result_status::succeeded);
         CHECK(info.has_value);
         CHECK(took >= 450ms);
         CHECK(took < 5s);
-        auto [ep2, v] = co_await ra.async_get_value<int>("w-1", nothrow);
+        auto [ec2, v] = co_await ra.async_get_value<int>("w-1", nothrow);
         CHECK(v == std::optional<int>(99));
 
         // Already final: completes at once.
-        auto [ep3, again] = co_await ra.async_wait("w-1", 5s, nothrow);
-        CHECK_FALSE(ep3);
+        auto [ec3, again] = co_await ra.async_wait("w-1", 5s, nothrow);
+        CHECK_FALSE(ec3);
         CHECK(again.status == result_status::succeeded);
 
         // A failure is final too.
@@ -349,8 +355,8 @@ TEST_CASE("results: async_wait completes when another connection stores the resu
                                              asio::use_awaitable);
             },
             asio::detached);
-        auto [ep4, failed] = co_await ra.async_wait("w-2", 10s, nothrow);
-        REQUIRE_FALSE(ep4);
+        auto [ec4, failed] = co_await ra.async_wait("w-2", 10s, nothrow);
+        REQUIRE_FALSE(ec4);
         CHECK(failed.status == result_status::failed);
         CHECK(failed.metadata.at("error") == "disk full");
     });
@@ -360,19 +366,20 @@ TEST_CASE("results: async_wait times out at its deadline", "[results]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
         result_store rs(s);
-        auto [ep0] = co_await rs.async_set_status("late", result_status::running, nothrow);
-        REQUIRE_FALSE(ep0);
+        auto [ec0] = co_await rs.async_set_status("late", result_status::running, nothrow);
+        REQUIRE_FALSE(ec0);
         const auto start = std::chrono::steady_clock::now();
-        auto [ep, info] = co_await rs.async_wait("late", 300ms, nothrow);
+        redcoord::diagnostics diag;
+        auto [ec, info] = co_await rs.async_wait("late", 300ms, diag, nothrow);
         const auto took = std::chrono::steady_clock::now() - start;
-        CHECK(code_of(ep) == redcoord::error::timeout);
-        CHECK(message_of(ep).find("late") != std::string::npos);
+        CHECK(ec == redcoord::error::timeout);
+        CHECK(diag.message().find("late") != std::string::npos);
         CHECK(took >= 290ms);
         CHECK(took < 3s);
         // A deadline already passed still looks once.
-        auto [ep2, i2] = co_await rs.async_wait("late", std::chrono::steady_clock::now(),
+        auto [ec2, i2] = co_await rs.async_wait("late", std::chrono::steady_clock::now(),
                                                 nothrow);
-        CHECK(code_of(ep2) == redcoord::error::timeout);
+        CHECK(ec2 == redcoord::error::timeout);
     });
 }
 
@@ -393,36 +400,40 @@ TEST_CASE("results: bad input", "[results]") {
         CHECK_THROWS_AS(result_store(s, big), redcoord::error_with_diagnostics);
 
         result_store rs(s);
-        auto [ep1] = co_await rs.async_set_status("", result_status::running, nothrow);
-        CHECK(code_of(ep1) == redcoord::error::invalid_argument);
-        auto [ep2] = co_await rs.async_store_result("", result_status::succeeded, 1, nothrow);
-        CHECK(code_of(ep2) == redcoord::error::invalid_argument);
-        auto [ep3, i3] = co_await rs.async_get_result("", nothrow);
-        CHECK(code_of(ep3) == redcoord::error::invalid_argument);
-        auto [ep4, v4] = co_await rs.async_get_value<int>("", nothrow);
-        CHECK(code_of(ep4) == redcoord::error::invalid_argument);
-        auto [ep5, i5] = co_await rs.async_wait("", 1s, nothrow);
-        CHECK(code_of(ep5) == redcoord::error::invalid_argument);
-        auto [ep6] = co_await rs.async_set_status("x", static_cast<result_status>(42), nothrow);
-        CHECK(code_of(ep6) == redcoord::error::invalid_argument);
+        redcoord::diagnostics id_diag;
+        auto [ec1] = co_await rs.async_set_status("", result_status::running, id_diag, nothrow);
+        CHECK(ec1 == redcoord::error::invalid_argument);
+        CHECK(id_diag.message().find("result id") != std::string::npos);
+        auto [ec2] = co_await rs.async_store_result("", result_status::succeeded, 1, nothrow);
+        CHECK(ec2 == redcoord::error::invalid_argument);
+        auto [ec3, i3] = co_await rs.async_get_result("", nothrow);
+        CHECK(ec3 == redcoord::error::invalid_argument);
+        auto [ec4, v4] = co_await rs.async_get_value<int>("", nothrow);
+        CHECK(ec4 == redcoord::error::invalid_argument);
+        auto [ec5, i5] = co_await rs.async_wait("", 1s, nothrow);
+        CHECK(ec5 == redcoord::error::invalid_argument);
+        auto [ec6] = co_await rs.async_set_status("x", static_cast<result_status>(42), nothrow);
+        CHECK(ec6 == redcoord::error::invalid_argument);
 
         result_options small;
         small.max_value_bytes = 10;
         result_store rsmall(s, small);
-        auto [ep7] = co_await rsmall.async_store_result("x", result_status::succeeded,
-                                                         std::string(100, 'a'), nothrow);
-        CHECK(code_of(ep7) == redcoord::error::invalid_argument);
-        CHECK(message_of(ep7).find("max_value_bytes") != std::string::npos);
+        redcoord::diagnostics diag;
+        const std::string too_big(100, 'a');
+        auto [ec7] = co_await rsmall.async_store_result("x", result_status::succeeded, too_big,
+                                                         diag, nothrow);
+        CHECK(ec7 == redcoord::error::invalid_argument);
+        CHECK(diag.message().find("max_value_bytes") != std::string::npos);
         const auto exists = co_await command(conn, "EXISTS", "redcoord:result:x");
         CHECK(exists == "0");
 
         // An unknown status in the hash is decode_failed.
         co_await command(conn, "HSET", "redcoord:result:odd", "status", "weird");
-        auto [ep8, i8] = co_await rs.async_get_result("odd", nothrow);
-        CHECK(code_of(ep8) == redcoord::error::decode_failed);
+        auto [ec8, i8] = co_await rs.async_get_result("odd", nothrow);
+        CHECK(ec8 == redcoord::error::decode_failed);
 
-        auto [ec, none] = co_await rs.async_get_state<int>("", nothrow);
-        CHECK(ec == redcoord::error::invalid_argument);
+        auto [state_ec, none] = co_await rs.async_get_state<int>("", nothrow);
+        CHECK(state_ec == redcoord::error::invalid_argument);
         CHECK(redcoord::parse_result_status("succeeded") == result_status::succeeded);
         CHECK_FALSE(redcoord::parse_result_status("done").has_value());
     });

@@ -1,7 +1,8 @@
-// The session's lock operations (attempts to acquire a lock or leadership, and releases) that
-// arrive in the same turn of the executor share one script call, lock_ops.lua, which runs them
-// in the order they came and replies with one element per operation. At 100,000 pairs a
-// second the server's cost per script call, not per operation, was the limit.
+// Operations of one script that arrive in the same turn of the executor share one call of it,
+// which runs them in the order they came and replies with one element per operation. The
+// session batches lock_ops.lua so (attempts to acquire a lock or leadership, and releases; its
+// arguments are locks/lock.cpp's): at 100,000 pairs a second the server's cost per script
+// call, not per operation, was the limit.
 #pragma once
 
 #include "core/eval.hpp"
@@ -19,31 +20,31 @@ namespace redcoord::detail {
 using boost::system::error_code;
 
 // An operation's element of the reply: an integer, or an array of at most two integers.
-struct lock_op_reply {
+struct batch_reply {
     bool array = false;
     std::array<std::int64_t, 2> values{};
 };
 
 // One operation of a batch: owned by the batch from add() until complete() has returned.
-class lock_batch_entry {
+class batch_entry {
 public:
-    virtual ~lock_batch_entry() = default;
+    virtual ~batch_entry() = default;
     // Its element of the reply (lock_ops.lua says which); ec set when the call or this
     // operation failed (diag says why).
-    virtual void complete(error_code ec, const lock_op_reply& reply) = 0;
+    virtual void complete(error_code ec, const batch_reply& reply) = 0;
     diagnostics* diag = nullptr;  // where a failure's text goes; may be null
 };
 
-class lock_batch {
+class script_batch {
 public:
     // post schedules flush() on the session's executor, keeping the session alive.
-    lock_batch(connection& conn, std::function<void()> post)
-        : conn_(conn), post_(std::move(post)) {}
+    script_batch(connection& conn, const script& sc, std::function<void()> post)
+        : conn_(conn), script_(sc), post_(std::move(post)) {}
 
     // Queues e: keys and args (args start with the operation, "a" or "r") are views into
     // strings that live as long as e. The call leaves at the end of this turn, or at once when
     // the batch is full.
-    void add(std::unique_ptr<lock_batch_entry> e, std::initializer_list<std::string_view> keys,
+    void add(std::unique_ptr<batch_entry> e, std::initializer_list<std::string_view> keys,
              std::initializer_list<std::string_view> args);
     // Sends what is queued as one script call.
     void flush();
@@ -56,8 +57,9 @@ public:
 
 private:
     connection& conn_;
+    const script& script_;
     std::function<void()> post_;
-    std::vector<std::unique_ptr<lock_batch_entry>> entries_;
+    std::vector<std::unique_ptr<batch_entry>> entries_;
     std::vector<std::string_view> keys_, args_;
     bool posted_ = false;
 };

@@ -1,4 +1,4 @@
-#include "locks/lock_batch.hpp"
+#include "core/script_batch.hpp"
 
 #include <redcoord/error.hpp>
 
@@ -11,10 +11,10 @@ namespace {
 // One call under way: the entries it carries and, once the reply is in, their elements.
 struct batch_call {
     script_call script;
-    std::vector<std::unique_ptr<lock_batch_entry>> entries;
+    std::vector<std::unique_ptr<batch_entry>> entries;
     struct element {
         error_code ec;
-        lock_op_reply reply;
+        batch_reply reply;
         std::string message;
     };
     std::vector<element> elements;
@@ -73,7 +73,7 @@ struct batch_call {
 
 }  // namespace
 
-void lock_batch::add(std::unique_ptr<lock_batch_entry> e,
+void script_batch::add(std::unique_ptr<batch_entry> e,
                      std::initializer_list<std::string_view> keys,
                      std::initializer_list<std::string_view> args) {
     entries_.push_back(std::move(e));
@@ -87,10 +87,10 @@ void lock_batch::add(std::unique_ptr<lock_batch_entry> e,
     }
 }
 
-void lock_batch::flush() {
+void script_batch::flush() {
     posted_ = false;
     if (entries_.empty()) return;
-    static const script& ops = script::embedded("lock_ops");
+    const script& ops = script_;
     auto call = std::make_unique<batch_call>();
     call->entries = std::move(entries_);
     entries_.clear();
