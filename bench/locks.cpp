@@ -261,7 +261,10 @@ int bench_contended(const bench_env& env) {
 int processes_child(const bench_env& env, const std::string& key, int index, int coroutines,
                     milliseconds warmup, milliseconds measure, const std::string& out) {
     client c(env.cfg);
-    redcoord::session s(c.conn, {.node_id = "bench-process-" + std::to_string(index)});
+    // The default node id (the host name), shared by every process: each session's own id
+    // tells them apart for the bounded local handoff.
+    (void)index;
+    redcoord::session s(c.conn);
     redcoord::lock_provider locks(s);
     contended_state st;
     st.waits_us.reserve(1 << 20);

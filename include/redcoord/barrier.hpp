@@ -103,25 +103,18 @@ private:
 
     template <class Token>
     auto initiate_arrive(std::string batch, diagnostics* diag, Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::int64_t)>(
-            [this](auto handler, std::string batch, diagnostics* diag) {
-                diag = detail::diagnostics_for(handler, diag);
-                arrive_impl(std::move(batch), diag, std::move(handler));
-            },
-            token, std::move(batch), diag);
+        return detail::initiate_with_diagnostics<void(boost::system::error_code, std::int64_t)>(
+            token, diag, [this](auto&&... a) { arrive_impl(std::move(a)...); },
+            std::move(batch));
     }
 
     template <class Token>
     auto initiate_wait(std::string batch, std::int64_t total,
                        std::chrono::steady_clock::time_point deadline, diagnostics* diag,
                        Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::int64_t)>(
-            [this](auto handler, std::string batch, std::int64_t total,
-                   std::chrono::steady_clock::time_point deadline, diagnostics* diag) {
-                diag = detail::diagnostics_for(handler, diag);
-                wait_impl(std::move(batch), total, deadline, diag, std::move(handler));
-            },
-            token, std::move(batch), total, deadline, diag);
+        return detail::initiate_with_diagnostics<void(boost::system::error_code, std::int64_t)>(
+            token, diag, [this](auto&&... a) { wait_impl(std::move(a)...); },
+            std::move(batch), total, deadline);
     }
 
     // diag: the caller's diagnostics, or nullptr (the operation then writes its own).
@@ -207,28 +200,18 @@ private:
     template <class Token>
     auto initiate_complete(std::string job_id, bool success, std::string reason,
                            diagnostics* diag, Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-            [this](auto handler, std::string job_id, bool success, std::string reason,
-                   diagnostics* diag) {
-                diag = detail::diagnostics_for(handler, diag);
-                complete_impl(std::move(job_id), success, std::move(reason), diag,
-                              std::move(handler));
-            },
-            token, std::move(job_id), success, std::move(reason), diag);
+        return detail::initiate_with_diagnostics<void(boost::system::error_code)>(
+            token, diag, [this](auto&&... a) { complete_impl(std::move(a)...); },
+            std::move(job_id), success, std::move(reason));
     }
 
     template <class Token>
     auto initiate_wait(std::string job_id, std::vector<std::string> deps,
                        std::chrono::steady_clock::time_point deadline, diagnostics* diag,
                        Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-            [this](auto handler, std::string job_id, std::vector<std::string> deps,
-                   std::chrono::steady_clock::time_point deadline, diagnostics* diag) {
-                diag = detail::diagnostics_for(handler, diag);
-                wait_impl(std::move(job_id), std::move(deps), deadline, diag,
-                          std::move(handler));
-            },
-            token, std::move(job_id), std::move(deps), deadline, diag);
+        return detail::initiate_with_diagnostics<void(boost::system::error_code)>(
+            token, diag, [this](auto&&... a) { wait_impl(std::move(a)...); },
+            std::move(job_id), std::move(deps), deadline);
     }
 
     // diag: the caller's diagnostics, or nullptr (the operation then writes its own).

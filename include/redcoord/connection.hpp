@@ -25,6 +25,7 @@ class connection;
 
 namespace detail {
 class connection_impl;
+struct access;  // the library's own way in (src/core/access.hpp)
 // What the sessions on one connection share (their push router), kept by the connection
 // without owning it.
 std::weak_ptr<void>& shared_by_sessions(connection& conn) noexcept;
@@ -131,26 +132,15 @@ public:
     /// Lifetimes: req, resp and diag must stay alive until completion.
     template <class Response = ignore_t, class Token = boost::asio::deferred_t>
     auto async_exec(const request& req, Response& resp, diagnostics& diag, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-            [this](auto handler, const request* req, detail::any_adapter ad,
-                                 diagnostics* diag) {
-                diag = detail::diagnostics_for(handler, diag);
-                const bool inline_ok = runs_on(handler, get_executor());
-                exec_impl(*impl_, *req, ad, diag, inline_ok, std::move(handler));
-            },
-            token, &req, detail::make_adapter(resp), &diag);
+        return async_exec_erased(req, detail::make_adapter(resp), &diag,
+                                 std::forward<Token>(token));
     }
 
     /// As above, without diagnostics.
     template <class Response = ignore_t, class Token = boost::asio::deferred_t>
     auto async_exec(const request& req, Response& resp, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-            [this](auto handler, const request* req, detail::any_adapter ad) {
-                diagnostics* diag = detail::diagnostics_for(handler, nullptr);
-                const bool inline_ok = runs_on(handler, get_executor());
-                exec_impl(*impl_, *req, ad, diag, inline_ok, std::move(handler));
-            },
-            token, &req, detail::make_adapter(resp));
+        return async_exec_erased(req, detail::make_adapter(resp), nullptr,
+                                 std::forward<Token>(token));
     }
 
     /// As above, discarding the replies (server errors are still reported).
@@ -158,21 +148,6 @@ public:
     auto async_exec(const request& req, Token&& token = {}) {
         ignore_t sink;  // make_adapter keeps no reference to it
         return async_exec(req, sink, std::forward<Token>(token));
-    }
-
-    /// async_exec with a response already type-erased (see detail::make_adapter): the building
-    /// block of operations that are compiled in the library, such as async_eval.
-    template <class Token = boost::asio::deferred_t>
-    auto async_exec_erased(const request& req, detail::any_adapter adapter, diagnostics* diag,
-                           Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-            [this](auto handler, const request* req, detail::any_adapter ad,
-                                 diagnostics* diag) {
-                diag = detail::diagnostics_for(handler, diag);
-                const bool inline_ok = runs_on(handler, get_executor());
-                exec_impl(*impl_, *req, ad, diag, inline_ok, std::move(handler));
-            },
-            token, &req, adapter, diag);
     }
 
     /// Waits for the next push (pub/sub messages, subscription confirmations, gap events).
@@ -217,6 +192,29 @@ public:
     const diagnostics& run_diagnostics() const noexcept;
 
 private:
+    friend struct detail::access;
+
+    // A handle on the same connection that does not stop it when destroyed: what the library's
+    // own objects (a session, its push router) hold, so that a completion that reaches them
+    // after the user's connection object is gone finds the connection stopped, not freed.
+    struct alias_tag {};
+    connection(alias_tag, const connection& other) noexcept : impl_(other.impl_), owns_(false) {}
+
+    /// async_exec with a response already type-erased (see detail::make_adapter): what every
+    /// async_exec does, and the building block of operations that are compiled in the library,
+    /// such as async_eval. diag: the caller's, or null.
+    template <class Token = boost::asio::deferred_t>
+    auto async_exec_erased(const request& req, detail::any_adapter adapter, diagnostics* diag,
+                           Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+            [this](auto handler, const request* req, detail::any_adapter ad, diagnostics* diag) {
+                diag = detail::diagnostics_for(handler, diag);
+                const bool inline_ok = runs_on(handler, get_executor());
+                exec_impl(*impl_, *req, ad, diag, inline_ok, std::move(handler));
+            },
+            token, &req, adapter, diag);
+    }
+
     friend std::weak_ptr<void>& detail::shared_by_sessions(connection& conn) noexcept;
 
     using run_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
@@ -245,6 +243,7 @@ private:
                                  run_handler handler);
 
     std::shared_ptr<detail::connection_impl> impl_;
+    bool owns_ = true;  // false for an alias: its destruction does not stop the connection
 };
 
 }  // namespace redcoord

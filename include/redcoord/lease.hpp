@@ -20,6 +20,7 @@ namespace redcoord {
 
 namespace detail {
 struct lease_state;
+struct access;  // the library's own way in (src/core/access.hpp)
 }
 
 /// A held resource, with:
@@ -44,7 +45,6 @@ public:
 
     /// An empty lease (what try-acquire gives when the resource is taken).
     lease() noexcept = default;
-    explicit lease(std::shared_ptr<detail::lease_state> state) noexcept;
     lease(lease&&) noexcept = default;
     /// Releases what *this held (scheduled), then takes other's lease.
     lease& operator=(lease&& other) noexcept;
@@ -140,10 +140,11 @@ public:
             [this](auto handler) { wait_lost_impl(std::move(handler)); }, token);
     }
 
-    /// For the primitives compiled in the library.
+private:
+    friend struct detail::access;
+    explicit lease(std::shared_ptr<detail::lease_state> state) noexcept;
     const std::shared_ptr<detail::lease_state>& state() const noexcept { return state_; }
 
-private:
     using handler_type = boost::asio::any_completion_handler<void(boost::system::error_code)>;
     // diag: the caller's diagnostics, or nullptr (the operation then writes its own).
     void release_impl(diagnostics* diag, handler_type handler);

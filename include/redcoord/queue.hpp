@@ -301,62 +301,42 @@ private:
     template <class Token>
     auto initiate_enqueue(std::string name, std::optional<std::string> worker,
                           std::string payload, diagnostics* diag, Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::string)>(
-            [this](auto h, std::string name, std::optional<std::string> worker,
-                   std::string payload, diagnostics* diag) {
-                diag = detail::diagnostics_for(h, diag);
-                enqueue_impl(std::move(name), std::move(worker), std::move(payload), diag,
-                             std::move(h));
-            },
-            token, std::move(name), std::move(worker), std::move(payload), diag);
+        return detail::initiate_with_diagnostics<void(boost::system::error_code, std::string)>(
+            token, diag, [this](auto&&... a) { enqueue_impl(std::move(a)...); },
+            std::move(name), std::move(worker), std::move(payload));
     }
 
     template <class Token>
     auto initiate_dequeue(std::string name, std::string consumer,
                           std::chrono::milliseconds timeout, diagnostics* diag, Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code,
-                                                       std::optional<queue_item>)>(
-            [this](auto h, std::string name, std::string consumer,
-                   std::chrono::milliseconds timeout, diagnostics* diag) {
-                diag = detail::diagnostics_for(h, diag);
-                dequeue_impl(std::move(name), std::move(consumer), timeout, diag, std::move(h));
-            },
-            token, std::move(name), std::move(consumer), timeout, diag);
+        return detail::initiate_with_diagnostics<
+            void(boost::system::error_code, std::optional<queue_item>)>(
+            token, diag, [this](auto&&... a) { dequeue_impl(std::move(a)...); },
+            std::move(name), std::move(consumer), timeout);
     }
 
     template <class Token>
     auto initiate_ack(std::string name, std::string consumer, std::string raw, diagnostics* diag,
                       Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code, bool)>(
-            [this](auto h, std::string name, std::string consumer, std::string raw,
-                   diagnostics* diag) {
-                diag = detail::diagnostics_for(h, diag);
-                ack_impl(std::move(name), std::move(consumer), std::move(raw), diag,
-                         std::move(h));
-            },
-            token, std::move(name), std::move(consumer), std::move(raw), diag);
+        return detail::initiate_with_diagnostics<void(boost::system::error_code, bool)>(
+            token, diag, [this](auto&&... a) { ack_impl(std::move(a)...); },
+            std::move(name), std::move(consumer), std::move(raw));
     }
 
     template <class Token>
     auto initiate_redeliver(std::string name, diagnostics* diag, Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::int64_t)>(
-            [this](auto h, std::string name, diagnostics* diag) {
-                diag = detail::diagnostics_for(h, diag);
-                redeliver_impl(std::move(name), diag, std::move(h));
-            },
-            token, std::move(name), diag);
+        return detail::initiate_with_diagnostics<void(boost::system::error_code, std::int64_t)>(
+            token, diag, [this](auto&&... a) { redeliver_impl(std::move(a)...); },
+            std::move(name));
     }
 
     template <class Token>
     auto initiate_take(std::string name, std::string worker, bool steal, diagnostics* diag,
                        Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code,
-                                                       std::optional<queue_item>)>(
-            [this](auto h, std::string name, std::string worker, bool steal, diagnostics* diag) {
-                diag = detail::diagnostics_for(h, diag);
-                take_impl(std::move(name), std::move(worker), steal, diag, std::move(h));
-            },
-            token, std::move(name), std::move(worker), steal, diag);
+        return detail::initiate_with_diagnostics<
+            void(boost::system::error_code, std::optional<queue_item>)>(
+            token, diag, [this](auto&&... a) { take_impl(std::move(a)...); },
+            std::move(name), std::move(worker), steal);
     }
 
     // diag: the caller's diagnostics, or nullptr (the operation then writes its own).

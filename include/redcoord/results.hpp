@@ -267,26 +267,17 @@ private:
                         std::optional<boost::json::value> value,
                         std::optional<boost::json::value> metadata, diagnostics* diag,
                         Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-            [this](auto handler, std::string id, result_status status,
-                   std::optional<boost::json::value> value,
-                   std::optional<boost::json::value> metadata, diagnostics* diag) {
-                diag = detail::diagnostics_for(handler, diag);
-                store_impl(std::move(id), status, std::move(value), std::move(metadata), diag,
-                           std::move(handler));
-            },
-            token, std::move(id), status, std::move(value), std::move(metadata), diag);
+        return detail::initiate_with_diagnostics<void(boost::system::error_code)>(
+            token, diag, [this](auto&&... a) { store_impl(std::move(a)...); },
+            std::move(id), status, std::move(value), std::move(metadata));
     }
 
     template <class Token>
     auto initiate_get_result(std::string id, diagnostics* diag, Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code,
-                                                       std::optional<result_info>)>(
-            [this](auto handler, std::string id, diagnostics* diag) {
-                diag = detail::diagnostics_for(handler, diag);
-                get_result_impl(std::move(id), diag, std::move(handler));
-            },
-            token, std::move(id), diag);
+        return detail::initiate_with_diagnostics<
+            void(boost::system::error_code, std::optional<result_info>)>(
+            token, diag, [this](auto&&... a) { get_result_impl(std::move(a)...); },
+            std::move(id));
     }
 
     template <class T, class Token>
@@ -319,13 +310,9 @@ private:
     template <class Token>
     auto initiate_wait(std::string id, std::chrono::steady_clock::time_point deadline,
                        diagnostics* diag, Token&& token) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code, result_info)>(
-            [this](auto handler, std::string id, std::chrono::steady_clock::time_point dl,
-                   diagnostics* diag) {
-                diag = detail::diagnostics_for(handler, diag);
-                wait_impl(std::move(id), dl, diag, std::move(handler));
-            },
-            token, std::move(id), deadline, diag);
+        return detail::initiate_with_diagnostics<void(boost::system::error_code, result_info)>(
+            token, diag, [this](auto&&... a) { wait_impl(std::move(a)...); },
+            std::move(id), deadline);
     }
 
     // diag: the caller's diagnostics, or nullptr (the operation then writes its own).

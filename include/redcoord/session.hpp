@@ -22,6 +22,7 @@ namespace redcoord {
 
 namespace detail {
 class session_impl;
+struct access;  // the library's own way in (src/core/access.hpp)
 }
 
 /// Replica acknowledgement of grants and renewals (session_options::replica_ack). Off by
@@ -181,10 +182,8 @@ public:
     /// Number of leases the watchdog currently holds (for monitoring).
     std::size_t held_leases() const noexcept;
 
-    /// For the primitives compiled in the library.
-    const std::shared_ptr<detail::session_impl>& impl() const noexcept { return impl_; }
-
 private:
+    friend struct detail::access;
     void close_impl(boost::asio::any_completion_handler<void(boost::system::error_code)> h);
 
     std::shared_ptr<detail::session_impl> impl_;

@@ -1,8 +1,3 @@
-#include "locks/lock_value.hpp"
-#include "wait/push_wait.hpp"
-#include "core/session_impl.hpp"
-#include "locks/lock_protocol.hpp"
-
 #include <redcoord/error.hpp>
 #include <redcoord/leader.hpp>
 #include <redcoord/membership.hpp>
@@ -19,6 +14,12 @@
 
 #include <charconv>
 #include <map>
+
+#include "core/access.hpp"
+#include "core/session_impl.hpp"
+#include "locks/lock_protocol.hpp"
+#include "locks/lock_value.hpp"
+#include "wait/push_wait.hpp"
 
 namespace redcoord {
 
@@ -177,8 +178,7 @@ asio::awaitable<std::tuple<error_code, lease>> campaign(campaign_args a) {
         if (s.closed || s.closing) co_return std::tuple{error_code(error::session_closed), lease()};
         if (a.o.require_quorum) {
             auto [ec, health] = co_await a.members->async_health(nothrow);
-            if (ec == asio::error::operation_aborted)
-                co_return std::tuple{ec, lease()};
+            if (ec == asio::error::operation_aborted) co_return std::tuple{ec, lease()};
             if (ec || static_cast<int>(health.healthy) < a.o.minimum_nodes) {
                 pause.expires_after(a.o.renewal_interval);
                 auto [pec] = co_await pause.async_wait(nothrow);
@@ -189,8 +189,7 @@ asio::awaitable<std::tuple<error_code, lease>> campaign(campaign_args a) {
         acquire_options ao;
         // Without a quorum to re-check, wait as long as it takes (cancellation ends it).
         ao.wait = a.o.require_quorum ? a.o.renewal_interval : milliseconds(std::chrono::hours(24));
-        auto [ec, l] = co_await asio::async_initiate<decltype(nothrow),
-                                                     void(error_code, lease)>(
+        auto [ec, l] = co_await asio::async_initiate<decltype(nothrow), void(error_code, lease)>(
             [&](auto h) {
                 detail::acquire_lock_lease(a.s, key, "leadership", a.name, lo, ao, nullptr, false,
                                            std::move(h));
@@ -209,7 +208,7 @@ asio::awaitable<std::tuple<error_code, lease>> campaign(campaign_args a) {
         s.conn.async_exec(*req, [req](error_code, std::size_t) {});
         if (a.o.require_quorum)
             asio::co_spawn(s.conn.get_executor(),
-                           quorum_guard(l.state(), a.members, a.o), asio::detached);
+                           quorum_guard(detail::access::state(l), a.members, a.o), asio::detached);
         co_return std::tuple{error_code{}, std::move(l)};
     }
 }
@@ -220,8 +219,8 @@ leader_election::leader_election(session& s, leader_options opts, membership* me
     : session_(&s), opts_(opts), members_(members) {
     detail::check_duration_option("leadership_timeout", opts_.leadership_timeout);
     detail::check_duration_option("renewal_interval", opts_.renewal_interval);
-    detail::check_interval_option("renewal_interval", opts_.renewal_interval,
-                                  "leadership_timeout", opts_.leadership_timeout, true);
+    detail::check_interval_option("renewal_interval", opts_.renewal_interval, "leadership_timeout",
+                                  opts_.leadership_timeout, true);
     if (opts_.require_quorum && !members_)
         detail::throw_bad_config("require_quorum: needs the membership passed to leader_election");
     if (opts_.minimum_nodes < 1)
@@ -230,12 +229,12 @@ leader_election::leader_election(session& s, leader_options opts, membership* me
 }
 
 void leader_election::campaign_impl(std::string name, lease_handler h) {
-    campaign_args a{session_->impl(), opts_, members_, std::move(name)};
+    campaign_args a{detail::access::impl(*session_), opts_, members_, std::move(name)};
     detail::launch(session_->get_executor(), campaign(std::move(a)), std::move(h));
 }
 
 void leader_election::info_impl(std::string name, info_handler h) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     diagnostics d;
     if (auto ec = detail::check_name("leadership name", name, d)) {
         detail::complete_later(s->conn.get_executor(), std::move(h), ec,
@@ -265,10 +264,10 @@ leader_election::watch::~watch() {
 
 leader_election::watch leader_election::watch_leader(
     std::string name, std::function<void(const std::optional<leader_info>&)> callback) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     auto key = s->keys.leader(name);
-    auto st = std::make_shared<detail::leader_watch_state>(s, std::move(name), key,
-                                                           std::move(callback));
+    auto st =
+        std::make_shared<detail::leader_watch_state>(s, std::move(name), key, std::move(callback));
     asio::co_spawn(s->conn.get_executor(), watch_loop(st), asio::detached);
     watch w;
     w.state_ = std::move(st);

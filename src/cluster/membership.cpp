@@ -1,6 +1,3 @@
-#include "locks/lock_value.hpp"
-#include "core/session_impl.hpp"
-
 #include <redcoord/error.hpp>
 #include <redcoord/membership.hpp>
 
@@ -12,11 +9,14 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
+
+#include "core/access.hpp"
+#include "core/session_impl.hpp"
+#include "locks/lock_value.hpp"
+#include <unistd.h>
 
 namespace redcoord {
 
@@ -40,7 +40,6 @@ std::string this_host() {
     return buf;
 }
 
-
 node_info parse_node(const std::string& id, const std::optional<std::string>& payload) {
     node_info n;
     n.id = id;
@@ -59,18 +58,20 @@ node_info parse_node(const std::string& id, const std::optional<std::string>& pa
     n.started_at = time_of("started_at");
     if (auto* p = o.if_contains("pid"); p && p->is_int64()) n.pid = p->as_int64();
     if (auto* p = o.if_contains("host"); p && p->is_string()) n.host = p->as_string().c_str();
-    if (auto* p = o.if_contains("version"); p && p->is_string())
-        n.version = p->as_string().c_str();
+    if (auto* p = o.if_contains("version"); p && p->is_string()) n.version = p->as_string().c_str();
     return n;
 }
 
 }  // namespace
 
 class membership_impl : public std::enable_shared_from_this<membership_impl> {
-public:
+  public:
     membership_impl(std::shared_ptr<session_impl> s, membership_options o)
-        : s(std::move(s)), opts(std::move(o)), started(std::chrono::system_clock::now()),
-          host(this_host()), timer(this->s->conn.get_executor()) {}
+        : s(std::move(s)),
+          opts(std::move(o)),
+          started(std::chrono::system_clock::now()),
+          host(this_host()),
+          timer(this->s->conn.get_executor()) {}
 
     std::shared_ptr<session_impl> s;
     membership_options opts;
@@ -83,9 +84,7 @@ public:
     bool running = false;
     bool stopped = false;
 
-    std::string events_channel() const {
-        return keyspace::companion(s->keys.registry(), "events");
-    }
+    std::string events_channel() const { return keyspace::companion(s->keys.registry(), "events"); }
     std::string dead_hash() const { return keyspace::companion(s->keys.registry(), "dead"); }
     milliseconds hb_ttl() const { return opts.heartbeat_interval + opts.heartbeat_grace; }
     milliseconds dead_every() const {
@@ -336,7 +335,7 @@ void check_options(const membership_options& o) {
 
 membership::membership(session& s, membership_options opts) {
     check_options(opts);
-    impl_ = std::make_shared<detail::membership_impl>(s.impl(), std::move(opts));
+    impl_ = std::make_shared<detail::membership_impl>(detail::access::impl(s), std::move(opts));
     auto& si = *impl_->s;
     impl_->close_step = si.next_close_step++;
     si.close_steps.emplace(impl_->close_step,
@@ -368,8 +367,10 @@ void membership::join_impl(std::string node, ec_handler h) {
         request req;
         const std::vector<std::string> nodes{node};
         m->push_heartbeats(req, nodes);
-        req.push("PUBLISH", m->events_channel(), detail::membership_impl::event_json("joined", node));
-        auto [ec, n] = co_await m->s->conn.async_exec(req, ignore, asio::as_tuple(asio::use_awaitable));
+        req.push("PUBLISH", m->events_channel(),
+                 detail::membership_impl::event_json("joined", node));
+        auto [ec, n] =
+            co_await m->s->conn.async_exec(req, ignore, asio::as_tuple(asio::use_awaitable));
         if (!ec && !m->stopped && m->leaves[node] == leaves) {
             m->hosted.insert(node);
             m->ensure_running();
@@ -389,7 +390,8 @@ void membership::leave_impl(std::string node, ec_handler h) {
                   std::string node) -> asio::awaitable<error_code> {
         request req;
         m->push_leave(req, node);
-        auto [ec, n] = co_await m->s->conn.async_exec(req, ignore, asio::as_tuple(asio::use_awaitable));
+        auto [ec, n] =
+            co_await m->s->conn.async_exec(req, ignore, asio::as_tuple(asio::use_awaitable));
         co_return ec;
     };
     detail::launch(m.s->conn.get_executor(), run(impl_, std::move(node)), std::move(h));
@@ -399,8 +401,7 @@ void membership::nodes_impl(bool dead_only, nodes_handler h) {
     detail::launch(impl_->s->conn.get_executor(), impl_->nodes(dead_only), std::move(h));
 }
 
-void membership::health_impl(
-    asio::any_completion_handler<void(error_code, cluster_health)> h) {
+void membership::health_impl(asio::any_completion_handler<void(error_code, cluster_health)> h) {
     auto run = [](std::shared_ptr<detail::membership_impl> m)
         -> asio::awaitable<std::pair<error_code, cluster_health>> {
         auto [ec, all] = co_await m->nodes(false);
@@ -433,30 +434,30 @@ membership::watch::~watch() {
 membership::watch membership::subscribe(std::function<void(const member_event&)> callback) {
     watch w;
     w.s_ = impl_->s;
-    w.id_ = impl_->s->hub.add(
-        impl_->events_channel(), false,
-        [cb = std::move(callback)](const push_message& m) {
-            if (m.is_gap()) return;
-            error_code ec;
-            auto v = json::parse(m.payload, ec);
-            if (ec || !v.is_object()) return;
-            const auto& o = v.as_object();
-            auto* what = o.if_contains("event");
-            auto* node = o.if_contains("node");
-            if (!what || !node || !what->is_string() || !node->is_string()) return;
-            member_event e;
-            e.node = node->as_string().c_str();
-            const std::string_view w = what->as_string();
-            if (w == "joined")
-                e.what = member_event::kind::joined;
-            else if (w == "left")
-                e.what = member_event::kind::left;
-            else if (w == "dead")
-                e.what = member_event::kind::dead;
-            else
-                return;
-            cb(e);
-        });
+    w.id_ = impl_->s->hub.add(impl_->events_channel(), false,
+                              [cb = std::move(callback)](const push_message& m) {
+                                  if (m.is_gap()) return;
+                                  error_code ec;
+                                  auto v = json::parse(m.payload, ec);
+                                  if (ec || !v.is_object()) return;
+                                  const auto& o = v.as_object();
+                                  auto* what = o.if_contains("event");
+                                  auto* node = o.if_contains("node");
+                                  if (!what || !node || !what->is_string() || !node->is_string())
+                                      return;
+                                  member_event e;
+                                  e.node = node->as_string().c_str();
+                                  const std::string_view w = what->as_string();
+                                  if (w == "joined")
+                                      e.what = member_event::kind::joined;
+                                  else if (w == "left")
+                                      e.what = member_event::kind::left;
+                                  else if (w == "dead")
+                                      e.what = member_event::kind::dead;
+                                  else
+                                      return;
+                                  cb(e);
+                              });
     return w;
 }
 

@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "core/session_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -239,7 +240,7 @@ namespace detail {
 void drop_expired_grant(lease& l, diagnostics& diag) {
     if (!l) return;
     const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(
-        clock::now() - l.state()->deadline);
+        clock::now() - detail::access::state(l)->deadline);
     diag.set_client_message("'" + l.resource() + "' was granted, but the reply came " +
                             std::to_string(late.count()) + " ms after the lease's validity (TTL " +
                             std::to_string(l.ttl().count()) +
@@ -273,7 +274,7 @@ void session_impl::send_release(const std::shared_ptr<lease_state>& l, diagnosti
 
 void fenced_set_impl(session& s, std::string key, std::string value, std::int64_t token,
                      diagnostics* diag, asio::any_completion_handler<void(error_code)> handler) {
-    auto impl = s.impl();
+    auto impl = detail::access::impl(s);
     diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();

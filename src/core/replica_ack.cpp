@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "core/replica_ack.hpp"
 
 #include <redcoord/error.hpp>
@@ -107,7 +108,7 @@ void confirm_replicas(session_impl& s, diagnostics* diag,
 
 void confirm_grant(lease l, diagnostics* diag,
                    asio::any_completion_handler<void(error_code, lease)> handler) {
-    const auto st = l.state();
+    const auto st = detail::access::state(l);
     if (!st || !l.is_held() || !replica_ack_on(*st->session)) {
         asio::dispatch(asio::append(std::move(handler), error_code{}, std::move(l)));
         return;

@@ -1,18 +1,18 @@
-#include "core/eval.hpp"
-
-#include "core/embedded_scripts.hpp"
 #include <redcoord/script.hpp>
 
+#include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/append.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <openssl/evp.h>
-
 #include <memory>
+
+#include "core/access.hpp"
+#include "core/embedded_scripts.hpp"
+#include "core/eval.hpp"
+#include <openssl/evp.h>
 
 namespace redcoord {
 namespace {
@@ -81,38 +81,35 @@ void run_script_call(connection& conn, script_call& call,
     // The caller's cancellation slot (if any) reaches both sends of the call; loading the
     // script is not cancellable.
     auto slot = asio::get_associated_cancellation_slot(done);
-    conn.async_exec_erased(
-        call.req, filtered, call.diag,
-        asio::bind_cancellation_slot(
-            slot, [&conn, &call, slot, done = std::move(done)](error_code ec,
-                                                               std::size_t n) mutable {
-                if (ec != error::noscript) {
-                    std::move(done)(ec, n);
-                    return;
-                }
-                // The server lost the script: load it, then send the same call again (both in
-                // one pipeline, in this order).
-                if (call.diag) call.diag->clear();
-                call.load.clear();
-                call.load.push("SCRIPT", "LOAD", call.sc->source());
-                call.load_ec = {};
-                ignore_t sink;  // make_adapter keeps no reference to it
-                conn.async_exec_erased(call.load, make_adapter(sink), &call.load_diag,
-                                       [&call](error_code load_ec, std::size_t) {
-                                           call.load_ec = load_ec;
-                                       });
-                conn.async_exec_erased(
-                    call.req, call.adapter, call.diag,
-                    asio::bind_cancellation_slot(
-                        slot, [&call, done = std::move(done)](error_code ec2,
-                                                               std::size_t n2) mutable {
-                            if (ec2 == error::noscript && call.load_ec) {
-                                ec2 = call.load_ec;
-                                if (call.diag) *call.diag = call.load_diag;
-                            }
-                            std::move(done)(ec2, n2);
-                        }));
-            }));
+    detail::access::exec_erased(
+        conn, call.req, filtered, call.diag,
+        asio::bind_cancellation_slot(slot, [&conn, &call, slot, done = std::move(done)](
+                                               error_code ec, std::size_t n) mutable {
+            if (ec != error::noscript) {
+                std::move(done)(ec, n);
+                return;
+            }
+            // The server lost the script: load it, then send the same call again (both in
+            // one pipeline, in this order).
+            if (call.diag) call.diag->clear();
+            call.load.clear();
+            call.load.push("SCRIPT", "LOAD", call.sc->source());
+            call.load_ec = {};
+            ignore_t sink;  // make_adapter keeps no reference to it
+            detail::access::exec_erased(
+                conn, call.load, make_adapter(sink), &call.load_diag,
+                [&call](error_code load_ec, std::size_t) { call.load_ec = load_ec; });
+            detail::access::exec_erased(
+                conn, call.req, call.adapter, call.diag,
+                asio::bind_cancellation_slot(
+                    slot, [&call, done = std::move(done)](error_code ec2, std::size_t n2) mutable {
+                        if (ec2 == error::noscript && call.load_ec) {
+                            ec2 = call.load_ec;
+                            if (call.diag) *call.diag = call.load_diag;
+                        }
+                        std::move(done)(ec2, n2);
+                    }));
+        }));
 }
 
 asio::awaitable<std::pair<error_code, std::size_t>> eval_erased(
@@ -145,12 +142,12 @@ void eval_impl(connection& conn, const script& s, std::vector<std::string> keys,
     call->diag = diag;
     auto& ref = *call;
     auto slot = asio::get_associated_cancellation_slot(handler);
-    run_script_call(conn, ref,
-                    asio::bind_cancellation_slot(
-                        slot, [call = std::move(call), h = std::move(handler)](
-                                  error_code ec, std::size_t n) mutable {
-                            asio::dispatch(asio::append(std::move(h), ec, n));
-                        }));
+    run_script_call(
+        conn, ref,
+        asio::bind_cancellation_slot(slot, [call = std::move(call), h = std::move(handler)](
+                                               error_code ec, std::size_t n) mutable {
+            asio::dispatch(asio::append(std::move(h), ec, n));
+        }));
 }
 
 }  // namespace detail

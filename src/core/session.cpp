@@ -373,24 +373,35 @@ void lock_stats_window::fill(lock_statistics& out) const {
 
 // ---- session_impl ---------------------------------------------------------------------------
 
-session_impl::session_impl(connection& c, session_options o)
-    : conn(c), opts(std::move(o)), keys(opts.prefix),
-      node_id(opts.node_id.empty() ? host_name() : opts.node_id), hub(c), dog(*this),
-      lock_ops(c, script::embedded("lock_ops"), [this] {
-          asio::post(conn.get_executor(), [s = shared_from_this()] { s->lock_ops.flush(); });
-      }) {}
+namespace {
 
-std::string session_impl::new_owner_token() {
+// Appends 16 * words random hex digits.
+void append_random_hex(std::string& out, int words) {
     thread_local std::mt19937_64 rng{std::random_device{}() ^
                                      static_cast<std::uint64_t>(
                                          clock::now().time_since_epoch().count())};
     static constexpr char hex[] = "0123456789abcdef";
-    std::string out = node_id;
-    out.push_back(':');
-    for (int w = 0; w < 2; ++w) {
+    for (int w = 0; w < words; ++w) {
         auto v = rng();
         for (int i = 0; i < 16; ++i, v >>= 4) out.push_back(hex[v & 0xf]);
     }
+}
+
+}  // namespace
+
+session_impl::session_impl(connection& c, session_options o)
+    : conn(access::alias(c)), opts(std::move(o)), keys(opts.prefix),
+      node_id(opts.node_id.empty() ? host_name() : opts.node_id), hub(conn), dog(*this),
+      lock_ops(conn, script::embedded("lock_ops"), [this] {
+          asio::post(conn.get_executor(), [s = shared_from_this()] { s->lock_ops.flush(); });
+      }) {
+    append_random_hex(instance, 1);
+}
+
+std::string session_impl::new_owner_token() {
+    std::string out = node_id;
+    out.push_back(':');
+    append_random_hex(out, 2);
     return out;
 }
 
@@ -444,7 +455,7 @@ void session_impl::mark_released(lease_state& l) {
     // What the hook wakes runs in a later turn (a timer's completion), after the caller has
     // queued the release: the next local waiter's attempt rides the same pipeline behind it,
     // for a lock in the same script call.
-    if (auto hook = std::exchange(l.on_release, nullptr)) hook(l);
+    if (l.spec->on_release) l.spec->on_release(l);  // once: the status is no longer held
 }
 
 error_code session_impl::check_open(diagnostics& diag) const {

@@ -1,10 +1,10 @@
 // Internals of a session: the push fan-out, the lease watchdog, lock wait queues, statistics.
 #pragma once
 
+#include "core/access.hpp"
 #include "core/completion.hpp"
 #include "core/eval.hpp"
 #include "core/glob.hpp"
-#include "core/script_batch.hpp"
 #include "core/script_batch.hpp"
 #include "wire/time_math.hpp"
 
@@ -51,7 +51,7 @@ class push_router : public std::enable_shared_from_this<push_router> {
 public:
     using listener = std::function<void(const push_message&)>;
 
-    explicit push_router(connection& conn) : conn_(conn) {}
+    explicit push_router(connection& conn) : conn_(access::alias(conn)) {}
 
     // The router of conn: the one its sessions share, made when there is none.
     static std::shared_ptr<push_router> of(connection& conn);
@@ -108,7 +108,7 @@ private:
     void end_dispatch();
     static asio::awaitable<void> receive_loop(std::shared_ptr<push_router> self);
 
-    connection& conn_;
+    connection conn_;  // an alias (access::alias): valid while the router lives
     std::map<std::string, entry> channels_;  // key: "c:" or "p:" + name
     std::unordered_map<std::uint64_t, std::string> by_id_;
     std::map<std::uint64_t, std::function<void()>> owners_;
@@ -152,13 +152,17 @@ private:
 // extra...; replies 1 when renewed, 0 when gone or taken. Release: ARGV = owner, extra...;
 // replies 0 when not held, 1 when released, 2 when still held (a reentrant count above zero).
 // Without a release script (locks and leaderships), batch_release queues the release on the
-// session's script batch (the kind's protocol knows its arguments).
+// session's script batch (the kind's protocol knows its arguments). on_release, when set, is
+// what happens when a lease of this kind stops being held by its release, called once with the
+// lease before the release's reply (the kind's local handoff: the next local waiter's attempt
+// rides the same pipeline, behind the release).
 struct lease_state;
 struct lease_spec {
     const script* renew = nullptr;
     const script* release = nullptr;
     void (*batch_release)(script_batch&, const lease_state&, std::unique_ptr<batch_entry>) =
         nullptr;
+    void (*on_release)(lease_state&) = nullptr;
 };
 
 // One entry of the watchdog's schedule; a lease has at most one (lease_state::dog_entry).
@@ -171,10 +175,6 @@ struct watchdog_item {
     }
 };
 using watchdog_schedule = std::set<watchdog_item>;
-
-// What happens when a lease stops being held by a release (before the release's reply: the
-// next local waiter's attempt rides the same pipeline). Called with the lease, once.
-using release_hook = void (*)(lease_state&);
 
 struct lease_state : std::enable_shared_from_this<lease_state> {
     std::shared_ptr<session_impl> session;
@@ -198,8 +198,7 @@ struct lease_state : std::enable_shared_from_this<lease_state> {
 
     std::list<asio::cancellation_signal> signals;
     std::list<asio::any_completion_handler<void(error_code)>> lost_waiters;
-    release_hook on_release = nullptr;
-    std::string hook_arg;  // for on_release: e.g. the channel whose local waiters to wake
+    std::string wait_key;  // the key of its kind's local wait queue, for spec->on_release
     diagnostics scratch;
 };
 
@@ -267,10 +266,17 @@ class session_impl : public std::enable_shared_from_this<session_impl> {
 public:
     session_impl(connection& c, session_options o);
 
-    connection& conn;
+    // An alias of the user's connection (access::alias): a completion that reaches the
+    // session after the user destroyed the connection finds it stopped, not freed.
+    connection conn;
     session_options opts;
     keyspace keys;
     std::string node_id;
+    // This session's own id (random hex, no spaces), stored in every lock value it writes
+    // beside the node id: a waiter of another session is "another node" for the local handoff
+    // even when both run with the same node id (the default, the host name, is shared by every
+    // process on a host).
+    std::string instance;
     bool closed = false;
     push_hub hub;
     watchdog dog;

@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "core/data_ops.hpp"
 #include "wait/push_wait.hpp"
 
@@ -174,7 +175,7 @@ barrier::barrier(session& s, barrier_options opts) : session_(&s), opts_(opts) {
 // diag_target), then runs a coroutine that owns them.
 
 void barrier::arrive_impl(std::string batch, diagnostics* diag, count_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();
@@ -188,7 +189,7 @@ void barrier::arrive_impl(std::string batch, diagnostics* diag, count_handler ha
 
 void barrier::wait_impl(std::string batch, std::int64_t total, steady::time_point deadline,
                         diagnostics* diag, count_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();
@@ -210,7 +211,7 @@ dependencies::dependencies(session& s, barrier_options opts) : session_(&s), opt
 
 void dependencies::complete_impl(std::string job_id, bool success, std::string reason,
                                  diagnostics* diag, void_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();
@@ -226,7 +227,7 @@ void dependencies::complete_impl(std::string job_id, bool success, std::string r
 void dependencies::wait_impl(std::string job_id, std::vector<std::string> deps,
                              steady::time_point deadline, diagnostics* diag,
                              void_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();

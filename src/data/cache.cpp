@@ -1,6 +1,3 @@
-#include "core/data_ops.hpp"
-#include "wait/fill_once.hpp"
-
 #include <redcoord/cache.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/response.hpp>
@@ -18,6 +15,10 @@
 #include <charconv>
 #include <memory>
 #include <set>
+
+#include "core/access.hpp"
+#include "core/data_ops.hpp"
+#include "wait/fill_once.hpp"
 
 namespace redcoord {
 
@@ -104,7 +105,10 @@ template <class Handler>
 struct command_op {
     command_op(std::shared_ptr<session_impl> s, Handler h, diagnostics* diag, bool inline_ok,
                std::string key)
-        : s(std::move(s)), handler(std::move(h)), diag(diag), inline_ok(inline_ok),
+        : s(std::move(s)),
+          handler(std::move(h)),
+          diag(diag),
+          inline_ok(inline_ok),
           key(std::move(key)) {}
 
     std::shared_ptr<session_impl> s;
@@ -143,8 +147,8 @@ void send(std::unique_ptr<Op> op, detail::any_adapter adapter) {
     const request& req = op->req;
     diagnostics* diag = op->diag;
     auto slot = asio::get_associated_cancellation_slot(op->handler);
-    conn.async_exec_erased(req, adapter, diag,
-                           asio::bind_cancellation_slot(slot, on_reply<Op>{std::move(op)}));
+    detail::access::exec_erased(conn, req, adapter, diag,
+                                asio::bind_cancellation_slot(slot, on_reply<Op>{std::move(op)}));
 }
 
 // Parses text into out; false when it is not JSON. A short text (the common case) goes through
@@ -263,8 +267,7 @@ asio::awaitable<error_code> scan(session_impl& s, const std::string& match, std:
 }
 
 asio::awaitable<std::tuple<error_code, std::size_t>> clear_coro(std::shared_ptr<session_impl> s,
-                                                                std::size_t batch,
-                                                                diagnostics& d) {
+                                                                std::size_t batch, diagnostics& d) {
     std::size_t deleted = 0;
     auto unlink = [&](std::vector<std::string> keys) -> asio::awaitable<error_code> {
         for (std::size_t i = 0; i < keys.size(); i += batch) {
@@ -312,7 +315,7 @@ cache::cache(session& s, cache_options opts)
 // run a coroutine, which owns its diagnostics when the caller gave none (diag_target).
 
 void cache::get_impl(std::string key, diagnostics* diag, bool inline_ok, json_handler handler) {
-    const auto& s = session_->impl();
+    const auto& s = detail::access::impl(*session_);
     if (diag) diag->clear();
     diagnostics unused;
     error_code ec = check_key(key, diag ? *diag : unused);
@@ -330,7 +333,7 @@ void cache::get_impl(std::string key, diagnostics* diag, bool inline_ok, json_ha
 
 void cache::set_impl(std::string key, boost::json::value value, std::optional<milliseconds> ttl,
                      diagnostics* diag, bool inline_ok, void_handler handler) {
-    const auto& s = session_->impl();
+    const auto& s = detail::access::impl(*session_);
     if (diag) diag->clear();
     diagnostics unused;
     diagnostics& d = diag ? *diag : unused;
@@ -354,7 +357,7 @@ void cache::set_impl(std::string key, boost::json::value value, std::optional<mi
 }
 
 void cache::del_impl(std::string key, diagnostics* diag, bool inline_ok, bool_handler handler) {
-    const auto& s = session_->impl();
+    const auto& s = detail::access::impl(*session_);
     if (diag) diag->clear();
     diagnostics unused;
     error_code ec = check_key(key, diag ? *diag : unused);
@@ -369,13 +372,13 @@ void cache::del_impl(std::string key, diagnostics* diag, bool inline_ok, bool_ha
 }
 
 void cache::clear_impl(diagnostics* diag, count_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     if (diag) diag->clear();
     if (s->closed)
         return detail::complete_later(*s, std::move(handler), error_code(error::session_closed),
                                       std::size_t(0));
-    auto run = [](std::shared_ptr<session_impl> s, std::size_t batch, detail::diag_target d)
-        -> asio::awaitable<std::tuple<error_code, std::size_t>> {
+    auto run = [](std::shared_ptr<session_impl> s, std::size_t batch,
+                  detail::diag_target d) -> asio::awaitable<std::tuple<error_code, std::size_t>> {
         co_return co_await clear_coro(std::move(s), batch, d.get());
     };
     auto& sr = *s;
@@ -384,7 +387,7 @@ void cache::clear_impl(diagnostics* diag, count_handler handler) {
 }
 
 void cache::keys_impl(std::string pattern, diagnostics* diag, keys_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     if (diag) diag->clear();
     if (s->closed)
         return detail::complete_later(*s, std::move(handler), error_code(error::session_closed),
@@ -396,15 +399,14 @@ void cache::keys_impl(std::string pattern, diagnostics* diag, keys_handler handl
         co_return co_await keys_coro(std::move(s), std::move(pattern), batch, d.get());
     };
     auto& sr = *s;
-    detail::launch(sr,
-                   run(std::move(s), std::move(pattern), opts_.scan_batch,
-                       detail::diag_target(diag)),
-                   std::move(handler));
+    detail::launch(
+        sr, run(std::move(s), std::move(pattern), opts_.scan_batch, detail::diag_target(diag)),
+        std::move(handler));
 }
 
 void cache::get_or_set_impl(std::string key, detail::json_factory make,
                             std::optional<milliseconds> ttl, fill_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     diagnostics d;
     error_code ec = check_key(key, d);
     if (!ec) ec = check_ttl(key, ttl, d);

@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "core/data_ops.hpp"
 #include "wait/fill_once.hpp"
 
@@ -160,7 +161,7 @@ checkpoint_store::checkpoint_store(session& s, checkpoint_options opts)
 }
 
 void checkpoint_store::save_impl(checkpoint_record rec, diagnostics* diag, void_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();
@@ -193,7 +194,7 @@ void checkpoint_store::save_impl(checkpoint_record rec, diagnostics* diag, void_
 }
 
 void checkpoint_store::load_impl(std::string task_id, diagnostics* diag, load_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();
@@ -212,7 +213,7 @@ void checkpoint_store::load_impl(std::string task_id, diagnostics* diag, load_ha
 }
 
 void checkpoint_store::remove_impl(std::string task_id, count_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     diagnostics d;
     error_code ec = detail::check_name("checkpoint task_id", task_id, d);
     if (!ec && s->closed) ec = error::session_closed;

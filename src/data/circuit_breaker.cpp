@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "core/data_ops.hpp"
 
 #include <redcoord/circuit_breaker.hpp>
@@ -170,7 +171,7 @@ circuit_breaker::circuit_breaker(session& s, circuit_breaker_options opts)
 }
 
 void circuit_breaker::execute_impl(std::string name, erased_op run, execute_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     diagnostics d;
     error_code ec = detail::check_name("circuit name", name, d);
     if (!ec && s->closed) ec = error::session_closed;
@@ -180,7 +181,7 @@ void circuit_breaker::execute_impl(std::string name, erased_op run, execute_hand
 }
 
 void circuit_breaker::state_impl(std::string name, diagnostics* diag, state_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();
@@ -198,7 +199,7 @@ void circuit_breaker::state_impl(std::string name, diagnostics* diag, state_hand
 }
 
 void circuit_breaker::reset_impl(std::string name, void_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     diagnostics d;
     error_code ec = detail::check_name("circuit name", name, d);
     if (!ec && s->closed) ec = error::session_closed;

@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "core/data_ops.hpp"
 #include "wait/fill_once.hpp"
 
@@ -19,7 +20,7 @@ idempotency::idempotency(session& s, idempotency_options opts) : session_(&s), o
 // marker is the filler's lease.
 void idempotency::once_impl(std::string key, detail::json_factory make,
                             std::optional<milliseconds> ttl, once_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     diagnostics d;
     const std::string what = "idempotent operation '" + key + "'";
     error_code ec = detail::check_name("idempotency key", key, d);

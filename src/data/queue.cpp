@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "core/data_ops.hpp"
 
 #include <redcoord/error.hpp>
@@ -190,7 +191,7 @@ reliable_queue::reliable_queue(session& s, queue_options opts) : session_(&s), o
 
 void reliable_queue::enqueue_impl(std::string name, std::optional<std::string> worker,
                                   std::string payload, diagnostics* diag, id_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();
@@ -209,7 +210,7 @@ void reliable_queue::enqueue_impl(std::string name, std::optional<std::string> w
 
 void reliable_queue::dequeue_impl(std::string name, std::string consumer, milliseconds timeout,
                                   diagnostics* diag, item_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();
@@ -226,7 +227,7 @@ void reliable_queue::dequeue_impl(std::string name, std::string consumer, millis
 
 void reliable_queue::ack_impl(std::string name, std::string consumer, std::string raw,
                               diagnostics* diag, bool_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     target.get().clear();
     if (consumer.empty()) consumer = s->node_id;
@@ -239,7 +240,7 @@ void reliable_queue::ack_impl(std::string name, std::string consumer, std::strin
 }
 
 void reliable_queue::redeliver_impl(std::string name, diagnostics* diag, count_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     target.get().clear();
     if (auto ec = check_fields(*s, target.get(), {{"queue name", &name}}))
@@ -251,7 +252,7 @@ void reliable_queue::redeliver_impl(std::string name, diagnostics* diag, count_h
 
 void reliable_queue::take_impl(std::string name, std::string worker, bool steal,
                                diagnostics* diag, item_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     target.get().clear();
     if (auto ec = check_fields(*s, target.get(), {{"queue name", &name}, {"worker", &worker}}))

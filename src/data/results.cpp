@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "core/data_ops.hpp"
 #include "wait/fill_once.hpp"
 #include "wait/push_wait.hpp"
@@ -209,7 +210,7 @@ void result_store::store_impl(std::string id, result_status status,
                               std::optional<json::value> value,
                               std::optional<json::value> metadata, diagnostics* diag,
                               void_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();
@@ -226,7 +227,7 @@ void result_store::store_impl(std::string id, result_status status,
 }
 
 void result_store::get_result_impl(std::string id, diagnostics* diag, info_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     target.get().clear();
     if (auto ec = check_id(*s, id, target.get()))
@@ -237,7 +238,7 @@ void result_store::get_result_impl(std::string id, diagnostics* diag, info_handl
 }
 
 void result_store::get_value_impl(std::string id, diagnostics* diag, value_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     target.get().clear();
     if (auto ec = check_id(*s, id, target.get()))
@@ -250,7 +251,7 @@ void result_store::get_value_impl(std::string id, diagnostics* diag, value_handl
 
 void result_store::wait_impl(std::string id, std::chrono::steady_clock::time_point deadline,
                              diagnostics* diag, wait_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     target.get().clear();
     if (auto ec = check_id(*s, id, target.get()))

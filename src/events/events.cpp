@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "events/events_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -348,7 +349,7 @@ event_bus::event_bus(session& s, event_options opts) : session_(&s), opts_(opts)
 
 void event_bus::publish_impl(std::string channel, std::string payload,
                              publish_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     const auto ex = s->conn.get_executor();
     error_code ec;
     if (channel.empty())
@@ -377,7 +378,7 @@ void event_bus::publish_impl(std::string channel, std::string payload,
 
 subscription event_bus::subscribe_impl(std::string name, bool pattern, detail::event_fn fn) {
     check_or_throw(pattern ? "pattern" : "channel", name);
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     if (s->closed) {
         asio::post(s->conn.get_executor(),
                    [fn = std::move(fn)] { fn(error::session_closed, nullptr); });
@@ -398,7 +399,7 @@ std::shared_ptr<detail::receiver_state> event_bus::receiver_impl(std::string nam
         diag.set_client_message("receiver of '" + name + "': queue_limit 0 is not positive");
         throw error_with_diagnostics(error::invalid_argument, diag);
     }
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     auto st = std::make_shared<detail::receiver_state>();
     st->session = s;
     st->ex = s->conn.get_executor();

@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "core/data_ops.hpp"
 #include "events/events_impl.hpp"
 #include "wait/fill_once.hpp"
@@ -51,7 +52,7 @@ shared_state::shared_state(session& s, state_options opts) : session_(&s), opts_
 void shared_state::set_impl(std::string key, boost::json::value value,
                             std::optional<milliseconds> ttl, diagnostics* diag,
                             void_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     const auto ex = s->conn.get_executor();
     const auto slot = asio::get_associated_cancellation_slot(handler);
     auto o = make_op<std::int64_t>(handler, diag);
@@ -80,7 +81,7 @@ void shared_state::set_impl(std::string key, boost::json::value value,
 }
 
 void shared_state::get_impl(std::string key, diagnostics* diag, text_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     const auto ex = s->conn.get_executor();
     const auto slot = asio::get_associated_cancellation_slot(handler);
     auto o = make_op<std::optional<std::string>>(handler, diag);
@@ -102,7 +103,7 @@ void shared_state::get_impl(std::string key, diagnostics* diag, text_handler han
 }
 
 void shared_state::remove_impl(std::string key, diagnostics* diag, bool_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     const auto ex = s->conn.get_executor();
     const auto slot = asio::get_associated_cancellation_slot(handler);
     auto o = make_op<std::int64_t>(handler, diag);
@@ -128,7 +129,7 @@ subscription shared_state::watch_impl(std::string key, detail::event_fn fn) {
     diagnostics diag;
     if (auto ec = detail::check_name("state key", key, diag))
         throw error_with_diagnostics(ec, diag);
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     if (s->closed) {
         asio::post(s->conn.get_executor(),
                    [fn = std::move(fn)] { fn(error::session_closed, nullptr); });

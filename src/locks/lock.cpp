@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "locks/lock_protocol.hpp"
 #include "locks/lock_value.hpp"
 #include "wait/wait_engine.hpp"
@@ -33,9 +34,11 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
+void lock_handoff(detail::lease_state& l);
+
 const detail::lease_spec& lock_spec() {
     static const detail::lease_spec spec{&script::embedded("lock_renew"), nullptr,
-                                         &detail::lock_batch_release};
+                                         &detail::lock_batch_release, &lock_handoff};
     return spec;
 }
 
@@ -109,7 +112,8 @@ struct acquire_call {
                                     std::chrono::system_clock::now().time_since_epoch())
                                     .count();
             value.clear();
-            detail::append_lock_value(value, owner, lo.enable_extension, now_ms, s->node_id);
+            detail::append_lock_value(value, owner, lo.enable_extension, now_ms, s->instance,
+                                      s->node_id);
         }
         ttl_arg = std::to_string(ttl.count());
         const auto mode = detail::lock_attempt_mode(ao.reentrant, lo.fair, maybe_granted, yield);
@@ -185,9 +189,8 @@ struct acquire_call {
         st->ttl = ttl;
         st->renew_interval = lo.extension_interval;
         st->watchdog = lo.enable_extension;
-        st->on_release = &lock_handoff;
         s->hold(st, r.sent);
-        return lease(std::move(st));
+        return detail::access::make_lease(std::move(st));
     }
 
     // Left without a grant: a fair waiter gives its place in the Redis queue up at once, so
@@ -267,7 +270,7 @@ lock_provider::lock_provider(session& s, lock_options opts) : session_(&s), opts
 
 void lock_provider::acquire_impl(std::string name, acquire_options opts, diagnostics* diag,
                                  bool once, acquire_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     auto key = s->keys.lock(name);
     detail::acquire_lock_lease(std::move(s), std::move(key), "lock", std::move(name), opts_, opts,
                                diag, once, std::move(handler));
@@ -360,7 +363,7 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
 
 void lock_provider::extend_by_name_impl(std::string name, std::string owner, milliseconds ttl,
                                         diagnostics* diag, bool_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();
@@ -388,7 +391,7 @@ void lock_provider::extend_by_name_impl(std::string name, std::string owner, mil
 }
 
 void lock_provider::force_release_impl(std::string name, bool_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     diagnostics d;
     if (auto ec = detail::check_name("lock name", name, d)) {
         detail::complete_later(s->conn.get_executor(), std::move(handler), ec, false);

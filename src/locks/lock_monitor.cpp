@@ -1,6 +1,3 @@
-#include "locks/lock_value.hpp"
-#include "core/session_impl.hpp"
-
 #include <redcoord/error.hpp>
 #include <redcoord/lock_monitor.hpp>
 
@@ -16,6 +13,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/access.hpp"
+#include "core/session_impl.hpp"
+#include "locks/lock_value.hpp"
+
 namespace redcoord {
 
 namespace asio = boost::asio;
@@ -29,7 +30,6 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr int scan_count = 1000;
 
 using list_result = std::tuple<error_code, std::vector<active_lock>>;
-
 
 std::optional<std::int64_t> to_int(const std::optional<std::string>& s) {
     if (!s || s->empty()) return std::nullopt;
@@ -77,8 +77,7 @@ std::optional<active_lock> to_lock(std::string name, const lock_reads::entry& e)
     l.fencing_token = *fence;
     l.holds = v->holds;
     l.acquired_at = std::chrono::system_clock::time_point(
-        std::chrono::duration_cast<std::chrono::system_clock::duration>(
-            milliseconds(v->since_ms)));
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(milliseconds(v->since_ms)));
     l.node = std::move(v->node);
     l.watchdog = v->watchdog;
     l.remaining_ttl = milliseconds(e.pttl);
@@ -98,9 +97,8 @@ asio::awaitable<error_code> read_locks(session_impl& s, const std::vector<std::s
     }
     lock_reads reads;
     reads.entries.resize(keys.size());
-    const detail::any_adapter adapter(&reads, &lock_reads::store, detail::any_adapter::npos,
-                                      false);
-    auto [ec, n] = co_await s.conn.async_exec_erased(req, adapter, &diag, nothrow);
+    const detail::any_adapter adapter(&reads, &lock_reads::store, detail::any_adapter::npos, false);
+    auto [ec, n] = co_await detail::access::exec_erased(s.conn, req, adapter, &diag, nothrow);
     if (ec) co_return ec;
     for (std::size_t i = 0; i < keys.size(); ++i) {
         if (auto l = to_lock(std::string(s.keys.name_of(keys[i], "lock:")), reads.entries[i]))
@@ -109,8 +107,7 @@ asio::awaitable<error_code> read_locks(session_impl& s, const std::vector<std::s
     co_return error_code{};
 }
 
-asio::awaitable<list_result> find_active_locks(std::shared_ptr<session_impl> s,
-                                                 diagnostics& diag) {
+asio::awaitable<list_result> find_active_locks(std::shared_ptr<session_impl> s, diagnostics& diag) {
     const std::string pattern = detail::glob_escape(s->keys.prefix()) + "lock:*";
     std::vector<active_lock> out;
     std::unordered_set<std::string> seen;  // SCAN may return a key more than once
@@ -196,7 +193,7 @@ asio::awaitable<list_result> stale_locks(std::shared_ptr<session_impl> s, millis
     liveness_reads live;
     live.exists.resize(nodes.size());
     const detail::any_adapter adapter(&live, &liveness_reads::store, nodes.size() + 1, false);
-    auto [ec2, n2] = co_await s->conn.async_exec_erased(req, adapter, &diag, nothrow);
+    auto [ec2, n2] = co_await detail::access::exec_erased(s->conn, req, adapter, &diag, nothrow);
     if (ec2) co_return list_result{ec2, {}};
 
     bool membership = false;
@@ -214,9 +211,8 @@ asio::awaitable<list_result> stale_locks(std::shared_ptr<session_impl> s, millis
             auto it = node_index.find(l.node);
             node_gone = it == node_index.end() || live.exists[it->second] == 0;
         }
-        const auto since_ms = std::chrono::duration_cast<milliseconds>(
-                                  l.acquired_at.time_since_epoch())
-                                  .count();
+        const auto since_ms =
+            std::chrono::duration_cast<milliseconds>(l.acquired_at.time_since_epoch()).count();
         const bool overdue = !l.watchdog && live.now_ms - since_ms > stale_after.count();
         if (node_gone || overdue) out.push_back(std::move(l));
     }
@@ -230,14 +226,14 @@ lock_monitor::lock_monitor(session& s) : session_(&s), provider_(s) {}
 lock_statistics lock_monitor::statistics() const { return session_->get_lock_statistics(); }
 
 void lock_monitor::active_impl(diagnostics* diag, list_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     if (diag) diag->clear();
     detail::launch(s->conn.get_executor(), list_locks(s, detail::diag_target(diag)),
                    std::move(handler));
 }
 
 void lock_monitor::stale_impl(milliseconds stale_after, diagnostics* diag, list_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     auto& d = target.get();
     d.clear();

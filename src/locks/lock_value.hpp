@@ -1,8 +1,11 @@
 // The value of a held lock or leadership, as lock_ops.lua writes it (a string with the
 // lease's TTL):
-//   <#owner> ':' <owner> ' ' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1/2> ' ' <node>
+//   <#owner> ':' <owner> ' ' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1/2>
+//   ' ' <session> ' ' <node>
 // The owner is length-prefixed, so it may hold any byte and no owner's head is a prefix of
-// another's (waiters: an attempt found it held, so the release publishes). The holder's fencing
+// another's (waiters: an attempt found it held, so the release publishes; 2 when the attempt
+// came from another session). The session is the writing session's random id (hex): it tells
+// two processes apart when they share a node id. The holder's fencing
 // token is not in it: it is the resource's fencing counter (the companion key "fence"), which
 // only a grant increments.
 #pragma once
@@ -21,15 +24,17 @@ struct lock_value {
     bool watchdog = false;
     std::int64_t since_ms = 0;
     bool waiters = false;
+    std::string session;
     std::string node;
 };
 
 // Appends the value a grant stores, with one hold and no waiter.
 inline void append_lock_value(std::string& out, std::string_view owner, bool watchdog,
-                              std::int64_t since_ms, std::string_view node) {
+                              std::int64_t since_ms, std::string_view session,
+                              std::string_view node) {
     out.append(std::to_string(owner.size())).append(1, ':').append(owner);
     out.append(watchdog ? " 1 1 " : " 1 0 ").append(std::to_string(since_ms));
-    out.append(" 0 ").append(node);
+    out.append(" 0 ").append(session).append(1, ' ').append(node);
 }
 
 // nullopt when v is not such a value (a key written by something else).
@@ -55,7 +60,11 @@ inline std::optional<lock_value> parse_lock_value(std::string_view v) {
         return std::nullopt;
     out.watchdog = wd == 1;
     out.waiters = waiters != 0;
-    out.node = std::string(p, end);
+    const std::string_view rest(p, static_cast<std::size_t>(end - p));
+    const auto space = rest.find(' ');
+    if (space == 0 || space == std::string_view::npos) return std::nullopt;
+    out.session = std::string(rest.substr(0, space));
+    out.node = std::string(rest.substr(space + 1));
     return out;
 }
 

@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "wait/wait_engine.hpp"
 #include "core/replica_ack.hpp"
 #include "core/session_impl.hpp"
@@ -28,7 +29,8 @@ const detail::lease_spec& read_spec() {
 
 const detail::lease_spec& write_spec() {
     static const detail::lease_spec spec{&script::embedded("rw_renew_write"),
-                                         &script::embedded("rw_release_write")};
+                                         &script::embedded("rw_release_write"), nullptr,
+                                         &detail::local_handoff};
     return spec;
 }
 
@@ -115,12 +117,9 @@ struct rw_call {
         // A writer's release wakes the local waiters at once (then by its push, as for remote
         // ones). A reader's release frees the lock only when it was the last reader, which its
         // push tells (it publishes only then).
-        if (write) {
-            st->on_release = &detail::local_handoff;
-            st->hook_arg = names.channel;
-        }
+        if (write) st->wait_key = names.channel;
         s->hold(st, r.sent);
-        return lease(std::move(st));
+        return detail::access::make_lease(std::move(st));
     }
 
     // A writer that waited and gives up removes its mark at once, so the readers it kept out
@@ -152,7 +151,7 @@ rw_lock_provider::rw_lock_provider(session& s, lock_options opts) : session_(&s)
 
 void rw_lock_provider::acquire_impl(std::string name, acquire_options opts, diagnostics* diag,
                                     bool write, bool once, acquire_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();

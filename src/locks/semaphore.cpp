@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "wait/wait_engine.hpp"
 #include "core/replica_ack.hpp"
 #include "core/session_impl.hpp"
@@ -22,7 +23,8 @@ namespace {
 
 const detail::lease_spec& permit_spec() {
     static const detail::lease_spec spec{&script::embedded("semaphore_renew"),
-                                         &script::embedded("semaphore_release")};
+                                         &script::embedded("semaphore_release"), nullptr,
+                                         &detail::local_handoff};
     return spec;
 }
 
@@ -91,10 +93,9 @@ struct semaphore_call {
         st->watchdog = so.enable_extension;
         // A local release wakes the next local waiter at once (then by its push, as for
         // remote ones).
-        st->on_release = &detail::local_handoff;
-        st->hook_arg = names.key;
+        st->wait_key = names.key;
         s->hold(st, r.sent);
-        return lease(std::move(st));
+        return detail::access::make_lease(std::move(st));
     }
 
     void give_up() {}  // a waiter leaves nothing behind in Redis
@@ -119,7 +120,7 @@ semaphore_provider::semaphore_provider(session& s, semaphore_options opts)
 void semaphore_provider::acquire_impl(std::string name, std::int64_t permits,
                                       acquire_options opts, diagnostics* diag, bool once,
                                       acquire_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();
@@ -163,7 +164,7 @@ void semaphore_provider::acquire_impl(std::string name, std::int64_t permits,
 
 void semaphore_provider::available_impl(std::string name, std::int64_t permits,
                                         diagnostics* diag, count_handler handler) {
-    auto s = session_->impl();
+    auto s = detail::access::impl(*session_);
     detail::diag_target target(diag);
     diagnostics& d = target.get();
     d.clear();

@@ -3,11 +3,14 @@
 -- that fails (e.g. a key of another type) gets an error element and the others still run.
 --
 -- A held lock KEYS[k] is a string with the lease's TTL:
---   <#owner> ":" <owner> " " <holds> " " <watchdog 0/1> " " <since, Unix ms> " " <waiters 0/1> " " <node>
+--   <#owner> ":" <owner> " " <holds> " " <watchdog 0/1> " " <since, Unix ms> " " <waiters 0/1/2>
+--   " " <session> " " <node>
 -- The owner is length-prefixed, so it may hold any byte: the head "<#owner>:<owner> " of one
--- owner is never a prefix of another's. The node is the rest of the value. "waiters" is set
--- by an attempt that found the lock held, to 1 when it came from the holder's node and to 2
--- when from another node: only then does the release publish (the wake-up).
+-- owner is never a prefix of another's. The session (the writing session's random id) and the
+-- node are the rest of the value. "waiters" is set by an attempt that found the lock held, to 1
+-- when it came from the holder's session and to 2 when from another ("another node" below:
+-- another session, even one with the same node id): only then does the release publish (the
+-- wake-up).
 --
 -- Attempt: ARGV "a", value (with one hold; the client's clock gives "since", for display
 -- only), ttl_ms, mode ("-" or any of "r" reentrant, "f" fair, "k": this same value may have
@@ -105,8 +108,9 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
                 end
             end
         end
-        -- Someone waits: the release must publish. 1: a waiter of the holder's node; 2: of
-        -- another node (a local handoff may then yield to it, with "y").
+        -- Someone waits: the release must publish. 1: a waiter of the holder's session; 2: of
+        -- another (a local handoff may then yield to it, with "y"). The rest of the value
+        -- after the waiters flag is the session and the node.
         local hhe = head_end(held)
         local _, fields_end
         if hhe then _, fields_end = string.find(held, '^%d+ %d %-?%d+ ', hhe + 1) end
@@ -161,7 +165,8 @@ local function release(key, owner, channel, always)
         string.find(v, digits, 1, true) ~= 1 or string.find(v, owner, at, true) ~= at then
         return 0
     end
-    -- <holds> ' ' <watchdog> ' ' <since> ' ' <waiters> ' ' <node>, from byte at + n + 1
+    -- <holds> ' ' <watchdog> ' ' <since> ' ' <waiters> ' ' <session> ' ' <node>, from byte
+    -- at + n + 1
     local hs = at + n + 1
     local holds_end = string.find(v, ' ', hs, true) or (#v + 1)
     if holds_end ~= hs + 1 or string.byte(v, hs) ~= 49 then  -- holds is not "1"

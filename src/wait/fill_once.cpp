@@ -1,3 +1,4 @@
+#include "core/access.hpp"
 #include "wait/fill_once.hpp"
 #include "wait/push_wait.hpp"
 #include "wait/wait_fsm.hpp"
@@ -77,7 +78,7 @@ struct filler {
         st->owner = std::move(owner);
         st->ttl = spec.lease_ttl;
         s->hold(st, sent);
-        co_return lease(std::move(st));
+        co_return detail::access::make_lease(std::move(st));
     }
 
     // Lets the waiters take over: the lease goes first, so the one that hears "f" can take it.
@@ -177,13 +178,13 @@ asio::awaitable<boost::json::value> fill_once(std::shared_ptr<session_impl> s, f
     diagnostics d;
     filler f{s, spec, lease_key, channel, d};
     std::optional<channel_waiter> waiter;
-    // The wait engine's machine judges each look (fill's waiters all look: wake_all): how long
-    // to sleep after it, bounded by the filler lease's remaining TTL, and whether to go on.
+    // The wait engine's fallback judges each look: how long to sleep after it, bounded by the
+    // filler lease's remaining TTL (a push ends the sleep; fill's waiters do not queue, they
+    // all look again).
     wait_policy p;
     p.retry_delay = milliseconds(1);
     p.wait = max_duration;
-    p.wake_all = true;
-    wait_fsm m(p, clock::now());
+    const wait_fsm m(p, clock::now());
     for (;;) {
         if (s->closed) fail(error::session_closed, d);
         co_await stop_if_cancelled();
@@ -209,14 +210,9 @@ asio::awaitable<boost::json::value> fill_once(std::shared_ptr<session_impl> s, f
         // without TTL (written by hand) is looked at again now and then.
         attempt_outcome look;
         look.hint = std::get<1>(resp) == -2 ? wait_hint::unknown : std::get<1>(resp);
-        auto a = m.attempted(look, clock::now(), false, s->closed, true);
-        if (a.what == wait_fsm::step::sleep && std::get<1>(resp) != -2)
-            co_await waiter->wait_until(sat_add(a.until, milliseconds(1)));
-        auto cs = co_await asio::this_coro::cancellation_state;
-        a = m.slept(clock::now(), cs.cancelled() != asio::cancellation_type::none,
-                    s->closed || waiter->closed(), true);
-        if (a.what == wait_fsm::step::failed && a.ec == error::session_closed)
-            fail(a.ec, d);
+        if (std::get<1>(resp) != -2)
+            co_await waiter->wait_until(sat_add(clock::now(), m.fallback(look) + milliseconds(1)));
+        if (s->closed || waiter->closed()) fail(error::session_closed, d);
         co_await stop_if_cancelled();
         for (const auto& heard : waiter->take()) {
             if (heard.size() >= 2 && heard[0] == 'v' && heard[1] == ':')

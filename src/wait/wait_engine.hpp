@@ -213,7 +213,7 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(
 #pragma GCC diagnostic pop
 #endif
 
-// A hook for lease_state::on_release (hook_arg: the key of the local wait queue): a local
+// A lease_spec::on_release (lease_state::wait_key: the key of the local wait queue): a local
 // release wakes the local waiters at once (their attempt usually rides the same pipeline,
 // behind the release). The release's own push still wakes them afterwards: the attempt may
 // have reached Redis before the release did (the release's script had to be loaded again,
@@ -222,7 +222,7 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(
 inline void local_handoff(lease_state& l) {
     auto& s = *l.session;
     if (s.closed || !s.waits) return;
-    if (auto q = wait_queues::of(s).find(l.hook_arg)) q->wake_head();
+    if (auto q = wait_queues::of(s).find(l.wait_key)) q->wake_head();
 }
 
 }  // namespace redcoord::detail

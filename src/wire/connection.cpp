@@ -24,7 +24,9 @@ using boost::system::error_code;
 connection::connection(executor_type ex)
     : impl_(std::make_shared<detail::connection_impl>(std::move(ex))) {}
 
-connection::~connection() { impl_->stop(); }
+connection::~connection() {
+    if (owns_) impl_->stop();
+}
 
 connection::executor_type connection::get_executor() const noexcept {
     return impl_->get_executor();

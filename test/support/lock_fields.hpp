@@ -1,6 +1,7 @@
 // The fields of a held lock or leadership as Redis stores them (lock_ops.lua), split for
 // tests that look at the key itself:
-//   <#owner> ':' <owner> ' ' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1/2> ' ' <node>
+//   <#owner> ':' <owner> ' ' <holds> ' ' <watchdog 0/1> ' ' <since, Unix ms> ' ' <waiters 0/1/2>
+//   ' ' <session> ' ' <node>
 // (written out here rather than taken from the library, so a library bug cannot hide here).
 #pragma once
 
@@ -9,7 +10,7 @@
 namespace redcoord::test {
 
 struct lock_fields {
-    std::string owner, holds, watchdog, since, waiters, node;
+    std::string owner, holds, watchdog, since, waiters, session, node;
 };
 
 // Empty fields when value is not such a value.
@@ -22,7 +23,7 @@ inline lock_fields split_lock_value(const std::string& value) {
     const auto size = std::stoul(value.substr(0, colon));
     if (colon + 1 + size >= value.size() || value[colon + 1 + size] != ' ') return f;
     f.owner = value.substr(colon + 1, size);
-    std::string* parts[] = {&f.holds, &f.watchdog, &f.since, &f.waiters};
+    std::string* parts[] = {&f.holds, &f.watchdog, &f.since, &f.waiters, &f.session};
     auto pos = colon + 1 + size + 1;
     for (auto* part : parts) {
         const auto space = value.find(' ', pos);

@@ -11,10 +11,11 @@
 //       Exit code 0 when every acquisition, command and release succeeded and no two
 //       coroutines of this process were ever inside at once.
 //
-//   lock_worker <port> busy <lock> <coroutines> <rounds>
+//   lock_worker <port> busy <lock> <coroutines> <rounds> [<node id>]
 //       As counter, but the coroutines start only once the key "go" exists (so that every
 //       process contends from the start) and do not pause between rounds: the lock is always
-//       wanted, by this process's own coroutines too.
+//       wanted, by this process's own coroutines too. With a node id, the session uses it
+//       (several processes may share one); "holders" still gets "worker-<pid>".
 //
 //   lock_worker <port> hold <lock> <ttl_ms> <resource>
 //       Acquires <lock> with that TTL (watchdog on) and prints "acquired <fence>"; writes
@@ -57,9 +58,10 @@ using redcoord::test::worker::ping;
 using redcoord::test::worker::say;
 
 asio::awaitable<int> counter_mode(redcoord::connection& conn, std::string lock, int coroutines,
-                                  int rounds, bool busy) {
+                                  int rounds, bool busy, std::string node_id) {
     if (!co_await ping(conn)) co_return 1;
-    redcoord::session s(conn, {.node_id = "worker-" + std::to_string(::getpid())});
+    const std::string label = "worker-" + std::to_string(::getpid());
+    redcoord::session s(conn, {.node_id = node_id.empty() ? label : node_id});
     redcoord::lock_provider locks(s, {.default_lock_timeout = 1s});
     say("ready");
     if (busy) {
@@ -118,7 +120,7 @@ asio::awaitable<int> counter_mode(redcoord::connection& conn, std::string lock, 
                         redcoord::request req;
                         req.push("SET", "counter", std::to_string(next));
                         req.push("RPUSH", "fences", std::to_string(fence));
-                        req.push("RPUSH", "holders", s.node_id());
+                        req.push("RPUSH", "holders", label);
                         redcoord::ignore_t ignored;
                         auto [sec, n] = co_await conn.async_exec(req, ignored, diag, nothrow);
                         if (sec) fail("SET/RPUSH: " + describe(sec, diag));
@@ -198,7 +200,8 @@ asio::awaitable<int> hold_mode(redcoord::connection& conn, std::string lock, mil
 }
 
 int usage() {
-    say("error usage: lock_worker <port> counter|busy <lock> <coroutines> <rounds> | "
+    say("error usage: lock_worker <port> counter <lock> <coroutines> <rounds> | "
+        "lock_worker <port> busy <lock> <coroutines> <rounds> [<node id>] | "
         "lock_worker <port> hold <lock> <ttl_ms> <resource>");
     return 2;
 }
@@ -216,9 +219,9 @@ int main(int argc, char** argv) {
     conn.async_run(config_for(port), asio::detached);
 
     asio::awaitable<int> body = [&]() -> asio::awaitable<int> {
-        if ((mode == "counter" || mode == "busy") && argc == 6)
+        if ((mode == "counter" && argc == 6) || (mode == "busy" && (argc == 6 || argc == 7)))
             return counter_mode(conn, argv[3], std::atoi(argv[4]), std::atoi(argv[5]),
-                                mode == "busy");
+                                mode == "busy", argc == 7 ? argv[6] : "");
         if (mode == "hold" && argc == 6)
             return hold_mode(conn, argv[3], milliseconds(std::atoll(argv[4])), argv[5]);
         return {};

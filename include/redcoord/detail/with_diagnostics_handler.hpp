@@ -5,6 +5,7 @@
 #include <redcoord/diagnostics.hpp>
 
 #include <boost/asio/associator.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <exception>
@@ -63,6 +64,20 @@ diagnostics* diagnostics_for(Handler&, diagnostics* diag) noexcept {
 template <class Handler>
 diagnostics* diagnostics_for(with_diagnostics_handler<Handler>& handler, diagnostics* diag) {
     return handler.target(diag);
+}
+
+/// The initiation of an operation with an optional diagnostics (the caller's, or null):
+/// impl(args..., diagnostics*, handler), with the diagnostics found by diagnostics_for and the
+/// handler converted by impl's parameter (an any_completion_handler of Signature). The
+/// arguments are taken by value: with a deferred token they outlive the initiating call.
+template <class Signature, class Token, class Impl, class... Args>
+auto initiate_with_diagnostics(Token&& token, diagnostics* diag, Impl impl, Args&&... args) {
+    return boost::asio::async_initiate<Token, Signature>(
+        [impl](auto handler, diagnostics* diag, auto... args) mutable {
+            diag = diagnostics_for(handler, diag);
+            impl(std::move(args)..., diag, std::move(handler));
+        },
+        token, diag, std::forward<Args>(args)...);
 }
 
 }  // namespace redcoord::detail

@@ -171,12 +171,14 @@ TEST_CASE("lock process: 3 processes x 20 coroutines do a non-atomic read-modify
         120s);
 }
 
-TEST_CASE("lock process: 3 busy processes on one lock in the default mode: none is starved "
-          "by another's local handoffs",
+TEST_CASE("lock process: 3 busy processes with one node id on one lock in the default mode: "
+          "none is starved by another's local handoffs",
           "[lock-process]") {
     // Each process's coroutines want the lock all the time. A release hands it to the next
     // local waiter, but only so long while another process waits: until the first process has
     // done all its rounds, every process must have had at least 10% of the critical sections.
+    // The processes share a node id, as every process on a host does with the default (the
+    // host name): another session is told apart by its own id, not by the node id.
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
             constexpr int processes = 3, coroutines = 10, rounds = 100;
@@ -185,7 +187,7 @@ TEST_CASE("lock process: 3 busy processes on one lock in the default mode: none 
             for (int p = 0; p < processes; ++p) {
                 std::vector<std::string> args{port_of(srv), "busy", "busy",
                                               std::to_string(coroutines),
-                                              std::to_string(rounds)};
+                                              std::to_string(rounds), "shared-node"};
                 workers.push_back(std::make_unique<worker>(std::move(args)));
             }
             for (auto& w : workers) {

@@ -53,13 +53,14 @@ using redcoord::test::sleep_for;
 using redcoord::test::wait_until;
 using redcoord::test::with_connection;
 
-// One field of a lock's stored value (owner, node, holds, watchdog); empty when not held.
+// One field of a lock's stored value (owner, node, session, holds, watchdog); empty when not held.
 asio::awaitable<std::string> lock_field(redcoord::connection& conn, const std::string& key,
                                         std::string_view field) {
     const auto stored = co_await command(conn, "GET", key);
     const auto f = redcoord::test::split_lock_value(stored);
     if (field == "owner") co_return f.owner;
     if (field == "node") co_return f.node;
+    if (field == "session") co_return f.session;
     if (field == "holds") co_return f.holds;
     if (field == "watchdog") co_return f.watchdog;
     co_return std::string();
@@ -77,6 +78,21 @@ TEST_CASE("lock: acquire stores the documented value, and release deletes it", "
         CHECK(owner == l.owner());
         auto node = co_await lock_field(conn, "redcoord:lock:orders", "node");
         CHECK(node == "node-a");
+        // The session's own id: 16 hex digits, another for another session of the same node.
+        auto id = co_await lock_field(conn, "redcoord:lock:orders", "session");
+        CHECK(id.size() == 16);
+        CHECK(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+        {
+            session s2(conn, {.node_id = "node-a"});
+            lock_provider locks2(s2);
+            auto other = co_await must_acquire(locks2, "orders-2", {.ttl = 10s});
+            auto id2 = co_await lock_field(conn, "redcoord:lock:orders-2", "session");
+            auto node2 = co_await lock_field(conn, "redcoord:lock:orders-2", "node");
+            CHECK(node2 == "node-a");
+            CHECK(id2.size() == 16);
+            CHECK(id2 != id);
+            co_await must_release(other);
+        }
         auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:lock:orders"));
         CHECK(pttl > 5000);
         CHECK(pttl <= 10000);
@@ -1165,9 +1181,10 @@ TEST_CASE("lock: statistics count acquisitions, contended ones and timeouts", "[
 namespace {
 
 // A held lock's value as lock_ops.lua stores it (lock_fields.hpp), with one hold.
+// The session id is the node's name here.
 std::string stored_lock(const std::string& owner, const std::string& node, char waiters) {
     return std::to_string(owner.size()) + ":" + owner + " 1 0 1700000000000 " + waiters + " " +
-           node;
+           node + " " + node;
 }
 
 // Runs lock_ops.lua with keys and args; the diagnostics say why when it fails.

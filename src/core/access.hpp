@@ -1,0 +1,36 @@
+// The library's own way into the public classes' internals: the session's state, a lease's
+// state and a lease made from it, and the connection's type-erased exec. Not installed, so
+// these are not part of the public API.
+#pragma once
+
+#include <redcoord/connection.hpp>
+#include <redcoord/lease.hpp>
+#include <redcoord/session.hpp>
+
+#include <memory>
+#include <utility>
+
+namespace redcoord::detail {
+
+struct access {
+    static const std::shared_ptr<session_impl>& impl(const session& s) noexcept {
+        return s.impl_;
+    }
+    static const std::shared_ptr<lease_state>& state(const lease& l) noexcept {
+        return l.state_;
+    }
+    static lease make_lease(std::shared_ptr<lease_state> st) noexcept {
+        return lease(std::move(st));
+    }
+    // A handle on c's connection that stays valid after c is destroyed (and then finds the
+    // connection stopped); its own destruction does not stop it.
+    static connection alias(const connection& c) noexcept {
+        return connection(connection::alias_tag{}, c);
+    }
+    template <class... Args>
+    static auto exec_erased(connection& c, Args&&... args) {
+        return c.async_exec_erased(std::forward<Args>(args)...);
+    }
+};
+
+}  // namespace redcoord::detail
