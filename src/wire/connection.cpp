@@ -6,12 +6,16 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <set>
+#include <mutex>
 
 namespace redcoord {
 
@@ -174,6 +178,37 @@ private:
 // ---------------------------------------------------------------------------------------------
 // Construction and the run loop.
 
+// The live connections of one execution context, told when it shuts down (its destruction).
+class connection_registry final : public asio::execution_context::service {
+public:
+    static inline asio::execution_context::id id;
+
+    explicit connection_registry(asio::execution_context& ctx) : service(ctx) {}
+
+    void add(connection_impl* c) {
+        std::lock_guard lock(mutex_);
+        live_.insert(c);
+    }
+    void remove(connection_impl* c) {
+        std::lock_guard lock(mutex_);
+        live_.erase(c);
+    }
+
+private:
+    void shutdown() override {
+        std::vector<std::weak_ptr<connection_impl>> all;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto* c : live_) all.push_back(c->weak_from_this());
+        }
+        for (auto& w : all)
+            if (auto c = w.lock()) c->on_context_shutdown();
+    }
+
+    std::mutex mutex_;
+    std::set<connection_impl*> live_;
+};
+
 connection_impl::connection_impl(asio::any_io_executor ex, connection_impl* parent)
     : ex_(std::move(ex)),
       parent_(parent),
@@ -183,9 +218,34 @@ connection_impl::connection_impl(asio::any_io_executor ex, connection_impl* pare
       backoff_timer_(ex_),
       health_timer_(ex_),
       connect_timer_(ex_),
-      seed_(std::random_device{}()) {}
+      seed_(std::random_device{}()) {
+    registry_ = &asio::use_service<connection_registry>(asio::query(ex_, asio::execution::context));
+    registry_->add(this);
+}
 
-connection_impl::~connection_impl() { mux_.fail_all(asio::error::operation_aborted); }
+connection_impl::~connection_impl() {
+    registry_->remove(this);
+    mux_.fail_all(asio::error::operation_aborted);
+}
+
+void connection_impl::on_context_shutdown() {
+    stopping_ = true;
+    state_ = run_state::stopped;
+    mux_.fail_all(asio::error::operation_aborted);  // posted: exec_elem::done, not from_reader
+    if (receive_handler_) {
+        if (receive_slot_.is_connected()) receive_slot_.clear();
+        receive_out_ = nullptr;
+        receive_all_out_ = nullptr;
+        asio::post(ex_, asio::append(std::move(receive_handler_), asio::error::operation_aborted));
+    }
+    for (auto& b : blocked_before_run_)
+        post_error(std::move(b.handler), asio::error::operation_aborted);
+    blocked_before_run_.clear();
+    if (run_handler_) {
+        if (run_slot_.is_connected()) run_slot_.clear();
+        asio::post(ex_, asio::append(std::move(run_handler_), asio::error::operation_aborted));
+    }
+}
 
 void connection_impl::run(config cfg, run_handler handler) {
     diagnostics diag;

@@ -21,6 +21,8 @@
 
 namespace redcoord::detail {
 
+class connection_registry;
+
 class connection_impl : public std::enable_shared_from_this<connection_impl> {
 public:
     using exec_handler =
@@ -36,6 +38,11 @@ public:
     void receive(push_message& out, run_handler handler);
     void receive_all(std::vector<push_message>& out, run_handler handler);
     void stop();
+    // The execution context shuts down (connection_registry): every handler the connection
+    // stores goes to the scheduler, which destroys it uncalled, as Asio does with the pending
+    // operations of its own I/O objects. A handler that holds the connection (a session's
+    // coroutine: a session holds an alias) would otherwise keep both alive forever.
+    void on_context_shutdown();
 
     const boost::asio::any_io_executor& get_executor() const noexcept { return ex_; }
     bool connected() const noexcept { return connected_; }
@@ -78,6 +85,7 @@ private:
     void post_error(exec_handler handler, boost::system::error_code ec);
 
     boost::asio::any_io_executor ex_;
+    connection_registry* registry_ = nullptr;
     connection_impl* parent_;  // set on the side connections of blocking commands
     config cfg_;
     run_state state_ = run_state::not_started;
