@@ -65,7 +65,7 @@ node_info parse_node(const std::string& id, const std::optional<std::string>& pa
 }  // namespace
 
 class membership_impl : public std::enable_shared_from_this<membership_impl> {
-  public:
+public:
     membership_impl(std::shared_ptr<session_impl> s, membership_options o)
         : s(std::move(s)),
           opts(std::move(o)),
