@@ -1,4 +1,5 @@
 #include "core/replica_ack.hpp"
+#include "core/random.hpp"
 #include "core/session_impl.hpp"
 
 #include <redcoord/error.hpp>
@@ -372,22 +373,6 @@ void lock_stats_window::fill(lock_statistics& out) const {
 }
 
 // ---- session_impl ---------------------------------------------------------------------------
-
-namespace {
-
-// Appends 16 * words random hex digits.
-void append_random_hex(std::string& out, int words) {
-    thread_local std::mt19937_64 rng{std::random_device{}() ^
-                                     static_cast<std::uint64_t>(
-                                         clock::now().time_since_epoch().count())};
-    static constexpr char hex[] = "0123456789abcdef";
-    for (int w = 0; w < words; ++w) {
-        auto v = rng();
-        for (int i = 0; i < 16; ++i, v >>= 4) out.push_back(hex[v & 0xf]);
-    }
-}
-
-}  // namespace
 
 session_impl::session_impl(connection& c, session_options o)
     : conn(access::alias(c)), opts(std::move(o)), keys(opts.prefix),

@@ -1,5 +1,6 @@
 #include "core/access.hpp"
 #include "core/data_ops.hpp"
+#include "core/random.hpp"
 
 #include <redcoord/error.hpp>
 #include <redcoord/queue.hpp>
@@ -36,13 +37,9 @@ struct names {
 };
 
 std::string new_id() {
-    static thread_local std::mt19937_64 gen{std::random_device{}()};
-    static const char* hex = "0123456789abcdef";
-    std::string out(32, '0');
-    for (int half = 0; half < 2; ++half) {
-        auto v = gen();
-        for (int i = 0; i < 16; ++i) out[half * 16 + i] = hex[(v >> (i * 4)) & 15];
-    }
+    std::string out;
+    out.reserve(32);
+    detail::append_random_hex(out, 2);
     return out;
 }
 
