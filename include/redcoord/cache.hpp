@@ -208,17 +208,7 @@ private:
                 // The key comes back with the value: only a failed conversion needs it.
                 auto convert = [diag](boost::system::error_code ec,
                                       std::optional<boost::json::value> jv, std::string key) {
-                    std::optional<T> v;
-                    if (!ec && jv && !detail::json_value_to(*jv, v.emplace())) {
-                        v.reset();
-                        ec = error::decode_failed;
-                        if (diag)
-                            diag->set_client_message(
-                                "cache '" + key +
-                                "': the stored value does not convert to the requested type");
-                    }
-                    return std::tuple<boost::system::error_code, std::optional<T>>(ec,
-                                                                                  std::move(v));
+                    return detail::convert_stored<T>(ec, jv, diag, "cache", key);
                 };
                 get_impl(std::move(key), diag, inline_ok,
                          detail::converting_handler(std::move(handler), std::move(convert)));

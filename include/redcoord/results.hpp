@@ -289,17 +289,7 @@ private:
                 // The id is kept for the message of a value that does not convert.
                 auto convert = [diag, id](boost::system::error_code ec,
                                           std::optional<boost::json::value> jv) {
-                    std::optional<T> out;
-                    if (!ec && jv && !detail::json_value_to(*jv, out.emplace())) {
-                        out.reset();
-                        ec = error::decode_failed;
-                        if (diag)
-                            diag->set_client_message(
-                                "result '" + id +
-                                "': the stored value does not convert to the requested type");
-                    }
-                    return std::tuple<boost::system::error_code, std::optional<T>>(
-                        ec, std::move(out));
+                    return detail::convert_stored<T>(ec, jv, diag, "result", id);
                 };
                 get_value_impl(std::move(id), diag,
                                detail::converting_handler(std::move(handler), std::move(convert)));

@@ -14,7 +14,9 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -67,6 +69,24 @@ bool json_value_to(const boost::json::value& v, T& out) noexcept {
     } catch (const std::exception&) {
         return false;
     }
+}
+
+/// Converts the (error_code, JSON) completion of a library read to (error_code, optional<T>):
+/// JSON that does not convert becomes error::decode_failed, and diag (when given) names the
+/// `kind` and `name` read ("cache 'k': ..."). The message is built only then.
+template <class T>
+std::tuple<boost::system::error_code, std::optional<T>> convert_stored(
+    boost::system::error_code ec, const std::optional<boost::json::value>& jv, diagnostics* diag,
+    std::string_view kind, std::string_view name) {
+    std::optional<T> out;
+    if (!ec && jv && !json_value_to(*jv, out.emplace())) {
+        out.reset();
+        ec = error::decode_failed;
+        if (diag)
+            diag->set_client_message(std::string(kind) + " '" + std::string(name) +
+                                     "': the stored value does not convert to the requested type");
+    }
+    return {ec, std::move(out)};
 }
 
 /// Converts the (exception_ptr, JSON) completion of a library operation to (exception_ptr, T):
