@@ -200,7 +200,7 @@ asio::awaitable<std::string> failover(redcoord::session& s, const std::string& u
         co_await sleep_for(milliseconds(200 + (std::rand() % 300)));
         // The lease's remaining TTL right before the kill: when it expires in Redis.
         redcoord::request req;
-        req.push("PTTL", "redcoord:leader:" + name);
+        req.push("PTTL", s.keys().leader(name));
         std::int64_t pttl = 0;
         auto [pec, n] = co_await s.get_connection().async_exec(req, pttl, nothrow);
         const auto killed_at = steady::now();

@@ -261,10 +261,12 @@ int bench_contended(const bench_env& env) {
 int processes_child(const bench_env& env, const std::string& key, int index, int coroutines,
                     milliseconds warmup, milliseconds measure, const std::string& out) {
     client c(env.cfg);
-    // The default node id (the host name), shared by every process: each session's own id
-    // tells them apart for the bounded local handoff.
+    // One node id shared by every process (as processes given one by mistake do): each
+    // session's own id tells them apart for the bounded local handoff.
     (void)index;
-    redcoord::session s(c.conn);
+    redcoord::session_options so;
+    so.node_id = "bench-host";
+    redcoord::session s(c.conn, so);
     redcoord::lock_provider locks(s);
     contended_state st;
     st.waits_us.reserve(1 << 20);
@@ -486,7 +488,7 @@ int bench_watchdog(const bench_env& env) {
     }
     std::vector<std::string> sample_keys;
     for (int i = 0; i < count; i += count / 20)
-        sample_keys.push_back("redcoord:lock:bench:watchdog:" + std::to_string(i));
+        sample_keys.push_back(s.keys().lock("bench:watchdog:" + std::to_string(i)));
 
     const auto renewals0 = s.get_lock_statistics().renewals;
     const auto usage0 = c.conn.get_usage();

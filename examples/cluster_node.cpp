@@ -3,7 +3,7 @@
 // it did as an event and prints what the other nodes did. One readable line per thing that
 // happens:
 //
-//   [node-2] elected leader of scheduler (term 3)
+//   [node-2] elected leader of scheduler (term 1767225600123)
 //   [node-1] node node-3 is dead
 //
 //   cluster_node <node-id> [--heartbeat-ms 500] [--grace-ms 500] [--ttl-ms 1500]
@@ -123,7 +123,7 @@ public:
             });
 
         redcoord::lock_options lko;
-        lko.default_lock_timeout = std::chrono::seconds(5);
+        lko.default_ttl = std::chrono::seconds(5);
         redcoord::lock_provider locks(s, lko);
 
         auto ex = co_await asio::this_coro::executor;

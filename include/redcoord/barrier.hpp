@@ -32,8 +32,8 @@ struct barrier_options {
 
 /// Batch barriers of one session.
 ///
-/// A barrier is the counter `{prefix}barrier:{batch}` (PX ttl, renewed by each arrival); each
-/// arrival increments it and publishes the new count on `{{prefix}barrier:{batch}}:arrived`, in
+/// A barrier is the counter `<prefix>barrier:{<batch>}` (PX ttl, renewed by each arrival); each
+/// arrival increments it and publishes the new count on `<prefix>barrier:{<batch>}:arrived`, in
 /// one Lua script. A waiter subscribes to that channel, then reads the counter; the only timer
 /// is its deadline.
 ///
@@ -129,9 +129,9 @@ private:
 
 /// Job dependencies of one session.
 ///
-/// A job's completion is the hash `{prefix}job:{id}` (fields `status`: "succeeded" or
+/// A job's completion is the hash `<prefix>job:{<id>}` (fields `status`: "succeeded" or
 /// "failed", `reason`, `completed_ms`; PX ttl), written with a publication of the status on
-/// `{{prefix}job:{id}}:done` in one Lua script. A waiter subscribes to the channels of all the
+/// `<prefix>job:{<id>}:done` in one Lua script. A waiter subscribes to the channels of all the
 /// dependencies, then reads their records; the only timer is its deadline.
 ///
 /// Thread safety, completion, errors and cancellation: as barrier.

@@ -1,5 +1,5 @@
 // A cache shared by the nodes of a deployment (the reference's cache provider and
-// GetOrSetArrayAsync): typed values as JSON under `{prefix}cache:{key}` with a native TTL, and
+// GetOrSetArrayAsync): typed values as JSON under `<prefix>cache:{<key>}` with a native TTL, and
 // get-or-set that makes a missing value once cluster-wide.
 #pragma once
 
@@ -44,11 +44,11 @@ struct cache_options {
     std::size_t scan_batch = 1000;
 };
 
-/// A typed cache on one session. A value lives, as JSON text, under `{prefix}cache:{key}`;
+/// A typed cache on one session. A value lives, as JSON text, under `<prefix>cache:{<key>}`;
 /// its expiry is Redis's own (PX), and a value set without TTL does not expire.
 /// async_get_or_set uses companions of the entry: the filler's lease
-/// `{{prefix}cache:{key}}:fill` (a string holding its owner token, with a short TTL) and the
-/// channel `{{prefix}cache:{key}}:filled`.
+/// `<prefix>cache:{<key>}:fill` (a string holding its owner token, with a short TTL) and the
+/// channel `<prefix>cache:{<key>}:filled`.
 ///
 /// T is anything boost::json::value_from / value_to convert (user types through tag_invoke).
 /// The handle is light; several may share a session. Thread safety: none; use it from the
@@ -103,7 +103,7 @@ public:
         return initiate_del(std::move(key), nullptr, std::forward<Token>(token));
     }
 
-    /// Deletes every entry of this prefix's cache (`{prefix}cache:*`, found by SCAN, deleted
+    /// Deletes every entry of this prefix's cache (`<prefix>cache:*`, found by SCAN, deleted
     /// by UNLINK in batches of scan_batch) and nothing else. Not atomic: an entry set while it
     /// runs may survive. Completion signature: void(error_code, std::size_t deleted).
     /// Cancellation: terminal, between batches.
@@ -117,7 +117,7 @@ public:
     }
 
     /// The keys of this prefix's cache entries that match pattern, a Redis glob applied to the
-    /// part after `{prefix}cache:` ("user:*"; empty: every key). Found by SCAN, so an entry
+    /// part after `<prefix>cache:` ("user:*"; empty: every key). Found by SCAN, so an entry
     /// set or deleted meanwhile may or may not be listed. Completion signature:
     /// void(error_code, std::vector<std::string>): the keys as given to async_set, without the
     /// prefix, sorted, each once. Cancellation: terminal, between SCAN rounds.
@@ -147,6 +147,8 @@ public:
     /// positive, or a value over max_value_bytes; error::decode_failed; connection errors).
     /// Cancellation: terminal, partial and total: a waiter stops waiting; the caller running
     /// the factory forwards it to the factory, then lets a waiter take over.
+    /// Name the factory before the co_await: g++ 12 destroys a lambda capturing a std::string
+    /// twice when it is written inline inside the co_await (docs/connection.md, "Compilers").
     template <class T = detail::deduce_t, class Factory, class Token = boost::asio::deferred_t>
     auto async_get_or_set(std::string key, Factory factory,
                           std::optional<std::chrono::milliseconds> ttl = std::nullopt,
@@ -289,7 +291,7 @@ private:
 
     session* session_;
     cache_options opts_;
-    std::string entry_prefix_;  // `{prefix}cache:`, what every entry's key starts with
+    std::string entry_prefix_;  // `<prefix>cache:{`, what every entry's key starts with
 };
 
 }  // namespace redcoord

@@ -68,8 +68,8 @@ struct checkpoint_record {
 }  // namespace detail
 
 /// Checkpoints on one session. A checkpoint is stored as JSON (task_id, sequence, progress,
-/// data, saved_at in ms since the epoch) under `{prefix}checkpoint:{task}:{sequence}` with a
-/// TTL; the task's index, the sorted set `{{prefix}checkpoint:{task}}:index` scored by
+/// data, saved_at in ms since the epoch) under `<prefix>checkpoint:{<task>}:<sequence>` with a
+/// TTL; the task's index, the sorted set `<prefix>checkpoint:{<task>}:index` scored by
 /// sequence, finds the latest without SCAN and names the ones to prune beyond `retention`.
 ///
 /// The handle is light; several may share a session. Thread safety: none; use it from the

@@ -74,8 +74,8 @@ struct circuit_status {
 };
 
 /// Circuit breakers on one session, one per name. State lives in the hash
-/// `{prefix}circuit:{name}` (state, opened_at, failures, trial, trial_until) and the sorted set
-/// `{{prefix}circuit:{name}}:failures` (failure times, server clock, trimmed to the sampling
+/// `<prefix>circuit:{<name>}` (state, opened_at, failures, trial, trial_until) and the sorted set
+/// `<prefix>circuit:{<name>}:failures` (failure times, server clock, trimmed to the sampling
 /// window); every transition is one Lua script, so all nodes see the same state:
 /// - closed: a call goes through; when it throws, the failure is recorded, and when
 ///   failure_threshold failures fall within sampling_duration the circuit opens;
@@ -109,6 +109,8 @@ public:
     /// not be read (op is then not run). When op succeeded but its outcome could not be
     /// recorded, the result is still delivered.
     /// Cancellation: forwarded to op (terminal, partial, total).
+    /// Name op before the co_await: g++ 12 destroys a lambda capturing a std::string
+    /// twice when it is written inline inside the co_await (docs/connection.md, "Compilers").
     template <class T = detail::deduce_t, class Op, class Token = boost::asio::deferred_t>
     auto async_execute(std::string name, Op op, Token&& token = {}) {
         using value_type = detail::value_type_of<T, Op>;

@@ -1,5 +1,5 @@
 // Typed events over Redis pub/sub (the reference's IDistributedEventBus): values published as
-// JSON on `{prefix}events:{channel}`, received through callbacks or awaitable receivers with
+// JSON on `<prefix>events:<channel>`, received through callbacks or awaitable receivers with
 // bounded queues.
 #pragma once
 
@@ -68,7 +68,7 @@ using typed_ptr = std::shared_ptr<const void>;
 // A message as received, shared by every local subscriber: its JSON is parsed once, and
 // converted once to each type its subscribers ask for.
 struct event_message {
-    std::string channel;           // relative to `{prefix}events:` (empty for other channels)
+    std::string channel;           // relative to `<prefix>events:` (empty for other channels)
     boost::system::error_code ec;  // error::decode_failed when the payload is not JSON
     bool empty_payload = false;
     boost::json::value value;
@@ -285,7 +285,7 @@ public:
 };
 
 /// Publishes and subscribes to typed events on one session. A channel `name` is the Redis
-/// channel `{prefix}events:{name}`; values travel as JSON text (boost::json::value_from /
+/// channel `<prefix>events:<name>`; values travel as JSON text (boost::json::value_from /
 /// value_to, so user types take part through tag_invoke).
 ///
 /// Each channel (and pattern) is subscribed once per session, whatever the number of local

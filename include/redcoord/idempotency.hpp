@@ -32,13 +32,13 @@ struct idempotency_options {
     /// positive.
     std::chrono::milliseconds in_flight_ttl{std::chrono::seconds(30)};
     /// The largest result accepted, as JSON text (512 MiB). Must be in [1, 512 MiB].
-    std::size_t max_result_bytes = std::size_t(512) * 1024 * 1024;
+    std::size_t max_value_bytes = std::size_t(512) * 1024 * 1024;
 };
 
 /// Idempotent operations on one session. A result lives, as JSON text, under
-/// `{prefix}idempotency:{key}` for its TTL; the in-flight marker is the lease
-/// `{{prefix}idempotency:{key}}:running` (a string holding the runner's owner token, with a
-/// short TTL), and the channel `{{prefix}idempotency:{key}}:done` announces results.
+/// `<prefix>idempotency:{<key>}` for its TTL; the in-flight marker is the lease
+/// `<prefix>idempotency:{<key>}:running` (a string holding the runner's owner token, with a
+/// short TTL), and the channel `<prefix>idempotency:{<key>}:done` announces results.
 ///
 /// The handle is light; several may share a session. Thread safety: none; use it from the
 /// session's executor. Every operation completes through the handler's associated executor.
@@ -65,10 +65,12 @@ public:
     ///
     /// Completion signature: void(std::exception_ptr, T) (void(std::exception_ptr) for void):
     /// op's exception, or error_with_diagnostics (error::invalid_argument for an empty key, a
-    /// ttl that is not positive or a result over max_result_bytes; error::decode_failed when
+    /// ttl that is not positive or a result over max_value_bytes; error::decode_failed when
     /// the stored result does not convert to T; connection errors).
     /// Cancellation: terminal, partial and total: a waiter stops waiting; the runner forwards
     /// it to op, then lets a waiter take over.
+    /// Name op before the co_await: g++ 12 destroys a lambda capturing a std::string
+    /// twice when it is written inline inside the co_await (docs/connection.md, "Compilers").
     template <class T = detail::deduce_t, class Op, class Token = boost::asio::deferred_t>
     auto async_once(std::string key, Op op,
                     std::optional<std::chrono::milliseconds> ttl = std::nullopt,

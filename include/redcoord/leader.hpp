@@ -1,6 +1,7 @@
 // Lease-based leader election: campaign, terms that only grow, resign, watch leader changes.
 #pragma once
 
+#include <redcoord/detail/with_diagnostics_handler.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/lease.hpp>
@@ -32,6 +33,8 @@ struct leader_watch_state;
 }
 
 /// Leader election settings, named as in the reference. Defaults in comments.
+struct leader_info;
+
 struct leader_options {
     /// The leader renews its lease this often (30 s).
     std::chrono::milliseconds renewal_interval{std::chrono::seconds(30)};
@@ -42,9 +45,27 @@ struct leader_options {
     /// renewal_interval while leading; below it the leader steps down (error::quorum_lost).
     bool require_quorum = false;
     int minimum_nodes = 1;
+    /// Called when this election takes office for a name (a campaign is granted), on the
+    /// session's executor, before the campaign completes: start leader-only services here
+    /// (the reference's OnLeadershipAcquired). Runs synchronously: spawn a coroutine for
+    /// asynchronous work.
+    std::function<void(const leader_info&)> on_acquired;
+    /// Called when a leadership won by this election is lost: its lease lapsed or was taken
+    /// (error::lease_lost), or the quorum went (error::quorum_lost); stop leader-only services
+    /// here (OnLeadershipLost). Not called on a resignation, a release or a session's close.
+    std::function<void(const leader_info&, boost::system::error_code)> on_lost;
 };
 
-/// Who leads: from the leadership key `{prefix}leader:{name}` (a string as a lock's).
+/// Per-campaign settings; zero takes the election's leader_options.
+struct campaign_options {
+    /// The leadership's TTL (leader_options::leadership_timeout).
+    std::chrono::milliseconds leadership_timeout{0};
+    /// How often the leader renews it (leader_options::renewal_interval); shorter than the
+    /// leadership_timeout in effect.
+    std::chrono::milliseconds renewal_interval{0};
+};
+
+/// Who leads: from the leadership key `<prefix>leader:{<name>}` (a string as a lock's).
 struct leader_info {
     std::string name;
     std::string node;   ///< the leader's node id
@@ -70,9 +91,19 @@ public:
     /// until the quorum is seen. Cancellation: terminal, partial, total (the candidate leaves).
     template <class Token = boost::asio::deferred_t>
     auto async_campaign(std::string name, Token&& token = {}) {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code, lease)>(
-            [this](auto h, std::string name) { campaign_impl(std::move(name), std::move(h)); },
-            token, std::move(name));
+        return async_campaign(std::move(name), campaign_options{}, std::forward<Token>(token));
+    }
+    /// As above, with this campaign's TTL and renewal interval (the reference's
+    /// AcquireLeadershipAsync(name, timeout)); error::invalid_argument when one is negative,
+    /// above max_duration, or the interval is not shorter than the TTL.
+    template <class Token = boost::asio::deferred_t>
+    auto async_campaign(std::string name, campaign_options opts, diagnostics& diag,
+                        Token&& token = {}) {
+        return initiate_campaign(std::move(name), opts, &diag, std::forward<Token>(token));
+    }
+    template <class Token = boost::asio::deferred_t>
+    auto async_campaign(std::string name, campaign_options opts, Token&& token = {}) {
+        return initiate_campaign(std::move(name), opts, nullptr, std::forward<Token>(token));
     }
 
     /// Resigns: releases the leadership at once; the next candidate takes over by push.
@@ -95,7 +126,8 @@ public:
     /// Runs fn(lease&) (returning asio::awaitable<void>) as leader of `name`: campaigns, then
     /// runs fn bound to the term; when leadership is lost, fn is cancelled (terminal) and the
     /// operation fails with error::lease_lost (or quorum_lost); when fn returns, it resigns.
-    /// Completion signature: void(std::exception_ptr).
+    /// Completion signature: void(std::exception_ptr). Name fn before the co_await: g++ 12
+    /// destroys an inline lambda capturing a std::string twice (docs/connection.md).
     template <class Fn, class Token = boost::asio::deferred_t>
     auto async_run_as_leader(std::string name, Fn fn, Token&& token = {}) {
         return boost::asio::co_spawn(executor(), run_as_leader(*this, std::move(name), std::move(fn)),
@@ -126,7 +158,18 @@ private:
         boost::asio::any_completion_handler<void(boost::system::error_code, lease)>;
     using info_handler = boost::asio::any_completion_handler<void(
         boost::system::error_code, std::optional<leader_info>)>;
-    void campaign_impl(std::string name, lease_handler h);
+    template <class Token>
+    auto initiate_campaign(std::string name, campaign_options opts, diagnostics* diag,
+                           Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, lease)>(
+            [this](auto h, std::string name, campaign_options opts, diagnostics* diag) {
+                diag = detail::diagnostics_for(h, diag);
+                campaign_impl(std::move(name), opts, diag, std::move(h));
+            },
+            token, std::move(name), opts, diag);
+    }
+    void campaign_impl(std::string name, campaign_options opts, diagnostics* diag,
+                       lease_handler h);
     void info_impl(std::string name, info_handler h);
     session::executor_type executor() const noexcept { return session_->get_executor(); }
 

@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,7 +30,7 @@ namespace redcoord {
 /// Lock settings, named as in the reference's LockingOptions. Defaults in comments.
 struct lock_options {
     /// TTL of a lock when the caller gives none (5 min).
-    std::chrono::milliseconds default_lock_timeout{std::chrono::minutes(5)};
+    std::chrono::milliseconds default_ttl{std::chrono::minutes(5)};
     /// How long a caller that gives no wait waits: retry_delay * max_retries (100 ms * 10).
     /// Waiting itself is woken by the release's push, not by polling: retry_delay is also the
     /// shortest pause before a retry the push did not trigger (the fallback timer's floor).
@@ -39,7 +40,7 @@ struct lock_options {
     /// lease is then marked lost, so the holder still hears of it.
     bool enable_extension = true;
     /// Renewal interval; zero: the TTL times session_options::renew_fraction (a third). With
-    /// enable_extension, shorter than default_lock_timeout (a lease would end before its first
+    /// enable_extension, shorter than default_ttl (a lease would end before its first
     /// renewal). Every duration here is at most max_duration, and so is the default wait.
     std::chrono::milliseconds extension_interval{0};
     /// Fair mode: waiters across the cluster acquire in arrival order (a queue in Redis).
@@ -51,7 +52,7 @@ struct lock_options {
 
 /// Per-call settings of an acquisition.
 struct acquire_options {
-    /// The lock's TTL; zero: lock_options::default_lock_timeout. At most max_duration; with
+    /// The lock's TTL; zero: lock_options::default_ttl. At most max_duration; with
     /// the watchdog on and an extension_interval set, longer than that interval.
     std::chrono::milliseconds ttl{0};
     /// How long to wait for the lock, at most max_duration; unset: retry_delay * max_retries.
@@ -65,8 +66,10 @@ struct acquire_options {
     bool reentrant = false;
 };
 
-/// Mutex locks on one session. Key `{prefix}lock:{name}` (a string: owner, holds, watchdog,
-/// since, waiters, node), companions `{{prefix}lock:{name}}:fence` (fencing counter),
+class lock_context;
+
+/// Mutex locks on one session. Key `<prefix>lock:{<name>}` (a string: owner, holds, watchdog,
+/// since, waiters, node), companions `<prefix>lock:{<name>}:fence` (fencing counter),
 /// `...:queue`/`...:queue:deadlines` (fair mode) and the channel `...:released`.
 ///
 /// Waiting: a waiter subscribes to the lock's channel (a push on the shared connection) and
@@ -112,6 +115,10 @@ public:
     auto async_acquire(std::string name, acquire_options opts = {}, Token&& token = {}) {
         return initiate(std::move(name), std::move(opts), nullptr, false, std::move(token));
     }
+
+    /// A new owner context: a new owner token that a call chain carries, so that its
+    /// acquisitions are reentrant without passing tokens (lock_context).
+    lock_context new_context();
 
     /// Releases a held lock: l.async_release(). Releasing twice is harmless; a lease that is
     /// no longer held gives error::not_held.
@@ -180,6 +187,9 @@ public:
     /// Completion signature: void(std::exception_ptr): fn's exception, or an
     /// error_with_diagnostics (error::acquire_timeout, error::lease_lost, ...).
     /// Cancellation: forwarded to the wait and to fn.
+    ///
+    /// Name fn before the co_await: g++ 12 destroys a lambda capturing a std::string twice when
+    /// it is written inline inside the co_await (docs/connection.md, "Compilers").
     template <class Fn, class Token = boost::asio::deferred_t>
     auto async_run_exclusive(std::string name, Fn fn, acquire_options opts = {},
                              Token&& token = {}) {
@@ -236,8 +246,95 @@ private:
                              diagnostics* diag, bool_handler handler);
     void force_release_impl(std::string name, bool_handler handler);
 
+    friend class lock_context;
     session* session_;
     lock_options opts_;
+};
+
+/// An owner context: one owner token that a call chain carries, so that a coroutine holding a
+/// lock may call one that takes the same lock again without passing tokens by hand. Every
+/// acquisition through it is reentrant under its owner (the lock is free after as many
+/// releases as acquisitions):
+///
+///     asio::awaitable<void> process_payment(redcoord::lock_context locks, std::string order) {
+///         auto l = co_await locks.async_acquire("order:" + order, asio::use_awaitable);  // again
+///         co_await charge(order);
+///     }
+///     asio::awaitable<void> process_order(redcoord::lock_context locks, std::string order) {
+///         auto l = co_await locks.async_acquire("order:" + order, asio::use_awaitable);
+///         co_await process_payment(locks, order);
+///     }
+///     co_await process_order(provider.new_context(), "42");
+///
+/// Pass it by value down the chain in place of the lock_provider: copies share the owner.
+/// Two contexts (two calls of new_context) are two owners and exclude each other, as two
+/// requests handled at once should. It refers to its provider, which must outlive it.
+class lock_context {
+public:
+    /// A context with the given owner token (lock_provider::new_context mints a new one).
+    /// Throws error_with_diagnostics (error::invalid_argument) for an empty owner.
+    lock_context(lock_provider& locks, std::string owner);
+
+    const std::string& owner() const noexcept { return *owner_; }
+    lock_provider& provider() const noexcept { return *locks_; }
+
+    /// lock_provider::async_try_acquire with this context's owner, reentrant.
+    template <class Token = boost::asio::deferred_t>
+    auto async_try_acquire(std::string name, acquire_options opts, diagnostics& diag,
+                           Token&& token = {}) {
+        return locks_->async_try_acquire(std::move(name), owned(opts), diag,
+                                         std::forward<Token>(token));
+    }
+    template <class Token = boost::asio::deferred_t>
+    auto async_try_acquire(std::string name, acquire_options opts = {}, Token&& token = {}) {
+        return locks_->async_try_acquire(std::move(name), owned(opts), std::forward<Token>(token));
+    }
+
+    /// lock_provider::async_acquire with this context's owner, reentrant.
+    template <class Token = boost::asio::deferred_t>
+    auto async_acquire(std::string name, acquire_options opts, diagnostics& diag,
+                       Token&& token = {}) {
+        return locks_->async_acquire(std::move(name), owned(opts), diag,
+                                     std::forward<Token>(token));
+    }
+    template <class Token = boost::asio::deferred_t>
+    auto async_acquire(std::string name, acquire_options opts = {}, Token&& token = {}) {
+        return locks_->async_acquire(std::move(name), owned(opts), std::forward<Token>(token));
+    }
+
+    /// lock_provider::async_run_exclusive with this context's owner, reentrant: fn may take
+    /// the same lock again through this context. (Name fn before the co_await: g++ 12 destroys
+    /// an inline lambda capturing a std::string twice; docs/connection.md, "Compilers".)
+    ///
+    /// Name fn before the co_await: g++ 12 destroys a lambda capturing a std::string twice when
+    /// it is written inline inside the co_await (docs/connection.md, "Compilers").
+    template <class Fn, class Token = boost::asio::deferred_t>
+    auto async_run_exclusive(std::string name, Fn fn, acquire_options opts = {},
+                             Token&& token = {}) {
+        return boost::asio::co_spawn(
+            locks_->session_->get_executor(),
+            run_owned(*locks_, owner_, std::move(name), std::move(fn), opts),
+            std::forward<Token>(token));
+    }
+
+private:
+    acquire_options owned(acquire_options o) const noexcept {
+        o.owner = *owner_;
+        o.reentrant = true;
+        return o;
+    }
+    // Keeps the owner alive while the operation runs, whatever happens to the context.
+    template <class Fn>
+    static boost::asio::awaitable<void> run_owned(lock_provider& locks,
+                                                  std::shared_ptr<const std::string> owner,
+                                                  std::string name, Fn fn, acquire_options opts) {
+        opts.owner = *owner;
+        opts.reentrant = true;
+        co_await lock_provider::run_exclusive(locks, std::move(name), std::move(fn), opts);
+    }
+
+    lock_provider* locks_;
+    std::shared_ptr<const std::string> owner_;
 };
 
 }  // namespace redcoord

@@ -19,7 +19,7 @@
 
 namespace redcoord {
 
-/// One held lock as Redis stores it (the string `{prefix}lock:{name}` and its fencing counter).
+/// One held lock as Redis stores it (the string `<prefix>lock:{<name>}` and its fencing counter).
 struct active_lock {
     std::string name;   ///< the lock's name, as given to lock_provider ("orders")
     std::string owner;  ///< the holder's owner token (node id, ':', random)
@@ -27,6 +27,7 @@ struct active_lock {
     /// The key's remaining TTL as Redis reports it (PTTL); -1 ms for a key without TTL
     /// (written by hand).
     std::chrono::milliseconds remaining_ttl{0};
+    /// The holder's fencing token (0 when its counter was deleted by hand or evicted).
     std::int64_t fencing_token = 0;
     /// When the holder acquired it, by the acquiring node's clock.
     std::chrono::system_clock::time_point acquired_at{};
@@ -49,7 +50,7 @@ public:
 
     session& get_session() const noexcept { return *session_; }
 
-    /// Every lock currently held, in no particular order. A key under `{prefix}lock:` that is
+    /// Every lock currently held, in no particular order. A key under `<prefix>lock:` that is
     /// not a lock's value with a fencing counter beside it is skipped.
     ///
     /// Completion signature: void(error_code, std::vector<active_lock>). Errors are those of
@@ -76,7 +77,7 @@ public:
     }
 
     /// The held locks that look abandoned:
-    /// - the holder's node has no heartbeat (`{prefix}hb:{node}` is missing) while some node
+    /// - the holder's node has no heartbeat (`<prefix>hb:{<node>}` is missing) while some node
     ///   of the deployment has one: membership is in use and that node is gone. When no
     ///   heartbeat exists at all, this rule is not applied;
     /// - or the lock has no watchdog and has been held longer than stale_after (measured by

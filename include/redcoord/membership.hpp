@@ -59,7 +59,7 @@ struct cluster_health {
     std::size_t dead = 0;     ///< registered, heartbeat gone
 };
 
-/// A change of membership, published on `{{prefix}nodes:registry}:events` as JSON
+/// A change of membership, published on `<prefix>nodes:{registry}:events` as JSON
 /// {"event": "joined"|"left"|"dead", "node": id}.
 struct member_event {
     enum class kind { joined, left, dead };
@@ -69,9 +69,9 @@ struct member_event {
 
 /// Heartbeats of the nodes this process hosts, and the view of the whole cluster.
 ///
-/// Keys (as in the reference): `{prefix}hb:{node}` holds JSON {"node", "timestamp" (Unix ms),
+/// Keys (as in the reference): `<prefix>hb:{<node>}` holds JSON {"node", "timestamp" (Unix ms),
 /// "started_at" (Unix ms), "pid", "host", "version"} with TTL = heartbeat_interval +
-/// heartbeat_grace; `{prefix}nodes:registry` is a set of node ids with a sliding TTL.
+/// heartbeat_grace; `<prefix>nodes:{registry}` is a set of node ids with a sliding TTL.
 /// Heartbeats of every node hosted in one process leave in one pipelined write per tick.
 ///
 /// Thread safety: none; use it from the session's executor. Keep the session alive while the

@@ -65,7 +65,7 @@ struct queue_options {
     /// The largest payload accepted by the enqueue operations, in bytes: the text as given, or
     /// a typed value's JSON (512 MiB, the largest string Redis stores; the stored element adds
     /// 33 bytes, the id and ':'). Must be in [1, 512 MiB].
-    std::size_t max_payload_bytes = std::size_t(512) * 1024 * 1024;
+    std::size_t max_value_bytes = std::size_t(512) * 1024 * 1024;
 };
 
 /// One item taken from a queue.
@@ -113,13 +113,13 @@ struct queue_item {
 
 /// Reliable queues of one session.
 ///
-/// Key layout for queue `name` (main key Q = `{prefix}queue:{name}`, a list; enqueue pushes on
+/// Key layout for queue `name` (main key Q = `<prefix>queue:{<name>}`, a list; enqueue pushes on
 /// the left, consumers take from the right):
 /// - `{Q}:processing:{consumer}`: the items a consumer took and has not acknowledged;
 /// - `{Q}:consumers`: the set of consumers with a processing list;
 /// - `{Q}:worker:{worker}` and the set `{Q}:workers`: per-worker queues (work stealing);
 /// - channel `{Q}:pushed`: each enqueue publishes there.
-/// A consumer is alive while its heartbeat key `{prefix}hb:{consumer}` (membership) exists;
+/// A consumer is alive while its heartbeat key `<prefix>hb:{<consumer>}` (membership) exists;
 /// the consumer id defaults to the session's node id. Redelivery reads heartbeat keys from a
 /// script, so it needs a single node (not Redis Cluster).
 ///
@@ -128,7 +128,7 @@ struct queue_item {
 ///
 /// Errors (docs/connection.md, "Errors"): every operation completes with an error_code first:
 /// error::invalid_argument for an empty name, consumer or worker, or a payload over
-/// max_payload_bytes; error::session_closed; connection errors as connection::async_exec. The
+/// max_value_bytes; error::session_closed; connection errors as connection::async_exec. The
 /// overloads taking a diagnostics& fill it on error with the server's text or a message naming
 /// the bad input; redcoord::with_diagnostics(token) throws error_with_diagnostics instead. Only
 /// the operations that run a user's function (async_run_exclusive, async_get_or_set, ...)
@@ -145,7 +145,7 @@ public:
 
     /// Appends payload to queue name. Completion signature: void(error_code, std::string id).
     /// error::invalid_argument (nothing is pushed) when payload is longer than
-    /// max_payload_bytes.
+    /// max_value_bytes.
     template <class Token = boost::asio::deferred_t>
     auto async_enqueue(std::string name, std::string payload, diagnostics& diag,
                        Token&& token = {}) {
@@ -161,7 +161,7 @@ public:
     /// Appends a typed value to queue name, as its JSON (boost::json::value_from, converted
     /// by this call); read it back with queue_item::as<T>(). Text is stored as is: std::string
     /// and string literals take the overload above, std::string_view is copied. The JSON is
-    /// the payload max_payload_bytes limits. Completion signature: void(error_code,
+    /// the payload max_value_bytes limits. Completion signature: void(error_code,
     /// std::string id).
     template <class T, class Token = boost::asio::deferred_t>
         requires(!detail::is_text_payload_v<T>)
@@ -225,7 +225,7 @@ public:
 
     /// Work stealing: appends payload to worker's own queue of name. Completion signature:
     /// void(error_code, std::string id). error::invalid_argument (nothing is pushed) when
-    /// payload is longer than max_payload_bytes.
+    /// payload is longer than max_value_bytes.
     template <class Token = boost::asio::deferred_t>
     auto async_enqueue_to(std::string name, std::string worker, std::string payload,
                           diagnostics& diag, Token&& token = {}) {

@@ -1,6 +1,6 @@
 // Task results (the reference's results backend): a task's status and metadata live in a hash,
 // apart from its value, which is stored gzip-compressed JSON with its own, shorter TTL; waiters
-// hear a result's arrival by push. Small task state rides along under `{prefix}state:{key}`.
+// hear a result's arrival by push. Small task state rides along under `<prefix>state:{<key>}`.
 #pragma once
 
 #include <redcoord/detail/converting_handler.hpp>
@@ -77,14 +77,14 @@ struct result_info {
 /// Task results of one session.
 ///
 /// Key layout (prefix "redcoord:"):
-/// - `{prefix}result:{id}`: a hash with fields `status` (to_string), `metadata` (JSON text),
+/// - `<prefix>result:{<id>}`: a hash with fields `status` (to_string), `metadata` (JSON text),
 ///   `created_ms`, `updated_ms` (Unix ms, writer's clock) and, once a value is stored,
 ///   `value_bytes`; PX result_ttl, renewed by each write;
-/// - `{prefix}result:{id}:value`: the value, JSON text compressed by zlib with a gzip header
+/// - `<prefix>result:{<id>}:value`: the value, JSON text compressed by zlib with a gzip header
 ///   (RFC 1952, readable by any gzip tool); PX value_ttl;
-/// - channel `{{prefix}result:{id}}:stored`: each write publishes the new status there, in the
+/// - channel `<prefix>result:{<id>}:stored`: each write publishes the new status there, in the
 ///   same Lua script as the write;
-/// - `{prefix}state:{key}`: task state, the same layout and JSON text as shared_state.
+/// - `<prefix>state:{<key>}`: task state, the same layout and JSON text as shared_state.
 ///
 /// The hash and the value are written by one script: in Redis Cluster they live in different
 /// slots (the documented layout), so the backend needs a single node or a proxy that keeps

@@ -29,15 +29,15 @@ namespace redcoord {
 /// does, at a third of that), so a writer that died stops blocking readers; a writer that
 /// gives up removes its mark at once. try-acquire of a write does not mark.
 ///
-/// Key layout, all companions of `{prefix}lock:{name}` (one cluster hash slot; the mutex of
+/// Key layout, all companions of `<prefix>lock:{<name>}` (one cluster hash slot; the mutex of
 /// the same name uses the main key itself, so the two never collide):
 /// | key | type | content |
 /// | --- | --- | --- |
-/// | `{{prefix}lock:{name}}:rw:writer` | hash | owner, fence, since (server ms), node; PX ttl |
-/// | `{{prefix}lock:{name}}:rw:readers` | zset | reader owners scored by their expiry (server ms) |
-/// | `{{prefix}lock:{name}}:rw:writers_waiting` | zset | waiting writers scored by their mark's expiry |
-/// | `{{prefix}lock:{name}}:rw:fence` | string | the fencing counter (never expires) |
-/// | `{{prefix}lock:{name}}:rw:released` | channel | publishes when the lock may have become free |
+/// | `<prefix>lock:{<name>}:rw:writer` | hash | owner, fence, since (server ms), node; PX ttl |
+/// | `<prefix>lock:{<name>}:rw:readers` | zset | reader owners scored by their expiry (server ms) |
+/// | `<prefix>lock:{<name>}:rw:writers_waiting` | zset | waiting writers scored by their mark's expiry |
+/// | `<prefix>lock:{<name>}:rw:fence` | string | the fencing counter (expires a day after its last token; docs/locks.md) |
+/// | `<prefix>lock:{<name>}:rw:released` | channel | publishes when the lock may have become free |
 /// A reader that died (its lease not renewed) leaves the readers zset when its score passes:
 /// every script removes lapsed readers, so it blocks writers no longer than its TTL. lease::key()
 /// is the writer hash for a write hold and the readers zset for a read hold.
@@ -47,7 +47,7 @@ namespace redcoord {
 /// writer giving up); a fallback timer bounded by the blocker's remaining TTL (for a waiting
 /// writer also by its mark's refresh) covers a lost message. No polling loop.
 ///
-/// lock_options as for the mutex: default_lock_timeout, retry_delay and max_retries (the default
+/// lock_options as for the mutex: default_ttl, retry_delay and max_retries (the default
 /// wait), enable_extension, extension_interval, and fair_waiter_timeout (the writer mark's
 /// lifetime). fair is not supported (bad_config): writer preference is the policy here.
 /// acquire_options: ttl, wait and owner as for the mutex; reentrant is not supported

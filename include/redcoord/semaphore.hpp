@@ -46,9 +46,9 @@ struct semaphore_options {
 /// Key layout (one cluster hash slot):
 /// | key | type | content |
 /// | --- | --- | --- |
-/// | `{prefix}semaphore:{name}` | zset | holder owners scored by their expiry (server ms) |
-/// | `{{prefix}semaphore:{name}}:fence` | string | the fencing counter (never expires) |
-/// | `{{prefix}semaphore:{name}}:released` | channel | publishes the owner when a permit is given back |
+/// | `<prefix>semaphore:{<name>}` | zset | holder owners scored by their expiry (server ms) |
+/// | `<prefix>semaphore:{<name>}:fence` | string | the fencing counter (expires a day after its last token; docs/locks.md) |
+/// | `<prefix>semaphore:{<name>}:released` | channel | publishes the owner when a permit is given back |
 /// A holder that died (its lease not renewed) gives its permit back when its score passes:
 /// the scripts remove lapsed holders before counting.
 ///

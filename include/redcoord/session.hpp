@@ -71,7 +71,7 @@ struct session_options {
     std::string prefix = "redcoord:";
 
     /// This node's id, part of every owner token and the name of its heartbeat. Empty: the
-    /// host name. No control characters (bytes below 0x20, 0x7f): it is shown one line at a
+    /// host name and the process id ("web-3-48211"), one node per process. No control characters (bytes below 0x20, 0x7f): it is shown one line at a
     /// time (heartbeat keys, a lock's holder).
     std::string node_id;
 

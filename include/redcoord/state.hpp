@@ -1,5 +1,5 @@
 // Shared state (the reference's IDistributedState): typed values as JSON under
-// `{prefix}state:{key}` with a native TTL, and change notifications for watchers.
+// `<prefix>state:{<key>}` with a native TTL, and change notifications for watchers.
 #pragma once
 
 #include <redcoord/detail/converting_handler.hpp>
@@ -36,8 +36,8 @@ struct state_options {
 };
 
 /// Values shared across the nodes of a deployment: `async_set` writes a value (as JSON text,
-/// with PX) under `{prefix}state:{key}` and, in the same Lua script, publishes it on the
-/// companion channel `{{prefix}state:{key}}:changed`; `async_remove` deletes it and publishes
+/// with PX) under `<prefix>state:{<key>}` and, in the same Lua script, publishes it on the
+/// companion channel `<prefix>state:{<key>}:changed`; `async_remove` deletes it and publishes
 /// an empty message there. Watchers hear both. A value that ends by its TTL is not announced.
 ///
 /// T is anything boost::json::value_from / value_to convert (user types through tag_invoke).

@@ -78,8 +78,10 @@ asio::awaitable<std::pair<error_code, std::optional<leader_info>>> read_info(
     auto v = detail::parse_lock_value(*value);
     std::int64_t term = 0;
     const auto& fence = std::get<1>(resp);
-    if (!v || !fence ||
-        std::from_chars(fence->data(), fence->data() + fence->size(), term).ec != std::errc())
+    // The counter outlives the leadership (its renewals keep it): missing only when deleted by
+    // hand or evicted, and the term is then unknown, 0.
+    if (!v || (fence && std::from_chars(fence->data(), fence->data() + fence->size(), term).ec !=
+                            std::errc()))
         co_return std::pair{error_code(error::unexpected_reply), std::optional<leader_info>{}};
     leader_info info;
     info.name = name;
@@ -163,12 +165,34 @@ struct campaign_args {
     std::string name;
 };
 
+// leader_options::on_acquired now, and on_lost when the lease is lost (a lost-waiter on the
+// lease: a release or a close completes it with operation_aborted, which calls nothing).
+void notify_office(session_impl& s, const campaign_args& a, lease& l) {
+    leader_info info;
+    info.name = a.name;
+    info.node = s.node_id;
+    info.owner = l.owner();
+    info.term = l.fencing_token();
+    info.since = std::chrono::system_clock::now();
+    info.expires = detail::sat_add(info.since, a.o.leadership_timeout);
+    if (a.o.on_lost) {
+        auto st = detail::access::state(l);
+        std::weak_ptr<detail::lease_state> weak = st;
+        st->lost_waiters.emplace_back(
+            [weak, info, cb = a.o.on_lost](error_code ec) {
+                auto held = weak.lock();
+                if (!ec && held) cb(info, held->lost_reason);
+            });
+    }
+    if (a.o.on_acquired) a.o.on_acquired(info);
+}
+
 asio::awaitable<std::tuple<error_code, lease>> campaign(campaign_args a) {
     co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
     auto& s = *a.s;
     const std::string key = s.keys.leader(a.name);
     lock_options lo;
-    lo.default_lock_timeout = a.o.leadership_timeout;
+    lo.default_ttl = a.o.leadership_timeout;
     lo.extension_interval = a.o.renewal_interval;
     // The floor of the fallback timer: a candidate that looks just before a dead leader's
     // lease lapses tries again this soon, so a failover overshoots the TTL by little.
@@ -209,6 +233,7 @@ asio::awaitable<std::tuple<error_code, lease>> campaign(campaign_args a) {
         if (a.o.require_quorum)
             asio::co_spawn(s.conn.get_executor(),
                            quorum_guard(detail::access::state(l), a.members, a.o), asio::detached);
+        if (a.o.on_acquired || a.o.on_lost) notify_office(s, a, l);
         co_return std::tuple{error_code{}, std::move(l)};
     }
 }
@@ -228,8 +253,27 @@ leader_election::leader_election(session& s, leader_options opts, membership* me
                                  " is less than 1");
 }
 
-void leader_election::campaign_impl(std::string name, lease_handler h) {
+void leader_election::campaign_impl(std::string name, campaign_options opts, diagnostics* diag,
+                                    lease_handler h) {
+    if (diag) diag->clear();
     campaign_args a{detail::access::impl(*session_), opts_, members_, std::move(name)};
+    if (opts.leadership_timeout.count() != 0) a.o.leadership_timeout = opts.leadership_timeout;
+    if (opts.renewal_interval.count() != 0) a.o.renewal_interval = opts.renewal_interval;
+    if (opts.leadership_timeout.count() != 0 || opts.renewal_interval.count() != 0) {
+        const auto what = "campaign for '" + a.name + "'";
+        diagnostics unused;
+        diagnostics& d = diag ? *diag : unused;
+        error_code ec = detail::check_duration_arg(d, what, "leadership_timeout",
+                                                   a.o.leadership_timeout);
+        if (!ec)
+            ec = detail::check_duration_arg(d, what, "renewal_interval", a.o.renewal_interval);
+        if (!ec && a.o.renewal_interval >= a.o.leadership_timeout)
+            ec = detail::invalid(d, what + ": renewal_interval " +
+                                        std::to_string(a.o.renewal_interval.count()) +
+                                        " ms is not shorter than leadership_timeout " +
+                                        std::to_string(a.o.leadership_timeout.count()) + " ms");
+        if (ec) return detail::complete_later(session_->get_executor(), std::move(h), ec, lease());
+    }
     detail::launch(session_->get_executor(), campaign(std::move(a)), std::move(h));
 }
 

@@ -30,6 +30,15 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
+// The channel a release of `key` wakes: a lock's or leadership's `…:released`, or for a
+// read-write lock's writer (`<prefix>lock:{<name>}:rw:writer`) the lock's `…:rw:released`.
+std::string released_channel(std::string_view key, std::string_view type) {
+    constexpr std::string_view writer = "writer";
+    if (type == "hash" && key.ends_with(writer))
+        return std::string(key.substr(0, key.size() - writer.size())) + "released";
+    return keyspace::companion(key, "released");
+}
+
 std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
     return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();
 }
@@ -254,7 +263,9 @@ public:
                                              std::string_view kind, std::string_view type) {
         static const script& release = script::embedded("membership_reap");
         std::string cursor = "0";
-        const std::string match = glob_escape(s->keys.prefix()) + glob_escape(kind) + "*";
+        // Main keys (`<prefix>lock:{<name>}`), or a read-write lock's writer companion.
+        const std::string match = type == "hash" ? s->keys.main_key_pattern(kind) + ":rw:writer"
+                                                 : s->keys.main_key_pattern(kind);
         do {
             request req;
             req.push("SCAN", cursor, "MATCH", match, "COUNT", 500, "TYPE", type);
@@ -295,7 +306,7 @@ public:
             for (std::size_t i = 0; i < keys.size(); ++i) {
                 if (!nodes[i] || !dead.contains(*nodes[i])) continue;
                 std::vector<std::string> kv{keys[i]};
-                std::vector<std::string> args{keyspace::companion(keys[i], "released"), *nodes[i]};
+                std::vector<std::string> args{released_channel(keys[i], type), *nodes[i]};
                 std::int64_t released = 0;
                 diagnostics diag;
                 auto [ec3, n3] = co_await eval(s->conn, release, kv, args, released, diag);

@@ -60,7 +60,7 @@ inline std::exception_ptr make_error(error_code ec, const diagnostics& d) {
 }
 
 // The largest string Redis stores (512 MiB): the default and the most of every size limit
-// option (max_value_bytes, max_result_bytes, max_payload_bytes).
+// option (max_value_bytes, max_value_bytes, max_value_bytes).
 inline constexpr std::size_t redis_max_string = std::size_t(512) * 1024 * 1024;
 
 // Throws error_with_diagnostics (error::bad_config) naming the option when the size limit v of

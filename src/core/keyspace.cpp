@@ -19,8 +19,15 @@ bool has_hash_tag(std::string_view key) noexcept {
 
 std::string keyspace::join(std::string_view kind, std::string_view name) const {
     std::string out;
-    out.reserve(prefix_.size() + kind.size() + name.size());
-    out.append(prefix_).append(kind).append(name);
+    out.reserve(prefix_.size() + kind.size() + name.size() + 2);
+    out.append(prefix_).append(kind).append(1, '{').append(name).append(1, '}');
+    return out;
+}
+
+std::string keyspace::channel(std::string_view name) const {
+    std::string out;
+    out.reserve(prefix_.size() + 7 + name.size());
+    out.append(prefix_).append("events:").append(name);
     return out;
 }
 
@@ -48,7 +55,22 @@ std::string_view keyspace::name_of(std::string_view key, std::string_view kind) 
     key.remove_prefix(prefix_.size());
     if (!key.starts_with(kind)) return {};
     key.remove_prefix(kind.size());
-    return key;
+    // "{name}": a companion ends with its suffix, never with '}'.
+    if (key.size() < 3 || key.front() != '{' || key.back() != '}') return {};
+    return key.substr(1, key.size() - 2);
+}
+
+std::string_view keyspace::channel_name(std::string_view channel) const noexcept {
+    if (!channel.starts_with(prefix_)) return {};
+    channel.remove_prefix(prefix_.size());
+    if (!channel.starts_with("events:")) return {};
+    return channel.substr(7);
+}
+
+std::string keyspace::main_key_pattern(std::string_view kind, std::string_view name_glob) const {
+    std::string out = detail::glob_escape(prefix_);
+    out.append(detail::glob_escape(kind)).append(1, '{').append(name_glob).append(1, '}');
+    return out;
 }
 
 namespace detail {

@@ -25,10 +25,12 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
-std::string host_name() {
+// The default node id: the host name and the process id, so that every process on a host is a
+// node of its own to membership (one heartbeat each; the reaper frees only a dead one's locks).
+std::string default_node_id() {
     char buf[256] = {};
-    if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "node";
-    return buf;
+    std::string host = ::gethostname(buf, sizeof buf - 1) == 0 && buf[0] != '\0' ? buf : "node";
+    return host + "-" + std::to_string(::getpid());
 }
 
 }  // namespace
@@ -376,7 +378,7 @@ void lock_stats_window::fill(lock_statistics& out) const {
 
 session_impl::session_impl(connection& c, session_options o)
     : conn(access::alias(c)), opts(std::move(o)), keys(opts.prefix),
-      node_id(opts.node_id.empty() ? host_name() : opts.node_id), hub(conn), dog(*this),
+      node_id(opts.node_id.empty() ? default_node_id() : opts.node_id), hub(conn), dog(*this),
       lock_ops(conn, script::embedded("lock_ops"), [this] {
           asio::post(conn.get_executor(), [s = shared_from_this()] { s->lock_ops.flush(); });
       }) {

@@ -44,8 +44,9 @@ error_code check_ttl(std::string_view key, std::optional<milliseconds> ttl, diag
     return ec;
 }
 
-// The part of every cache key before the caller's key, as a SCAN pattern that matches itself.
-std::string scan_prefix(const keyspace& keys) { return detail::glob_escape(keys.cache("")); }
+// The part of every entry's key before the caller's key, `<prefix>cache:{`; the key ends with
+// '}' after the caller's key (keyspace::cache).
+std::string entry_prefix(const keyspace& keys) { return keys.prefix() + "cache:{"; }
 
 // ---- get, set and del: one command each, without a coroutine -------------------------------
 // A coroutine per operation (a frame for it, another for co_spawn's entry point, and the
@@ -55,7 +56,8 @@ std::string scan_prefix(const keyspace& keys) { return detail::glob_escape(keys.
 // associated executor.
 
 // The key of an entry as one bulk string, written straight into the request: the entry prefix
-// (keyspace::cache("")) followed by the caller's key, without a string of its own.
+// (entry_prefix), the caller's key and '}', as keyspace::cache builds it, without a string of
+// its own.
 struct entry_key {
     std::string_view prefix;
     std::string_view key;
@@ -63,13 +65,13 @@ struct entry_key {
 
 void to_bulk(std::string& out, const entry_key& k) {
     char len[24];
-    const auto r = std::to_chars(len, len + sizeof len, k.prefix.size() + k.key.size());
+    const auto r = std::to_chars(len, len + sizeof len, k.prefix.size() + k.key.size() + 1);
     out.push_back('$');
     out.append(len, r.ptr);
     out.append("\r\n", 2);
     out.append(k.prefix);
     out.append(k.key);
-    out.append("\r\n", 2);
+    out.append("}\r\n", 3);
 }
 
 // A value as its JSON text, one bulk string written straight into the request; size receives
@@ -283,20 +285,20 @@ asio::awaitable<std::tuple<error_code, std::size_t>> clear_coro(std::shared_ptr<
         }
         co_return error_code{};
     };
-    auto ec = co_await scan(*s, scan_prefix(s->keys) + "*", batch, d, unlink);
+    // Main keys only (they end with '}'): a fill in progress keeps its lease.
+    auto ec = co_await scan(*s, s->keys.main_key_pattern("cache:"), batch, d, unlink);
     co_return std::tuple{ec, deleted};
 }
 
 asio::awaitable<std::tuple<error_code, std::vector<std::string>>> keys_coro(
     std::shared_ptr<session_impl> s, std::string pattern, std::size_t batch, diagnostics& d) {
     std::set<std::string> found;
-    const std::string full_prefix = s->keys.cache("");
     auto collect = [&](std::vector<std::string> keys) -> asio::awaitable<error_code> {
         for (auto& k : keys)
-            if (k.starts_with(full_prefix)) found.insert(k.substr(full_prefix.size()));
+            if (auto name = s->keys.name_of(k, "cache:"); !name.empty()) found.emplace(name);
         co_return error_code{};
     };
-    auto ec = co_await scan(*s, scan_prefix(s->keys) + pattern, batch, d, collect);
+    auto ec = co_await scan(*s, s->keys.main_key_pattern("cache:", pattern), batch, d, collect);
     std::vector<std::string> out;
     if (!ec) out.assign(found.begin(), found.end());
     co_return std::tuple{ec, std::move(out)};
@@ -305,7 +307,7 @@ asio::awaitable<std::tuple<error_code, std::vector<std::string>>> keys_coro(
 }  // namespace
 
 cache::cache(session& s, cache_options opts)
-    : session_(&s), opts_(opts), entry_prefix_(s.keys().cache("")) {
+    : session_(&s), opts_(opts), entry_prefix_(entry_prefix(s.keys())) {
     detail::check_size_option("max_value_bytes", opts_.max_value_bytes);
     detail::check_duration_option("fill_lease_ttl", opts_.fill_lease_ttl);
     if (opts_.scan_batch == 0) detail::throw_bad_config("scan_batch: 0 is not positive");

@@ -13,7 +13,7 @@ using std::chrono::milliseconds;
 idempotency::idempotency(session& s, idempotency_options opts) : session_(&s), opts_(opts) {
     detail::check_duration_option("default_ttl", opts_.default_ttl);
     detail::check_duration_option("in_flight_ttl", opts_.in_flight_ttl);
-    detail::check_size_option("max_result_bytes", opts_.max_result_bytes);
+    detail::check_size_option("max_value_bytes", opts_.max_value_bytes);
 }
 
 // The same scheme as the cache's get-or-set: the stored result is the value, the in-flight
@@ -36,8 +36,8 @@ void idempotency::once_impl(std::string key, detail::json_factory make,
     spec.channel_suffix = "done";
     spec.ttl = ttl.value_or(opts_.default_ttl);
     spec.lease_ttl = opts_.in_flight_ttl;
-    spec.max_bytes = opts_.max_result_bytes;
-    spec.limit_name = "max_result_bytes";
+    spec.max_bytes = opts_.max_value_bytes;
+    spec.limit_name = "max_value_bytes";
     auto& sr = *s;
     detail::launch_throwing(sr, detail::fill_once(std::move(s), std::move(spec), std::move(make)),
                             std::move(handler));

@@ -119,7 +119,7 @@ asio::awaitable<std::pair<error_code, std::int64_t>> redeliver(
     const names n(s->keys, name);
     static const script& give_back = script::embedded("queue_redeliver");
     const std::vector<std::string> keys{n.queue, n.consumers};
-    const std::vector<std::string> args{n.processing_prefix, s->keys.heartbeat(""), n.channel};
+    const std::vector<std::string> args{n.processing_prefix, s->keys.prefix() + "hb:{", n.channel};
     std::int64_t moved = 0;
     auto [ec, sz] = co_await detail::eval(s->conn, give_back, keys, args, moved, target.get());
     co_return std::pair<error_code, std::int64_t>(ec, ec ? 0 : moved);
@@ -180,7 +180,7 @@ error_code queue_payload_mismatch(const queue_item& item, diagnostics& diag) {
 }  // namespace detail
 
 reliable_queue::reliable_queue(session& s, queue_options opts) : session_(&s), opts_(opts) {
-    detail::check_size_option("max_payload_bytes", opts_.max_payload_bytes);
+    detail::check_size_option("max_value_bytes", opts_.max_value_bytes);
 }
 
 // Each operation checks its input into the diagnostics it will fill (the caller's, or its own:
@@ -197,7 +197,7 @@ void reliable_queue::enqueue_impl(std::string name, std::optional<std::string> w
         check_fields(*s, d, {{"queue name", &name}, {"worker", worker ? &*worker : &none}});
     if (!ec)
         ec = detail::check_size("queue '" + name + "'", "payload", payload.size(),
-                                opts_.max_payload_bytes, "max_payload_bytes", d);
+                                opts_.max_value_bytes, "max_value_bytes", d);
     if (ec) return detail::complete_later(*s, std::move(handler), ec, std::string());
     auto& sr = *s;
     detail::launch(sr, enqueue(std::move(s), std::move(name), std::move(worker),

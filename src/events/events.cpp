@@ -46,7 +46,7 @@ event_ptr message_of(session_impl& s, const push_message& m) {
     auto& slot = s.hub.memo(&tag);
     if (!slot) {
         auto msg = std::make_shared<event_message>();
-        msg->channel = s.keys.name_of(m.channel, "events:");
+        msg->channel = s.keys.channel_name(m.channel);
         msg->empty_payload = m.payload.empty();
         parse_payload(*msg, m.payload);
         slot = std::move(msg);

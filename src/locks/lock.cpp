@@ -180,6 +180,7 @@ struct acquire_call {
         st->spec = &lock_spec();
         st->resource = take(name);
         st->keys.push_back(take(names.key));
+        st->keys.push_back(take(names.fence));  // renewals keep the counter (lock_renew.lua)
         st->extra_args.push_back(take(names.channel));
         // Who watches a leadership without campaigning for it learns of a resignation from
         // the release's push: it is always published.
@@ -295,10 +296,10 @@ void lock_batch_release(script_batch& batch, const lease_state& l,
 }
 
 void check_lock_options(const lock_options& o) {
-    check_duration_option("default_lock_timeout", o.default_lock_timeout);
+    check_duration_option("default_ttl", o.default_ttl);
     check_retry_options(o.retry_delay, o.max_retries);
-    check_interval_option("extension_interval", o.extension_interval, "default_lock_timeout",
-                          o.default_lock_timeout, o.enable_extension);
+    check_interval_option("extension_interval", o.extension_interval, "default_ttl",
+                          o.default_ttl, o.enable_extension);
     check_duration_option("fair_waiter_timeout", o.fair_waiter_timeout);
 }
 
@@ -332,7 +333,7 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
     // With session_options::replica_ack, a grant completes once the replicas have it.
     // (A new variable: any_completion_handler's move assignment recurses in Boost 1.81.)
     auto confirmed = detail::confirming_grants(*s, diag, std::move(handler));
-    const auto ttl = opts.ttl.count() > 0 ? opts.ttl : lo.default_lock_timeout;
+    const auto ttl = opts.ttl.count() > 0 ? opts.ttl : lo.default_ttl;
     std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
     opts.owner = {};
     const bool queued = [&] {
@@ -378,7 +379,7 @@ void lock_provider::extend_by_name_impl(std::string name, std::string owner, mil
                   milliseconds ttl,
                   detail::diag_target target) -> asio::awaitable<std::tuple<error_code, bool>> {
         std::int64_t reply = 0;
-        const std::vector<std::string> keys{key};
+        const std::vector<std::string> keys{key, keyspace::companion(key, "fence")};
         const std::vector<std::string> args{owner, std::to_string(ttl.count())};
         auto [ec, n] =
             co_await detail::eval(s->conn, *lock_spec().renew, keys, args, reply, target.get());
@@ -388,6 +389,17 @@ void lock_provider::extend_by_name_impl(std::string name, std::string owner, mil
     detail::launch(s->conn.get_executor(),
                    run(s, std::move(key), std::move(owner), ttl, std::move(target)),
                    std::move(handler));
+}
+
+lock_context lock_provider::new_context() { return {*this, session_->new_owner_token()}; }
+
+lock_context::lock_context(lock_provider& locks, std::string owner)
+    : locks_(&locks), owner_(std::make_shared<const std::string>(std::move(owner))) {
+    if (owner_->empty()) {
+        diagnostics d;
+        d.set_client_message("lock_context: the owner must not be empty");
+        throw error_with_diagnostics(error::invalid_argument, d);
+    }
 }
 
 void lock_provider::force_release_impl(std::string name, bool_handler handler) {

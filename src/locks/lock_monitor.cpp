@@ -68,13 +68,15 @@ struct lock_reads {
 std::optional<active_lock> to_lock(std::string name, const lock_reads::entry& e) {
     if (!e.ok || e.pttl == -2 || !e.value) return std::nullopt;
     auto v = detail::parse_lock_value(*e.value);
-    const auto fence = to_int(e.fence);
     // Not a lock: a string under the prefix that lock_ops.lua did not write.
-    if (!v || !fence) return std::nullopt;
+    if (!v) return std::nullopt;
+    // A held lock's counter lives at least as long as the lock (lock_renew.lua keeps it), so
+    // it is missing only when deleted by hand or evicted: the token is then unknown, 0.
+    const auto fence = to_int(e.fence).value_or(0);
     active_lock l;
     l.name = std::move(name);
     l.owner = std::move(v->owner);
-    l.fencing_token = *fence;
+    l.fencing_token = fence;
     l.holds = v->holds;
     l.acquired_at = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(milliseconds(v->since_ms)));
@@ -108,7 +110,7 @@ asio::awaitable<error_code> read_locks(session_impl& s, const std::vector<std::s
 }
 
 asio::awaitable<list_result> find_active_locks(std::shared_ptr<session_impl> s, diagnostics& diag) {
-    const std::string pattern = detail::glob_escape(s->keys.prefix()) + "lock:*";
+    const std::string pattern = s->keys.main_key_pattern("lock:");
     std::vector<active_lock> out;
     std::unordered_set<std::string> seen;  // SCAN may return a key more than once
     std::string cursor = "0";

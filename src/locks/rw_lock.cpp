@@ -177,7 +177,7 @@ void rw_lock_provider::acquire_impl(std::string name, acquire_options opts, diag
                                 p.acquire_impl(name, opts, diag, write, once, std::move(h));
                             }))
         return;
-    const auto ttl = opts.ttl.count() > 0 ? opts.ttl : opts_.default_lock_timeout;
+    const auto ttl = opts.ttl.count() > 0 ? opts.ttl : opts_.default_ttl;
     std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
     detail::grant_settings gs;
     auto& ws = gs.policy;

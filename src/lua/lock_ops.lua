@@ -17,8 +17,9 @@
 -- been granted by an earlier attempt whose reply was lost, and "y": yield, i.e. do not take
 -- the lock when a release earlier in this call found another node waiting for it), and in fair
 -- mode waiter_ttl_ms.
--- KEYS: the lock, its fencing counter (incremented on every grant and never expiring, so
--- tokens only grow; while the lock is held it is the holder's fencing token), and in fair mode
+-- KEYS: the lock, its fencing counter (lib/fence.lua: every grant issues a greater token; the
+-- counter expires long after its last token, and while the lock is held it is the holder's
+-- token, kept by the renewals), and in fair mode
 -- the wait queue (a list of owners in arrival order) and a zset of their registration
 -- deadlines in server milliseconds.
 -- Replies the fence (an integer) when granted; {0, pttl_of_holder} when held by another or,
@@ -33,6 +34,8 @@
 --
 -- (Byte positions instead of substrings where it can: Redis's Lua hashes every byte of each
 -- string it creates.)
+
+--#include fence.lua
 
 -- The end of the head "<#owner>:<owner> " of a value written by this script, or nil.
 local function head_end(v)
@@ -60,7 +63,7 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
         -- The fast path: one call takes a free lock, or reads its holder.
         held = redis.call('SET', key, value, 'NX', 'PX', ttl, 'GET')
         if not held then
-            return redis.call('INCR', fence)
+            return next_fence(fence)
         end
     end
     local he = head_end(value)
@@ -95,7 +98,7 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
                 local holds_end = string.find(held, ' ', he + 1, true) or (#held + 1)
                 local n = (tonumber(string.sub(held, he + 1, holds_end - 1)) or 1) + 1
                 redis.call('SET', key, head .. n .. string.sub(held, holds_end), 'PX', ttl)
-                return tonumber(redis.call('GET', fence) or '0')
+                return held_fence(fence)
             end
             if string.find(mode, 'k', 1, true) and #held == #value then
                 -- This acquisition's own grant, whose reply was lost: the same value (but for
@@ -104,7 +107,7 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
                 if fields_end and string.sub(held, 1, fields_end) == string.sub(value, 1, fields_end)
                     and string.sub(held, fields_end + 2) == string.sub(value, fields_end + 2) then
                     redis.call('PEXPIRE', key, ttl)
-                    return tonumber(redis.call('GET', fence) or '0')
+                    return held_fence(fence)
                 end
             end
         end
@@ -148,7 +151,7 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
         redis.call('LPOP', queue)
         redis.call('ZREM', deadlines, owner)
     end
-    local token = redis.call('INCR', fence)
+    local token = next_fence(fence)
     redis.call('SET', key, value, 'PX', ttl)
     return token
 end

@@ -1,12 +1,14 @@
 -- Grants a read hold of a read-write lock to ARGV[1].
 -- KEYS[1]: the writer (a hash: owner, fence, since, node), KEYS[2]: the readers (a zset of
 -- owners scored by their expiry in server milliseconds), KEYS[3]: the waiting writers (a zset
--- of owners scored by the expiry of their mark), KEYS[4]: the fencing counter, incremented on
--- every grant, read or write (never expires: tokens only grow).
+-- of owners scored by the expiry of their mark), KEYS[4]: the fencing counter (lib/fence.lua),
+-- a greater token on every grant, read or write.
 -- ARGV: owner, ttl_ms.
 -- Returns {1, fence, 0} when granted; {0, wait_ms, 1} while a writer holds the lock (wait_ms:
 -- its PTTL); {0, wait_ms, 2} while a writer waits (writer preference: no new reader gets in;
 -- wait_ms: until the last waiting mark lapses).
+--#include fence.lua
+
 local writer, readers, waiting = KEYS[1], KEYS[2], KEYS[3]
 local owner, ttl = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -26,7 +28,7 @@ if not redis.call('ZSCORE', readers, owner) then
         return {0, tonumber(last[2]) - now, 2}
     end
 end
-local fence = redis.call('INCR', KEYS[4])
+local fence = next_fence(KEYS[4])
 redis.call('ZADD', readers, now + ttl, owner)
 if redis.call('PTTL', readers) < ttl then
     redis.call('PEXPIRE', readers, ttl)

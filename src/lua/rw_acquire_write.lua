@@ -7,6 +7,8 @@
 -- Returns {1, fence, 0} when granted; {0, wait_ms, 1} while another writer holds it (wait_ms:
 -- its PTTL); {0, wait_ms, 3} while readers hold it (wait_ms: until the last reader's lease
 -- lapses).
+--#include fence.lua
+
 local writer, readers, waiting = KEYS[1], KEYS[2], KEYS[3]
 local owner, ttl = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -40,7 +42,7 @@ if last[2] then
     return {0, tonumber(last[2]) - now, 3}
 end
 redis.call('ZREM', waiting, owner)
-local fence = redis.call('INCR', KEYS[4])
+local fence = next_fence(KEYS[4])
 redis.call('HSET', writer, 'owner', owner, 'fence', fence, 'since', now, 'node', ARGV[5])
 redis.call('PEXPIRE', writer, ttl)
 return {1, fence, 0}

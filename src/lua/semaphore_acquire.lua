@@ -1,10 +1,12 @@
 -- Grants one permit of the semaphore KEYS[1] (a zset of holders scored by their expiry in
 -- server milliseconds) to ARGV[1] when fewer than ARGV[3] live holders have one.
--- KEYS[2]: the fencing counter, incremented on every grant (never expires: tokens only grow).
+-- KEYS[2]: the fencing counter (lib/fence.lua: every grant issues a greater token).
 -- ARGV: owner, ttl_ms, permits_total.
 -- Returns {1, fence, free, next_ms} when granted (free: permits still free after this grant;
 -- next_ms: when none is free, ms until the earliest holder's lease lapses, else 0);
 -- {0, wait_ms, 0, 0} when every permit is taken (wait_ms: until the earliest lease lapses).
+--#include fence.lua
+
 local key, owner = KEYS[1], ARGV[1]
 local ttl, permits = tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
@@ -29,7 +31,7 @@ if not redis.call('ZSCORE', key, owner) then
     end
     n = n + 1
 end
-local fence = redis.call('INCR', KEYS[2])
+local fence = next_fence(KEYS[2])
 redis.call('ZADD', key, now + ttl, owner)
 if redis.call('PTTL', key) < ttl then
     redis.call('PEXPIRE', key, ttl)

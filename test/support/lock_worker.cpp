@@ -62,7 +62,7 @@ asio::awaitable<int> counter_mode(redcoord::connection& conn, std::string lock, 
     if (!co_await ping(conn)) co_return 1;
     const std::string label = "worker-" + std::to_string(::getpid());
     redcoord::session s(conn, {.node_id = node_id.empty() ? label : node_id});
-    redcoord::lock_provider locks(s, {.default_lock_timeout = 1s});
+    redcoord::lock_provider locks(s, {.default_ttl = 1s});
     say("ready");
     if (busy) {
         asio::steady_timer gate(co_await asio::this_coro::executor);
@@ -154,7 +154,7 @@ asio::awaitable<int> hold_mode(redcoord::connection& conn, std::string lock, mil
                                std::string resource) {
     if (!co_await ping(conn)) co_return 1;
     redcoord::session s(conn, {.node_id = "worker-" + std::to_string(::getpid())});
-    redcoord::lock_provider locks(s, {.default_lock_timeout = ttl});
+    redcoord::lock_provider locks(s, {.default_ttl = ttl});
     redcoord::diagnostics diag;
     redcoord::acquire_options ao;
     ao.ttl = ttl;

@@ -137,13 +137,17 @@ TEST_CASE("leader: a campaign elects, the leadership key and async_leader_info d
         auto [ec, l] = co_await election.async_campaign("scheduler", nothrow);
         REQUIRE_FALSE(ec);
         REQUIRE(l.is_held());
-        CHECK(l.key() == "redcoord:leader:scheduler");
+        CHECK(l.key() == "redcoord:leader:{scheduler}");
         CHECK(l.resource() == "scheduler");
-        CHECK(l.fencing_token() == 1);
+        const auto first_term = l.fencing_token();
+        CHECK(first_term > 0);
         CHECK(l.ttl() == 5s);
-        const auto stored = co_await command(conn, "GET", "redcoord:leader:scheduler");
+        const auto stored = co_await command(conn, "GET", "redcoord:leader:{scheduler}");
         CHECK(redcoord::test::split_lock_value(stored).node == "node-a");
-        const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:leader:scheduler"));
+        const auto fence = co_await command(conn, "GET", "redcoord:leader:{scheduler}:fence");
+        CHECK(fence == std::to_string(first_term));
+        const auto pttl =
+            std::stoll(co_await command(conn, "PTTL", "redcoord:leader:{scheduler}"));
         CHECK(pttl > 0);
         CHECK(pttl <= 5000);
 
@@ -152,7 +156,7 @@ TEST_CASE("leader: a campaign elects, the leadership key and async_leader_info d
         CHECK(info->name == "scheduler");
         CHECK(info->node == "node-a");
         CHECK(info->owner == l.owner());
-        CHECK(info->term == 1);
+        CHECK(info->term == first_term);
         CHECK(info->since <= std::chrono::system_clock::now() + 5s);
         CHECK(info->expires > std::chrono::system_clock::now() - 1s);
 
@@ -162,10 +166,10 @@ TEST_CASE("leader: a campaign elects, the leadership key and async_leader_info d
         auto after = co_await info_of(election, "scheduler");
         CHECK_FALSE(after);
 
-        // Terms only grow: the next leader has term 2.
+        // Terms only grow: the next leader has a larger term.
         auto [ec2, l2] = co_await election.async_campaign("scheduler", nothrow);
         REQUIRE_FALSE(ec2);
-        CHECK(l2.fencing_token() == 2);
+        CHECK(l2.fencing_token() > first_term);
         auto [rec2] = co_await election.async_resign(l2, nothrow);
         CHECK_FALSE(rec2);
 
@@ -174,6 +178,70 @@ TEST_CASE("leader: a campaign elects, the leadership key and async_leader_info d
         CHECK(bec == redcoord::error::invalid_argument);
         auto [iec, ii] = co_await election.async_leader_info("", nothrow);
         CHECK(iec == redcoord::error::invalid_argument);
+    });
+}
+
+TEST_CASE("leader: on_acquired and on_lost are called for each term this election wins and "
+          "loses, not on a resignation, and a campaign may set its own TTL and renewal interval",
+          "[leader]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, as_node("node-a"));
+        std::vector<leader_info> acquired;
+        std::vector<std::pair<leader_info, error_code>> lost;
+        auto o = short_terms(5s, 1s);
+        o.on_acquired = [&](const leader_info& i) { acquired.push_back(i); };
+        o.on_lost = [&](const leader_info& i, error_code why) { lost.emplace_back(i, why); };
+        leader_election election(s, o);
+
+        // Its own TTL and renewal interval for this campaign.
+        redcoord::campaign_options co;
+        co.leadership_timeout = 2s;
+        co.renewal_interval = 100ms;
+        auto [ec, l] = co_await election.async_campaign("scheduler", co, nothrow);
+        REQUIRE_FALSE(ec);
+        CHECK(l.ttl() == 2s);
+        const auto pttl =
+            std::stoll(co_await command(conn, "PTTL", "redcoord:leader:{scheduler}"));
+        CHECK(pttl > 0);
+        CHECK(pttl <= 2000);
+        REQUIRE(acquired.size() == 1);
+        CHECK(acquired[0].name == "scheduler");
+        CHECK(acquired[0].node == "node-a");
+        CHECK(acquired[0].owner == l.owner());
+        CHECK(acquired[0].term == l.fencing_token());
+        CHECK(lost.empty());
+
+        // Taken away (deleted by hand): the next renewal finds it gone, and on_lost is told.
+        co_await command(conn, "DEL", "redcoord:leader:{scheduler}");
+        const bool heard = co_await eventually([&] { return !lost.empty(); }, 20s);
+        REQUIRE(heard);
+        CHECK(lost.size() == 1);
+        CHECK(lost[0].first.term == acquired[0].term);
+        CHECK(lost[0].second == redcoord::error::lease_lost);
+        CHECK_FALSE(l.is_held());
+
+        // A resignation is not a loss.
+        auto [ec2, l2] = co_await election.async_campaign("scheduler", nothrow);
+        REQUIRE_FALSE(ec2);
+        CHECK(l2.ttl() == 5s);
+        REQUIRE(acquired.size() == 2);
+        CHECK(acquired[1].term > acquired[0].term);
+        auto [rec] = co_await election.async_resign(l2, nothrow);
+        CHECK_FALSE(rec);
+        co_await sleep_for(50ms);
+        CHECK(lost.size() == 1);
+
+        // A renewal interval not shorter than the TTL is refused, naming both.
+        redcoord::campaign_options bad;
+        bad.leadership_timeout = 1s;
+        bad.renewal_interval = 1s;
+        redcoord::diagnostics diag;
+        auto [bec, bl] = co_await election.async_campaign("scheduler", bad, diag, nothrow);
+        CHECK(bec == redcoord::error::invalid_argument);
+        CHECK(diag.message().find("renewal_interval") != std::string::npos);
+        CHECK(diag.message().find("leadership_timeout") != std::string::npos);
+        CHECK_FALSE(bl.is_held());
+        CHECK(acquired.size() == 2);
     });
 }
 
@@ -203,7 +271,10 @@ TEST_CASE("leader: async_resign hands over to a waiting candidate at once (woken
 
         auto [ec, la] = co_await ea.async_campaign("scheduler", nothrow);
         REQUIRE_FALSE(ec);
-        const bool saw_a = co_await eventually([&] { return log.contains("node-a/1"); }, 10s);
+        const std::int64_t term_a = la.fencing_token();
+        CHECK(term_a > 0);
+        const std::string seen_a = "node-a/" + std::to_string(term_a);
+        const bool saw_a = co_await eventually([&] { return log.contains(seen_a); }, 10s);
         INFO(log.text());
         CHECK(saw_a);
 
@@ -217,11 +288,13 @@ TEST_CASE("leader: async_resign hands over to a waiting candidate at once (woken
         const bool elected = co_await eventually([&] { return b.done; }, 20s);
         REQUIRE(elected);
         REQUIRE_FALSE(b.ec);
-        CHECK(b.leadership.fencing_token() == 2);
-        const bool saw_b = co_await eventually([&] { return log.contains("node-b/2"); }, 10s);
+        const std::int64_t term_b = b.leadership.fencing_token();
+        CHECK(term_b > term_a);
+        const std::string seen_b = "node-b/" + std::to_string(term_b);
+        const bool saw_b = co_await eventually([&] { return log.contains(seen_b); }, 10s);
         INFO(log.text());
         CHECK(saw_b);
-        CHECK(log.leaders() == std::vector<std::string>{"node-a/1", "node-b/2"});
+        CHECK(log.leaders() == std::vector<std::string>{seen_a, seen_b});
         auto info = co_await info_of(ea, "scheduler");
         REQUIRE(info);
         CHECK(info->node == "node-b");
@@ -244,6 +317,7 @@ TEST_CASE("leader: a cancelled campaign leaves the race, and leader-only work is
         leader_election election(s, short_terms(2s, 300ms));
         auto [ec, l] = co_await election.async_campaign("jobs", nothrow);
         REQUIRE_FALSE(ec);
+        const std::int64_t first_term = l.fencing_token();
 
         redcoord::connection conn_b(co_await asio::this_coro::executor);
         conn_b.async_run(config_for(srv), asio::detached);
@@ -259,6 +333,11 @@ TEST_CASE("leader: a cancelled campaign leaves the race, and leader-only work is
         CHECK_FALSE(waiting.leadership);
         auto [rec] = co_await election.async_resign(l, nothrow);
         REQUIRE_FALSE(rec);
+        // The cancelled candidate was never granted a term: the counter still holds the first.
+        {
+            const auto fence = co_await command(conn, "GET", "redcoord:leader:{jobs}:fence");
+            CHECK(fence == std::to_string(first_term));
+        }
 
         // async_run_as_leader: the work runs bound to the term; the key taken away by hand
         // (as another leader would) makes the next renewal fail, which cancels the work.
@@ -284,8 +363,8 @@ TEST_CASE("leader: a cancelled campaign leaves the race, and leader-only work is
             });
         const bool started = co_await eventually([&] { return work_started; }, 10s);
         REQUIRE(started);
-        CHECK(term == 2);
-        co_await command(conn, "DEL", "redcoord:leader:jobs");
+        CHECK(term > first_term);
+        co_await command(conn, "DEL", "redcoord:leader:{jobs}");
         const bool done = co_await eventually([&] { return finished; }, 10s);
         REQUIRE(done);
         CHECK(work_cancelled);
@@ -461,7 +540,9 @@ TEST_CASE("leader: never two leaders: candidates in several processes campaign a
                 last_term = term1;
                 last_end = t2;
             }
-            CHECK(last_term == terms);  // one term per election, none wasted
+            // No election after the last recorded term: the counter holds it.
+            const auto fence = co_await command(conn, "GET", "redcoord:leader:{scheduler}:fence");
+            CHECK(fence == std::to_string(last_term));
         },
         150s);
 }
@@ -504,7 +585,8 @@ TEST_CASE("leader: a Redis restart while a leader leads: leadership is re-establ
                 asio::detached);
             const bool first = co_await eventually([&] { return terms == 1; }, 10s);
             REQUIRE(first);
-            const bool seen = co_await eventually([&] { return log.contains("node-a/1"); }, 10s);
+            const std::string seen_first = "node-a/" + std::to_string(current.fencing_token());
+            const bool seen = co_await eventually([&] { return log.contains(seen_first); }, 10s);
             CHECK(seen);
 
             srv.restart();

@@ -82,7 +82,7 @@ asio::awaitable<void> must_join(membership& m, std::string node) {
 }
 
 asio::awaitable<bool> is_member(redcoord::connection& conn, const std::string& node) {
-    co_return co_await command(conn, "SISMEMBER", "redcoord:nodes:registry", node) == "1";
+    co_return co_await command(conn, "SISMEMBER", "redcoord:nodes:{registry}", node) == "1";
 }
 
 std::string this_host() {
@@ -127,7 +127,7 @@ TEST_CASE("membership: the heartbeat key has the documented name, JSON fields an
         CHECK(m.hosted() == std::vector<std::string>{"node-a"});
 
         auto read_beat = [&]() -> asio::awaitable<json::object> {
-            auto text = co_await command(conn, "GET", "redcoord:hb:node-a");
+            auto text = co_await command(conn, "GET", "redcoord:hb:{node-a}");
             auto v = json::parse(text);
             REQUIRE(v.is_object());
             co_return v.as_object();
@@ -142,15 +142,16 @@ TEST_CASE("membership: the heartbeat key has the documented name, JSON fields an
         CHECK(beat.at("pid").as_int64() == ::getpid());
         CHECK(beat.at("host").as_string() == this_host());
         CHECK(beat.at("version").as_string() == "1.2.3");
-        auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:hb:node-a"));
+        auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:hb:{node-a}"));
         CHECK(pttl > 0);
         CHECK(pttl <= 800);  // heartbeat_interval + heartbeat_grace
 
-        const auto r0 = co_await command(conn, "TYPE", "redcoord:nodes:registry");
+        const auto r0 = co_await command(conn, "TYPE", "redcoord:nodes:{registry}");
         CHECK(r0 == "set");
         const auto r1 = co_await is_member(conn, "node-a");
         CHECK(r1);
-        const auto reg_ttl = std::stoll(co_await command(conn, "PTTL", "redcoord:nodes:registry"));
+        const auto reg_ttl =
+            std::stoll(co_await command(conn, "PTTL", "redcoord:nodes:{registry}"));
         CHECK(reg_ttl > std::chrono::duration_cast<milliseconds>(std::chrono::hours(24 * 29)).count());
         CHECK(reg_ttl <= std::chrono::duration_cast<milliseconds>(std::chrono::hours(24 * 30)).count());
 
@@ -164,7 +165,7 @@ TEST_CASE("membership: the heartbeat key has the documented name, JSON fields an
             },
             10s, 20ms);
         CHECK(renewed);
-        pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:hb:node-a"));
+        pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:hb:{node-a}"));
         CHECK(pttl > 0);
         CHECK(pttl <= 800);
 
@@ -185,7 +186,7 @@ TEST_CASE("membership: the heartbeat key has the documented name, JSON fields an
         // A graceful leave removes the heartbeat and the registry entry at once.
         auto [lec] = co_await m.async_leave("", nothrow);
         REQUIRE_FALSE(lec);
-        const auto r2 = co_await command(conn, "EXISTS", "redcoord:hb:node-a");
+        const auto r2 = co_await command(conn, "EXISTS", "redcoord:hb:{node-a}");
         CHECK(r2 == "0");
         const auto r3 = co_await is_member(conn, "node-a");
         CHECK_FALSE(r3);
@@ -236,7 +237,7 @@ TEST_CASE("membership: joins and leaves reach every watcher as events", "[member
         CHECK(left);
         const auto r4 = co_await is_member(conn, "node-d");
         CHECK_FALSE(r4);
-        const auto r5 = co_await command(conn, "EXISTS", "redcoord:hb:node-d");
+        const auto r5 = co_await command(conn, "EXISTS", "redcoord:hb:{node-d}");
         CHECK(r5 == "0");
         conn2.cancel();
     });
@@ -421,17 +422,17 @@ TEST_CASE("membership: the reaper removes a dead node from the registry and rele
                 },
                 20s, 20ms);
             CHECK(reaped);
-            const auto r6 = co_await command(conn, "EXISTS", "redcoord:leader:reports");
+            const auto r6 = co_await command(conn, "EXISTS", "redcoord:leader:{reports}");
             CHECK(r6 == "0");
             const auto r7 =
-                co_await command(conn, "HEXISTS", "{redcoord:nodes:registry}:dead", "holder");
+                co_await command(conn, "HEXISTS", "redcoord:nodes:{registry}:dead", "holder");
             CHECK(r7 ==
                   "0");
             const bool woke = co_await eventually([&] { return acquired; }, 20s);
             REQUIRE(woke);
             CHECK_FALSE(acquire_ec);
             CHECK(new_fence > fence);
-            const auto r8 = co_await command(conn, "GET", "redcoord:lock:jobs");
+            const auto r8 = co_await command(conn, "GET", "redcoord:lock:{jobs}");
             CHECK(redcoord::test::split_lock_value(r8).node == "reaper");
             auto nodes = co_await all_nodes(m);
             CHECK_FALSE(has_node(nodes, "holder"));
@@ -493,12 +494,13 @@ TEST_CASE("membership: 200 nodes hosted in one process heartbeat in one pipeline
             CHECK(writes <= ticks + 1);
             CHECK(commands / writes >= nodes / 2);
 
-            const auto r10 = co_await command(observer, "SCARD", "redcoord:nodes:registry");
+            const auto r10 = co_await command(observer, "SCARD", "redcoord:nodes:{registry}");
             CHECK(r10 ==
                   std::to_string(nodes));
             redcoord::request req;
             std::vector<std::string> keys;
-            for (int i = 0; i < nodes; ++i) keys.push_back("redcoord:hb:node-" + std::to_string(i));
+            for (int i = 0; i < nodes; ++i)
+                keys.push_back("redcoord:hb:{node-" + std::to_string(i) + "}");
             req.push_range("EXISTS", keys);
             std::int64_t existing = 0;
             redcoord::diagnostics diag;
@@ -530,8 +532,8 @@ TEST_CASE("membership: after a Redis restart the heartbeats and the registry com
             const bool back = co_await eventually_async(
                 [&]() -> asio::awaitable<bool> {
                     redcoord::request req;
-                    req.push("EXISTS", "redcoord:hb:survivor");
-                    req.push("SISMEMBER", "redcoord:nodes:registry", "survivor");
+                    req.push("EXISTS", "redcoord:hb:{survivor}");
+                    req.push("SISMEMBER", "redcoord:nodes:{registry}", "survivor");
                     redcoord::response<std::int64_t, std::int64_t> resp;
                     auto [ec, n] = co_await conn.async_exec(req, resp, nothrow);
                     co_return !ec && std::get<0>(resp) == 1 && std::get<1>(resp) == 1;

@@ -84,7 +84,7 @@ TEST_CASE("bounds: a TTL above max_duration is refused, naming the field, value 
             check_refused(ec3, w, diag, {"'big'", "ttl", ms(ttl), "max_duration"});
             // Nothing reached Redis.
             {
-                const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:big");
+                const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:{big}");
                 CHECK(awaited == "0");
             }
 
@@ -116,7 +116,7 @@ TEST_CASE("bounds: a lease of exactly max_duration is held until then and releas
         CHECK(l.get_status() == lease::status::held);
         // Not lost at once (a deadline that overflowed into the past would be).
         CHECK(l.valid_until() > before + max_duration / 2);
-        const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:lock:decade"));
+        const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:lock:{decade}"));
         CHECK(pttl > (max_duration / 2).count());
         CHECK(pttl <= max_duration.count());
 
@@ -135,7 +135,7 @@ TEST_CASE("bounds: a lease of exactly max_duration is held until then and releas
 
         co_await must_release(l);
         {
-            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:decade");
+            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:{decade}");
             CHECK(awaited == "0");
         }
     });
@@ -167,7 +167,7 @@ TEST_CASE("bounds: a wait above max_duration is refused, naming it", "[bounds]")
         CHECK(qec == redcoord::error::invalid_argument);
         check_names(diag.message(), {"timeout", ms(just_over), "max_duration"});
         {
-            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:w");
+            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:{w}");
             CHECK(awaited == "0");
         }
     });
@@ -186,8 +186,8 @@ TEST_CASE("bounds: option durations above max_duration are bad_config naming the
           "[bounds]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
-        check_over_max<lock_provider>(s, &lock_options::default_lock_timeout,
-                                      "default_lock_timeout");
+        check_over_max<lock_provider>(s, &lock_options::default_ttl,
+                                      "default_ttl");
         check_over_max<lock_provider>(s, &lock_options::retry_delay, "retry_delay");
         check_over_max<rw_lock_provider>(s, &lock_options::fair_waiter_timeout,
                                          "fair_waiter_timeout");
@@ -216,9 +216,9 @@ TEST_CASE("bounds: option durations above max_duration are bad_config naming the
         }
         // The maximum itself is fine.
         lock_options at_max;
-        at_max.default_lock_timeout = max_duration;
+        at_max.default_ttl = max_duration;
         lock_provider fine(s, at_max);
-        CHECK(fine.options().default_lock_timeout == max_duration);
+        CHECK(fine.options().default_ttl == max_duration);
         co_return;
     });
 }
@@ -235,8 +235,8 @@ TEST_CASE("bounds: a waiter on a lock held with an enormous PX waits without spi
         const std::vector<std::string> pxs{ms(millennium), "4000000000000000000"};
         for (const auto& px : pxs) {
             INFO("PX " << px);
-            co_await command(conn, "SET", "redcoord:lock:stuck", "someone else", "PX", px);
-            co_await command(conn, "SET", "{redcoord:lock:stuck}:rw:writer", "someone", "PX", px);
+            co_await command(conn, "SET", "redcoord:lock:{stuck}", "someone else", "PX", px);
+            co_await command(conn, "SET", "redcoord:lock:{stuck}:rw:writer", "someone", "PX", px);
 
             acquire_options ao;
             ao.wait = 1s;
@@ -256,7 +256,7 @@ TEST_CASE("bounds: a waiter on a lock held with an enormous PX waits without spi
             CHECK(calls <= 20);
             // The holder's key is untouched.
             {
-                const auto awaited = co_await command(conn, "GET", "redcoord:lock:stuck");
+                const auto awaited = co_await command(conn, "GET", "redcoord:lock:{stuck}");
                 CHECK(awaited == "someone else");
             }
         }
@@ -304,12 +304,12 @@ TEST_CASE("bounds: a renewal interval a lease could not outlive is refused", "[b
         for (const auto interval : {1000ms, 2000ms}) {
             INFO("extension_interval " << interval.count() << " ms");
             lock_options lo;
-            lo.default_lock_timeout = 1000ms;
+            lo.default_ttl = 1000ms;
             lo.extension_interval = interval;
             check_bad_config([&] { lock_provider p(s, lo); }, "extension_interval",
-                             {"default_lock_timeout", ms(interval)});
+                             {"default_ttl", ms(interval)});
             check_bad_config([&] { rw_lock_provider p(s, lo); }, "extension_interval",
-                             {"default_lock_timeout"});
+                             {"default_ttl"});
             semaphore_options so;
             so.default_ttl = 1000ms;
             so.extension_interval = interval;
@@ -342,7 +342,7 @@ TEST_CASE("bounds: a renewal interval a lease could not outlive is refused", "[b
             check_refused(ec3, r, diag, parts);
         }
         {
-            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:short");
+            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:{short}");
             CHECK(awaited == "0");
         }
 

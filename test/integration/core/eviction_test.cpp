@@ -129,11 +129,11 @@ TEST_CASE("eviction: refuse_evicting_server refuses new leases until the policy 
         CHECK(warnings.size() == 1);
         // Nothing was written.
         {
-            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:orders");
+            const auto awaited = co_await command(conn, "EXISTS", "redcoord:lock:{orders}");
             CHECK(awaited == "0");
         }
         {
-            const auto awaited = co_await command(conn, "EXISTS", "redcoord:leader:boss");
+            const auto awaited = co_await command(conn, "EXISTS", "redcoord:leader:{boss}");
             CHECK(awaited == "0");
         }
 

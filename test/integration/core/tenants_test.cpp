@@ -104,11 +104,11 @@ TEST_CASE("tenants: two sessions on one connection keep keys apart and are both 
         opts.ttl = 10s;
         auto la = co_await must_acquire(a_locks, "orders", opts);
         auto lb = co_await must_acquire(b_locks, "orders", opts);
-        CHECK(la.key() == "a:lock:orders");
-        CHECK(lb.key() == "b:lock:orders");
+        CHECK(la.key() == "a:lock:{orders}");
+        CHECK(lb.key() == "b:lock:{orders}");
         {
-            const auto exists = co_await command(shared, "EXISTS", "a:lock:orders",
-                                                 "b:lock:orders");
+            const auto exists = co_await command(shared, "EXISTS", "a:lock:{orders}",
+                                                 "b:lock:{orders}");
             CHECK(exists == "2");
         }
         co_await must_release(la);

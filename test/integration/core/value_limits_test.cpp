@@ -93,7 +93,7 @@ TEST_CASE("value limits: shared state takes a value at max_value_bytes, refuses 
         diagnostics diag;
         auto [ec] = co_await st.async_set("fits", fits, std::nullopt, diag, nothrow);
         require_ok(ec, diag);
-        const auto stored = co_await command(conn, "GET", "redcoord:state:fits");
+        const auto stored = co_await command(conn, "GET", "redcoord:state:{fits}");
         CHECK(stored.size() == limit);
         auto [ec2, got] = co_await st.async_get<std::string>("fits", diag, nothrow);
         require_ok(ec2, diag);
@@ -105,7 +105,7 @@ TEST_CASE("value limits: shared state takes a value at max_value_bytes, refuses 
         auto [ec3] = co_await st.async_set("big", over, std::nullopt, diag, nothrow);
         CHECK(ec3 == redcoord::error::invalid_argument);
         check_names(diag.message(), {"state 'big'", "value of 101 bytes", "max_value_bytes (100)"});
-        const auto exists = co_await command(conn, "EXISTS", "redcoord:state:big");
+        const auto exists = co_await command(conn, "EXISTS", "redcoord:state:{big}");
         CHECK(exists == "0");
 
         // Nor was it announced: the first change the watcher hears is the next one.
@@ -121,7 +121,7 @@ TEST_CASE("value limits: shared state takes a value at max_value_bytes, refuses 
         auto [ec5] = co_await st.async_set("typed", many, std::nullopt, diag, nothrow);
         CHECK(ec5 == redcoord::error::invalid_argument);
         check_names(diag.message(), {"state 'typed'", "value of 121 bytes"});
-        const auto typed_exists = co_await command(conn, "EXISTS", "redcoord:state:typed");
+        const auto typed_exists = co_await command(conn, "EXISTS", "redcoord:state:{typed}");
         CHECK(typed_exists == "0");
 
         check_limit_option<shared_state, state_options>(s, &state_options::max_value_bytes,
@@ -153,7 +153,7 @@ TEST_CASE("value limits: checkpoints take data at max_value_bytes, refuse one by
         CHECK(latest->sequence == 1);
         CHECK(latest->progress == 0.5);
         CHECK(latest->data == cp.data);
-        const auto text = co_await command(conn, "GET", "redcoord:checkpoint:fits:1");
+        const auto text = co_await command(conn, "GET", "redcoord:checkpoint:{fits}:1");
         const auto stored = json::parse(text).as_object();
         CHECK(stored.at("task_id") == "fits");
         CHECK(stored.at("data") == json::value(cp.data));
@@ -169,8 +169,8 @@ TEST_CASE("value limits: checkpoints take data at max_value_bytes, refuse one by
         CHECK(ec3 == redcoord::error::invalid_argument);
         check_names(diag.message(),
                     {"checkpoint of 'big'", "value of 101 bytes", "max_value_bytes (100)"});
-        const auto exists = co_await command(conn, "EXISTS", "redcoord:checkpoint:big:3",
-                                             "{redcoord:checkpoint:big}:index");
+        const auto exists = co_await command(conn, "EXISTS", "redcoord:checkpoint:{big}:3",
+                                             "redcoord:checkpoint:{big}:index");
         CHECK(exists == "0");
         auto [ec4, none] = co_await store.async_load_latest<std::string>("big", diag, nothrow);
         require_ok(ec4, diag);
@@ -182,7 +182,7 @@ TEST_CASE("value limits: checkpoints take data at max_value_bytes, refuse one by
         later.data = json_string_of(limit + 1);
         auto [ec5] = co_await store.async_save(later, diag, nothrow);
         CHECK(ec5 == redcoord::error::invalid_argument);
-        const auto index = co_await command(conn, "ZCARD", "{redcoord:checkpoint:fits}:index");
+        const auto index = co_await command(conn, "ZCARD", "redcoord:checkpoint:{fits}:index");
         CHECK(index == "1");
         auto [ec6, still] = co_await store.async_load_latest<std::string>("fits", diag, nothrow);
         require_ok(ec6, diag);
@@ -194,14 +194,14 @@ TEST_CASE("value limits: checkpoints take data at max_value_bytes, refuse one by
     });
 }
 
-TEST_CASE("value limits: idempotency takes a result at max_result_bytes, refuses one byte more",
+TEST_CASE("value limits: idempotency takes a result at max_value_bytes, refuses one byte more",
           "[value_limits][idempotency]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
         idempotency_options opts;
-        opts.max_result_bytes = limit;
+        opts.max_value_bytes = limit;
         idempotency idem(s, opts);
-        CHECK(idem.options().max_result_bytes == limit);
+        CHECK(idem.options().max_value_bytes == limit);
 
         // A result exactly at the limit: stored, and a later caller gets it without running op.
         int runs = 0;
@@ -213,7 +213,7 @@ TEST_CASE("value limits: idempotency takes a result at max_result_bytes, refuses
         auto [ep, first] = co_await idem.async_once("fits", op, std::nullopt, nothrow);
         REQUIRE_FALSE(ep);
         CHECK(first == json_string_of(limit));
-        const auto stored = co_await command(conn, "GET", "redcoord:idempotency:fits");
+        const auto stored = co_await command(conn, "GET", "redcoord:idempotency:{fits}");
         CHECK(stored.size() == limit);
         auto [ep2, again] = co_await idem.async_once("fits", op, std::nullopt, nothrow);
         REQUIRE_FALSE(ep2);
@@ -225,25 +225,25 @@ TEST_CASE("value limits: idempotency takes a result at max_result_bytes, refuses
         auto [ep3, v3] = co_await idem.async_once("big", op, std::nullopt, nothrow);
         CHECK(code_of(ep3) == redcoord::error::invalid_argument);
         check_names(message_of(ep3), {"idempotent operation 'big'", "value of 101 bytes",
-                                      "max_result_bytes (100)"});
+                                      "max_value_bytes (100)"});
         CHECK(runs == 2);
-        const auto exists = co_await command(conn, "EXISTS", "redcoord:idempotency:big",
-                                             "{redcoord:idempotency:big}:running");
+        const auto exists = co_await command(conn, "EXISTS", "redcoord:idempotency:{big}",
+                                             "redcoord:idempotency:{big}:running");
         CHECK(exists == "0");
 
-        check_limit_option<idempotency, idempotency_options>(s, &idempotency_options::max_result_bytes,
-                                                             "max_result_bytes");
+        check_limit_option<idempotency, idempotency_options>(s, &idempotency_options::max_value_bytes,
+                                                             "max_value_bytes");
     });
 }
 
-TEST_CASE("value limits: queues take a payload at max_payload_bytes, refuse one byte more",
+TEST_CASE("value limits: queues take a payload at max_value_bytes, refuse one byte more",
           "[value_limits][queue]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
         queue_options opts;
-        opts.max_payload_bytes = limit;
+        opts.max_value_bytes = limit;
         reliable_queue q(s, opts);
-        CHECK(q.options().max_payload_bytes == limit);
+        CHECK(q.options().max_value_bytes == limit);
 
         // Text exactly at the limit: pushed, and it comes back unchanged.
         const std::string fits(limit, 'p');
@@ -264,26 +264,26 @@ TEST_CASE("value limits: queues take a payload at max_payload_bytes, refuse one 
         auto [ec4, id4] = co_await q.async_enqueue("jobs", over, diag, nothrow);
         CHECK(ec4 == redcoord::error::invalid_argument);
         check_names(diag.message(),
-                    {"queue 'jobs'", "payload of 101 bytes", "max_payload_bytes (100)"});
+                    {"queue 'jobs'", "payload of 101 bytes", "max_value_bytes (100)"});
         CHECK(id4.empty());
-        const auto len = co_await command(conn, "LLEN", "redcoord:queue:jobs");
+        const auto len = co_await command(conn, "LLEN", "redcoord:queue:{jobs}");
         CHECK(len == "0");
 
         // A typed value is limited by its JSON text.
         const std::vector<int> many(60, 7);  // [7,7,...]: 121 bytes
         auto [ec5, id5] = co_await q.async_enqueue("jobs", many, diag, nothrow);
         CHECK(ec5 == redcoord::error::invalid_argument);
-        check_names(diag.message(), {"payload of 121 bytes", "max_payload_bytes (100)"});
-        const auto len2 = co_await command(conn, "LLEN", "redcoord:queue:jobs");
+        check_names(diag.message(), {"payload of 121 bytes", "max_value_bytes (100)"});
+        const auto len2 = co_await command(conn, "LLEN", "redcoord:queue:{jobs}");
         CHECK(len2 == "0");
 
         // Per-worker queues: the same limit; neither the worker's queue nor the set of workers
         // is written.
         auto [ec6, id6] = co_await q.async_enqueue_to("jobs", "w1", over, diag, nothrow);
         CHECK(ec6 == redcoord::error::invalid_argument);
-        check_names(diag.message(), {"queue 'jobs'", "max_payload_bytes (100)"});
-        const auto exists = co_await command(conn, "EXISTS", "{redcoord:queue:jobs}:worker:w1",
-                                             "{redcoord:queue:jobs}:workers");
+        check_names(diag.message(), {"queue 'jobs'", "max_value_bytes (100)"});
+        const auto exists = co_await command(conn, "EXISTS", "redcoord:queue:{jobs}:worker:w1",
+                                             "redcoord:queue:{jobs}:workers");
         CHECK(exists == "0");
         auto [ec7, id7] = co_await q.async_enqueue_to("jobs", "w1", fits, nothrow);
         REQUIRE_FALSE(ec7);
@@ -292,8 +292,8 @@ TEST_CASE("value limits: queues take a payload at max_payload_bytes, refuse one 
         REQUIRE(taken);
         CHECK(taken->payload == fits);
 
-        check_limit_option<reliable_queue, queue_options>(s, &queue_options::max_payload_bytes,
-                                                          "max_payload_bytes");
+        check_limit_option<reliable_queue, queue_options>(s, &queue_options::max_value_bytes,
+                                                          "max_value_bytes");
     });
 }
 

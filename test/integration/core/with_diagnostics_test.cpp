@@ -78,7 +78,7 @@ TEST_CASE("with_diagnostics: a queue operation throws naming the bad input, retu
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-1"});
         redcoord::queue_options small;
-        small.max_payload_bytes = 8;
+        small.max_value_bytes = 8;
         reliable_queue q(s, small);
         const std::string name = "jobs";
         const std::string empty;
@@ -89,14 +89,14 @@ TEST_CASE("with_diagnostics: a queue operation throws naming the bad input, retu
         const std::string too_long = "longer than eight";
         const auto big = co_await error_of(q.async_enqueue(name, too_long, throwing));
         check_thrown(big, redcoord::error::invalid_argument,
-                     {"queue 'jobs'", "payload of 17 bytes", "max_payload_bytes (8)"});
+                     {"queue 'jobs'", "payload of 17 bytes", "max_value_bytes (8)"});
         const auto no_worker = co_await error_of(q.async_steal(name, empty, throwing));
         check_thrown(no_worker, redcoord::error::invalid_argument, {"worker"});
         // The default token is asio::use_awaitable.
         const auto bad_wait =
             co_await error_of(q.async_dequeue(name, empty, -1ms, redcoord::with_diagnostics()));
         check_thrown(bad_wait, redcoord::error::invalid_argument, {"queue 'jobs'", "timeout"});
-        const auto none_pushed = co_await command(conn, "LLEN", "redcoord:queue:jobs");
+        const auto none_pushed = co_await command(conn, "LLEN", "redcoord:queue:{jobs}");
         CHECK(none_pushed == "0");
 
         // Success: the values, as the plain token would give them.
@@ -111,7 +111,7 @@ TEST_CASE("with_diagnostics: a queue operation throws naming the bad input, retu
         CHECK(acked);
 
         // An error found by the server: its text.
-        co_await command(conn, "SET", "redcoord:queue:not-a-list", "text");
+        co_await command(conn, "SET", "redcoord:queue:{not-a-list}", "text");
         const std::string wrong = "not-a-list";
         const auto server = co_await error_of(q.async_dequeue(wrong, empty, 0ms, throwing));
         check_thrown(server, redcoord::error::server_error, {"WRONGTYPE"});
@@ -141,13 +141,13 @@ TEST_CASE("with_diagnostics: a lock operation throws naming the bad input, retur
 
         lease l = co_await locks.async_acquire(name, opts, throwing);
         REQUIRE(l.is_held());
-        const auto holder = co_await command(conn, "EXISTS", "redcoord:lock:job");
+        const auto holder = co_await command(conn, "EXISTS", "redcoord:lock:{job}");
         CHECK(holder == "1");
         const std::chrono::milliseconds zero{0};
         const auto bad_ttl = co_await error_of(l.async_extend(zero, throwing));
         check_thrown(bad_ttl, redcoord::error::invalid_argument, {"ttl"});
         co_await l.async_release(throwing);
-        const auto released = co_await command(conn, "EXISTS", "redcoord:lock:job");
+        const auto released = co_await command(conn, "EXISTS", "redcoord:lock:{job}");
         CHECK(released == "0");
     });
 }

@@ -99,10 +99,11 @@ TEST_CASE("barrier: arrivals from sessions on separate connections release the w
         CHECK(std::chrono::steady_clock::now() - start < 10s);
 
         // The counter is the documented key with its TTL (24 h by default).
-        const auto count = co_await command(group.conns[0]->conn, "GET", "redcoord:barrier:batch-1");
+        const auto count =
+            co_await command(group.conns[0]->conn, "GET", "redcoord:barrier:{batch-1}");
         CHECK(count == std::to_string(workers * per_worker));
-        const auto pttl =
-            std::stoll(co_await command(group.conns[0]->conn, "PTTL", "redcoord:barrier:batch-1"));
+        const auto pttl = std::stoll(
+            co_await command(group.conns[0]->conn, "PTTL", "redcoord:barrier:{batch-1}"));
         CHECK(pttl > 24LL * 3600 * 1000 - 60000);
         CHECK(pttl <= 24LL * 3600 * 1000);
 
@@ -122,7 +123,7 @@ TEST_CASE("barrier: times out at its deadline, custom TTL and bad input", "[barr
         auto [ec1, n1] = co_await b.async_arrive("small", nothrow);
         CHECK_FALSE(ec1);
         CHECK(n1 == 1);
-        const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:barrier:small"));
+        const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:barrier:{small}"));
         CHECK(pttl > 0);
         CHECK(pttl <= 10000);
 
@@ -187,9 +188,9 @@ TEST_CASE("dependencies: a job waits for its dependencies completed on other con
         CHECK(took >= 350ms);
         CHECK(took < 10s);
 
-        const auto status = co_await command(a.conn, "HGET", "redcoord:job:extract", "status");
+        const auto status = co_await command(a.conn, "HGET", "redcoord:job:{extract}", "status");
         CHECK(status == "succeeded");
-        const auto pttl = std::stoll(co_await command(a.conn, "PTTL", "redcoord:job:extract"));
+        const auto pttl = std::stoll(co_await command(a.conn, "PTTL", "redcoord:job:{extract}"));
         CHECK(pttl > 0);
         CHECK(pttl <= 24LL * 3600 * 1000);
 
@@ -286,7 +287,7 @@ TEST_CASE("barrier: separate processes arrive and are all released", "[barrier][
                 REQUIRE(arrived);
                 CHECK(*arrived == "arrived " + std::to_string(i + 1));
             }
-            const auto count = co_await command(c.conn, "GET", "redcoord:barrier:batch-p");
+            const auto count = co_await command(c.conn, "GET", "redcoord:barrier:{batch-p}");
             CHECK(count == std::to_string(processes - 1));
             for (auto& p : procs) {
                 auto early = co_await p->next_line(0ms);  // nobody is released before the last
@@ -338,7 +339,7 @@ TEST_CASE("dependencies: jobs in separate processes wait for their dependencies"
             }
             for (const char* job : {"load", "transform", "audit"}) {
                 const auto done =
-                    co_await command(c.conn, "EXISTS", std::string("redcoord:job:") + job);
+                    co_await command(c.conn, "EXISTS", std::string("redcoord:job:{") + job + "}");
                 INFO(job);
                 CHECK(done == "0");  // nothing runs before its dependencies
             }
@@ -362,7 +363,7 @@ TEST_CASE("dependencies: jobs in separate processes wait for their dependencies"
             // The records: statuses, and each job completed no earlier than what it waited for.
             std::map<std::string, long long> completed;
             for (const char* job : {"extract", "transform", "load", "broken", "audit"}) {
-                const std::string key = std::string("redcoord:job:") + job;
+                const std::string key = std::string("redcoord:job:{") + job + "}";
                 const auto status = co_await command(c.conn, "HGET", key, "status");
                 const auto at = co_await command(c.conn, "HGET", key, "completed_ms");
                 INFO(job);
@@ -373,7 +374,7 @@ TEST_CASE("dependencies: jobs in separate processes wait for their dependencies"
             }
             CHECK(completed["extract"] <= completed["transform"]);
             CHECK(completed["transform"] <= completed["load"]);
-            const auto reason = co_await command(c.conn, "HGET", "redcoord:job:audit", "reason");
+            const auto reason = co_await command(c.conn, "HGET", "redcoord:job:{audit}", "reason");
             CHECK(reason == "dependency failed");
         },
         120s);

@@ -79,16 +79,16 @@ TEST_CASE("cache: typed round trip under the documented key, with and without TT
         REQUIRE(got);
         CHECK(*got == alice);
 
-        auto text = co_await command(conn, "GET", "redcoord:cache:user:1");
+        auto text = co_await command(conn, "GET", "redcoord:cache:{user:1}");
         CHECK(json::parse(text) == json::value_from(alice));
-        const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:cache:user:1"));
+        const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:cache:{user:1}"));
         CHECK(pttl > 0);
         CHECK(pttl <= 60000);
 
         // Without a TTL the entry does not expire.
         auto [ec3] = co_await c.async_set("counter", 42, std::nullopt, nothrow);
         REQUIRE_FALSE(ec3);
-        const auto persistent = co_await command(conn, "PTTL", "redcoord:cache:counter");
+        const auto persistent = co_await command(conn, "PTTL", "redcoord:cache:{counter}");
         CHECK(persistent == "-1");
         auto [ec4, n] = co_await c.async_get<int>("counter", nothrow);
         REQUIRE_FALSE(ec4);
@@ -106,7 +106,7 @@ TEST_CASE("cache: typed round trip under the documented key, with and without TT
         auto [ec7, again] = co_await c.async_del("user:1", nothrow);
         REQUIRE_FALSE(ec7);
         CHECK_FALSE(again);
-        const auto exists = co_await command(conn, "EXISTS", "redcoord:cache:user:1");
+        const auto exists = co_await command(conn, "EXISTS", "redcoord:cache:{user:1}");
         CHECK(exists == "0");
     });
 }
@@ -115,7 +115,7 @@ TEST_CASE("cache: a value that is not JSON or not a T is decode_failed", "[cache
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
         cache c(s);
-        co_await command(conn, "SET", "redcoord:cache:raw", "not json {");
+        co_await command(conn, "SET", "redcoord:cache:{raw}", "not json {");
         diagnostics diag;
         auto [ec, v] = co_await c.async_get<int>("raw", diag, nothrow);
         CHECK(ec == redcoord::error::decode_failed);
@@ -141,9 +141,9 @@ TEST_CASE("cache: clear deletes this prefix's cache entries and nothing else", "
         }
         // What must survive: another prefix's cache (one the unescaped glob would match), a
         // non-cache key of this prefix, and a key that only looks similar.
-        co_await command(conn, "SET", "app1:cache:item:1", "1");
-        co_await command(conn, "SET", "other:cache:item:1", "1");
-        co_await command(conn, "SET", "app[1]:state:x", "1");
+        co_await command(conn, "SET", "app1:cache:{item:1}", "1");
+        co_await command(conn, "SET", "other:cache:{item:1}", "1");
+        co_await command(conn, "SET", "app[1]:state:{x}", "1");
         co_await command(conn, "SET", "app[1]:cachex", "1");
 
         diagnostics diag;
@@ -155,8 +155,8 @@ TEST_CASE("cache: clear deletes this prefix's cache entries and nothing else", "
         CHECK(left.empty());
         const auto dbsize = co_await command(conn, "DBSIZE");
         CHECK(dbsize == "4");
-        const std::vector<std::string> survivors{"app1:cache:item:1", "other:cache:item:1",
-                                                 "app[1]:state:x", "app[1]:cachex"};
+        const std::vector<std::string> survivors{"app1:cache:{item:1}", "other:cache:{item:1}",
+                                                 "app[1]:state:{x}", "app[1]:cachex"};
         for (const auto& k : survivors) {
             const auto e = co_await command(conn, "EXISTS", k);
             CHECK(e == "1");
@@ -177,7 +177,7 @@ TEST_CASE("cache: keys applies the pattern after the prefix and returns the call
             auto [ec] = co_await c.async_set(k, k, std::nullopt, nothrow);
             REQUIRE_FALSE(ec);
         }
-        co_await command(conn, "SET", "redcoord:state:user:3", "1");
+        co_await command(conn, "SET", "redcoord:state:{user:3}", "1");
         co_await command(conn, "SET", "user:4", "1");
 
         auto [ec, users] = co_await c.async_keys("user:*", nothrow);
@@ -215,11 +215,11 @@ TEST_CASE("cache: get_or_set stores the factory's value once and then reads it",
         REQUIRE_FALSE(ep2);
         CHECK(p2 == make_profile("bob", 40));
         CHECK(calls == 1);
-        const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:cache:user:bob"));
+        const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:cache:{user:bob}"));
         CHECK(pttl > 0);
         CHECK(pttl <= 30000);
         // The fill lease is gone once the value is stored.
-        const auto lease = co_await command(conn, "EXISTS", "{redcoord:cache:user:bob}:fill");
+        const auto lease = co_await command(conn, "EXISTS", "redcoord:cache:{user:bob}:fill");
         CHECK(lease == "0");
         // Throwing form.
         profile p3 = co_await c.async_get_or_set("user:bob", factory, ttl, asio::use_awaitable);
@@ -301,7 +301,7 @@ TEST_CASE("cache: the array form stores a JSON array of user structs", "[cache]"
         REQUIRE_FALSE(ep);
         REQUIRE(items.size() == 2);
         CHECK(items[1] == make_profile("b", 2));
-        const auto text = co_await command(conn, "GET", "redcoord:cache:popular-items");
+        const auto text = co_await command(conn, "GET", "redcoord:cache:{popular-items}");
         CHECK(json::parse(text).is_array());
         auto [ep2, again] =
             co_await c.async_get_or_set_array<profile>("popular-items", factory, ttl, nothrow);
@@ -363,7 +363,7 @@ TEST_CASE("cache: a waiting get_or_set can be cancelled", "[cache]") {
         // The filler holds its lease before the waiter comes.
         bool has_lease = false;
         for (int i = 0; i < 1000 && !has_lease; ++i) {
-            const auto e = co_await command(conn, "EXISTS", "{redcoord:cache:slow}:fill");
+            const auto e = co_await command(conn, "EXISTS", "redcoord:cache:{slow}:fill");
             has_lease = e == "1";
             if (!has_lease) co_await sleep_for(2ms);
         }
@@ -412,7 +412,7 @@ TEST_CASE("cache: bad input is invalid_argument naming the field", "[cache]") {
         auto [ec3] = co_await c.async_set("k", big, std::nullopt, diag, nothrow);
         CHECK(ec3 == redcoord::error::invalid_argument);
         CHECK(diag.message().find("max_value_bytes") != std::string::npos);
-        const auto exists = co_await command(conn, "EXISTS", "redcoord:cache:k");
+        const auto exists = co_await command(conn, "EXISTS", "redcoord:cache:{k}");
         CHECK(exists == "0");
 
         auto [ec4, v] = co_await c.async_get<int>("", diag, nothrow);
@@ -436,7 +436,7 @@ TEST_CASE("cache: bad input is invalid_argument naming the field", "[cache]") {
         CHECK(code_of(ep3) == redcoord::error::invalid_argument);
         CHECK(message_of(ep3).find("max_value_bytes") != std::string::npos);
         CHECK(calls == 1);
-        const auto lease = co_await command(conn, "EXISTS", "{redcoord:cache:k}:fill");
+        const auto lease = co_await command(conn, "EXISTS", "redcoord:cache:{k}:fill");
         CHECK(lease == "0");
 
         CHECK_THROWS_AS(cache(s, {.max_value_bytes = 0}), redcoord::error_with_diagnostics);

@@ -97,16 +97,17 @@ TEST_CASE("checkpoint: save and load the latest, typed, under the documented key
         CHECK(latest->data == cp2.data);
         CHECK(latest->saved_at >= std::chrono::time_point_cast<std::chrono::milliseconds>(before));
 
-        const auto text = co_await command(conn, "GET", "redcoord:checkpoint:import-42:2");
+        const auto text = co_await command(conn, "GET", "redcoord:checkpoint:{import-42}:2");
         const auto stored = json::parse(text).as_object();
         CHECK(stored.at("task_id") == "import-42");
         CHECK(stored.at("sequence") == 2);
         CHECK(stored.at("data") == json::value_from(cp2.data));
         const auto pttl = std::stoll(co_await command(conn, "PTTL",
-                                                      "redcoord:checkpoint:import-42:1"));
+                                                      "redcoord:checkpoint:{import-42}:1"));
         CHECK(pttl > 0);
         CHECK(pttl <= 7LL * 24 * 3600 * 1000);
-        const auto index = co_await command(conn, "ZCARD", "{redcoord:checkpoint:import-42}:index");
+        const auto index =
+            co_await command(conn, "ZCARD", "redcoord:checkpoint:{import-42}:index");
         CHECK(index == "2");
 
         // An older sequence saved later does not become the latest.
@@ -134,18 +135,19 @@ TEST_CASE("checkpoint: only the latest `retention` checkpoints are kept", "[chec
         }
         for (int seq = 1; seq <= 8; ++seq) {
             const auto e = co_await command(conn, "EXISTS",
-                                            "redcoord:checkpoint:batch:" + std::to_string(seq));
+                                            "redcoord:checkpoint:{batch}:" + std::to_string(seq));
             INFO("sequence " << seq);
             CHECK(e == (seq > 5 ? "1" : "0"));
         }
-        const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:checkpoint:batch:8"));
+        const auto pttl =
+            std::stoll(co_await command(conn, "PTTL", "redcoord:checkpoint:{batch}:8"));
         CHECK(pttl > 0);
         CHECK(pttl <= 3600 * 1000);
-        const auto index = co_await command(conn, "ZCARD", "{redcoord:checkpoint:batch}:index");
+        const auto index = co_await command(conn, "ZCARD", "redcoord:checkpoint:{batch}:index");
         CHECK(index == "3");
 
         // The latest gone by hand: the one before it is the latest still stored.
-        co_await command(conn, "DEL", "redcoord:checkpoint:batch:8");
+        co_await command(conn, "DEL", "redcoord:checkpoint:{batch}:8");
         auto [ec, latest] = co_await store.async_load_latest<import_state>("batch", nothrow);
         REQUIRE_FALSE(ec);
         REQUIRE(latest);
@@ -204,7 +206,7 @@ TEST_CASE("checkpoint: data that does not convert is decode_failed", "[checkpoin
         auto [ec2, bad] = co_await store.async_load_latest<import_state>("numbers", diag, nothrow);
         CHECK(ec2 == redcoord::error::decode_failed);
         CHECK_FALSE(bad);
-        co_await command(conn, "SET", "redcoord:checkpoint:numbers:1", "[1, 2]");
+        co_await command(conn, "SET", "redcoord:checkpoint:{numbers}:1", "[1, 2]");
         auto [ec3, bad2] = co_await store.async_load_latest<int>("numbers", diag, nothrow);
         CHECK(ec3 == redcoord::error::decode_failed);
         CHECK(diag.message().find("not a checkpoint") != std::string::npos);

@@ -112,7 +112,8 @@ TEST_CASE("circuit: failures on one connection open the circuit for the other", 
         CHECK(st.state == circuit_state::open);
         CHECK(st.failures == 5);
         CHECK(st.retry_after.count() > 0);
-        const auto stored = co_await command(a.conn, "HGET", "redcoord:circuit:payments", "state");
+        const auto stored =
+            co_await command(a.conn, "HGET", "redcoord:circuit:{payments}", "state");
         CHECK(stored == "open");
 
         // Node A, which saw 4 of the failures, now fails fast without calling.

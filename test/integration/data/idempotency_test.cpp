@@ -92,14 +92,15 @@ TEST_CASE("idempotency: 50 concurrent callers run the operation once and share i
         CHECK(ok == callers);
 
         // Stored under the documented key with its TTL; the in-flight marker is gone.
-        const auto text = co_await command(conn, "GET", "redcoord:idempotency:charge:order-7");
+        const auto text =
+            co_await command(conn, "GET", "redcoord:idempotency:{charge:order-7}");
         CHECK(json::parse(text) == json::value_from(make_payment("pay-1", 1999)));
         const auto pttl =
-            std::stoll(co_await command(conn, "PTTL", "redcoord:idempotency:charge:order-7"));
+            std::stoll(co_await command(conn, "PTTL", "redcoord:idempotency:{charge:order-7}"));
         CHECK(pttl > 0);
         CHECK(pttl <= 3600 * 1000);
         const auto marker =
-            co_await command(conn, "EXISTS", "{redcoord:idempotency:charge:order-7}:running");
+            co_await command(conn, "EXISTS", "redcoord:idempotency:{charge:order-7}:running");
         CHECK(marker == "0");
 
         // A later caller gets the stored result without running its operation.
@@ -155,10 +156,11 @@ TEST_CASE("idempotency: a failed operation is retried by a waiter or a later cal
         };
         auto [ep, v] = co_await idem.async_once("refund:1", failing, std::nullopt, nothrow);
         CHECK(message_of(ep) == "gateway timeout");
-        const auto stored = co_await command(conn, "EXISTS", "redcoord:idempotency:refund:1");
+        const auto stored =
+            co_await command(conn, "EXISTS", "redcoord:idempotency:{refund:1}");
         CHECK(stored == "0");
         const auto marker =
-            co_await command(conn, "EXISTS", "{redcoord:idempotency:refund:1}:running");
+            co_await command(conn, "EXISTS", "redcoord:idempotency:{refund:1}:running");
         CHECK(marker == "0");
         auto working = [&]() -> asio::awaitable<std::string> {
             ++runs;
@@ -209,13 +211,14 @@ TEST_CASE("idempotency: void operations, and results that expire", "[idempotency
         auto [ep2] = co_await idem.async_once("welcome-mail:u1", send_mail, ttl, nothrow);
         REQUIRE_FALSE(ep2);
         CHECK(sent == 1);
-        const auto text = co_await command(conn, "GET", "redcoord:idempotency:welcome-mail:u1");
+        const auto text =
+            co_await command(conn, "GET", "redcoord:idempotency:{welcome-mail:u1}");
         CHECK(text == "null");
         // Once the result has expired, the operation runs again.
         bool expired = false;
         for (int i = 0; i < 2000 && !expired; ++i) {
             const auto e =
-                co_await command(conn, "EXISTS", "redcoord:idempotency:welcome-mail:u1");
+                co_await command(conn, "EXISTS", "redcoord:idempotency:{welcome-mail:u1}");
             expired = e == "0";
             if (!expired) co_await sleep_for(5ms);
         }
@@ -229,7 +232,7 @@ TEST_CASE("idempotency: void operations, and results that expire", "[idempotency
 TEST_CASE("idempotency: bad input is invalid_argument naming the field", "[idempotency]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
-        idempotency idem(s, {.max_result_bytes = 16});
+        idempotency idem(s, {.max_value_bytes = 16});
         int runs = 0;
         auto op = [&]() -> asio::awaitable<std::string> {
             ++runs;
@@ -246,7 +249,7 @@ TEST_CASE("idempotency: bad input is invalid_argument naming the field", "[idemp
         // A result over the limit is not stored; the next caller runs the operation again.
         auto [ep3, v3] = co_await idem.async_once("k", op, std::nullopt, nothrow);
         CHECK(code_of(ep3) == redcoord::error::invalid_argument);
-        CHECK(message_of(ep3).find("max_result_bytes") != std::string::npos);
+        CHECK(message_of(ep3).find("max_value_bytes") != std::string::npos);
         CHECK(runs == 1);
         const auto dbsize = co_await command(conn, "DBSIZE");
         CHECK(dbsize == "0");  // neither a result nor an in-flight marker
@@ -257,7 +260,7 @@ TEST_CASE("idempotency: bad input is invalid_argument naming the field", "[idemp
         CHECK_THROWS_AS(idempotency(s, {.default_ttl = 0ms}), redcoord::error_with_diagnostics);
         CHECK_THROWS_AS(idempotency(s, {.in_flight_ttl = -5ms}),
                         redcoord::error_with_diagnostics);
-        CHECK_THROWS_AS(idempotency(s, {.max_result_bytes = 0}),
+        CHECK_THROWS_AS(idempotency(s, {.max_value_bytes = 0}),
                         redcoord::error_with_diagnostics);
     });
 }

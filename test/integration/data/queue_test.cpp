@@ -97,10 +97,10 @@ TEST_CASE("queue: round trip, processing list and ack", "[queue]") {
         REQUIRE(it.has_value());
         CHECK(it->payload == "first");
         CHECK(it->id == id1);
-        const auto pending = co_await command(conn, "LLEN", "redcoord:queue:jobs");
+        const auto pending = co_await command(conn, "LLEN", "redcoord:queue:{jobs}");
         CHECK(pending == "1");
         const auto held =
-            co_await command(conn, "LLEN", "{redcoord:queue:jobs}:processing:node-1");
+            co_await command(conn, "LLEN", "redcoord:queue:{jobs}:processing:node-1");
         CHECK(held == "1");
 
         auto [ec4, acked] = co_await q.async_ack("jobs", "", it->raw, nothrow);
@@ -109,7 +109,7 @@ TEST_CASE("queue: round trip, processing list and ack", "[queue]") {
         auto [ec5, again] = co_await q.async_ack("jobs", "", it->raw, nothrow);
         CHECK_FALSE(again);
         const auto held2 =
-            co_await command(conn, "LLEN", "{redcoord:queue:jobs}:processing:node-1");
+            co_await command(conn, "LLEN", "redcoord:queue:{jobs}:processing:node-1");
         CHECK(held2 == "0");
 
         auto [ec6, it2] = co_await q.async_dequeue("jobs", "", 0ms, nothrow);
@@ -130,7 +130,7 @@ TEST_CASE("queue: bad input is invalid_argument, with diagnostics naming it", "[
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-1"});
         redcoord::queue_options small;
-        small.max_payload_bytes = 4;
+        small.max_value_bytes = 4;
         reliable_queue q(s, small);
         redcoord::diagnostics diag;
         auto [ec1, id1] = co_await q.async_enqueue("", "x", diag, nothrow);
@@ -141,11 +141,11 @@ TEST_CASE("queue: bad input is invalid_argument, with diagnostics naming it", "[
         auto [ec2, id2] = co_await q.async_enqueue("jobs", too_long, diag, nothrow);
         CHECK(ec2 == redcoord::error::invalid_argument);
         check_names(diag.message(),
-                    {"queue 'jobs'", "payload of 8 bytes", "max_payload_bytes (4)"});
+                    {"queue 'jobs'", "payload of 8 bytes", "max_value_bytes (4)"});
         const job typed = redcoord::test::make_sample_record("resize", 3, {"images"});
         auto [ec3, id3] = co_await q.async_enqueue_to("jobs", "w1", typed, diag, nothrow);
         CHECK(ec3 == redcoord::error::invalid_argument);
-        check_names(diag.message(), {"queue 'jobs'", "max_payload_bytes (4)"});
+        check_names(diag.message(), {"queue 'jobs'", "max_value_bytes (4)"});
         auto [ec4, id4] = co_await q.async_enqueue_to("jobs", "", "x", diag, nothrow);
         CHECK(ec4 == redcoord::error::invalid_argument);
         check_names(diag.message(), {"worker"});
@@ -168,7 +168,7 @@ TEST_CASE("queue: bad input is invalid_argument, with diagnostics naming it", "[
         check_names(diag.message(), {"queue name"});
 
         // Nothing was pushed; a success clears what the last error left.
-        const auto pending = co_await command(conn, "LLEN", "redcoord:queue:jobs");
+        const auto pending = co_await command(conn, "LLEN", "redcoord:queue:{jobs}");
         CHECK(pending == "0");
         auto [ec10, id10] = co_await q.async_enqueue("jobs", "ok", diag, nothrow);
         require_ok(ec10, diag);
@@ -215,7 +215,7 @@ TEST_CASE("queue: a dead consumer's items are redelivered", "[queue]") {
             REQUIRE_FALSE(ec);
         }
         // Two consumers: "alive" has a heartbeat, "dead" has none.
-        co_await command(conn, "SET", "redcoord:hb:alive", "1", "PX", "60000");
+        co_await command(conn, "SET", "redcoord:hb:{alive}", "1", "PX", "60000");
         auto [e1, x] = co_await q.async_dequeue("work", "dead", 0ms, nothrow);
         auto [e2, y] = co_await q.async_dequeue("work", "dead", 0ms, nothrow);
         auto [e3, z] = co_await q.async_dequeue("work", "alive", 0ms, nothrow);
@@ -229,10 +229,10 @@ TEST_CASE("queue: a dead consumer's items are redelivered", "[queue]") {
         REQUIRE_FALSE(ec);
         CHECK(moved == 2);
         const auto dead_left =
-            co_await command(conn, "LLEN", "{redcoord:queue:work}:processing:dead");
+            co_await command(conn, "LLEN", "redcoord:queue:{work}:processing:dead");
         CHECK(dead_left == "0");
         const auto alive_left =
-            co_await command(conn, "LLEN", "{redcoord:queue:work}:processing:alive");
+            co_await command(conn, "LLEN", "redcoord:queue:{work}:processing:alive");
         CHECK(alive_left == "1");
 
         // Oldest first, to the next consumer.
@@ -274,7 +274,7 @@ TEST_CASE("queue: an idle worker steals from the longest queue", "[queue]") {
         REQUIRE(stolen.has_value());
         CHECK(stolen->worker == "w2");
         CHECK(stolen->payload == "w2-4");  // the newest: the owner keeps the oldest
-        const auto left = co_await command(conn, "LLEN", "{redcoord:queue:pool}:worker:w2");
+        const auto left = co_await command(conn, "LLEN", "redcoord:queue:{pool}:worker:w2");
         CHECK(left == "4");
 
         // w2 steals from w1, the only other one with work; nothing left to steal: nullopt.
@@ -308,7 +308,7 @@ TEST_CASE("queue: typed payloads round trip as JSON and text stays text", "[queu
         REQUIRE_FALSE(ec5);
 
         // Stored: the id, ':', then the value's JSON.
-        const auto oldest = co_await command(conn, "LINDEX", "redcoord:queue:typed", "-1");
+        const auto oldest = co_await command(conn, "LINDEX", "redcoord:queue:{typed}", "-1");
         CHECK(oldest == id1 + ":" + json::serialize(json::value_from(sent)));
 
         auto [e1, it1] = co_await q.async_dequeue("typed", "", 0ms, nothrow);
@@ -425,7 +425,7 @@ TEST_CASE("queue: a consumer process killed mid-item has the item redelivered an
             const auto holding = co_await require_line(victim, "holding ", 20s);
             CHECK(holding == "holding " + ids[0] + " a");
             const auto held = co_await command(c.conn, "LINDEX",
-                                               "{redcoord:queue:jobs}:processing:victim", "0");
+                                               "redcoord:queue:{jobs}:processing:victim", "0");
             CHECK(held == ids[0] + ":a");
 
             // The other items are taken and acknowledged meanwhile.
@@ -483,16 +483,16 @@ TEST_CASE("queue: a consumer process killed mid-item has the item redelivered an
             auto [lec, late] = co_await q.async_ack("jobs", "victim", victim_raw, nothrow);
             CHECK_FALSE(lec);
             CHECK_FALSE(late);
-            const auto pending = co_await command(c.conn, "LLEN", "redcoord:queue:jobs");
+            const auto pending = co_await command(c.conn, "LLEN", "redcoord:queue:{jobs}");
             CHECK(pending == "0");
             for (const char* who : {"victim", "rescuer", "supervisor"}) {
                 const auto left = co_await command(
-                    c.conn, "LLEN", std::string("{redcoord:queue:jobs}:processing:") + who);
+                    c.conn, "LLEN", std::string("redcoord:queue:{jobs}:processing:") + who);
                 INFO(who);
                 CHECK(left == "0");
             }
             const auto still_known = co_await command(c.conn, "SISMEMBER",
-                                                      "{redcoord:queue:jobs}:consumers", "victim");
+                                                      "redcoord:queue:{jobs}:consumers", "victim");
             CHECK(still_known == "0");
             auto [rec2, again] = co_await q.async_redeliver("jobs", nothrow);
             CHECK_FALSE(rec2);
@@ -623,12 +623,12 @@ TEST_CASE("queue: 100,000 items through 4 consumers, each acked exactly once", "
 
             // Nothing left in the queue or in any processing list.
             const auto pending =
-                co_await command(producer_conn.conn, "LLEN", "redcoord:queue:bulk");
+                co_await command(producer_conn.conn, "LLEN", "redcoord:queue:{bulk}");
             CHECK(pending == "0");
             for (int c = 0; c < consumers; ++c) {
                 const auto held = co_await command(
                     producer_conn.conn, "LLEN",
-                    "{redcoord:queue:bulk}:processing:consumer-" + std::to_string(c));
+                    "redcoord:queue:{bulk}:processing:consumer-" + std::to_string(c));
                 INFO("consumer-" << c);
                 CHECK(held == "0");
             }
@@ -702,7 +702,7 @@ TEST_CASE("queue: work stealing spreads a load enqueued to one worker over all",
         CHECK(total == items);
         CHECK(std::count(seen.begin(), seen.end(), 1) == items);
         const auto left =
-            co_await command(group.conns[0]->conn, "LLEN", "{redcoord:queue:pool}:worker:w0");
+            co_await command(group.conns[0]->conn, "LLEN", "redcoord:queue:{pool}:worker:w0");
         CHECK(left == "0");
     });
 }
@@ -723,7 +723,7 @@ TEST_CASE("queue: steal always takes the newest item of the longest other queue"
             }
             if (w != "w3") stealable += n;
         }
-        auto key = [](const std::string& w) { return "{redcoord:queue:ladder}:worker:" + w; };
+        auto key = [](const std::string& w) { return "redcoord:queue:{ladder}:worker:" + w; };
         int steals = 0;
         for (int round = 0; round <= stealable; ++round) {
             // The expected victim: the longest other queue, ties to the smallest name.

@@ -141,12 +141,14 @@ TEST_CASE("results: a typed value and its status round trip", "[results]") {
         // documented.
         auto [ec7] = co_await rs.async_set_status("job-1", result_status::revoked, nothrow);
         CHECK_FALSE(ec7);
-        const auto status_field = co_await command(conn, "HGET", "redcoord:result:job-1", "status");
+        const auto status_field =
+            co_await command(conn, "HGET", "redcoord:result:{job-1}", "status");
         CHECK(status_field == "revoked");
-        const auto meta_field = co_await command(conn, "HGET", "redcoord:result:job-1", "metadata");
+        const auto meta_field =
+            co_await command(conn, "HGET", "redcoord:result:{job-1}", "metadata");
         CHECK(json::parse(meta_field) == done_meta);
         const auto created_field =
-            co_await command(conn, "HGET", "redcoord:result:job-1", "created_ms");
+            co_await command(conn, "HGET", "redcoord:result:{job-1}", "created_ms");
         CHECK(to_i(created_field) > 0);
 
         // Another type: a plain string, and a value that does not convert.
@@ -175,8 +177,8 @@ TEST_CASE("results: TTLs are 21 days, 7 days and 7200 s by default, or as config
         result_store rs(s);
         auto [ec0] = co_await rs.async_store_result("t-1", result_status::succeeded, 7, nothrow);
         REQUIRE_FALSE(ec0);
-        const auto hash_ttl = to_i(co_await command(conn, "PTTL", "redcoord:result:t-1"));
-        const auto value_ttl = to_i(co_await command(conn, "PTTL", "redcoord:result:t-1:value"));
+        const auto hash_ttl = to_i(co_await command(conn, "PTTL", "redcoord:result:{t-1}"));
+        const auto value_ttl = to_i(co_await command(conn, "PTTL", "redcoord:result:{t-1}:value"));
         CHECK(hash_ttl > 21LL * 24 * 3600 * 1000 - 60000);
         CHECK(hash_ttl <= 21LL * 24 * 3600 * 1000);
         CHECK(value_ttl > 7LL * 24 * 3600 * 1000 - 60000);
@@ -184,10 +186,11 @@ TEST_CASE("results: TTLs are 21 days, 7 days and 7200 s by default, or as config
 
         auto [ec] = co_await rs.async_set_state("t-1:progress", 50, std::nullopt, nothrow);
         REQUIRE_FALSE(ec);
-        const auto state_ttl = to_i(co_await command(conn, "PTTL", "redcoord:state:t-1:progress"));
+        const auto state_ttl =
+            to_i(co_await command(conn, "PTTL", "redcoord:state:{t-1:progress}"));
         CHECK(state_ttl > 7200 * 1000 - 60000);
         CHECK(state_ttl <= 7200 * 1000);
-        const auto progress_text = co_await command(conn, "GET", "redcoord:state:t-1:progress");
+        const auto progress_text = co_await command(conn, "GET", "redcoord:state:{t-1:progress}");
         CHECK(progress_text == "50");
         auto [ec2, progress] = co_await rs.async_get_state<int>("t-1:progress", nothrow);
         CHECK_FALSE(ec2);
@@ -195,7 +198,7 @@ TEST_CASE("results: TTLs are 21 days, 7 days and 7200 s by default, or as config
         const std::optional<std::chrono::milliseconds> short_ttl = 5s;
         auto [ec3] = co_await rs.async_set_state("t-1:short", 1, short_ttl, nothrow);
         CHECK_FALSE(ec3);
-        const auto short_pttl = to_i(co_await command(conn, "PTTL", "redcoord:state:t-1:short"));
+        const auto short_pttl = to_i(co_await command(conn, "PTTL", "redcoord:state:{t-1:short}"));
         CHECK(short_pttl <= 5000);
 
         result_options custom;
@@ -205,23 +208,23 @@ TEST_CASE("results: TTLs are 21 days, 7 days and 7200 s by default, or as config
         result_store rc(s, custom);
         auto [sec2] = co_await rc.async_store_result("t-2", result_status::succeeded, 7, nothrow);
         REQUIRE_FALSE(sec2);
-        const auto h2 = to_i(co_await command(conn, "PTTL", "redcoord:result:t-2"));
-        const auto v2 = to_i(co_await command(conn, "PTTL", "redcoord:result:t-2:value"));
+        const auto h2 = to_i(co_await command(conn, "PTTL", "redcoord:result:{t-2}"));
+        const auto v2 = to_i(co_await command(conn, "PTTL", "redcoord:result:{t-2}:value"));
         CHECK(h2 > 3600 * 1000 - 60000);
         CHECK(h2 <= 3600 * 1000);
         CHECK(v2 > 600 * 1000 - 60000);
         CHECK(v2 <= 600 * 1000);
         auto [ec4] = co_await rc.async_set_state("t-2:s", 1, std::nullopt, nothrow);
         CHECK_FALSE(ec4);
-        const auto s2 = to_i(co_await command(conn, "PTTL", "redcoord:state:t-2:s"));
+        const auto s2 = to_i(co_await command(conn, "PTTL", "redcoord:state:{t-2:s}"));
         CHECK(s2 > 0);
         CHECK(s2 <= 30 * 1000);
 
         // A status write renews the hash's TTL but leaves the value's alone.
         auto [sec3] = co_await rc.async_set_status("t-2", result_status::revoked, nothrow);
         CHECK_FALSE(sec3);
-        const auto h3 = to_i(co_await command(conn, "PTTL", "redcoord:result:t-2"));
-        const auto v3 = to_i(co_await command(conn, "PTTL", "redcoord:result:t-2:value"));
+        const auto h3 = to_i(co_await command(conn, "PTTL", "redcoord:result:{t-2}"));
+        const auto v3 = to_i(co_await command(conn, "PTTL", "redcoord:result:{t-2}:value"));
         CHECK(h3 > 3600 * 1000 - 60000);
         CHECK(v3 <= 600 * 1000);
     });
@@ -234,7 +237,7 @@ TEST_CASE("results: the stored value is a gzip stream zlib reads", "[results]") 
         const report r = make_report("big", 5000);
         auto [ec] = co_await rs.async_store_result("z-1", result_status::succeeded, r, nothrow);
         REQUIRE_FALSE(ec);
-        const std::string raw = co_await command(conn, "GET", "redcoord:result:z-1:value");
+        const std::string raw = co_await command(conn, "GET", "redcoord:result:{z-1}:value");
         REQUIRE(raw.size() > 2);
         CHECK(static_cast<unsigned char>(raw[0]) == 0x1f);
         CHECK(static_cast<unsigned char>(raw[1]) == 0x8b);
@@ -244,7 +247,7 @@ TEST_CASE("results: the stored value is a gzip stream zlib reads", "[results]") 
         REQUIRE(inflated.has_value());
         CHECK(json::parse(*inflated) == json::value_from(r));
         const auto value_bytes =
-            to_i(co_await command(conn, "HGET", "redcoord:result:z-1", "value_bytes"));
+            to_i(co_await command(conn, "HGET", "redcoord:result:{z-1}", "value_bytes"));
         CHECK(value_bytes == static_cast<std::int64_t>(raw.size()));
     });
 }
@@ -256,10 +259,10 @@ TEST_CASE("results: a corrupt or truncated value is corrupt_data", "[results]") 
         auto [ec] = co_await rs.async_store_result("c-1", result_status::succeeded,
                                                     make_report("x", 300), nothrow);
         REQUIRE_FALSE(ec);
-        const std::string raw = co_await command(conn, "GET", "redcoord:result:c-1:value");
+        const std::string raw = co_await command(conn, "GET", "redcoord:result:{c-1}:value");
 
         // Truncated: the first half of the stream.
-        co_await command(conn, "SET", "redcoord:result:c-1:value", raw.substr(0, raw.size() / 2));
+        co_await command(conn, "SET", "redcoord:result:{c-1}:value", raw.substr(0, raw.size() / 2));
         redcoord::diagnostics diag;
         auto [ec1, v1] = co_await rs.async_get_value<report>("c-1", diag, nothrow);
         CHECK(ec1 == redcoord::error::corrupt_data);
@@ -267,22 +270,22 @@ TEST_CASE("results: a corrupt or truncated value is corrupt_data", "[results]") 
         CHECK_FALSE(v1.has_value());
 
         // Without its trailer (the CRC and length).
-        co_await command(conn, "SET", "redcoord:result:c-1:value", raw.substr(0, raw.size() - 4));
+        co_await command(conn, "SET", "redcoord:result:{c-1}:value", raw.substr(0, raw.size() - 4));
         auto [ec2, v2] = co_await rs.async_get_value<report>("c-1", nothrow);
         CHECK(ec2 == redcoord::error::corrupt_data);
 
         // Garbage, and a gzip header followed by garbage.
-        co_await command(conn, "SET", "redcoord:result:c-1:value", "not compressed at all");
+        co_await command(conn, "SET", "redcoord:result:{c-1}:value", "not compressed at all");
         auto [ec3, v3] = co_await rs.async_get_value<report>("c-1", nothrow);
         CHECK(ec3 == redcoord::error::corrupt_data);
         std::string bad = raw;
         for (std::size_t i = 12; i < bad.size() - 8; ++i) bad[i] = static_cast<char>(bad[i] ^ 0x5a);
-        co_await command(conn, "SET", "redcoord:result:c-1:value", bad);
+        co_await command(conn, "SET", "redcoord:result:{c-1}:value", bad);
         auto [ec4, v4] = co_await rs.async_get_value<report>("c-1", nothrow);
         CHECK(ec4 == redcoord::error::corrupt_data);
 
         // A valid stream whose text is not JSON is decode_failed.
-        co_await command(conn, "SET", "redcoord:result:c-1:value",
+        co_await command(conn, "SET", "redcoord:result:{c-1}:value",
                          redcoord::detail::gzip_compress("{not json"));
         auto [ec5, v5] = co_await rs.async_get_value<report>("c-1", nothrow);
         CHECK(ec5 == redcoord::error::decode_failed);
@@ -291,7 +294,7 @@ TEST_CASE("results: a corrupt or truncated value is corrupt_data", "[results]") 
         result_options small;
         small.max_value_bytes = 100;
         result_store rsmall(s, small);
-        co_await command(conn, "SET", "redcoord:result:c-1:value",
+        co_await command(conn, "SET", "redcoord:result:{c-1}:value",
                          redcoord::detail::gzip_compress(std::string(1000, ' ') + "1"));
         auto [ec6, v6] = co_await rsmall.async_get_value<int>("c-1", nothrow);
         CHECK(ec6 == redcoord::error::corrupt_data);
@@ -424,11 +427,11 @@ TEST_CASE("results: bad input", "[results]") {
                                                          diag, nothrow);
         CHECK(ec7 == redcoord::error::invalid_argument);
         CHECK(diag.message().find("max_value_bytes") != std::string::npos);
-        const auto exists = co_await command(conn, "EXISTS", "redcoord:result:x");
+        const auto exists = co_await command(conn, "EXISTS", "redcoord:result:{x}");
         CHECK(exists == "0");
 
         // An unknown status in the hash is decode_failed.
-        co_await command(conn, "HSET", "redcoord:result:odd", "status", "weird");
+        co_await command(conn, "HSET", "redcoord:result:{odd}", "status", "weird");
         auto [ec8, i8] = co_await rs.async_get_result("odd", nothrow);
         CHECK(ec8 == redcoord::error::decode_failed);
 

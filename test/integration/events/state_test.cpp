@@ -85,9 +85,10 @@ TEST_CASE("state: a user type round-trips as JSON with the default TTL", "[state
         CHECK(got->metrics.at("rate") == 2.5);
 
         // Stored as JSON text under the documented key, with the default TTL (7200 s).
-        auto text = co_await command(conn, "GET", "redcoord:state:progress:job-1");
+        auto text = co_await command(conn, "GET", "redcoord:state:{progress:job-1}");
         CHECK(json::parse(text) == json::value_from(p));
-        const auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:state:progress:job-1"));
+        const auto pttl =
+            std::stoll(co_await command(conn, "PTTL", "redcoord:state:{progress:job-1}"));
         CHECK(pttl > 7190000);
         CHECK(pttl <= 7200000);
 
@@ -95,14 +96,14 @@ TEST_CASE("state: a user type round-trips as JSON with the default TTL", "[state
         co_await must_set(st, "count", 17, 10s);
         auto count = co_await must_get<int>(st, "count");
         CHECK(count == 17);
-        const auto pttl2 = std::stoll(co_await command(conn, "PTTL", "redcoord:state:count"));
+        const auto pttl2 = std::stoll(co_await command(conn, "PTTL", "redcoord:state:{count}"));
         CHECK(pttl2 > 5000);
         CHECK(pttl2 <= 10000);
 
         // The options' default TTL.
         shared_state short_lived(s, {.default_ttl = 60s});
         co_await must_set(short_lived, "brief", std::string("x"));
-        const auto pttl3 = std::stoll(co_await command(conn, "PTTL", "redcoord:state:brief"));
+        const auto pttl3 = std::stoll(co_await command(conn, "PTTL", "redcoord:state:{brief}"));
         CHECK(pttl3 > 55000);
         CHECK(pttl3 <= 60000);
 
@@ -182,7 +183,7 @@ TEST_CASE("state: a stored value that does not decode is decode_failed", "[state
     with_quiet_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
         shared_state st(s);
-        co_await command(conn, "SET", "redcoord:state:raw", "not json");
+        co_await command(conn, "SET", "redcoord:state:{raw}", "not json");
         redcoord::diagnostics diag;
         auto [ec, v] = co_await st.async_get<int>("raw", diag, nothrow);
         CHECK(ec == redcoord::error::decode_failed);
@@ -212,7 +213,7 @@ TEST_CASE("state: bad input is an error naming the field", "[state]") {
         auto [ec3] = co_await st.async_set("k", 1, -5s, diag, nothrow);
         CHECK(ec3 == redcoord::error::invalid_argument);
         CHECK_THAT(diag.message(), Catch::Contains("-5000"));
-        auto exists = co_await command(conn, "EXISTS", "redcoord:state:k");
+        auto exists = co_await command(conn, "EXISTS", "redcoord:state:{k}");
         CHECK(exists == "0");
 
         auto [ec4, v4] = co_await st.async_get<int>("", diag, nothrow);

@@ -101,10 +101,10 @@ TEST_CASE("lock_monitor: active locks carry the fields Redis stores", "[lock_mon
         REQUIRE(listed.count("jobs:nightly") == 1);
 
         for (const auto& [name, l] : listed) {
-            const std::string key = "redcoord:lock:" + name;
+            const std::string key = "redcoord:lock:{" + name + "}";
             const auto stored = co_await command(conn, "GET", key);
             const auto f = redcoord::test::split_lock_value(stored);
-            const auto fence = co_await command(conn, "GET", "{" + key + "}:fence");
+            const auto fence = co_await command(conn, "GET", key + ":fence");
             const auto pttl = std::stoll(co_await command(conn, "PTTL", key));
             INFO(name);
             CHECK(l.owner == f.owner);
@@ -188,7 +188,7 @@ TEST_CASE("lock_monitor: a lock whose node has no heartbeat while another node h
             CHECK(none.empty());
 
             // node-a beats, node-b does not: node-b's lock is stale.
-            co_await command(conn_a, "SET", "redcoord:hb:node-a",
+            co_await command(conn_a, "SET", "redcoord:hb:{node-a}",
                              R"({"node":"node-a","timestamp":0})", "PX", "30000");
             auto stale = co_await must_list_stale(mon, 1h);
             CHECK(names(stale) == std::vector<std::string>{"b-lock"});
@@ -197,14 +197,14 @@ TEST_CASE("lock_monitor: a lock whose node has no heartbeat while another node h
             CHECK(stale[0].owner == b.owner());
 
             // Once node-b beats too, nothing is stale.
-            co_await command(conn_a, "SET", "redcoord:hb:node-b",
+            co_await command(conn_a, "SET", "redcoord:hb:{node-b}",
                              R"({"node":"node-b","timestamp":0})", "PX", "30000");
             auto alive = co_await must_list_stale(mon, 1h);
             CHECK(alive.empty());
 
             // A heartbeat of a node holding no lock is enough to show membership is in use.
-            co_await command(conn_a, "DEL", "redcoord:hb:node-a", "redcoord:hb:node-b");
-            co_await command(conn_a, "SET", "redcoord:hb:node-c", "{}", "PX", "30000");
+            co_await command(conn_a, "DEL", "redcoord:hb:{node-a}", "redcoord:hb:{node-b}");
+            co_await command(conn_a, "SET", "redcoord:hb:{node-c}", "{}", "PX", "30000");
             auto both = co_await must_list_stale(mon, 1h);
             CHECK(names(both) == std::vector<std::string>{"a-lock", "b-lock"});
         }
@@ -224,7 +224,7 @@ TEST_CASE("lock_monitor: force release frees a lock and its holder hears of it",
         auto [ec, released] = co_await mon.async_force_release("orders", nothrow);
         REQUIRE_FALSE(ec);
         CHECK(released);
-        const auto exists = co_await command(conn, "EXISTS", "redcoord:lock:orders");
+        const auto exists = co_await command(conn, "EXISTS", "redcoord:lock:{orders}");
         CHECK(exists == "0");
         auto listed = co_await must_list(mon);
         CHECK(listed.empty());
@@ -255,22 +255,23 @@ TEST_CASE("lock_monitor: keys under the prefix that are not locks are ignored",
         auto l = co_await must_acquire(locks, "real", {.ttl = 30s});
         auto tagged = co_await must_acquire(locks, "{tagged}", {.ttl = 30s});
 
-        co_await command(conn, "SET", "app[1]*:lock:plain-string", "x");
-        co_await command(conn, "HSET", "app[1]*:lock:other-hash", "field", "value");
-        co_await command(conn, "HSET", "app[1]*:lock:no-fence", "owner", "someone");
+        // Keys named as locks' main keys are, that hold no lock.
+        co_await command(conn, "SET", "app[1]*:lock:{plain-string}", "x");
+        co_await command(conn, "HSET", "app[1]*:lock:{other-hash}", "field", "value");
+        co_await command(conn, "HSET", "app[1]*:lock:{no-fence}", "owner", "someone");
         // A string shaped like a lock's value, but with no fencing counter beside it.
-        co_await command(conn, "SET", "app[1]*:lock:lookalike", "1:o 1 1 0 0 n");
-        co_await command(conn, "RPUSH", "app[1]*:lock:a-list", "x");
-        // A read-write lock's writer hash under a tagged name: owner and fence, no count.
-        co_await command(conn, "HSET", "app[1]*:lock:{tagged}:rw:writer", "owner", "o", "fence",
-                         "1", "since", "0", "node", "n");
+        co_await command(conn, "SET", "app[1]*:lock:{lookalike}", "1:o 1 1 0 0 n");
+        co_await command(conn, "RPUSH", "app[1]*:lock:{a-list}", "x");
+        // A read-write lock's writer hash under the name "{tagged}": owner and fence, no count.
+        co_await command(conn, "HSET", "app[1]*:lock:{{tagged}}:rw:writer", "owner", "o",
+                         "fence", "1", "since", "0", "node", "n");
         // Would match the prefix read as a glob pattern, and another deployment's lock.
-        co_await command(conn, "SET", "app1x:lock:globbed", "1:o 1 1 0 0 n");
-        co_await command(conn, "SET", "{app1x:lock:globbed}:fence", "1");
-        co_await command(conn, "SET", "redcoord:lock:elsewhere", "1:o 1 1 0 0 n");
-        co_await command(conn, "SET", "{redcoord:lock:elsewhere}:fence", "1");
-        // The companions of "{tagged}" share its prefix: string and no hash.
-        const auto companion = co_await command(conn, "EXISTS", "app[1]*:lock:{tagged}:fence");
+        co_await command(conn, "SET", "app1x:lock:{globbed}", "1:o 1 1 0 0 n");
+        co_await command(conn, "SET", "app1x:lock:{globbed}:fence", "1");
+        co_await command(conn, "SET", "redcoord:lock:{elsewhere}", "1:o 1 1 0 0 n");
+        co_await command(conn, "SET", "redcoord:lock:{elsewhere}:fence", "1");
+        // The companions of "{tagged}" share its main key's prefix: string and no hash.
+        const auto companion = co_await command(conn, "EXISTS", "app[1]*:lock:{{tagged}}:fence");
         CHECK(companion == "1");
 
         auto listed = co_await must_list(mon);

@@ -71,42 +71,44 @@ TEST_CASE("lock: acquire stores the documented value, and release deletes it", "
         session s(conn, {.node_id = "node-a"});
         lock_provider locks(s);
         auto l = co_await must_acquire(locks, "orders", {.ttl = 10s});
-        CHECK(l.key() == "redcoord:lock:orders");
+        CHECK(l.key() == "redcoord:lock:{orders}");
         CHECK(l.owner().starts_with("node-a:"));
-        CHECK(l.fencing_token() == 1);
-        auto owner = co_await lock_field(conn, "redcoord:lock:orders", "owner");
+        const auto first_fence = l.fencing_token();
+        CHECK(first_fence > 0);
+        auto owner = co_await lock_field(conn, "redcoord:lock:{orders}", "owner");
         CHECK(owner == l.owner());
-        auto node = co_await lock_field(conn, "redcoord:lock:orders", "node");
+        auto node = co_await lock_field(conn, "redcoord:lock:{orders}", "node");
         CHECK(node == "node-a");
         // The session's own id: 16 hex digits, another for another session of the same node.
-        auto id = co_await lock_field(conn, "redcoord:lock:orders", "session");
+        auto id = co_await lock_field(conn, "redcoord:lock:{orders}", "session");
         CHECK(id.size() == 16);
         CHECK(id.find_first_not_of("0123456789abcdef") == std::string::npos);
         {
             session s2(conn, {.node_id = "node-a"});
             lock_provider locks2(s2);
             auto other = co_await must_acquire(locks2, "orders-2", {.ttl = 10s});
-            auto id2 = co_await lock_field(conn, "redcoord:lock:orders-2", "session");
-            auto node2 = co_await lock_field(conn, "redcoord:lock:orders-2", "node");
+            auto id2 = co_await lock_field(conn, "redcoord:lock:{orders-2}", "session");
+            auto node2 = co_await lock_field(conn, "redcoord:lock:{orders-2}", "node");
             CHECK(node2 == "node-a");
             CHECK(id2.size() == 16);
             CHECK(id2 != id);
             co_await must_release(other);
         }
-        auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:lock:orders"));
+        auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:lock:{orders}"));
         CHECK(pttl > 5000);
         CHECK(pttl <= 10000);
-        auto fence = co_await command(conn, "GET", "{redcoord:lock:orders}:fence");
-        CHECK(fence == "1");
+        // The fencing counter holds the token the lease reports.
+        auto fence = co_await command(conn, "GET", "redcoord:lock:{orders}:fence");
+        CHECK(fence == std::to_string(first_fence));
         co_await must_release(l);
         CHECK(l.get_status() == lease::status::released);
-        auto exists = co_await command(conn, "EXISTS", "redcoord:lock:orders");
+        auto exists = co_await command(conn, "EXISTS", "redcoord:lock:{orders}");
         CHECK(exists == "0");
         // Releasing twice is harmless.
         co_await must_release(l);
         // The next holder gets a larger fencing token.
         auto l2 = co_await must_acquire(locks, "orders", {});
-        CHECK(l2.fencing_token() == 2);
+        CHECK(l2.fencing_token() > first_fence);
         co_await must_release(l2);
     });
 }
@@ -129,7 +131,7 @@ TEST_CASE("lock: try_acquire of a held lock gives an empty lease", "[lock]") {
 TEST_CASE("lock: 50 coroutines increment a counter non-atomically under one lock", "[lock]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn);
-        lock_provider locks(s, {.default_lock_timeout = 5s});
+        lock_provider locks(s, {.default_ttl = 5s});
         constexpr int workers = 50, rounds = 20;
         int done = 0;
         std::int64_t last_fence = 0;
@@ -182,11 +184,9 @@ bool mentions(const std::string& text, const std::string& what) {
     return text.find(what) != std::string::npos;
 }
 
-std::string lock_key(const std::string& name) { return "redcoord:lock:" + name; }
-std::string queue_key(const std::string& name) { return "{redcoord:lock:" + name + "}:queue"; }
-std::string channel_of(const std::string& name) {
-    return "{redcoord:lock:" + name + "}:released";
-}
+std::string lock_key(const std::string& name) { return "redcoord:lock:{" + name + "}"; }
+std::string queue_key(const std::string& name) { return lock_key(name) + ":queue"; }
+std::string channel_of(const std::string& name) { return lock_key(name) + ":released"; }
 
 // A command whose reply is an integer.
 template <class... Args>
@@ -337,6 +337,7 @@ TEST_CASE("lock: the lock operations of one turn share one script call and run i
         session s(conn);
         lock_provider locks(s);
         auto held = co_await must_acquire(locks, "order", {});
+        const auto held_fence = held.fencing_token();
         const auto calls_before = co_await evalsha_calls(conn);
         // A try before the release finds the lock held; a try after it takes it.
         auto before = start_try(locks, "order");
@@ -356,10 +357,10 @@ TEST_CASE("lock: the lock operations of one turn share one script call and run i
         CHECK_FALSE(released->ec);
         REQUIRE_FALSE(after->ec);
         CHECK(after->l.is_held());
-        CHECK(after->l.fencing_token() == 2);
+        CHECK(after->l.fencing_token() > held_fence);
 
         // 64 locks in one turn: two calls (a call carries 32 operations at most), and every
-        // lock is granted once with its own first fencing token.
+        // lock is granted once: its fencing counter holds the token its lease reports.
         const auto calls_64 = co_await evalsha_calls(conn);
         std::vector<std::shared_ptr<try_outcome>> many;
         for (int i = 0; i < 64; ++i) many.push_back(start_try(locks, "many:" + std::to_string(i)));
@@ -374,7 +375,9 @@ TEST_CASE("lock: the lock operations of one turn share one script call and run i
             INFO("many:" << i << ": " << many[i]->ec.message() << " " << many[i]->diag.message());
             REQUIRE_FALSE(many[i]->ec);
             CHECK(many[i]->l.is_held());
-            CHECK(many[i]->l.fencing_token() == 1);
+            CHECK(many[i]->l.fencing_token() > 0);
+            const auto fence = co_await command(conn, "GET", many[i]->l.key() + ":fence");
+            CHECK(fence == std::to_string(many[i]->l.fencing_token()));
             const auto owner = co_await lock_field(conn, many[i]->l.key(), "owner");
             CHECK(owner == many[i]->l.owner());
         }
@@ -389,7 +392,7 @@ TEST_CASE("lock: an operation that fails in a shared script call fails alone, wi
         session s(conn);
         lock_provider locks(s);
         // A key of another type where the lock would be.
-        co_await command(conn, "HSET", "redcoord:lock:typed", "field", "value");
+        co_await command(conn, "HSET", "redcoord:lock:{typed}", "field", "value");
         auto first = start_try(locks, "first");
         auto typed = start_try(locks, "typed");
         auto last = start_try(locks, "last");
@@ -403,7 +406,7 @@ TEST_CASE("lock: an operation that fails in a shared script call fails alone, wi
             CHECK(o->l.is_held());
         }
         {
-            const auto awaited = co_await command(conn, "HGET", "redcoord:lock:typed", "field");
+            const auto awaited = co_await command(conn, "HGET", "redcoord:lock:{typed}", "field");
             CHECK(awaited == "value");
         }
         co_await must_release(first->l);
@@ -680,6 +683,65 @@ TEST_CASE("lock: a reentrant acquisition counts holds, and the lock is free afte
         CHECK_FALSE(none);
         INFO(diag.message());
         CHECK(mentions(diag.message(), "owner"));
+    });
+}
+
+// The reference's ProcessOrderAsync -> ProcessPayment: the inner call takes the lock its caller
+// holds again, through the context both were given, without an owner token passed by hand.
+asio::awaitable<std::int64_t> process_payment(redcoord::lock_context locks, std::string order,
+                                              std::int64_t outer_token) {
+    auto l = co_await locks.async_acquire("order:" + order, {}, asio::use_awaitable);
+    CHECK(l.fencing_token() == outer_token);
+    const auto holds = l.owner() == locks.owner();
+    CHECK(holds);
+    co_await l.async_release(asio::use_awaitable);
+    co_return l.fencing_token();
+}
+
+asio::awaitable<void> process_order(redcoord::lock_context locks, std::string order,
+                                    redcoord::connection& conn) {
+    auto l = co_await locks.async_acquire("order:" + order, {}, asio::use_awaitable);
+    const auto inner = co_await process_payment(locks, order, l.fencing_token());
+    CHECK(inner == l.fencing_token());
+    // Still held by the outer hold after the inner release.
+    const auto holds = co_await lock_field(conn, lock_key("order:" + order), "holds");
+    CHECK(holds == "1");
+    co_await l.async_release(asio::use_awaitable);
+}
+
+TEST_CASE("lock: an owner context carries one owner down a call chain, so a callee takes its "
+          "caller's lock again, and two contexts exclude each other",
+          "[lock]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn);
+        lock_provider locks(s);
+        auto ctx = locks.new_context();
+        CHECK_FALSE(ctx.owner().empty());
+        co_await process_order(ctx, "42", conn);
+        const bool exists = co_await key_exists(conn, lock_key("order:42"));
+        CHECK_FALSE(exists);
+
+        // Another context is another owner: it waits for the first.
+        auto held = co_await ctx.async_acquire("order:7", {}, asio::use_awaitable);
+        auto other = locks.new_context();
+        CHECK(other.owner() != ctx.owner());
+        auto [ec, none] = co_await other.async_try_acquire("order:7", {}, nothrow);
+        REQUIRE_FALSE(ec);
+        CHECK_FALSE(none);
+        // The same context again, inside run_exclusive: reentrant.
+        bool ran = false;
+        auto inner = [&]() -> asio::awaitable<void> {
+            auto again = co_await ctx.async_acquire("order:7", {}, asio::use_awaitable);
+            ran = again.is_held();
+            co_await again.async_release(asio::use_awaitable);
+        };
+        co_await ctx.async_run_exclusive("order:7", inner, {}, asio::use_awaitable);
+        CHECK(ran);
+        CHECK(held.is_held());
+        co_await must_release(held);
+
+        // An empty owner is refused when the context is made.
+        CHECK_THROWS_AS(redcoord::lock_context(locks, ""), redcoord::error_with_diagnostics);
     });
 }
 
@@ -1102,10 +1164,10 @@ TEST_CASE("lock: bad input gives clear errors naming the field", "[lock]") {
         const bool created = co_await key_exists(conn, lock_key("bad"));
         CHECK_FALSE(created);
 
-        require_bad_config([&] { lock_provider p(s, {.default_lock_timeout = 0ms}); },
-                           "default_lock_timeout");
-        require_bad_config([&] { lock_provider p(s, {.default_lock_timeout = -1ms}); },
-                           "default_lock_timeout");
+        require_bad_config([&] { lock_provider p(s, {.default_ttl = 0ms}); },
+                           "default_ttl");
+        require_bad_config([&] { lock_provider p(s, {.default_ttl = -1ms}); },
+                           "default_ttl");
         require_bad_config([&] { lock_provider p(s, {.retry_delay = 0ms}); }, "retry_delay");
         require_bad_config([&] { lock_provider p(s, {.retry_delay = -10ms}); }, "retry_delay");
         require_bad_config([&] { lock_provider p(s, {.max_retries = -1}); }, "max_retries");
@@ -1209,7 +1271,7 @@ TEST_CASE("lock: a waiter of another node is told apart from one of the holder's
         lock_provider locks_a(a), locks_b(b);
         auto held = co_await must_acquire(locks_a, "told-apart", {});
         auto waiters = [&]() -> asio::awaitable<std::string> {
-            const auto stored = co_await command(conn, "GET", "redcoord:lock:told-apart");
+            const auto stored = co_await command(conn, "GET", "redcoord:lock:{told-apart}");
             co_return redcoord::test::split_lock_value(stored).waiters;
         };
         // A try that finds the lock held, then the flag it leaves.

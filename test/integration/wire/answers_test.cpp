@@ -66,7 +66,7 @@ TEST_CASE("answers: a lease lost while the session lives says not_held to releas
         lock_provider locks(s);
         auto l = co_await must_acquire(locks, "orders", {.ttl = 10s});
         // Taken away behind the holder's back: the next extend finds it gone.
-        co_await command(conn, "DEL", "redcoord:lock:orders");
+        co_await command(conn, "DEL", "redcoord:lock:{orders}");
         diagnostics diag;
         auto [xec] = co_await l.async_extend(10s, diag, nothrow);
         CHECK(xec == redcoord::error::not_held);
