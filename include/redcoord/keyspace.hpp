@@ -25,9 +25,9 @@ namespace redcoord {
 ///
 /// | kind | main key | companions (main key + suffix) |
 /// | --- | --- | --- |
-/// | lock, read-write lock | `<p>lock:{<name>}` | `:fence`, `:released`, `:queue`, `:queue:deadlines`, `:rw:writer`, `:rw:readers`, `:rw:writers_waiting`, `:rw:fence`, `:rw:released` |
-/// | semaphore | `<p>semaphore:{<name>}` | `:fence`, `:released` |
-/// | leadership | `<p>leader:{<name>}` | `:fence`, `:changed`, `:released` |
+/// | lock, read-write lock | `<p>lock:{<name>}` | `:fence`, `:released`, `:stats`, `:queue`, `:queue:deadlines`, `:rw:writer`, `:rw:readers`, `:rw:writers_waiting`, `:rw:fence`, `:rw:released`, `:rw:holders` |
+/// | semaphore | `<p>semaphore:{<name>}` | `:fence`, `:released`, `:holders` |
+/// | leadership | `<p>leader:{<name>}` | `:fence`, `:changed`, `:released`, `:stats` |
 /// | heartbeat | `<p>hb:{<node>}` | |
 /// | node registry | `<p>nodes:{registry}` | `:dead`, `:events` (channel) |
 /// | circuit breaker | `<p>circuit:{<name>}` | `:failures` |
@@ -38,6 +38,7 @@ namespace redcoord {
 /// | shared state | `<p>state:{<key>}` | `:changed` (channel) |
 /// | queue | `<p>queue:{<name>}` | `:consumers`, `:workers`, `:pushed` (channel), `:processing:<consumer>`, `:worker:<worker>` |
 /// | barrier, job | `<p>barrier:{<name>}`, `<p>job:{<id>}` | `:arrived`, `:done` (channels) |
+/// | lock statistics | `<p>stats:{locks}` (every lock), a lock's or leadership's `:stats` | |
 /// | event channel | `<p>events:<name>` (no braces: it has no companions) | |
 ///
 /// A name whose first byte is `}` cannot form a hash tag; its companions then wrap the whole
@@ -71,6 +72,9 @@ public:
     std::string job(std::string_view id) const { return join("job:", id); }
     /// An event channel, `<prefix>events:<name>`, without braces (it has no companions).
     std::string channel(std::string_view name) const;
+    /// The cluster-wide lock statistics, `<prefix>stats:{locks}` (one lock's are its
+    /// companion `:stats`).
+    std::string lock_statistics() const { return join("stats:", "locks"); }
 
     /// A key (or pub/sub channel) that lives in the same cluster slot as `main_key`:
     /// `main_key:suffix` when main_key has a hash tag (every main key of this class but one

@@ -38,6 +38,7 @@ namespace redcoord {
 /// | `<prefix>lock:{<name>}:rw:writers_waiting` | zset | waiting writers scored by their mark's expiry |
 /// | `<prefix>lock:{<name>}:rw:fence` | string | the fencing counter (expires a day after its last token; docs/locks.md) |
 /// | `<prefix>lock:{<name>}:rw:released` | channel | publishes when the lock may have become free |
+/// | `<prefix>lock:{<name>}:rw:holders` | hash | each reader's "<fence> <since, server ms> <node>", for the monitor |
 /// A reader that died (its lease not renewed) leaves the readers zset when its score passes:
 /// every script removes lapsed readers, so it blocks writers no longer than its TTL. lease::key()
 /// is the writer hash for a write hold and the readers zset for a read hold.

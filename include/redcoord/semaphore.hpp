@@ -49,6 +49,7 @@ struct semaphore_options {
 /// | `<prefix>semaphore:{<name>}` | zset | holder owners scored by their expiry (server ms) |
 /// | `<prefix>semaphore:{<name>}:fence` | string | the fencing counter (expires a day after its last token; docs/locks.md) |
 /// | `<prefix>semaphore:{<name>}:released` | channel | publishes the owner when a permit is given back |
+/// | `<prefix>semaphore:{<name>}:holders` | hash | each holder's "<fence> <since, server ms> <node>", for the monitor |
 /// A holder that died (its lease not renewed) gives its permit back when its score passes:
 /// the scripts remove lapsed holders before counting.
 ///

@@ -87,6 +87,11 @@ struct session_options {
     /// (100 ms), until the lease's deadline.
     std::chrono::milliseconds renew_retry_delay{100};
 
+    /// How often this session adds its lock statistics (acquisitions, waits, timeouts, lost
+    /// leases, renewals) to the cluster-wide ones in Redis, which lock_monitor reads (5 s);
+    /// only when something happened since. Zero: never.
+    std::chrono::milliseconds statistics_interval{std::chrono::seconds(5)};
+
     /// WAIT for replicas after grants and renewals (off). See replica_ack_options.
     replica_ack_options replica_ack{};
 

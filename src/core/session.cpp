@@ -325,6 +325,7 @@ asio::awaitable<void> watchdog::renew(std::shared_ptr<session_impl> owner,
     if (!ec && reply == 1) {
         ++l->renewals;
         ++owner->lock_stats.renewals;
+        owner->shared.renewed(*owner);
         // Only a renewal sent later than the one that set the deadline moves it.
         l->deadline = std::max(l->deadline, owner->lease_deadline(sent, ttl));
         owner->dog.add(l);
@@ -422,6 +423,7 @@ void session_impl::mark_lost(lease_state& l, error_code why) {
     l.status = lease::status::lost;
     l.lost_reason = why;
     ++lock_stats.lost;
+    shared.lost(*this);
     dog.remove(l);
     // Keep the lease alive while its waiters and the work bound to it run their handlers.
     auto waiters = std::move(l.lost_waiters);
@@ -470,6 +472,7 @@ void session_impl::close() {
         mark_lost(*l, error::session_closed);
         send_release(l, nullptr, {});
     }
+    shared.stop(*this);
     closed = true;
     // Sent now: a flush posted for later may never run (the io_context may be stopping), and
     // its queued operations would keep this session alive.
@@ -566,6 +569,7 @@ void check_options(const session_options& o) {
                                  " is not in [0, 0.5)");
     detail::check_duration_option("clock_drift_floor", o.clock_drift_floor, true);
     detail::check_duration_option("renew_retry_delay", o.renew_retry_delay);
+    detail::check_duration_option("statistics_interval", o.statistics_interval, true);
     check_printable("node_id", o.node_id);
     check_printable("prefix", o.prefix);
     detail::check_replica_ack(o.replica_ack);

@@ -6,6 +6,7 @@
 #include "core/eval.hpp"
 #include "core/glob.hpp"
 #include "core/script_batch.hpp"
+#include "core/shared_stats.hpp"
 #include "wire/time_math.hpp"
 
 #include <redcoord/lease.hpp>
@@ -274,13 +275,13 @@ public:
     std::string node_id;
     // This session's own id (random hex, no spaces), stored in every lock value it writes
     // beside the node id: a waiter of another session is "another node" for the local handoff
-    // even when both run with the same node id (the default, the host name, is shared by every
-    // process on a host).
+    // even when both run with the same node id (processes given one node id).
     std::string instance;
     bool closed = false;
     push_hub hub;
     watchdog dog;
     lock_stats_window lock_stats;
+    shared_stats shared;  // the cluster-wide statistics this session reports
     std::unique_ptr<session_part> waits;  // the local wait queues (wait/wait_queue.hpp)
     script_batch lock_ops;  // lock_ops.lua's batch (locks/lock.cpp)
 

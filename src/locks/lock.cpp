@@ -102,6 +102,7 @@ struct acquire_call {
     const std::string& queue_key() const { return names.key; }
     const std::string& channel() const { return names.channel; }
     std::string what() const { return "'" + name + "' (" + names.key + ")"; }
+    std::string stats_key() const { return names.key; }
 
     // Queues one attempt on the session's lock batch (lock_ops.lua's "a"); e's completion
     // gets its reply. yield: refused when another node waits (handoff_bounds). This call must

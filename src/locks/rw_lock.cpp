@@ -35,7 +35,7 @@ const detail::lease_spec& write_spec() {
 }
 
 struct rw_names {
-    std::string writer, readers, waiting, fence, channel;
+    std::string writer, readers, waiting, fence, channel, holders;
     explicit rw_names(const keyspace& ks, std::string_view name) {
         const auto key = ks.lock(name);
         writer = keyspace::companion(key, "rw:writer");
@@ -43,6 +43,7 @@ struct rw_names {
         waiting = keyspace::companion(key, "rw:writers_waiting");
         fence = keyspace::companion(key, "rw:fence");
         channel = keyspace::companion(key, "rw:released");
+        holders = keyspace::companion(key, "rw:holders");
     }
 };
 
@@ -64,18 +65,21 @@ struct rw_call {
     const std::string& queue_key() const { return names.channel; }
     const std::string& channel() const { return names.channel; }
     std::string what() const { return (write ? "write lock '" : "read lock '") + name + "'"; }
+    std::string stats_key() const { return s->keys.lock(name); }
 
     asio::awaitable<detail::grant_reply> attempt(bool waiting, bool) {
         static const script& acquire_read = script::embedded("rw_acquire_read");
         static const script& acquire_write = script::embedded("rw_acquire_write");
         const std::vector<std::string> keys{names.writer, names.readers, names.waiting,
-                                            names.fence};
+                                            names.fence, names.holders};
         std::vector<std::string> args{owner, std::to_string(ttl.count())};
         if (write) {
             args.push_back(waiting ? "1" : "0");
             args.push_back(std::to_string(lo.fair_waiter_timeout.count()));
             args.push_back(s->node_id);
             if (waiting) marked = true;
+        } else {
+            args.push_back(s->node_id);
         }
         std::vector<std::int64_t> reply;
         detail::grant_reply r;
@@ -107,7 +111,10 @@ struct rw_call {
         st->session = s;
         st->spec = write ? &write_spec() : &read_spec();
         st->resource = name;
-        st->keys = {write ? names.writer : names.readers};
+        if (write)
+            st->keys = {names.writer};
+        else
+            st->keys = {names.readers, names.holders};
         st->extra_args = {names.channel};
         st->owner = owner;
         st->fence = r.fence;

@@ -29,10 +29,11 @@ const detail::lease_spec& permit_spec() {
 }
 
 struct semaphore_names {
-    std::string key, fence, channel;
+    std::string key, fence, channel, holders;
     explicit semaphore_names(const keyspace& ks, std::string_view name)
         : key(ks.semaphore(name)), fence(keyspace::companion(key, "fence")),
-          channel(keyspace::companion(key, "released")) {}
+          channel(keyspace::companion(key, "released")),
+          holders(keyspace::companion(key, "holders")) {}
 };
 
 struct semaphore_call {
@@ -50,12 +51,13 @@ struct semaphore_call {
     const std::string& queue_key() const { return names.key; }
     const std::string& channel() const { return names.channel; }
     std::string what() const { return "semaphore '" + name + "'"; }
+    std::string stats_key() const { return names.key; }
 
     asio::awaitable<detail::grant_reply> attempt(bool, bool) {
         static const script& acquire = script::embedded("semaphore_acquire");
-        const std::vector<std::string> keys{names.key, names.fence};
+        const std::vector<std::string> keys{names.key, names.fence, names.holders};
         const std::vector<std::string> args{owner, std::to_string(ttl.count()),
-                                            std::to_string(permits)};
+                                            std::to_string(permits), s->node_id};
         std::vector<std::int64_t> reply;
         detail::grant_reply r;
         r.sent = clock::now();
@@ -84,7 +86,7 @@ struct semaphore_call {
         st->session = s;
         st->spec = &permit_spec();
         st->resource = name;
-        st->keys = {names.key};
+        st->keys = {names.key, names.holders};
         st->extra_args = {names.channel};
         st->owner = owner;
         st->fence = r.fence;

@@ -2,12 +2,14 @@
 -- KEYS[1]: the writer (a hash: owner, fence, since, node), KEYS[2]: the readers (a zset of
 -- owners scored by their expiry in server milliseconds), KEYS[3]: the waiting writers (a zset
 -- of owners scored by the expiry of their mark), KEYS[4]: the fencing counter.
+-- KEYS[5]: the readers' records (lib/holders.lua).
 -- ARGV: owner, ttl_ms, wait (0/1: when refused, mark this writer as waiting, which keeps new
 -- readers out), mark_ttl_ms (the mark lapses unless refreshed by the next attempt), node id.
 -- Returns {1, fence, 0} when granted; {0, wait_ms, 1} while another writer holds it (wait_ms:
 -- its PTTL); {0, wait_ms, 3} while readers hold it (wait_ms: until the last reader's lease
 -- lapses).
 --#include fence.lua
+--#include holders.lua
 
 local writer, readers, waiting = KEYS[1], KEYS[2], KEYS[3]
 local owner, ttl = ARGV[1], tonumber(ARGV[2])
@@ -35,7 +37,7 @@ if holder then
     return {0, redis.call('PTTL', writer), 1}
 end
 -- Readers whose lease lapsed (they died) leave.
-redis.call('ZREMRANGEBYSCORE', readers, '-inf', now)
+holders_lapse(readers, KEYS[5], now)
 local last = redis.call('ZRANGE', readers, -1, -1, 'WITHSCORES')
 if last[2] then
     mark()

@@ -1,7 +1,10 @@
 -- Renews the read hold of ARGV[1] in the readers zset KEYS[1] (scored by expiry in server
 -- milliseconds) to ARGV[2] ms from now, while its lease has not lapsed.
 -- ARGV: owner, ttl_ms, channel (a lapsed entry removed here may free the lock for a writer).
+-- KEYS[2]: the readers' records (lib/holders.lua).
 -- Returns 1 when renewed, 0 when gone or lapsed.
+--#include holders.lua
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -11,11 +14,13 @@ if score and tonumber(score) > now then
     if redis.call('PTTL', KEYS[1]) < ttl then
         redis.call('PEXPIRE', KEYS[1], ttl)
     end
+    holder_keep(KEYS[2], ttl)
     return 1
 end
 if score then
     redis.call('ZREM', KEYS[1], ARGV[1])
-    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+    holder_drop(KEYS[2], ARGV[1])
+    holders_lapse(KEYS[1], KEYS[2], now)
     if redis.call('ZCARD', KEYS[1]) == 0 then
         redis.call('PUBLISH', ARGV[3], '')
     end

@@ -1,11 +1,13 @@
 -- Grants one permit of the semaphore KEYS[1] (a zset of holders scored by their expiry in
 -- server milliseconds) to ARGV[1] when fewer than ARGV[3] live holders have one.
--- KEYS[2]: the fencing counter (lib/fence.lua: every grant issues a greater token).
--- ARGV: owner, ttl_ms, permits_total.
+-- KEYS[2]: the fencing counter (lib/fence.lua: every grant issues a greater token), KEYS[3]:
+-- the holders' records (lib/holders.lua).
+-- ARGV: owner, ttl_ms, permits_total, node id.
 -- Returns {1, fence, free, next_ms} when granted (free: permits still free after this grant;
 -- next_ms: when none is free, ms until the earliest holder's lease lapses, else 0);
 -- {0, wait_ms, 0, 0} when every permit is taken (wait_ms: until the earliest lease lapses).
 --#include fence.lua
+--#include holders.lua
 
 local key, owner = KEYS[1], ARGV[1]
 local ttl, permits = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -21,7 +23,7 @@ local function earliest()
 end
 
 -- Holders whose lease lapsed (they died) give their permit back.
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+holders_lapse(key, KEYS[3], now)
 local n = redis.call('ZCARD', key)
 -- This owner's own grant, whose reply was lost (owner tokens are unique per hold): granting it
 -- again takes no second permit.
@@ -33,6 +35,7 @@ if not redis.call('ZSCORE', key, owner) then
 end
 local fence = next_fence(KEYS[2])
 redis.call('ZADD', key, now + ttl, owner)
+holder_add(KEYS[3], owner, fence, now, ARGV[4] or '', ttl)
 if redis.call('PTTL', key) < ttl then
     redis.call('PEXPIRE', key, ttl)
 end

@@ -39,6 +39,8 @@ struct grant_reply : attempt_outcome {
 //   lease make_lease(const grant_reply&);
 //   void give_up();   (left without a grant: undo what waiting registered in Redis)
 //   std::string what() const;   ("read lock 'orders'", for messages)
+//   std::string stats_key() const;   (the main key, whose companion ":stats" keeps the
+//                                     cluster-wide statistics of the resource)
 struct grant_settings {
     wait_policy policy;
     bool lock_stats = false;  // count in the session's lock statistics
@@ -48,6 +50,9 @@ struct grant_settings {
 // is then released, and the outcome says so (r.granted cleared, r.expired set).
 template <class Call>
 lease take_grant(Call& c, grant_reply& r, const grant_settings& gs, bool contended) {
+    // (Before make_lease, which may move the call's names into the lease.)
+    std::string stats_key;
+    if (gs.lock_stats && c.s->shared.on(*c.s)) stats_key = c.stats_key();
     lease l = c.make_lease(r);
     if (!keep_if_valid(l, c.diag())) {
         r.granted = false;
@@ -55,10 +60,12 @@ lease take_grant(Call& c, grant_reply& r, const grant_settings& gs, bool contend
         r.hint = wait_hint::unknown;
         return l;
     }
-    if (gs.lock_stats)
-        c.s->lock_stats.record(
-            std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - c.start),
-            contended);
+    if (gs.lock_stats) {
+        const auto wait =
+            std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - c.start);
+        c.s->lock_stats.record(wait, contended);
+        if (!stats_key.empty()) c.s->shared.acquired(*c.s, stats_key, wait.count(), contended);
+    }
     return l;
 }
 
@@ -202,7 +209,10 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(
         case step::timed_out:
         case step::join:  // (only first() says join)
             leave(nullptr);
-            if (gs.lock_stats) ++s.lock_stats.timeouts;
+            if (gs.lock_stats) {
+                ++s.lock_stats.timeouts;
+                s.shared.timed_out(s, c.stats_key());
+            }
             c.diag().set_client_message(
                 timeout_message(c.what(), p.wait, m.last_error(), m.expired_grant()));
             co_return std::tuple{error_code(error::acquire_timeout), lease()};
