@@ -379,7 +379,7 @@ void lock_stats_window::fill(lock_statistics& out) const {
 
 session_impl::session_impl(connection& c, session_options o)
     : conn(access::alias(c)), opts(std::move(o)), keys(opts.prefix),
-      node_id(opts.node_id.empty() ? default_node_id() : opts.node_id), hub(conn), dog(*this),
+      node_id(opts.node_id.empty() ? default_node_id() : opts.node_id), hub(conn),
       lock_ops(conn, script::embedded("lock_ops"), [this] {
           asio::post(conn.get_executor(), [s = shared_from_this()] { s->lock_ops.flush(); });
       }) {

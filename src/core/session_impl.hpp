@@ -207,7 +207,6 @@ struct lease_state : std::enable_shared_from_this<lease_state> {
 // leave in one write.
 class watchdog {
 public:
-    explicit watchdog(session_impl& s) : s_(s) {}
     void add(const std::shared_ptr<lease_state>& l);  // schedules (or reschedules)
     void remove(lease_state& l) noexcept {
         if (l.scheduled) {
@@ -235,7 +234,6 @@ private:
     void schedule(const std::shared_ptr<lease_state>& l, clock::time_point when);
     void clear() noexcept;
 
-    session_impl& s_;
     watchdog_schedule items_;
     std::uint64_t seq_ = 0;
     std::unique_ptr<asio::steady_timer> timer_;

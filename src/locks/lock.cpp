@@ -32,8 +32,6 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-
 void lock_handoff(detail::lease_state& l);
 
 const detail::lease_spec& lock_spec() {

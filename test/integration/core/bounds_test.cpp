@@ -274,8 +274,9 @@ TEST_CASE("bounds: node ids and prefixes with control characters are refused, sh
             {"del\x7f", "\"del\\x7f\""}};
         for (const auto& [id, shown] : node_ids) {
             INFO("node id " << shown);
+            // clang 14 cannot capture a structured binding: an init-capture names it.
             check_bad_config(
-                [&] {
+                [&, &id = id] {
                     session_options o;
                     o.node_id = id;
                     session bad(conn, o);
