@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "bench_support.hpp"
+#include "redis_cluster.hpp"
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -535,10 +536,114 @@ int bench_watchdog(const bench_env& env) {
 
 }  // namespace
 
+// ---- cluster ---------------------------------------------------------------------------------
+
+// The uncontended workload against one target, for `measure`: pairs/s, the server CPU seconds
+// the target's masters spent meanwhile (server_cpu reads them) and the EVALSHA calls made.
+struct cluster_run {
+    double pairs_per_s = 0, server_cpu_us_per_pair = 0, calls_per_pair = 0, client_cpu_us_per_pair = 0;
+    std::uint64_t failures = 0;
+};
+
+cluster_run run_uncontended(const redcoord::config& cfg, const std::function<double()>& server_cpu,
+                            const std::function<double()>& evalsha_calls) {
+    constexpr int coroutines = 100;
+    client c(cfg);
+    redcoord::session s(c.conn, {.node_id = "bench"});
+    redcoord::lock_provider locks(s);
+    bool stop = false;
+    std::uint64_t pairs = 0, failures = 0;
+    int done = 0;
+    for (int i = 0; i < coroutines; ++i)
+        asio::co_spawn(c.ioc,
+                       uncontended_worker(locks, "bench:cluster:" + std::to_string(i), stop,
+                                          pairs, failures),
+                       [&](std::exception_ptr) { ++done; });
+    c.ioc.run_for(500ms);  // warm up
+    const auto cpu0 = server_cpu();
+    const auto calls0 = evalsha_calls();
+    const auto pairs0 = pairs;
+    const auto client0 = cpu_seconds();
+    const auto t0 = clock_type::now();
+    c.ioc.run_for(3s);
+    const double secs = seconds_since(t0);
+    const auto client = cpu_seconds() - client0;
+    const auto measured = static_cast<double>(pairs - pairs0);
+    const auto cpu = server_cpu() - cpu0;
+    const auto calls = evalsha_calls() - calls0;
+    stop = true;
+    run_until(c.ioc, [&] { return done == coroutines; });
+    cluster_run r;
+    r.pairs_per_s = measured / secs;
+    r.server_cpu_us_per_pair = measured > 0 ? cpu * 1e6 / measured : 0;
+    r.client_cpu_us_per_pair = measured > 0 ? client * 1e6 / measured : 0;
+    r.calls_per_pair = measured > 0 ? calls / measured : 0;
+    r.failures = failures;
+    return r;
+}
+
+// INFO of every master of a cluster, added up: CPU seconds, or EVALSHA calls.
+double masters_sum(const redcoord::test::redis_cluster& cl, bool cpu) {
+    double total = 0;
+    for (auto port : cl.master_ports()) {
+        const auto i = cl.index_of_port(port);
+        if (cpu) {
+            const auto info = cl.cli(i, {"INFO", "cpu"});
+            total += info_field(info, "used_cpu_user") + info_field(info, "used_cpu_sys");
+        } else {
+            const auto info = cl.cli(i, {"INFO", "commandstats"});
+            const auto at = info.find("cmdstat_evalsha:calls=");
+            if (at != std::string::npos) total += std::atof(info.c_str() + at + 22);
+        }
+    }
+    return total;
+}
+
+// Uncontended lock pairs on a loopback Redis Cluster (3 masters) beside the same workload on
+// the single server, in the same run: pairs/s, server CPU per pair (all masters added up) and
+// script calls per pair (the cost of splitting the batches by slot).
+int bench_cluster(const bench_env& env) {
+    client single_probe(env.cfg);
+    auto single_cpu = [&] { return server_cpu(single_probe.ioc, single_probe.conn); };
+    auto single_calls = [&] {
+        const auto stats = parse_commandstats(
+            run(single_probe.ioc, command_text(single_probe.conn, {"INFO", "commandstats"})));
+        return stats.count("evalsha") ? static_cast<double>(stats.at("evalsha").calls) : 0.0;
+    };
+    const auto single = run_uncontended(env.cfg, single_cpu, single_calls);
+
+    redcoord::test::redis_cluster_options o;
+    o.replicas_per_master = 0;
+    redcoord::test::redis_cluster cl(o);
+    auto cfg = redcoord::parse_config(cl.seeds() + ",cluster=true");
+    const auto clustered = run_uncontended(cfg, [&] { return masters_sum(cl, true); },
+                                           [&] { return masters_sum(cl, false); });
+
+    std::ostringstream json;
+    json << "{\"bench\":\"locks_cluster\",\"masters\":3,\"coroutines\":100"
+         << ",\"pairs_per_s\":" << static_cast<long>(clustered.pairs_per_s)
+         << ",\"server_cpu_us_per_pair\":" << clustered.server_cpu_us_per_pair
+         << ",\"client_cpu_us_per_pair\":" << clustered.client_cpu_us_per_pair
+         << ",\"script_calls_per_pair\":" << clustered.calls_per_pair
+         << ",\"failures\":" << clustered.failures
+         << ",\"single_server_pairs_per_s\":" << static_cast<long>(single.pairs_per_s)
+         << ",\"single_server_cpu_us_per_pair\":" << single.server_cpu_us_per_pair
+         << ",\"single_client_cpu_us_per_pair\":" << single.client_cpu_us_per_pair
+         << ",\"single_script_calls_per_pair\":" << single.calls_per_pair
+         << ",\"server_cpu_ratio\":"
+         << (single.server_cpu_us_per_pair > 0
+                 ? clustered.server_cpu_us_per_pair / single.server_cpu_us_per_pair
+                 : 0.0)
+         << ",\"target_server_cpu_ratio\":1.5}";
+    std::cout << json.str() << std::endl;
+    return clustered.failures == 0 && single.failures == 0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
     return run_phases("locks", argc, argv,
                       {{"uncontended", bench_uncontended},
                        {"contended", bench_contended},
                        {"processes", bench_processes},
-                       {"watchdog", bench_watchdog}});
+                       {"watchdog", bench_watchdog},
+                       {"cluster", bench_cluster}});
 }

@@ -94,6 +94,18 @@ struct config {
 
     /// Side connections opened for blocking commands (BLPOP, XREAD BLOCK, ...; not WAIT).
     std::size_t max_blocking_connections = 8;
+
+    /// Redis Cluster (`cluster=true`, or the `redis+cluster://` and `rediss+cluster://`
+    /// schemes): endpoints are seeds, the slot map is read from them (CLUSTER SHARDS, else
+    /// CLUSTER SLOTS) and every master gets one multiplexed connection. database must be 0;
+    /// service_name and unix_socket do not apply.
+    bool cluster = false;
+    /// Cluster: the slot map is read again this often even when nothing redirected a command
+    /// (`clusterRefresh=`, ms); zero refreshes only on redirections and lost nodes.
+    std::chrono::milliseconds cluster_refresh_interval{10000};
+    /// Cluster: redirections (MOVED, ASK) and retries (TRYAGAIN, CLUSTERDOWN) one command may
+    /// take before it fails with error::too_many_redirects (`clusterMaxRedirects=`).
+    int cluster_max_redirects = 16;
 };
 
 /// Parses any of these forms:
@@ -109,7 +121,9 @@ struct config {
 ///   value but the first element's ("password=a;b,host" is read as the semicolon form and
 ///   refused);
 /// - a URL: `redis://[user[:password]@]host[:port][/db][?key=value...]`, `rediss://...`,
-///   `unix:///path/to/socket[?db=N&password=...]`.
+///   `unix:///path/to/socket[?db=N&password=...]`. The host part may list several endpoints
+///   separated by commas (`redis://a:7000,b:7001`), and the schemes `redis+cluster://` and
+///   `rediss+cluster://` set cluster (as `?cluster=true` does).
 /// An unknown key or a bad value sets ec to error::bad_config and names the key and value in
 /// diag.client_message().
 config parse_config(std::string_view text, boost::system::error_code& ec, diagnostics& diag);

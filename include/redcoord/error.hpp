@@ -40,6 +40,12 @@ enum class error {
     health_check_failed,    ///< the server stayed silent past the health-check deadline
     run_not_started,        ///< the connection's async_run has ended or never started
     sentinel_unavailable,   ///< no sentinel could name a master for the service
+    cluster_unavailable,    ///< no seed or node of a Redis Cluster gave its slot map, or a
+                            ///< slot has no master
+    cross_slot,             ///< a transaction or multi-key command whose keys are in several
+                            ///< cluster slots (refused before sending)
+    too_many_redirects,     ///< a cluster kept redirecting a command (MOVED, ASK, TRYAGAIN,
+                            ///< CLUSTERDOWN) past config::cluster_max_redirects
 
     // Input checks.
     bad_config,             ///< a connection string or config field is invalid

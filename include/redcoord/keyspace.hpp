@@ -28,7 +28,7 @@ namespace redcoord {
 /// | lock, read-write lock | `<p>lock:{<name>}` | `:fence`, `:released`, `:stats`, `:queue`, `:queue:deadlines`, `:rw:writer`, `:rw:readers`, `:rw:writers_waiting`, `:rw:fence`, `:rw:released`, `:rw:holders` |
 /// | semaphore | `<p>semaphore:{<name>}` | `:fence`, `:released`, `:holders` |
 /// | leadership | `<p>leader:{<name>}` | `:fence`, `:changed`, `:released`, `:stats` |
-/// | heartbeat | `<p>hb:{<node>}` | |
+/// | heartbeat | `<p>hb:{registry}:<node>` (the registry's slot) | |
 /// | node registry | `<p>nodes:{registry}` | `:dead`, `:events` (channel) |
 /// | circuit breaker | `<p>circuit:{<name>}` | `:failures` |
 /// | cache entry | `<p>cache:{<key>}` | fill lease and its channel |
@@ -51,7 +51,9 @@ public:
 
     std::string lock(std::string_view name) const { return join("lock:", name); }
     std::string semaphore(std::string_view name) const { return join("semaphore:", name); }
-    std::string heartbeat(std::string_view node) const { return join("hb:", node); }
+    /// A node's heartbeat, `<prefix>hb:{registry}:<node>`: in the node registry's cluster slot,
+    /// so that one script or MGET reads the registry and every heartbeat.
+    std::string heartbeat(std::string_view node) const;
     std::string registry() const { return join("nodes:", "registry"); }
     std::string leader(std::string_view name) const { return join("leader:", name); }
     std::string circuit(std::string_view name) const { return join("circuit:", name); }

@@ -124,7 +124,7 @@ public:
     }
 
     /// The held locks that look abandoned:
-    /// - the holder's node has no heartbeat (`<prefix>hb:{<node>}` is missing) while some node
+    /// - the holder's node has no heartbeat (`<prefix>hb:{registry}:<node>` is missing) while some node
     ///   of the deployment has one: membership is in use and that node is gone. When no
     ///   heartbeat exists at all, this rule is not applied;
     /// - or the lock has no watchdog and has been held longer than stale_after (measured by

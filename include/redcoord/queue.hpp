@@ -119,7 +119,7 @@ struct queue_item {
 /// - `{Q}:consumers`: the set of consumers with a processing list;
 /// - `{Q}:worker:{worker}` and the set `{Q}:workers`: per-worker queues (work stealing);
 /// - channel `{Q}:pushed`: each enqueue publishes there.
-/// A consumer is alive while its heartbeat key `<prefix>hb:{<consumer>}` (membership) exists;
+/// A consumer is alive while its heartbeat key `<prefix>hb:{registry}:<consumer>` (membership) exists;
 /// the consumer id defaults to the session's node id. Redelivery reads heartbeat keys from a
 /// script, so it needs a single node (not Redis Cluster).
 ///

@@ -65,6 +65,12 @@ concept arg_range = std::ranges::range<T> && !string_like<T> && !byte_span_like<
 
 }  // namespace detail
 
+class request;
+namespace detail {
+// Appends a command serialized by request::push (a Redis Cluster splitting a request per node).
+void append_serialized(request& req, std::string_view command);
+}
+
 /// Serializes one argument as a RESP bulk string. Overload `to_bulk(std::string&, const T&)` in
 /// your type's namespace to pass your own types as arguments.
 inline void to_bulk(std::string& out, std::string_view s) { detail::append_bulk(out, s); }
@@ -173,6 +179,8 @@ public:
     void reserve(std::size_t bytes) { payload_.reserve(bytes); }
 
 private:
+    friend void detail::append_serialized(request& req, std::string_view command);
+
     template <class T>
     static std::size_t count_args(const T& arg) {
         if constexpr (detail::arg_range<T>) {

@@ -8,6 +8,7 @@
 #include <redcoord/session.hpp>
 
 #include <memory>
+#include <vector>
 #include <utility>
 
 namespace redcoord::detail {
@@ -27,6 +28,10 @@ struct access {
     static connection alias(const connection& c) noexcept {
         return connection(connection::alias_tag{}, c);
     }
+    // True when c runs on a Redis Cluster (known once async_run has started).
+    static bool is_cluster(const connection& c) noexcept;
+    // The masters of c's cluster (empty when not a cluster).
+    static std::vector<endpoint> cluster_masters(const connection& c);
     template <class... Args>
     static auto exec_erased(connection& c, Args&&... args) {
         return c.async_exec_erased(std::forward<Args>(args)...);

@@ -24,6 +24,12 @@ std::string keyspace::join(std::string_view kind, std::string_view name) const {
     return out;
 }
 
+std::string keyspace::heartbeat(std::string_view node) const {
+    std::string out = join("hb:", "registry");
+    out.append(1, ':').append(node);
+    return out;
+}
+
 std::string keyspace::channel(std::string_view name) const {
     std::string out;
     out.reserve(prefix_.size() + 7 + name.size());

@@ -24,6 +24,7 @@ namespace {
 struct wait_op {
     request req;
     std::int64_t acked = 0;
+    response<ignore_t, std::int64_t> routed;  // PTTL key, WAIT: on a cluster
     int required = 0;
     milliseconds timeout{0};
     diagnostics local;
@@ -33,9 +34,7 @@ struct wait_op {
     wait_op(const replica_ack_options& o, diagnostics* d,
             asio::any_completion_handler<void(error_code)> h)
         : req(fail_fast()), required(o.replicas), timeout(o.timeout), diag(d ? d : &local),
-          handler(std::move(h)) {
-        req.push("WAIT", required, timeout.count());
-    }
+          handler(std::move(h)) {}
 
     // Written after a reconnect, the WAIT would confirm the new connection's writes (none):
     // it fails with the connection instead.
@@ -95,13 +94,27 @@ struct grant_confirmer {
 }  // namespace
 
 void confirm_replicas(session_impl& s, diagnostics* diag,
-                      asio::any_completion_handler<void(error_code)> handler) {
+                      asio::any_completion_handler<void(error_code)> handler,
+                      std::string_view key) {
     if (!replica_ack_on(s)) {
         asio::post(s.conn.get_executor(), asio::append(std::move(handler), error_code{}));
         return;
     }
     auto op = std::make_unique<wait_op>(s.opts.replica_ack, diag, std::move(handler));
     auto& o = *op;
+    if (!key.empty() && access::is_cluster(s.conn)) {
+        // On a Redis Cluster the WAIT must reach the master that took the write: a read of
+        // the key before it routes the request there.
+        o.req.push("PTTL", key);
+        o.req.push("WAIT", o.required, o.timeout.count());
+        s.conn.async_exec(o.req, o.routed, *o.diag,
+                          [op = std::move(op)](error_code ec, std::size_t) {
+                              op->acked = std::get<1>(op->routed);
+                              op->done(ec);
+                          });
+        return;
+    }
+    o.req.push("WAIT", o.required, o.timeout.count());
     s.conn.async_exec(o.req, o.acked, *o.diag,
                       [op = std::move(op)](error_code ec, std::size_t) { op->done(ec); });
 }
@@ -115,6 +128,7 @@ void confirm_grant(lease l, diagnostics* diag,
     }
     auto op = std::make_unique<grant_op>(std::move(l), diag, std::move(handler));
     auto& o = *op;
+    const std::string key = o.held.key();
     confirm_replicas(*st->session, o.diag, [op = std::move(op)](error_code ec) mutable {
         auto& o = *op;
         if (!ec) return o.finish(keep_if_valid(o.held, *o.diag) ? error_code{}
@@ -126,7 +140,7 @@ void confirm_grant(lease l, diagnostics* diag,
         auto& held = o.held;
         held.async_release(o.release_diag,
                            [op = std::move(op), ec](error_code) mutable { op->finish(ec); });
-    });
+    }, key);
 }
 
 asio::any_completion_handler<void(error_code, lease)> confirming_grants(

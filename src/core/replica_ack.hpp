@@ -32,13 +32,18 @@ inline bool replica_ack_on(const session_impl& s) noexcept {
 // behind that write on the same connection. The WAIT is fail-fast and never retried on another
 // connection, which could not confirm it. Not cancellable: bounded by replica_ack.timeout
 // plus the request timeout. diag may be null.
+//
+// key: the key the write went to. On a Redis Cluster the WAIT goes to that key's master (a
+// PTTL of the key goes before it, in the same request); elsewhere it is not used.
 void confirm_replicas(session_impl& s, diagnostics* diag,
-                      asio::any_completion_handler<void(error_code)> handler);
+                      asio::any_completion_handler<void(error_code)> handler,
+                      std::string_view key = {});
 
 template <class Token>
-auto async_confirm_replicas(session_impl& s, diagnostics* diag, Token&& token) {
+auto async_confirm_replicas(session_impl& s, diagnostics* diag, std::string_view key,
+                            Token&& token) {
     return asio::async_initiate<Token, void(error_code)>(
-        [&s, diag](auto h) { confirm_replicas(s, diag, std::move(h)); }, token);
+        [&s, diag, key](auto h) { confirm_replicas(s, diag, std::move(h), key); }, token);
 }
 
 // Confirms a fresh grant, l (held). Success: l is still held and valid, and is passed back.

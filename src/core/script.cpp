@@ -90,25 +90,41 @@ void run_script_call(connection& conn, script_call& call,
                 return;
             }
             // The server lost the script: load it, then send the same call again (both in
-            // one pipeline, in this order).
+            // one pipeline, in this order). On a Redis Cluster the load goes to every master
+            // and may answer after the call: the caller is told once both have answered.
             if (call.diag) call.diag->clear();
+            struct reload {
+                script_call* call;
+                asio::any_completion_handler<void(error_code, std::size_t)> done;
+                error_code call_ec;
+                std::size_t call_n = 0;
+                int pending = 2;
+                void arrived() {
+                    if (--pending > 0) return;
+                    if (call_ec == error::noscript && call->load_ec) {
+                        call_ec = call->load_ec;
+                        if (call->diag) *call->diag = call->load_diag;
+                    }
+                    std::move(done)(call_ec, call_n);
+                }
+            };
+            auto state = std::make_shared<reload>(reload{&call, std::move(done)});
             call.load.clear();
             call.load.push("SCRIPT", "LOAD", call.sc->source());
             call.load_ec = {};
             ignore_t sink;  // make_adapter keeps no reference to it
-            detail::access::exec_erased(
-                conn, call.load, make_adapter(sink), &call.load_diag,
-                [&call](error_code load_ec, std::size_t) { call.load_ec = load_ec; });
+            detail::access::exec_erased(conn, call.load, make_adapter(sink), &call.load_diag,
+                                        [state](error_code load_ec, std::size_t) {
+                                            state->call->load_ec = load_ec;
+                                            state->arrived();
+                                        });
             detail::access::exec_erased(
                 conn, call.req, call.adapter, call.diag,
-                asio::bind_cancellation_slot(
-                    slot, [&call, done = std::move(done)](error_code ec2, std::size_t n2) mutable {
-                        if (ec2 == error::noscript && call.load_ec) {
-                            ec2 = call.load_ec;
-                            if (call.diag) *call.diag = call.load_diag;
-                        }
-                        std::move(done)(ec2, n2);
-                    }));
+                asio::bind_cancellation_slot(slot, [state](error_code ec2, std::size_t n2) {
+                    state->call_ec = ec2;
+                    state->call_n = n2;
+                    state->arrived();
+                }));
         }));
 }
 

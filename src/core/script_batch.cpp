@@ -1,12 +1,22 @@
 #include "core/script_batch.hpp"
 
+#include "core/access.hpp"
+#include "wire/cluster_keys.hpp"
+#include "wire/connection_impl.hpp"
+
 #include <redcoord/error.hpp>
 
+#include <algorithm>
+#include <numeric>
 #include <string>
 
 namespace redcoord::detail {
 
-namespace {
+bool access::is_cluster(const connection& c) noexcept { return c.impl_->is_cluster(); }
+
+std::vector<endpoint> access::cluster_masters(const connection& c) {
+    return c.impl_->cluster_masters();
+}
 
 // One call under way: the entries it carries and, once the reply is in, their elements.
 struct batch_call {
@@ -19,6 +29,18 @@ struct batch_call {
     };
     std::vector<element> elements;
     diagnostics diag;
+    // To send an entry again: its keys and arguments, and the batch (while it lives).
+    script_batch* batch = nullptr;
+    std::shared_ptr<bool> batch_alive;
+    std::vector<std::vector<std::string_view>> keys, args;
+
+    // On a Redis Cluster, a script that deleted a key of a slot being migrated away and then
+    // touched it again is refused at that access (the key now "lives" on the target). Every
+    // operation of lock_ops.lua reads its lock before it writes anything, so an operation
+    // refused so did nothing: it goes again, and this time is redirected to the target.
+    static bool refused_mid_migration(const std::string& message) {
+        return message.find("non local key") != std::string::npos;
+    }
 
     // The adapter: an array with one element per entry, each an integer, an array of at most
     // two integers, or an error (that entry's alone).
@@ -65,20 +87,32 @@ struct batch_call {
                 continue;
             }
             auto& e = elements[i];
+            if (e.ec && refused_mid_migration(e.message) && batch && *batch_alive &&
+                entry.requeued < script_batch::max_requeues) {
+                ++entry.requeued;
+                batch->add_views(std::move(entries[i]), keys[i], args[i]);
+                continue;
+            }
             if (e.ec && entry.diag) entry.diag->set_server_message(e.message);
             entry.complete(e.ec, e.reply);
         }
     }
 };
 
-}  // namespace
-
 void script_batch::add(std::unique_ptr<batch_entry> e,
                      std::initializer_list<std::string_view> keys,
                      std::initializer_list<std::string_view> args) {
+    add_views(std::move(e), std::span<const std::string_view>(keys.begin(), keys.size()),
+              std::span<const std::string_view>(args.begin(), args.size()));
+}
+
+void script_batch::add_views(std::unique_ptr<batch_entry> e,
+                             std::span<const std::string_view> keys,
+                             std::span<const std::string_view> args) {
     entries_.push_back(std::move(e));
-    keys_.insert(keys_.end(), keys);
-    args_.insert(args_.end(), args);
+    starts_.emplace_back(keys_.size(), args_.size());
+    keys_.insert(keys_.end(), keys.begin(), keys.end());
+    args_.insert(args_.end(), args.begin(), args.end());
     if (entries_.size() >= max_entries) {
         flush();
     } else if (!posted_) {
@@ -90,10 +124,67 @@ void script_batch::add(std::unique_ptr<batch_entry> e,
 void script_batch::flush() {
     posted_ = false;
     if (entries_.empty()) return;
+    if (access::is_cluster(conn_) && entries_.size() > 1) {
+        // One call per slot: a stable sort by slot keeps each slot's entries in order.
+        std::vector<std::size_t> order(entries_.size());
+        std::iota(order.begin(), order.end(), std::size_t{0});
+        std::vector<std::uint16_t> slot(entries_.size());
+        for (std::size_t i = 0; i < entries_.size(); ++i) slot[i] = hash_slot(keys_[starts_[i].first]);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](std::size_t a, std::size_t b) { return slot[a] < slot[b]; });
+        if (slot[order.front()] != slot[order.back()]) {
+            auto entries = std::move(entries_);
+            auto keys = std::move(keys_);
+            auto args = std::move(args_);
+            auto starts = std::move(starts_);
+            entries_.clear();
+            keys_.clear();
+            args_.clear();
+            starts_.clear();
+            auto end_of = [&](std::size_t i, bool key) {
+                if (i + 1 < starts.size()) return key ? starts[i + 1].first : starts[i + 1].second;
+                return key ? keys.size() : args.size();
+            };
+            for (std::size_t k = 0; k < order.size();) {
+                std::size_t j = k;
+                for (; j < order.size() && slot[order[j]] == slot[order[k]]; ++j) {
+                    const std::size_t i = order[j];
+                    entries_.push_back(std::move(entries[i]));
+                    starts_.emplace_back(keys_.size(), args_.size());
+                    keys_.insert(keys_.end(), keys.begin() + static_cast<std::ptrdiff_t>(starts[i].first),
+                                 keys.begin() + static_cast<std::ptrdiff_t>(end_of(i, true)));
+                    args_.insert(args_.end(), args.begin() + static_cast<std::ptrdiff_t>(starts[i].second),
+                                 args.begin() + static_cast<std::ptrdiff_t>(end_of(i, false)));
+                }
+                send_queued();
+                k = j;
+            }
+            return;
+        }
+    }
+    send_queued();
+}
+
+void script_batch::send_queued() {
     const script& ops = script_;
     auto call = std::make_unique<batch_call>();
+    if (access::is_cluster(conn_)) {
+        // Only a cluster refuses a key mid-script: keep what it takes to send an entry again.
+        call->batch = this;
+        call->batch_alive = alive_;
+        for (std::size_t i = 0; i < starts_.size(); ++i) {
+            const auto key_end = i + 1 < starts_.size() ? starts_[i + 1].first : keys_.size();
+            const auto arg_end = i + 1 < starts_.size() ? starts_[i + 1].second : args_.size();
+            call->keys.emplace_back(keys_.begin() + static_cast<std::ptrdiff_t>(starts_[i].first),
+                                    keys_.begin() + static_cast<std::ptrdiff_t>(key_end));
+            call->args.emplace_back(
+                args_.begin() + static_cast<std::ptrdiff_t>(starts_[i].second),
+                args_.begin() + static_cast<std::ptrdiff_t>(arg_end));
+        }
+    }
     call->entries = std::move(entries_);
     entries_.clear();
+    starts_.clear();
     call->script.sc = &ops;
     call->script.req.push("EVALSHA", ops.sha1(), keys_.size(), keys_, args_);
     keys_.clear();

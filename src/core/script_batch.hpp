@@ -12,6 +12,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -33,20 +34,27 @@ public:
     // operation failed (diag says why).
     virtual void complete(error_code ec, const batch_reply& reply) = 0;
     diagnostics* diag = nullptr;  // where a failure's text goes; may be null
+    int requeued = 0;             // times sent again (see script_batch::flush)
 };
+
+struct batch_call;
 
 class script_batch {
 public:
     // post schedules flush() on the session's executor, keeping the session alive.
     script_batch(connection& conn, const script& sc, std::function<void()> post)
         : conn_(conn), script_(sc), post_(std::move(post)) {}
+    ~script_batch() { *alive_ = false; }
+    script_batch(const script_batch&) = delete;
+    script_batch& operator=(const script_batch&) = delete;
 
     // Queues e: keys and args (args start with the operation, "a" or "r") are views into
     // strings that live as long as e. The call leaves at the end of this turn, or at once when
     // the batch is full.
     void add(std::unique_ptr<batch_entry> e, std::initializer_list<std::string_view> keys,
              std::initializer_list<std::string_view> args);
-    // Sends what is queued as one script call.
+    // Sends what is queued as one script call; on a Redis Cluster, one call per slot (the slot
+    // of each entry's first key), each slot's entries in the order they came.
     void flush();
 
     // Operations per call at most: a full batch leaves at once, so that the server works on it
@@ -54,13 +62,27 @@ public:
     // one batch, and client and server take turns). It also bounds how long one script holds
     // the server.
     static constexpr std::size_t max_entries = 32;
+    // How often one entry is sent again after a cluster refused one of its keys mid-script
+    // (batch_call::refused_mid_migration).
+    static constexpr int max_requeues = 50;
 
 private:
+    friend struct batch_call;
+    // add() with the keys and arguments as spans (an entry sent again keeps its views).
+    void add_views(std::unique_ptr<batch_entry> e, std::span<const std::string_view> keys,
+                   std::span<const std::string_view> args);
+    // Sends every queued entry as one script call.
+    void send_queued();
+
     connection& conn_;
     const script& script_;
     std::function<void()> post_;
+
     std::vector<std::unique_ptr<batch_entry>> entries_;
     std::vector<std::string_view> keys_, args_;
+    // Where each entry's keys and arguments start in keys_ and args_.
+    std::vector<std::pair<std::size_t, std::size_t>> starts_;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     bool posted_ = false;
 };
 

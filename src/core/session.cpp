@@ -320,7 +320,8 @@ asio::awaitable<void> watchdog::renew(std::shared_ptr<session_impl> owner,
     // session_options::replica_ack: a renewal the replicas did not acknowledge in time counts
     // as unanswered (tried again; the deadline still rules).
     if (!ec && reply == 1 && replica_ack_on(*owner) && l->status == lease::status::held)
-        std::tie(ec) = co_await async_confirm_replicas(*owner, &l->scratch, nothrow);
+        std::tie(ec) =
+            co_await async_confirm_replicas(*owner, &l->scratch, l->keys.front(), nothrow);
     if (owner->closed || l->status != lease::status::held) co_return;
     if (!ec && reply == 1) {
         ++l->renewals;
@@ -548,7 +549,7 @@ std::string quoted(std::string_view text) {
     return out + "\"";
 }
 
-// Node ids and the prefix end up in key names (the heartbeat's is `{prefix}hb:{node}`), in owner
+// Node ids and the prefix end up in key names (the heartbeat's is `{prefix}hb:{registry}:node`), in owner
 // tokens, and in what operators and logs read one line at a time (redis-cli --scan, a lock's
 // holder): a control character there would garble a line or forge another. None, then.
 void check_printable(std::string_view field, std::string_view value) {

@@ -277,11 +277,22 @@ asio::awaitable<std::tuple<error_code, std::size_t>> clear_coro(std::shared_ptr<
             std::vector<std::string> part(std::make_move_iterator(keys.begin() + i),
                                           std::make_move_iterator(keys.begin() + end));
             request req;
-            req.push("UNLINK", part);
-            std::int64_t n = 0;
-            auto [ec, c] = co_await s->conn.async_exec(req, n, d, data_nothrow);
+            if (!detail::access::is_cluster(s->conn)) {
+                req.push("UNLINK", part);
+                std::int64_t n = 0;
+                auto [ec, c] = co_await s->conn.async_exec(req, n, d, data_nothrow);
+                if (ec) co_return ec;
+                deleted += static_cast<std::size_t>(n);
+                continue;
+            }
+            // A Redis Cluster refuses keys of several slots in one UNLINK: one per key, in one
+            // request (split per master by the connection).
+            for (const auto& k : part) req.push("UNLINK", k);
+            generic_response replies;
+            auto [ec, c] = co_await s->conn.async_exec(req, replies, d, data_nothrow);
             if (ec) co_return ec;
-            deleted += static_cast<std::size_t>(n);
+            for (const auto& r : replies)
+                if (r.data_type == resp3::type::number && r.value == "1") ++deleted;
         }
         co_return error_code{};
     };

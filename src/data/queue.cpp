@@ -117,9 +117,34 @@ asio::awaitable<std::pair<error_code, bool>> ack(std::shared_ptr<detail::session
 asio::awaitable<std::pair<error_code, std::int64_t>> redeliver(
     std::shared_ptr<detail::session_impl> s, std::string name, detail::diag_target target) {
     const names n(s->keys, name);
+    // The consumers without a heartbeat, found here: heartbeats live in the node registry's
+    // slot, the queue in its own (one Redis Cluster script cannot read both).
+    std::vector<std::string> consumers;
+    {
+        request req;
+        req.push("SMEMBERS", n.consumers);
+        auto [ec, sz] = co_await s->conn.async_exec(req, consumers, target.get(), nothrow);
+        if (ec || consumers.empty()) co_return std::pair<error_code, std::int64_t>(ec, 0);
+    }
+    std::vector<std::string> beats;
+    beats.reserve(consumers.size());
+    for (const auto& c : consumers) beats.push_back(s->keys.heartbeat(c));
+    std::vector<std::optional<std::string>> alive;
+    {
+        request req;
+        req.push_range("MGET", beats);
+        auto [ec, sz] = co_await s->conn.async_exec(req, alive, target.get(), nothrow);
+        if (ec) co_return std::pair<error_code, std::int64_t>(ec, 0);
+    }
+    std::vector<std::string> keys{n.queue, n.consumers};
+    std::vector<std::string> args{n.channel};
+    for (std::size_t i = 0; i < consumers.size() && i < alive.size(); ++i) {
+        if (alive[i]) continue;
+        keys.push_back(n.processing_prefix + consumers[i]);
+        args.push_back(consumers[i]);
+    }
+    if (args.size() == 1) co_return std::pair<error_code, std::int64_t>(error_code(), 0);
     static const script& give_back = script::embedded("queue_redeliver");
-    const std::vector<std::string> keys{n.queue, n.consumers};
-    const std::vector<std::string> args{n.processing_prefix, s->keys.prefix() + "hb:{", n.channel};
     std::int64_t moved = 0;
     auto [ec, sz] = co_await detail::eval(s->conn, give_back, keys, args, moved, target.get());
     co_return std::pair<error_code, std::int64_t>(ec, ec ? 0 : moved);

@@ -186,6 +186,10 @@ bool set_database(parse_context& ctx, std::string_view key, std::string_view val
     return parse_int_at_least(ctx, key, value, 0, ctx.cfg.database);
 }
 
+bool set_cluster_max_redirects(parse_context& ctx, std::string_view key, std::string_view value) {
+    return parse_int_at_least(ctx, key, value, 1, ctx.cfg.cluster_max_redirects);
+}
+
 // Keys accepted by every form. Matched case-insensitively.
 constexpr option common_options[] = {
     {"password", set_string<&config::password>},
@@ -204,6 +208,9 @@ constexpr option common_options[] = {
     {"name", set_string<&config::client_name>},
     {"keepAlive", set_seconds<&config::health_check_interval>},
     {"failFast", set_bool<&config::fail_fast_when_disconnected>},
+    {"cluster", set_bool<&config::cluster>},
+    {"clusterRefresh", set_millis<&config::cluster_refresh_interval>},
+    {"clusterMaxRedirects", set_cluster_max_redirects},
 };
 
 // Keys only URL queries accept, following the redis-py URL conventions.
@@ -576,11 +583,16 @@ bool parse_unix_url(parse_context& ctx, std::string_view host, std::string_view 
     return true;
 }
 
-bool parse_tcp_url(parse_context& ctx, std::string_view hostport, std::string_view path) {
-    if (hostport.empty()) return ctx.fail("URL has no host");
-    endpoint ep;
-    if (!parse_endpoint(ctx, hostport, ep)) return false;
-    ctx.cfg.endpoints = {std::move(ep)};
+// "host[:port]" or a comma list of them (a cluster's seeds, a failover list).
+bool parse_tcp_url(parse_context& ctx, std::string_view hostports, std::string_view path) {
+    if (hostports.empty()) return ctx.fail("URL has no host");
+    ctx.cfg.endpoints.clear();
+    for (auto hostport : split(hostports, ',')) {
+        if (hostport.empty()) return ctx.fail("URL has an empty host in " + quoted(hostports));
+        endpoint ep;
+        if (!parse_endpoint(ctx, hostport, ep)) return false;
+        ctx.cfg.endpoints.push_back(std::move(ep));
+    }
     return parse_url_path_database(ctx, path);
 }
 
@@ -588,11 +600,13 @@ bool parse_tcp_url(parse_context& ctx, std::string_view hostport, std::string_vi
 // the rest of the URL says.
 bool parse_url(parse_context& ctx, std::string_view scheme, std::string_view rest) {
     const bool is_unix = iequals(scheme, "unix");
-    const bool is_tls = iequals(scheme, "rediss");
-    if (!is_unix && !is_tls && !iequals(scheme, "redis")) {
+    const bool is_cluster = iequals(scheme, "redis+cluster") || iequals(scheme, "rediss+cluster");
+    const bool is_tls = iequals(scheme, "rediss") || iequals(scheme, "rediss+cluster");
+    if (!is_unix && !is_tls && !is_cluster && !iequals(scheme, "redis")) {
         return ctx.fail("unsupported URL scheme " + quoted(scheme) +
-                        " (expected redis, rediss or unix)");
+                        " (expected redis, rediss, redis+cluster, rediss+cluster or unix)");
     }
+    ctx.cfg.cluster = is_cluster;
 
     auto question = rest.find('?');
     std::string_view query;
@@ -652,6 +666,16 @@ config parse_config(std::string_view text, boost::system::error_code& ec, diagno
         ok = parse_comma_form(ctx, text);
     }
 
+    if (ok && ctx.cfg.cluster) {
+        // What a cluster cannot do, said now rather than at async_run.
+        if (ctx.cfg.database != 0)
+            ok = ctx.fail("database " + std::to_string(ctx.cfg.database) +
+                          ": a Redis Cluster has database 0 only");
+        else if (!ctx.cfg.service_name.empty())
+            ok = ctx.fail("serviceName: Sentinel and cluster=true cannot be combined");
+        else if (!ctx.cfg.unix_socket.empty())
+            ok = ctx.fail("a Redis Cluster is reached over TCP, not a Unix socket");
+    }
     if (!ok) {
         ec = error::bad_config;
         diag.set_client_message(ctx.problem);

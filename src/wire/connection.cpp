@@ -37,7 +37,9 @@ connection::executor_type connection::get_executor() const noexcept {
 }
 
 void connection::cancel() { impl_->stop(); }
-bool connection::is_connected() const noexcept { return impl_->connected(); }
+bool connection::is_connected() const noexcept {
+    return impl_->is_cluster() ? impl_->cluster_connected() : impl_->connected();
+}
 const usage& connection::get_usage() const noexcept { return impl_->get_usage(); }
 const diagnostics& connection::run_diagnostics() const noexcept {
     return impl_->run_diagnostics();
@@ -116,6 +118,21 @@ error_code validate(const config& cfg, diagnostics& diag) {
         return bad("config.max_*: parser limits must be positive");
     if (cfg.max_blocking_connections == 0)
         return bad("config.max_blocking_connections: must be at least 1");
+    if (cfg.cluster) {
+        if (cfg.database != 0)
+            return bad("config.database: " + std::to_string(cfg.database) +
+                       " with cluster: a Redis Cluster has database 0 only");
+        if (!cfg.service_name.empty())
+            return bad("config.service_name: Sentinel and cluster cannot be combined");
+        if (!cfg.unix_socket.empty())
+            return bad("config.unix_socket: a Redis Cluster is reached over TCP");
+        if (cfg.cluster_max_redirects < 1)
+            return bad("config.cluster_max_redirects: " +
+                       std::to_string(cfg.cluster_max_redirects) + " is below 1");
+        if (auto problem = detail::duration_problem(cfg.cluster_refresh_interval, true);
+            !problem.empty())
+            return bad("config.cluster_refresh_interval: " + problem);
+    }
     return {};
 }
 
@@ -225,12 +242,14 @@ connection_impl::connection_impl(asio::any_io_executor ex, connection_impl* pare
 
 connection_impl::~connection_impl() {
     registry_->remove(this);
+    cluster_.reset();
     mux_.fail_all(asio::error::operation_aborted);
 }
 
 void connection_impl::on_context_shutdown() {
     stopping_ = true;
     state_ = run_state::stopped;
+    if (cluster_) cluster_->stop();
     mux_.fail_all(asio::error::operation_aborted);  // posted: exec_elem::done, not from_reader
     if (receive_handler_) {
         if (receive_slot_.is_connected()) receive_slot_.clear();
@@ -260,10 +279,7 @@ void connection_impl::run(config cfg, run_handler handler) {
         return;
     }
     cfg_ = std::move(cfg);
-    in_.reset(limits_of(cfg_));
     mux_.pushes().set_capacity(cfg_.max_pending_pushes);
-    health_.emplace(cfg_.health_check_interval);
-    reader_.emplace(mux_, in_, cfg_.max_reply_size);
     state_ = run_state::running;
     stopping_ = false;
     assign(run_handler_, std::move(handler));
@@ -272,6 +288,15 @@ void connection_impl::run(config cfg, run_handler handler) {
         if (run_slot_.is_connected())
             run_slot_.assign([this](asio::cancellation_type) { stop(); });
     }
+    if (cfg_.cluster) {
+        // Every master gets a connection of its own; this one routes between them.
+        cluster_ = std::make_unique<cluster_router>(*this, cfg_);
+        cluster_->start(shared_from_this());
+        return;
+    }
+    in_.reset(limits_of(cfg_));
+    health_.emplace(cfg_.health_check_interval);
+    reader_.emplace(mux_, in_, cfg_.max_reply_size);
     for (auto& b : blocked_before_run_)
         side_for_blocking().exec(*b.req, b.adapter, b.diag, b.inline_ok, std::move(b.handler));
     blocked_before_run_.clear();
@@ -303,6 +328,8 @@ asio::awaitable<void> connection_impl::run_loop(
         error_code ec = co_await connect_once();
         if (stopping_) continue;
         if (ec) {
+            if (cluster_owner_ && cluster_owner_->cluster_)
+                cluster_owner_->cluster_->on_child_link(*this, false);
             stream_.close();
             mux_.fail_waiting_if(error::not_connected, fail_fast);
             act = fsm.on_connect_failed(ec);
@@ -320,13 +347,16 @@ asio::awaitable<void> connection_impl::run_loop(
         stream_.close();
         if (stopping_) continue;
         ++usage_.connection_losses;
+        if (cluster_owner_ && cluster_owner_->cluster_)
+            cluster_owner_->cluster_->on_child_link(*this, false);
         if (ec != error::unexpected_reply && ec != error::health_check_failed)
             run_diag_.set_client_message("connection lost: " + ec.message());
         mux_.on_connection_lost(error::connection_lost);
         mux_.fail_waiting_if(error::not_connected, fail_fast);
         act = fsm.on_lost();
     }
-    const error_code final_ec = act.ec ? act.ec : error_code(asio::error::operation_aborted);
+    const error_code final_ec =
+        act.ec ? act.ec : stop_error_ ? stop_error_ : error_code(asio::error::operation_aborted);
     state_ = run_state::stopped;
     connected_ = false;
     stream_.close();
@@ -505,7 +535,17 @@ void connection_impl::deliver_event(push_event e) {
     wake_receiver();
 }
 
+// A master's connection in cluster mode hands its pushes to the connection it serves.
+void connection_impl::forward_pushes() {
+    if (!mux_.pushes().ready()) return;
+    std::vector<push_message> all;
+    mux_.pushes().take_all(all);
+    for (auto& m : all) cluster_owner_->mux_.pushes().push(std::move(m));
+    cluster_owner_->wake_receiver();
+}
+
 void connection_impl::wake_receiver() {
+    if (cluster_owner_) return forward_pushes();
     if (!receive_handler_ || !mux_.pushes().ready()) return;
     if (receive_all_out_)
         mux_.pushes().take_all(*receive_all_out_);
@@ -559,6 +599,12 @@ void connection_impl::complete_receive(error_code ec) {
 }
 
 const usage& connection_impl::get_usage() const noexcept {
+    if (cluster_) {
+        usage_ = usage{};
+        usage_.pushes_dropped = mux_.pushes().dropped();
+        cluster_->add_usage(usage_);
+        return usage_;
+    }
     usage_.replies_received = mux_.replies();
     usage_.pushes_received = mux_.pushes_received();
     usage_.pushes_dropped = mux_.pushes().dropped();
@@ -657,6 +703,7 @@ void connection_impl::exec(const request& req, any_adapter adapter, diagnostics*
                         std::to_string(req.expected_responses()) + " replies");
     if (state_ == run_state::stopped)
         return fail(error::run_not_started, "async_run has ended on this connection");
+    if (cluster_) return cluster_->exec(req, adapter, diag, inline_ok, std::move(handler));
 
     // WAIT and WAITAOF stay here: they confirm this connection's writes, and no other's.
     if (req.has_blocking_command() && !parent_) {
@@ -769,6 +816,11 @@ mux_elem* connection_impl::enqueue_internal(request req) {
 void connection_impl::stop() {
     if (stopping_) return;
     stopping_ = true;
+    if (cluster_) {
+        cluster_->stop();
+        finish_cluster_run(asio::error::operation_aborted);
+        return;
+    }
     stream_.close();
     writer_signal_.cancel();
     backoff_timer_.cancel();
@@ -786,6 +838,50 @@ void connection_impl::stop() {
         mux_.fail_waiting(asio::error::operation_aborted);
         complete_receive(asio::error::operation_aborted);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster mode.
+
+void connection_impl::finish_cluster_run(error_code ec) {
+    stopping_ = true;
+    state_ = run_state::stopped;
+    if (cluster_) cluster_->stop();
+    if (receive_handler_ && !mux_.pushes().ready()) complete_receive(error::run_not_started);
+    if (run_handler_) {
+        if (run_slot_.is_connected()) run_slot_.clear();
+        auto h = std::move(run_handler_);
+        asio::post(ex_, asio::append(std::move(h), ec));
+    }
+}
+
+void connection_impl::retire() {
+    cluster_owner_ = nullptr;
+    mux_.fail_waiting(error::cluster_unavailable);
+    stop_error_ = error::connection_lost;
+    stop();
+}
+
+void connection_impl::adopt_subscriptions(connection_impl& from) {
+    if (auto restore = from.mux_.restore_request())
+        enqueue(std::make_unique<internal_elem>(*this, std::move(*restore)));
+}
+
+bool connection_impl::cluster_connected() const noexcept {
+    return cluster_ && cluster_->connected();
+}
+
+std::vector<endpoint> connection_impl::cluster_masters() const {
+    return cluster_ ? cluster_->masters() : std::vector<endpoint>{};
+}
+
+void connection_impl::exec_on(const endpoint& ep, const request& req, any_adapter adapter,
+                              diagnostics* diag, exec_handler handler) {
+    if (!cluster_ || state_ != run_state::running) {
+        if (diag) diag->set_client_message("exec_on: not a running cluster connection");
+        return post_error(std::move(handler), error::run_not_started);
+    }
+    cluster_->exec_on(ep, req, adapter, diag, std::move(handler));
 }
 
 }  // namespace detail

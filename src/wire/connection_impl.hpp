@@ -3,6 +3,7 @@
 // with thin async operations on one stream and a few timers.
 #pragma once
 
+#include "wire/cluster_router.hpp"
 #include "wire/fsm.hpp"
 #include "wire/multiplexer.hpp"
 #include "wire/stream.hpp"
@@ -22,6 +23,7 @@
 namespace redcoord::detail {
 
 class connection_registry;
+class cluster_router;
 
 class connection_impl : public std::enable_shared_from_this<connection_impl> {
 public:
@@ -53,11 +55,30 @@ public:
 
     class exec_elem;
     class internal_elem;
+    /// Cluster mode: the masters' endpoints (empty otherwise).
+    std::vector<endpoint> cluster_masters() const;
+    /// Cluster mode: runs req on the master at ep.
+    void exec_on(const endpoint& ep, const request& req, any_adapter adapter, diagnostics* diag,
+                 exec_handler handler);
+    bool is_cluster() const noexcept { return cluster_ != nullptr; }
+    bool cluster_connected() const noexcept;
     // Completes a request before its reply (cancellation, timeout); releases a blocked side
     // command so that its reply comes now.
     void abandon(mux_elem& e, boost::system::error_code ec);
 
 private:
+    friend class cluster_router;
+
+    // Cluster mode: what the router needs of its owner and of each master's connection.
+    void finish_cluster_run(boost::system::error_code ec);
+    // A master's connection whose node left the slot map: requests not yet written fail with
+    // error::cluster_unavailable (the router sends them elsewhere), written ones with
+    // connection_lost, and the connection stops.
+    void retire();
+    // Takes over the subscriptions of another connection (a master that left the map).
+    void adopt_subscriptions(connection_impl& from);
+    void forward_pushes();
+
     enum class run_state : std::uint8_t { not_started, running, stopped };
 
     boost::asio::awaitable<void> run_loop(std::shared_ptr<connection_impl> self);
@@ -119,6 +140,10 @@ private:
     std::uint32_t seed_;
 
     std::vector<std::shared_ptr<connection_impl>> sides_;
+
+    std::unique_ptr<cluster_router> cluster_;     // cluster mode: the masters' connections
+    connection_impl* cluster_owner_ = nullptr;   // a master's connection: the one it serves
+    boost::system::error_code stop_error_;       // what written requests fail with at stop
     // Blocking requests made before async_run: sent to a side connection once it runs.
     struct deferred_blocking {
         const request* req;

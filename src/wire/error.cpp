@@ -30,6 +30,9 @@ public:
             case error::health_check_failed: return "the server did not answer the health check";
             case error::run_not_started: return "the connection is not running (async_run)";
             case error::sentinel_unavailable: return "no sentinel named a master for the service";
+            case error::cluster_unavailable: return "the Redis Cluster's slot map is unavailable";
+            case error::cross_slot: return "keys in different cluster slots";
+            case error::too_many_redirects: return "too many cluster redirections";
             case error::bad_config: return "invalid configuration";
             case error::invalid_argument: return "invalid argument";
             case error::not_held: return "not held by this owner (released, expired or taken)";

@@ -230,34 +230,38 @@ void multiplexer::refuse(mux_elem& e, std::string_view text) {
     e.confirmations_.erase(e.confirmations_.begin());
 }
 
-void multiplexer::reply(mux_elem& e, std::span<const resp3::node_view> msg) {
+void store_reply(const any_adapter& adapter, std::size_t index,
+                 std::span<const resp3::node_view> msg, diagnostics* diag,
+                 error_code& first_error) {
     const auto& head = msg[first_value(msg)];
-    if (!e.completed_) {
-        error_code ec;
-        if (resp3::is_error(head.data_type)) {
-            ec = starts_with(head.value, "NOSCRIPT") ? error::noscript : error::server_error;
-            if (e.adapter_.wants_errors()) {
-                error_code ignored;
-                e.adapter_(e.received_, msg, ignored);
-            }
-            if (!e.first_error_ && e.diag_) e.diag_->set_server_message(head.value);
-        } else {
-            e.adapter_(e.received_, msg, ec);
-            if (ec && !e.first_error_ && e.diag_) {
-                // An error inside an aggregate (e.g. one command of EXEC) carries its own text.
-                auto err = std::find_if(msg.begin(), msg.end(), [](const auto& n) {
-                    return resp3::is_error(n.data_type);
-                });
-                if (err != msg.end())
-                    e.diag_->set_server_message(err->value);
-                else
-                    e.diag_->set_client_message("reply " + std::to_string(e.received_) + " (" +
-                                                std::string(resp3::to_string(head.data_type)) +
-                                                "): " + ec.message());
-            }
+    error_code ec;
+    if (resp3::is_error(head.data_type)) {
+        ec = starts_with(head.value, "NOSCRIPT") ? error::noscript : error::server_error;
+        if (adapter.wants_errors()) {
+            error_code ignored;
+            adapter(index, msg, ignored);
         }
-        if (ec && !e.first_error_) e.first_error_ = ec;
+        if (!first_error && diag) diag->set_server_message(head.value);
+    } else {
+        adapter(index, msg, ec);
+        if (ec && !first_error && diag) {
+            // An error inside an aggregate (e.g. one command of EXEC) carries its own text.
+            auto err = std::find_if(msg.begin(), msg.end(), [](const auto& n) {
+                return resp3::is_error(n.data_type);
+            });
+            if (err != msg.end())
+                diag->set_server_message(err->value);
+            else
+                diag->set_client_message("reply " + std::to_string(index) + " (" +
+                                         std::string(resp3::to_string(head.data_type)) +
+                                         "): " + ec.message());
+        }
     }
+    if (ec && !first_error) first_error = ec;
+}
+
+void multiplexer::reply(mux_elem& e, std::span<const resp3::node_view> msg) {
+    if (!e.completed_) store_reply(e.adapter_, e.received_, msg, e.diag_, e.first_error_);
     ++e.received_;
 }
 

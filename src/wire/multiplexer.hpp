@@ -104,6 +104,14 @@ inline bool starts_with(std::string_view s, std::string_view prefix) noexcept {
     return s.substr(0, prefix.size()) == prefix;
 }
 
+/// Stores reply number `index` (the message msg) into adapter and keeps the request's first
+/// error in first_error, its text in diag: an error reply is error::server_error
+/// (error::noscript for NOSCRIPT), a reply that does not convert is the conversion's error.
+/// Every path that hands a reply to a caller's response goes through here.
+void store_reply(const any_adapter& adapter, std::size_t index,
+                 std::span<const resp3::node_view> msg, diagnostics* diag,
+                 boost::system::error_code& first_error);
+
 /// What a message read from the server was.
 enum class message_kind : std::uint8_t {
     reply,         // answered (part of) the oldest written request

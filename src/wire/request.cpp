@@ -122,6 +122,14 @@ void request::on_command_added(std::size_t start) {
         block_time_ = *block_time_ + *t;  // commands of a request run one after another
 }
 
+namespace detail {
+void append_serialized(request& req, std::string_view command) {
+    const std::size_t start = req.payload_.size();
+    req.payload_.append(command);
+    req.on_command_added(start);
+}
+}  // namespace detail
+
 void request::clear() noexcept {
     payload_.clear();
     commands_ = 0;

@@ -1,4 +1,5 @@
 #include "redis_server.hpp"
+#include "text_files.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -100,31 +101,9 @@ bool wait_for(int fd, short events, steady::time_point deadline) {
     }
 }
 
-/// Quotes a value for redis.conf (parsed like redis-cli arguments: "..." with \ escapes).
-std::string quote(const std::string& value) {
-    std::string out = "\"";
-    for (char c : value) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
-}
-
-std::string read_text_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
-std::string last_lines(const std::string& text, std::size_t count) {
-    std::size_t pos = text.size();
-    if (pos > 0 && text[pos - 1] == '\n') --pos;
-    for (std::size_t seen = 0; pos > 0; --pos) {
-        if (text[pos - 1] == '\n' && ++seen == count) break;
-    }
-    return text.substr(pos);
-}
+using text::last_lines;
+using text::quote;
+using text::read_text_file;
 
 std::string strip_trailing_newline(std::string text) {
     if (!text.empty() && text.back() == '\n') text.pop_back();

@@ -127,7 +127,7 @@ TEST_CASE("membership: the heartbeat key has the documented name, JSON fields an
         CHECK(m.hosted() == std::vector<std::string>{"node-a"});
 
         auto read_beat = [&]() -> asio::awaitable<json::object> {
-            auto text = co_await command(conn, "GET", "redcoord:hb:{node-a}");
+            auto text = co_await command(conn, "GET", "redcoord:hb:{registry}:node-a");
             auto v = json::parse(text);
             REQUIRE(v.is_object());
             co_return v.as_object();
@@ -142,7 +142,7 @@ TEST_CASE("membership: the heartbeat key has the documented name, JSON fields an
         CHECK(beat.at("pid").as_int64() == ::getpid());
         CHECK(beat.at("host").as_string() == this_host());
         CHECK(beat.at("version").as_string() == "1.2.3");
-        auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:hb:{node-a}"));
+        auto pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:hb:{registry}:node-a"));
         CHECK(pttl > 0);
         CHECK(pttl <= 800);  // heartbeat_interval + heartbeat_grace
 
@@ -165,7 +165,7 @@ TEST_CASE("membership: the heartbeat key has the documented name, JSON fields an
             },
             10s, 20ms);
         CHECK(renewed);
-        pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:hb:{node-a}"));
+        pttl = std::stoll(co_await command(conn, "PTTL", "redcoord:hb:{registry}:node-a"));
         CHECK(pttl > 0);
         CHECK(pttl <= 800);
 
@@ -186,7 +186,7 @@ TEST_CASE("membership: the heartbeat key has the documented name, JSON fields an
         // A graceful leave removes the heartbeat and the registry entry at once.
         auto [lec] = co_await m.async_leave("", nothrow);
         REQUIRE_FALSE(lec);
-        const auto r2 = co_await command(conn, "EXISTS", "redcoord:hb:{node-a}");
+        const auto r2 = co_await command(conn, "EXISTS", "redcoord:hb:{registry}:node-a");
         CHECK(r2 == "0");
         const auto r3 = co_await is_member(conn, "node-a");
         CHECK_FALSE(r3);
@@ -237,7 +237,7 @@ TEST_CASE("membership: joins and leaves reach every watcher as events", "[member
         CHECK(left);
         const auto r4 = co_await is_member(conn, "node-d");
         CHECK_FALSE(r4);
-        const auto r5 = co_await command(conn, "EXISTS", "redcoord:hb:{node-d}");
+        const auto r5 = co_await command(conn, "EXISTS", "redcoord:hb:{registry}:node-d");
         CHECK(r5 == "0");
         conn2.cancel();
     });
@@ -500,7 +500,7 @@ TEST_CASE("membership: 200 nodes hosted in one process heartbeat in one pipeline
             redcoord::request req;
             std::vector<std::string> keys;
             for (int i = 0; i < nodes; ++i)
-                keys.push_back("redcoord:hb:{node-" + std::to_string(i) + "}");
+                keys.push_back("redcoord:hb:{registry}:node-" + std::to_string(i));
             req.push_range("EXISTS", keys);
             std::int64_t existing = 0;
             redcoord::diagnostics diag;
@@ -532,7 +532,7 @@ TEST_CASE("membership: after a Redis restart the heartbeats and the registry com
             const bool back = co_await eventually_async(
                 [&]() -> asio::awaitable<bool> {
                     redcoord::request req;
-                    req.push("EXISTS", "redcoord:hb:{survivor}");
+                    req.push("EXISTS", "redcoord:hb:{registry}:survivor");
                     req.push("SISMEMBER", "redcoord:nodes:{registry}", "survivor");
                     redcoord::response<std::int64_t, std::int64_t> resp;
                     auto [ec, n] = co_await conn.async_exec(req, resp, nothrow);

@@ -215,7 +215,7 @@ TEST_CASE("queue: a dead consumer's items are redelivered", "[queue]") {
             REQUIRE_FALSE(ec);
         }
         // Two consumers: "alive" has a heartbeat, "dead" has none.
-        co_await command(conn, "SET", "redcoord:hb:{alive}", "1", "PX", "60000");
+        co_await command(conn, "SET", "redcoord:hb:{registry}:alive", "1", "PX", "60000");
         auto [e1, x] = co_await q.async_dequeue("work", "dead", 0ms, nothrow);
         auto [e2, y] = co_await q.async_dequeue("work", "dead", 0ms, nothrow);
         auto [e3, z] = co_await q.async_dequeue("work", "alive", 0ms, nothrow);

@@ -188,7 +188,7 @@ TEST_CASE("lock_monitor: a lock whose node has no heartbeat while another node h
             CHECK(none.empty());
 
             // node-a beats, node-b does not: node-b's lock is stale.
-            co_await command(conn_a, "SET", "redcoord:hb:{node-a}",
+            co_await command(conn_a, "SET", "redcoord:hb:{registry}:node-a",
                              R"({"node":"node-a","timestamp":0})", "PX", "30000");
             auto stale = co_await must_list_stale(mon, 1h);
             CHECK(names(stale) == std::vector<std::string>{"b-lock"});
@@ -197,14 +197,14 @@ TEST_CASE("lock_monitor: a lock whose node has no heartbeat while another node h
             CHECK(stale[0].owner == b.owner());
 
             // Once node-b beats too, nothing is stale.
-            co_await command(conn_a, "SET", "redcoord:hb:{node-b}",
+            co_await command(conn_a, "SET", "redcoord:hb:{registry}:node-b",
                              R"({"node":"node-b","timestamp":0})", "PX", "30000");
             auto alive = co_await must_list_stale(mon, 1h);
             CHECK(alive.empty());
 
             // A heartbeat of a node holding no lock is enough to show membership is in use.
-            co_await command(conn_a, "DEL", "redcoord:hb:{node-a}", "redcoord:hb:{node-b}");
-            co_await command(conn_a, "SET", "redcoord:hb:{node-c}", "{}", "PX", "30000");
+            co_await command(conn_a, "DEL", "redcoord:hb:{registry}:node-a", "redcoord:hb:{registry}:node-b");
+            co_await command(conn_a, "SET", "redcoord:hb:{registry}:node-c", "{}", "PX", "30000");
             auto both = co_await must_list_stale(mon, 1h);
             CHECK(names(both) == std::vector<std::string>{"a-lock", "b-lock"});
         }

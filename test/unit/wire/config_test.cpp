@@ -451,7 +451,7 @@ const std::vector<bad_case> bad_cases = {
     {"redis://", "no host"},
     {"redis://user:pw@", "no host"},
     {"redis://localhost:70000", "port '70000'"},
-    {"redis://h1,h2", "'h1,h2'"},
+    {"redis://h1,,h2", "empty host"},
     {"rediss://[::1", "'[::1'"},
     {"redis://localhost/abc", "database 'abc'"},
     {"redis://localhost/1/2", "'1/2'"},
