@@ -70,14 +70,7 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
     if not he then return redis.error_reply('lock_ops: malformed lock value') end
     local head = string.sub(value, 1, he)
 
-    local now
-    local function server_now()
-        if not now then
-            local t = redis.call('TIME')
-            now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        end
-        return now
-    end
+    local server_now = fence_now_ms
 
     local owner
     local function enqueue()

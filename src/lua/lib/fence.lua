@@ -6,10 +6,21 @@
 -- a new token (the clock) is greater than all of them.
 local fence_retention_ms = 86400000
 
+-- The server's clock in Unix milliseconds, read once per script call: a call is atomic, and
+-- Redis judges expiry by the call's start, so a counter this call finds missing expired no
+-- later than this time (and the tokens of one call still grow by the counter's last + 1).
+local fence_clock_ms
+local function fence_now_ms()
+    if not fence_clock_ms then
+        local t = redis.call('TIME')
+        fence_clock_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    return fence_clock_ms
+end
+
 -- Issues the next token of the counter `fence`.
 local function next_fence(fence)
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local now = fence_now_ms()
     local last = tonumber(redis.call('GET', fence)) or 0
     local token = now
     if last >= now then token = last + 1 end
