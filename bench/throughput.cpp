@@ -20,6 +20,7 @@
 #include <string>
 
 #include "bench_support.hpp"
+#include "redis_cluster.hpp"
 
 namespace asio = boost::asio;
 using namespace redcoord::bench;
@@ -61,9 +62,64 @@ std::optional<double> redis_benchmark_set_get(const endpoint_info& ep, long ops)
     return sum / count;
 }
 
+// ops/s of `coroutines` coroutines doing SET/GET on their own keys, over one connection (one per
+// master on a cluster).
+struct measured {
+    double ops_per_s = 0;
+    long ops = 0;
+    std::uint64_t writes = 0;
+    long failures = 0;
+};
+
+measured measure(const redcoord::config& cfg, long total_ops, int coroutines) {
+    client c(cfg);
+    measured m;
+    asio::co_spawn(c.ioc, worker(c.conn, 0, 2, m.failures), asio::detached);
+    c.ioc.run_for(std::chrono::milliseconds(100));
+    const int per_coroutine = static_cast<int>(total_ops / coroutines);
+    m.ops = static_cast<long>(per_coroutine) * coroutines;
+    const auto writes_before = c.conn.get_usage().writes;
+    int done = 0;
+    const auto start = clock_type::now();
+    for (int i = 0; i < coroutines; ++i)
+        asio::co_spawn(c.ioc, worker(c.conn, i, per_coroutine, m.failures),
+                       [&](std::exception_ptr) { ++done; });
+    while (done < coroutines) c.ioc.run_one();
+    m.ops_per_s = static_cast<double>(m.ops) / seconds_since(start);
+    m.writes = c.conn.get_usage().writes - writes_before;
+    return m;
+}
+
+// The same on a loopback Redis Cluster of three masters, beside the single server (same run).
+int cluster_phase(const bench_env& env, long total_ops, int coroutines) {
+    const auto single = measure(env.cfg, total_ops, coroutines);
+    redcoord::test::redis_cluster_options o;
+    o.replicas_per_master = 0;
+    redcoord::test::redis_cluster cl(o);
+    const auto clustered =
+        measure(redcoord::parse_config(cl.seeds() + ",cluster=true"), total_ops, coroutines);
+    std::cout << "{\"bench\":\"throughput_cluster\",\"masters\":3,\"operations\":"
+              << clustered.ops << ",\"coroutines\":" << coroutines
+              << ",\"ops_per_s\":" << static_cast<long>(clustered.ops_per_s)
+              << ",\"writes\":" << clustered.writes << ",\"failures\":" << clustered.failures
+              << ",\"single_server_ops_per_s\":" << static_cast<long>(single.ops_per_s)
+              << ",\"ratio_to_single_server\":" << clustered.ops_per_s / single.ops_per_s
+              << "}" << std::endl;
+    return clustered.failures == 0 && single.failures == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc > 3 && std::string(argv[3]) == "cluster") {
+        try {
+            const bench_server server;
+            return cluster_phase(server.env, std::atol(argv[1]), std::atoi(argv[2]));
+        } catch (const std::exception& e) {
+            std::cerr << "throughput: " << e.what() << "\n";
+            return 1;
+        }
+    }
     const long total_ops = argc > 1 ? std::atol(argv[1]) : 500000;
     const int coroutines = argc > 2 ? std::atoi(argv[2]) : 1000;
     try {
