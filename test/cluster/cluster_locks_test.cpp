@@ -84,10 +84,11 @@ TEST_CASE("lock batches on several masters send one EVALSHA per slot", "[redis_c
     });
 }
 
-TEST_CASE("locks on many masters are never held twice, through a slot migration",
+TEST_CASE("100 coroutines on 1,000 locks are never held twice, through slot migrations",
           "[redis_cluster]") {
     redis_cluster c;
-    constexpr int names = 40, workers = 60, rounds = 25;
+    // 100 coroutines on 1,000 locks, every other acquisition on one of 20 hot locks (m0..m19).
+    constexpr int names = 1000, hot = 20, workers = 100, rounds = 25;
     // The slots of the first ten names move to another master while the workers run.
     std::vector<int> moving;
     for (int i = 0; i < 10; ++i)
@@ -123,7 +124,9 @@ TEST_CASE("locks on many masters are never held twice, through a slot migration"
                     [&, w]() -> boost::asio::awaitable<void> {
                         auto& locks = w % 2 ? la : lb;
                         for (int r = 0; r < rounds || !migration.done(); ++r) {
-                            const std::string name = "m" + std::to_string((w * 7 + r) % names);
+                            const int pick = w * 7 + r * 13;
+                            const std::string name =
+                                "m" + std::to_string(r % 2 ? pick % names : pick % hot);
                             redcoord::diagnostics d;
                             auto [ec, l] = co_await locks.async_acquire(
                                 name, {.ttl = 5s, .wait = 20s}, d, nothrow);
@@ -269,4 +272,62 @@ TEST_CASE("an acquisition in a slot paused mid-migration succeeds once the migra
     });
     migration.finish();
     CHECK(c.port_of_slot(slot) == c.port(to));
+}
+
+TEST_CASE("a waiter is woken when the holder releases after a failover of the lock's master",
+          "[redis_cluster][failover]") {
+    redcoord::test::redis_cluster_options o;
+    o.node_timeout = 500ms;
+    redis_cluster c(o);
+    const std::string name = "woken";
+    const int slot = redis_cluster::key_slot("redcoord:lock:{" + name + "}");
+    const auto victim = c.index_of_slot(slot);
+    redcoord::test::run_async(
+        [&](boost::asio::io_context& ioc) -> boost::asio::awaitable<void> {
+            redcoord::connection conn_a(ioc.get_executor()), conn_b(ioc.get_executor());
+            conn_a.async_run(cluster_config(c), boost::asio::detached);
+            conn_b.async_run(cluster_config(c), boost::asio::detached);
+            redcoord::session sa(conn_a, redcoord::test::as_node("holder")),
+                sb(conn_b, redcoord::test::as_node("waiter"));
+            redcoord::lock_provider la(sa), lb(sb);
+            // A long TTL: only a wake-up (or the gap event of the failover) can let the
+            // waiter in before its own deadline, not the lease's expiry.
+            auto held = co_await redcoord::test::must_acquire(la, name, {.ttl = 60s});
+            // The holder's grant reached the replica before its master dies.
+            CHECK(c.cli(victim, {"WAIT", "1", "5000"}) == "1");
+            bool acquired = false;
+            std::string failure;
+            redcoord::lease got;
+            boost::asio::co_spawn(
+                ioc,
+                [&]() -> boost::asio::awaitable<void> {
+                    redcoord::diagnostics d;
+                    auto [ec, l] = co_await lb.async_acquire(name, {.ttl = 10s, .wait = 40s},
+                                                             d, nothrow);
+                    if (ec) failure = redcoord::test::describe(ec, d);
+                    got = std::move(l);
+                    acquired = !ec;
+                },
+                boost::asio::detached);
+            co_await redcoord::test::sleep_for(300ms);
+            c.kill(victim);
+            (void)c.wait_for_failover(victim);
+            // Released on the promoted master.
+            {
+                redcoord::diagnostics d;
+                auto [rec] = co_await held.async_release(d, nothrow);
+                INFO(redcoord::test::describe(rec, d));
+                CHECK_FALSE(rec);
+            }
+            co_await redcoord::test::wait_until([&] { return acquired || !failure.empty(); });
+            INFO(failure);
+            CHECK(acquired);
+            CHECK(got.is_held());
+            co_await redcoord::test::must_release(got);
+            co_await sa.async_close(nothrow);
+            co_await sb.async_close(nothrow);
+            conn_a.cancel();
+            conn_b.cancel();
+        },
+        120s);
 }
