@@ -228,7 +228,7 @@ asio::awaitable<std::tuple<error_code, lease>> campaign(campaign_args a) {
         o["node"] = s.node_id;
         o["term"] = l.fencing_token();
         auto req = std::make_shared<request>();
-        req->push("PUBLISH", changed_channel(key), json::serialize(o));
+        req->push(s.publish_command(), changed_channel(key), json::serialize(o));
         s.conn.async_exec(*req, [req](error_code, std::size_t) {});
         if (a.o.require_quorum)
             asio::co_spawn(s.conn.get_executor(),

@@ -306,7 +306,8 @@ public:
             for (std::size_t i = 0; i < keys.size(); ++i) {
                 if (!nodes[i] || !dead.contains(*nodes[i])) continue;
                 std::vector<std::string> kv{keys[i]};
-                std::vector<std::string> args{released_channel(keys[i], type), *nodes[i]};
+                std::vector<std::string> args{released_channel(keys[i], type), *nodes[i],
+                                              std::string(s->publish_command())};
                 std::int64_t released = 0;
                 diagnostics diag;
                 auto [ec3, n3] = co_await eval(s->conn, release, kv, args, released, diag);

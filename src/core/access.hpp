@@ -32,6 +32,8 @@ struct access {
     static bool is_cluster(const connection& c) noexcept;
     // The masters of c's cluster (empty when not a cluster).
     static std::vector<endpoint> cluster_masters(const connection& c);
+    // Asks c's cluster to read its slot map again soon (nothing when not a cluster).
+    static void refresh_cluster(const connection& c) noexcept;
     template <class... Args>
     static auto exec_erased(connection& c, Args&&... args) {
         return c.async_exec_erased(std::forward<Args>(args)...);

@@ -195,6 +195,7 @@ void lease::extend_impl(std::chrono::milliseconds ttl, diagnostics* caller_diag,
         l->ttl = ttl;
         std::vector<std::string> args{l->owner, std::to_string(ttl.count())};
         args.insert(args.end(), l->extra_args.begin(), l->extra_args.end());
+        args.emplace_back(s.publish_command());
         std::int64_t reply = 0;
         auto [ec, n] = co_await detail::eval(s.conn, *l->spec->renew, l->keys, args, reply, diag);
         if (ec) co_return ec;
@@ -264,7 +265,8 @@ void session_impl::send_release(const std::shared_ptr<lease_state>& l, diagnosti
     }
     auto& call = op->script;
     call.sc = l->spec->release;
-    call.req.push("EVALSHA", call.sc->sha1(), l->keys.size(), l->keys, l->owner, l->extra_args);
+    call.req.push("EVALSHA", call.sc->sha1(), l->keys.size(), l->keys, l->owner, l->extra_args,
+                  publish_command());
     call.adapter = detail::make_adapter(op->reply);
     call.diag = op->diag;
     detail::run_script_call(conn, call, [op = std::move(op)](error_code ec, std::size_t) mutable {

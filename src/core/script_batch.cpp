@@ -18,6 +18,8 @@ std::vector<endpoint> access::cluster_masters(const connection& c) {
     return c.impl_->cluster_masters();
 }
 
+void access::refresh_cluster(const connection& c) noexcept { c.impl_->refresh_cluster(); }
+
 // One call under way: the entries it carries and, once the reply is in, their elements.
 struct batch_call {
     script_call script;
@@ -186,7 +188,9 @@ void script_batch::send_queued() {
     entries_.clear();
     starts_.clear();
     call->script.sc = &ops;
-    call->script.req.push("EVALSHA", ops.sha1(), keys_.size(), keys_, args_);
+    // lock_ops.lua's last argument: how its releases publish (session_impl::publish_command).
+    const std::string_view publish = access::is_cluster(conn_) ? "SPUBLISH" : "PUBLISH";
+    call->script.req.push("EVALSHA", ops.sha1(), keys_.size(), keys_, args_, publish);
     keys_.clear();
     args_.clear();
     call->script.adapter = any_adapter(call.get(), &batch_call::store, 1, false);

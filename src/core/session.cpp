@@ -90,13 +90,18 @@ void push_router::leave(std::uint64_t owner) {
 }
 
 std::uint64_t push_router::add(std::uint64_t owner, const std::string& channel, bool pattern,
-                               listener fn, bool notify_close) {
-    const std::string k = (pattern ? "p:" : "c:") + channel;
+                               listener fn, bool notify_close, bool wake_up) {
+    const bool sharded = wake_up && !pattern && access::is_cluster(conn_);
+    const std::string k = (pattern ? "p:" : sharded ? "s:" : "c:") + channel;
     auto [it, inserted] = channels_.try_emplace(k);
     if (inserted) {
         it->second.channel = channel;
         it->second.pattern = pattern;
-        send(pattern ? "PSUBSCRIBE" : "SUBSCRIBE", channel);
+        it->second.sharded = sharded;
+        if (sharded)
+            subscribe_shard(k, 0, false);
+        else
+            send(pattern ? "PSUBSCRIBE" : "SUBSCRIBE", channel);
     }
     const auto id = next_id_++;
     it->second.listeners.emplace(id, slot{std::move(fn), owner, false, notify_close});
@@ -125,7 +130,11 @@ void push_router::erase(std::uint64_t id) {
     if (it == channels_.end()) return;
     it->second.listeners.erase(id);
     if (it->second.listeners.empty()) {
-        if (running_) send(it->second.pattern ? "PUNSUBSCRIBE" : "UNSUBSCRIBE", it->second.channel);
+        if (running_)
+            send(it->second.pattern   ? "PUNSUBSCRIBE"
+                 : it->second.sharded ? "SUNSUBSCRIBE"
+                                      : "UNSUBSCRIBE",
+                 it->second.channel);
         channels_.erase(it);
     }
 }
@@ -155,15 +164,78 @@ void push_router::send(std::string_view command, const std::string& channel) {
     conn_.async_exec(*req, [req](error_code, std::size_t) {});
 }
 
+void push_router::subscribe_shard(const std::string& key, int attempt, bool gap_when_done) {
+    auto it = channels_.find(key);
+    if (it == channels_.end() || !running_) return;
+    auto req = std::make_shared<request>();
+    req->push("SSUBSCRIBE", it->second.channel);
+    conn_.async_exec(*req, [req, key, attempt, gap_when_done,
+                            w = weak_from_this()](error_code ec, std::size_t) {
+        auto self = w.lock();
+        if (!self || !self->running_) return;
+        auto it = self->channels_.find(key);
+        if (it == self->channels_.end()) return;  // nobody listens any more
+        if (!ec) {
+            if (gap_when_done) self->deliver_gap(it->second);
+            return;
+        }
+        if (ec == asio::error::operation_aborted || ec == error::run_not_started) return;
+        // Refused (MOVED, CLUSTERDOWN while the map is corrected) or not sent (the node's link
+        // is down): the cluster's map is read again, and the subscription tried again.
+        access::refresh_cluster(self->conn_);
+        auto timer = std::make_shared<asio::steady_timer>(self->conn_.get_executor());
+        timer->expires_after(std::chrono::milliseconds(50) * (1 << std::min(attempt, 5)));
+        timer->async_wait([timer, key, attempt, w](error_code) {
+            if (auto self = w.lock())
+                self->subscribe_shard(key, attempt + 1, true);
+        });
+    });
+}
+
+void push_router::deliver_gap(entry& e) {
+    push_message gap;
+    gap.event = push_event::reconnected;
+    const auto limit = next_id_;
+    dispatch_scope scope(*this);
+    for (auto it = e.listeners.begin(); it != e.listeners.end() && it->first < limit; ++it)
+        if (!it->second.removed) it->second.fn(gap);
+}
+
+void push_router::resubscribe_shards(const std::string* only_channel) {
+    std::vector<std::string> keys;
+    for (auto& [k, e] : channels_)
+        if (e.sharded && (!only_channel || e.channel == *only_channel)) keys.push_back(k);
+    for (const auto& k : keys) {
+        // Messages published before the new SSUBSCRIBE holds are not heard: the listeners look
+        // again now and once it holds.
+        if (only_channel) {
+            auto it = channels_.find(k);
+            if (it != channels_.end()) deliver_gap(it->second);
+        }
+        subscribe_shard(k, 0, true);
+    }
+}
+
 void push_router::dispatch(const push_message& m) {
     entry* target = nullptr;
     if (!m.is_gap()) {
+        if (m.kind == "sunsubscribe") {
+            // Unrequested (the connection consumes the confirmations it awaits): the channel's
+            // slot has moved to another master.
+            resubscribe_shards(&m.channel);
+            return;
+        }
         const bool pattern = m.kind == "pmessage";
-        if (!pattern && m.kind != "message" && m.kind != "smessage") return;
-        key_.assign(pattern ? "p:" : "c:").append(pattern ? m.pattern : m.channel);
+        const bool sharded = m.kind == "smessage";
+        if (!pattern && !sharded && m.kind != "message") return;
+        key_.assign(pattern ? "p:" : sharded ? "s:" : "c:").append(pattern ? m.pattern : m.channel);
         auto it = channels_.find(key_);
         if (it == channels_.end()) return;
         target = &it->second;
+    } else if (m.event == push_event::reconnected && access::is_cluster(conn_)) {
+        // A master's link came back or the masters changed (a failover): each sharded channel
+        // listens again on its slot's master now.
+        resubscribe_shards(nullptr);
     }
     // Listeners added from here on wait for the next message. Entries are not erased while
     // dispatching, and std::map insertions keep iterators valid.
@@ -314,6 +386,7 @@ asio::awaitable<void> watchdog::renew(std::shared_ptr<session_impl> owner,
     cfg.fail_fast = true;
     std::vector<std::string> args{l->owner, std::to_string(ttl.count())};
     args.insert(args.end(), l->extra_args.begin(), l->extra_args.end());
+    args.emplace_back(owner->publish_command());  // a renewal may free room (a lapsed holder)
     std::int64_t reply = -1;
     auto [ec, n] = co_await eval(owner->conn, *l->spec->renew, l->keys, args, reply, l->scratch,
                                  cfg);

@@ -64,9 +64,11 @@ public:
     void leave(std::uint64_t owner);
 
     // Adds a listener; the first listener of a channel subscribes (the SUBSCRIBE is queued on
-    // the connection before anything the caller sends afterwards).
+    // the connection before anything the caller sends afterwards). A wake-up channel (one that
+    // lives with its resource and shares its hash tag) is sharded on a Redis Cluster: SSUBSCRIBE
+    // on the master of the resource's slot, which the scripts' SPUBLISH reaches.
     std::uint64_t add(std::uint64_t owner, const std::string& channel, bool pattern, listener fn,
-                      bool notify_close);
+                      bool notify_close, bool wake_up = false);
     // Removes a listener; the last one of a channel unsubscribes.
     void remove(std::uint64_t id);
 
@@ -85,6 +87,7 @@ private:
     struct entry {
         std::string channel;
         bool pattern = false;
+        bool sharded = false;  // SSUBSCRIBE (a wake-up channel on a Redis Cluster)
         std::map<std::uint64_t, slot> listeners;
     };
     struct memo_slot {
@@ -104,13 +107,21 @@ private:
     };
     void start();
     void send(std::string_view command, const std::string& channel);
+    // SSUBSCRIBE of the sharded entry at key, again until it holds (a refusal such as MOVED
+    // while the cluster's map is being corrected is retried, 50 ms to 1.6 s apart); with
+    // gap_when_done its listeners get a gap once it holds (messages may have been missed).
+    void subscribe_shard(const std::string& key, int attempt, bool gap_when_done);
+    // A slot moved (an unrequested sunsubscribe) or the cluster's masters changed: the sharded
+    // entries listen again on their slots' masters, and their listeners look again.
+    void resubscribe_shards(const std::string* only_channel);
+    void deliver_gap(entry& e);
     void dispatch(const push_message& m);
     void erase(std::uint64_t id);
     void end_dispatch();
     static asio::awaitable<void> receive_loop(std::shared_ptr<push_router> self);
 
     connection conn_;  // an alias (access::alias): valid while the router lives
-    std::map<std::string, entry> channels_;  // key: "c:" or "p:" + name
+    std::map<std::string, entry> channels_;  // key: "c:", "p:" or "s:" (sharded) + name
     std::unordered_map<std::uint64_t, std::string> by_id_;
     std::map<std::uint64_t, std::function<void()>> owners_;
     std::uint64_t next_id_ = 1;
@@ -135,6 +146,10 @@ public:
     std::uint64_t add(const std::string& channel, bool pattern, listener fn,
                       bool notify_close = false) {
         return router_->add(owner_, channel, pattern, std::move(fn), notify_close);
+    }
+    // Adds a listener on a resource's wake-up channel (sharded on a Redis Cluster).
+    std::uint64_t add_wake_up(const std::string& channel, listener fn, bool notify_close = false) {
+        return router_->add(owner_, channel, false, std::move(fn), notify_close, true);
     }
     void remove(std::uint64_t id) { router_->remove(id); }
     std::shared_ptr<void>& memo(const void* tag) { return router_->memo(tag, owner_); }
@@ -276,6 +291,11 @@ public:
     // even when both run with the same node id (processes given one node id).
     std::string instance;
     bool closed = false;
+    // The command the scripts publish wake-ups with (their last argument): SPUBLISH on a Redis
+    // Cluster, where the waiters listen with SSUBSCRIBE (push_hub::add_wake_up), else PUBLISH.
+    std::string_view publish_command() const noexcept {
+        return access::is_cluster(conn) ? "SPUBLISH" : "PUBLISH";
+    }
     push_hub hub;
     watchdog dog;
     lock_stats_window lock_stats;

@@ -51,7 +51,8 @@ asio::awaitable<count_result> arrive(std::shared_ptr<detail::session_impl> s, st
     static const script& inc = script::embedded("barrier_arrive");
     const std::vector<std::string> keys{s->keys.barrier(batch)};
     const std::vector<std::string> args{std::to_string(ttl.count()),
-                                        arrival_channel(s->keys, batch)};
+                                        arrival_channel(s->keys, batch),
+                                        std::string(s->publish_command())};
     std::int64_t n = 0;
     auto [ec, size] = co_await detail::eval(s->conn, inc, keys, args, n, target.get());
     co_return count_result(ec, ec ? 0 : n);
@@ -115,7 +116,8 @@ asio::awaitable<error_code> complete(std::shared_ptr<detail::session_impl> s, st
                          .count();
     const std::vector<std::string> args{success ? "succeeded" : "failed", std::move(reason),
                                         std::to_string(now), std::to_string(ttl.count()),
-                                        done_channel(s->keys, job)};
+                                        done_channel(s->keys, job),
+                                        std::string(s->publish_command())};
     std::int64_t reply = 0;
     auto [ec, n] = co_await detail::eval(s->conn, rec, keys, args, reply, target.get());
     co_return ec;

@@ -76,7 +76,8 @@ asio::awaitable<error_code> store(std::shared_ptr<detail::session_impl> s, std::
                                         value ? "1" : "0",
                                         std::move(compressed),
                                         std::to_string(opts.value_ttl.count()),
-                                        channel_of(s->keys, id)};
+                                        channel_of(s->keys, id),
+                                        std::string(s->publish_command())};
     std::int64_t reply = 0;
     auto [ec, n] = co_await detail::eval(s->conn, write, keys, args, reply, d);
     co_return ec;

@@ -203,7 +203,8 @@ struct acquire_call {
             diagnostics d;
             std::int64_t removed = 0;
             const std::vector<std::string> keys{names.queue, names.queue_deadlines};
-            const std::vector<std::string> args{owner, names.channel};
+            const std::vector<std::string> args{owner, names.channel,
+                                                std::string(s->publish_command())};
             co_await detail::eval(s->conn, sc, keys, args, removed, d);
         };
         detail::spawn_detached(*s, leave_script(s, names, owner));
@@ -414,7 +415,7 @@ void lock_provider::force_release_impl(std::string name, bool_handler handler) {
         std::int64_t reply = 0;
         diagnostics d;
         const std::vector<std::string> keys{names.key};
-        const std::vector<std::string> args{names.channel};
+        const std::vector<std::string> args{names.channel, std::string(s->publish_command())};
         auto [ec, n] = co_await detail::eval(s->conn, force, keys, args, reply, d);
         co_return std::tuple{ec, !ec && reply == 1};
     };

@@ -140,7 +140,8 @@ struct rw_call {
             diagnostics d;
             std::int64_t removed = 0;
             const std::vector<std::string> keys{waiting};
-            const std::vector<std::string> args{owner, channel};
+            const std::vector<std::string> args{owner, channel,
+                                                std::string(s->publish_command())};
             co_await detail::eval(s->conn, sc, keys, args, removed, d);
         };
         detail::spawn_detached(*s, leave(s, names.waiting, names.channel, owner));

@@ -34,6 +34,7 @@
 --
 -- (Byte positions instead of substrings where it can: Redis's Lua hashes every byte of each
 -- string it creates.)
+--#include publish.lua
 
 --#include fence.lua
 
@@ -178,12 +179,12 @@ local function release(key, owner, channel, always)
     local waiters = since_end and string.byte(v, since_end + 1)
     if waiters == 50 then others_waited[key] = true end  -- "2": another node waits
     if always == '1' or not since_end or waiters ~= 48 then  -- waiters ~= "0"
-        redis.call('PUBLISH', channel, owner)
+        publish(channel, owner)
     end
     return 1
 end
 
-local out, k, a, last = {}, 1, 1, #ARGV
+local out, k, a, last = {}, 1, 1, #ARGV - 1  -- the last one is the publish command
 while a <= last do
     local op, ok, r = ARGV[a]
     if op == 'r' then

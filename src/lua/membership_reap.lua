@@ -4,6 +4,7 @@
 -- (field node).
 -- Checked here, atomically: the lease may have lapsed and gone to a live node since the
 -- reaper looked. Returns 1 when released, 0 when the key is gone or held by another node.
+--#include publish.lua
 local kind = redis.call('TYPE', KEYS[1])['ok']
 local node
 if kind == 'string' then
@@ -18,7 +19,7 @@ elseif kind == 'hash' then
 end
 if node == ARGV[2] then
     redis.call('DEL', KEYS[1])
-    redis.call('PUBLISH', ARGV[1], '')
+    publish(ARGV[1], '')
     return 1
 end
 return 0

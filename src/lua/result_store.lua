@@ -3,6 +3,7 @@
 -- metadata), ARGV[3] = '1' when a metadata is given, ARGV[4] = now (Unix ms), ARGV[5] = the
 -- hash's TTL (ms), ARGV[6] = '1' when a value is given, ARGV[7] = the compressed value,
 -- ARGV[8] = the value's TTL (ms), ARGV[9] = the channel. Publishes the status. Returns 1.
+--#include publish.lua
 if redis.call('HEXISTS', KEYS[1], 'created_ms') == 0 then
     redis.call('HSET', KEYS[1], 'created_ms', ARGV[4])
 end
@@ -15,5 +16,5 @@ if ARGV[6] == '1' then
     redis.call('HSET', KEYS[1], 'value_bytes', #ARGV[7])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('PUBLISH', ARGV[9], ARGV[1])
+publish(ARGV[9], ARGV[1])
 return 1

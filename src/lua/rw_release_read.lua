@@ -4,6 +4,7 @@
 -- KEYS[2]: the readers' records (lib/holders.lua).
 -- Returns 0 when ARGV[1] does not hold it (gone, or its lease lapsed), 1 when released.
 --#include holders.lua
+--#include publish.lua
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -15,7 +16,7 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 holder_drop(KEYS[2], ARGV[1])
 holders_lapse(KEYS[1], KEYS[2], now)
 if redis.call('ZCARD', KEYS[1]) == 0 then
-    redis.call('PUBLISH', ARGV[2], ARGV[1])
+    publish(ARGV[2], ARGV[1])
 end
 if tonumber(score) <= now then
     return 0

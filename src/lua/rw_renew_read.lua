@@ -4,6 +4,7 @@
 -- KEYS[2]: the readers' records (lib/holders.lua).
 -- Returns 1 when renewed, 0 when gone or lapsed.
 --#include holders.lua
+--#include publish.lua
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -22,7 +23,7 @@ if score then
     holder_drop(KEYS[2], ARGV[1])
     holders_lapse(KEYS[1], KEYS[2], now)
     if redis.call('ZCARD', KEYS[1]) == 0 then
-        redis.call('PUBLISH', ARGV[3], '')
+        publish(ARGV[3], '')
     end
 end
 return 0

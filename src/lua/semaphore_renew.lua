@@ -4,6 +4,7 @@
 -- KEYS[2]: the holders' records (lib/holders.lua).
 -- Returns 1 when renewed, 0 when gone or lapsed.
 --#include holders.lua
+--#include publish.lua
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -20,6 +21,6 @@ end
 if score then
     redis.call('ZREM', KEYS[1], ARGV[1])
     holder_drop(KEYS[2], ARGV[1])
-    redis.call('PUBLISH', ARGV[3], '')
+    publish(ARGV[3], '')
 end
 return 0

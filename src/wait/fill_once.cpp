@@ -86,7 +86,7 @@ struct filler {
         diagnostics ignored;
         co_await l.async_release(ignored, nothrow);
         request req;
-        req.push("PUBLISH", channel, "f");
+        req.push(s->publish_command(), channel, "f");
         co_await s->conn.async_exec(req, ignore, ignored, nothrow);
     }
 
@@ -130,7 +130,7 @@ struct filler {
         const std::vector<std::string> keys{spec.key};
         const std::vector<std::string> args{
             std::move(stored), std::to_string(spec.ttl ? spec.ttl->count() : 0), channel,
-            std::to_string(inline_limit)};
+            std::to_string(inline_limit), std::string(s->publish_command())};
         std::int64_t reply = 0;
         // Not cancellable: once made, the value is worth storing for the others.
         auto [ec, n] = co_await eval(s->conn, store, keys, args, reply, d, {}, false);

@@ -27,8 +27,8 @@ public:
         : s_(s), timer_(s.conn.get_executor()), st_(std::make_shared<state>()) {
         st_->timer = &timer_;
         for (const auto& channel : channels) {
-            ids_.push_back(s.hub.add(
-                channel, false,
+            ids_.push_back(s.hub.add_wake_up(
+                channel,
                 [st = st_](const push_message& m) {
                     if (m.event == push_event::closed)
                         st->closed = true;

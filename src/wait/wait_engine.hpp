@@ -130,8 +130,8 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(
         }
     } member{*q, std::prev(q->waiters.end())};
     if (!q->listener) {
-        q->listener = s.hub.add(
-            c.channel(), false, [wq = std::weak_ptr<wait_queue>(q)](const push_message& m) {
+        q->listener = s.hub.add_wake_up(
+            c.channel(), [wq = std::weak_ptr<wait_queue>(q)](const push_message& m) {
                 auto q = wq.lock();
                 if (!q) return;
                 if (!m.is_gap() && !m.payload.empty()) {

@@ -703,11 +703,29 @@ void cluster_router::after_sub(const std::shared_ptr<op>& o, sub& s, error_code 
     o->bytes += bytes;
     --o->subs_out;
     if (!o->finished) {
+        // A subscription command has no reply of its own: a refusal (a sharded channel's
+        // MOVED) is the part's error. With one such command in the part it is followed as a
+        // redirection; otherwise the request fails with the server's text.
+        const auto no_reply = std::count_if(s.cmds.begin(), s.cmds.end(), [&](std::size_t i) {
+            return o->cmds[i].reply == none;
+        });
         for (auto i : s.cmds) {
             auto& c = o->cmds[i];
             if (c.st != op::cmd_state::sent) continue;
-            if (!ec || ec == error::server_error || ec == error::noscript) {
-                c.st = op::cmd_state::done;  // no reply of its own (SUBSCRIBE)
+            redirection refused;
+            if (ec == error::server_error && c.reply == none && no_reply == 1)
+                refused = parse_redirection(s.diag.server_message());
+            if (refused.what != redirection::kind::none) {
+                if (refused.host.empty()) refused.host = s.target->ep.host;
+                c.redirect = std::move(refused);
+                c.st = op::cmd_state::pending;
+                o->last_redirect = s.diag.server_message();
+            } else if (!ec || ec == error::server_error || ec == error::noscript) {
+                c.st = op::cmd_state::done;
+                if (ec && c.reply == none && !o->first_error) {
+                    o->first_error = ec;
+                    if (o->diag) o->diag->set_server_message(s.diag.server_message());
+                }
             } else if (ec == error::cluster_unavailable) {
                 c.st = op::cmd_state::pending;  // its node left the map before writing it
             } else {

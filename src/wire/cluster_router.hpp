@@ -35,6 +35,9 @@ public:
     cluster_router(const cluster_router&) = delete;
     cluster_router& operator=(const cluster_router&) = delete;
 
+    // Reads the slot map again soon (at most one refresh at a time, 100 ms apart).
+    void request_refresh();
+
     /// Starts the discovery and refresh loop; the owner's run handler completes when the
     /// first discovery fails (abort_connect) or when stopped.
     void start(std::shared_ptr<connection_impl> self);
@@ -63,7 +66,6 @@ private:
                                                                 const std::string& host,
                                                                 cluster_map& out);
     void apply_map(const cluster_map& map);
-    void request_refresh();
     node& node_for(const endpoint& ep);
     node* pubsub_node();
 

@@ -540,6 +540,10 @@ void connection_impl::forward_pushes() {
     if (!mux_.pushes().ready()) return;
     std::vector<push_message> all;
     mux_.pushes().take_all(all);
+    // A slot left this master (an unrequested sunsubscribe): the map is read again; the
+    // listener subscribes anew on the slot's new master.
+    if (mux_.take_moved_shard_channels() > 0 && cluster_owner_->cluster_)
+        cluster_owner_->cluster_->request_refresh();
     for (auto& m : all) cluster_owner_->mux_.pushes().push(std::move(m));
     cluster_owner_->wake_receiver();
 }
@@ -863,12 +867,18 @@ void connection_impl::retire() {
 }
 
 void connection_impl::adopt_subscriptions(connection_impl& from) {
-    if (auto restore = from.mux_.restore_request())
+    // Classic channels and patterns only: sharded ones belong to their slots' masters (the
+    // session subscribes them again there).
+    if (auto restore = from.mux_.restore_request(false))
         enqueue(std::make_unique<internal_elem>(*this, std::move(*restore)));
 }
 
 bool connection_impl::cluster_connected() const noexcept {
     return cluster_ && cluster_->connected();
+}
+
+void connection_impl::refresh_cluster() noexcept {
+    if (cluster_ && state_ == run_state::running) cluster_->request_refresh();
 }
 
 std::vector<endpoint> connection_impl::cluster_masters() const {

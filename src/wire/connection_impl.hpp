@@ -57,6 +57,8 @@ public:
     class internal_elem;
     /// Cluster mode: the masters' endpoints (empty otherwise).
     std::vector<endpoint> cluster_masters() const;
+    // A cluster connection reads its slot map again soon; nothing otherwise.
+    void refresh_cluster() noexcept;
     /// Cluster mode: runs req on the master at ep.
     void exec_on(const endpoint& ep, const request& req, any_adapter adapter, diagnostics* diag,
                  exec_handler handler);

@@ -147,7 +147,14 @@ message_kind multiplexer::consume(std::span<const resp3::node_view> msg, std::si
     if (head.data_type == resp3::type::push) {
         const bool confirmed = confirm(msg);
         ++pushes_received_;
-        pushes_.push(to_push(msg));
+        auto p = to_push(msg);
+        if (!confirmed && p.kind == "sunsubscribe") {
+            // Unrequested: a cluster moved the channel's slot to another master. Not restored
+            // here after a reconnect; the owner is told (take_moved_shard_channels).
+            shard_channels_.erase(p.channel);
+            ++moved_shard_channels_;
+        }
+        pushes_.push(std::move(p));
         return confirmed ? message_kind::confirmation : message_kind::push;
     }
     if (written_.empty()) {
@@ -316,12 +323,15 @@ clock::time_point multiplexer::expired(clock::time_point now, std::vector<mux_el
     return next;
 }
 
-std::unique_ptr<request> multiplexer::restore_request() const {
-    if (channels_.empty() && patterns_.empty() && shard_channels_.empty()) return nullptr;
+std::unique_ptr<request> multiplexer::restore_request(bool sharded) const {
+    if (channels_.empty() && patterns_.empty() && (!sharded || shard_channels_.empty()))
+        return nullptr;
     auto req = std::make_unique<request>();
     if (!channels_.empty()) req->push("SUBSCRIBE", channels_);
     if (!patterns_.empty()) req->push("PSUBSCRIBE", patterns_);
-    if (!shard_channels_.empty()) req->push("SSUBSCRIBE", shard_channels_);
+    // One SSUBSCRIBE per channel: a cluster refuses one whose channels span slots.
+    if (sharded)
+        for (const auto& ch : shard_channels_) req->push("SSUBSCRIBE", ch);
     return req;
 }
 

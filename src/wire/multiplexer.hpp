@@ -20,6 +20,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace redcoord::detail {
@@ -163,7 +164,12 @@ public:
     clock::time_point expired(clock::time_point now, std::vector<mux_elem*>& out) const;
 
     /// A request that restores the subscriptions made so far, or null.
-    std::unique_ptr<request> restore_request() const;
+    std::unique_ptr<request> restore_request(bool sharded = true) const;
+    // Sharded channels the server dropped unasked since the last call (their slots moved to
+    // other masters); they are not restored any more.
+    std::size_t take_moved_shard_channels() noexcept {
+        return std::exchange(moved_shard_channels_, std::size_t{0});
+    }
 
     bool has_waiting() const noexcept { return !waiting_.empty(); }
     std::size_t waiting_count() const noexcept { return waiting_.size(); }
@@ -209,6 +215,7 @@ private:
     std::uint64_t pushes_received_ = 0;
     // Subscriptions to restore after a reconnect.
     std::set<std::string> channels_, patterns_, shard_channels_;
+    std::size_t moved_shard_channels_ = 0;
     push_queue pushes_;
 };
 

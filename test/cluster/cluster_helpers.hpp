@@ -3,15 +3,22 @@
 // run on the test's io_context.
 #pragma once
 
+#include "connection_helpers.hpp"
 #include "redis_cluster.hpp"
 #include "short_timeouts.hpp"
 
 #include <redcoord/config.hpp>
+#include <redcoord/redcoord.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <exception>
 #include <functional>
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -63,6 +70,50 @@ private:
     std::exception_ptr error_;
     std::atomic<bool> done_{false};
     std::thread thread_;
+};
+
+/// One client of the cluster: its own connection, running, and a session on it as `node`.
+struct cluster_client {
+    redcoord::connection conn;
+    bool running;  // conn runs before the session is made on it
+    redcoord::session session;
+    cluster_client(boost::asio::io_context& ioc, const redis_cluster& c, std::string node)
+        : conn(ioc.get_executor()), running(run(conn, c)), session(conn, as_node(std::move(node))) {}
+    static bool run(redcoord::connection& conn, const redis_cluster& c) {
+        conn.async_run(cluster_config(c), boost::asio::detached);
+        return true;
+    }
+    boost::asio::awaitable<void> close() {
+        co_await session.async_close(nothrow);
+        conn.cancel();
+    }
+};
+
+/// A lock acquisition left running in the background: finished() once it completed, with the
+/// lease in `got` or the reason in `failure`.
+struct background_acquisition {
+    bool acquired = false;
+    std::string failure;
+    redcoord::lease got;
+
+    void start(boost::asio::io_context& ioc, redcoord::lock_provider& locks, std::string name,
+               redcoord::acquire_options o) {
+        boost::asio::co_spawn(
+            ioc,
+            [this, &locks, name = std::move(name), o]() -> boost::asio::awaitable<void> {
+                redcoord::diagnostics d;
+                auto [ec, l] = co_await locks.async_acquire(name, o, d, nothrow);
+                if (ec) failure = describe(ec, d);
+                got = std::move(l);
+                acquired = !ec;
+            },
+            boost::asio::detached);
+    }
+    bool finished() const { return acquired || !failure.empty(); }
+    /// Waits until it finished.
+    boost::asio::awaitable<void> finish() {
+        co_await wait_until([this] { return finished(); });
+    }
 };
 
 }  // namespace redcoord::test

@@ -284,31 +284,15 @@ TEST_CASE("a waiter is woken when the holder releases after a failover of the lo
     const auto victim = c.index_of_slot(slot);
     redcoord::test::run_async(
         [&](boost::asio::io_context& ioc) -> boost::asio::awaitable<void> {
-            redcoord::connection conn_a(ioc.get_executor()), conn_b(ioc.get_executor());
-            conn_a.async_run(cluster_config(c), boost::asio::detached);
-            conn_b.async_run(cluster_config(c), boost::asio::detached);
-            redcoord::session sa(conn_a, redcoord::test::as_node("holder")),
-                sb(conn_b, redcoord::test::as_node("waiter"));
-            redcoord::lock_provider la(sa), lb(sb);
+            redcoord::test::cluster_client a(ioc, c, "holder"), b(ioc, c, "waiter");
+            redcoord::lock_provider la(a.session), lb(b.session);
             // A long TTL: only a wake-up (or the gap event of the failover) can let the
             // waiter in before its own deadline, not the lease's expiry.
             auto held = co_await redcoord::test::must_acquire(la, name, {.ttl = 60s});
             // The holder's grant reached the replica before its master dies.
             CHECK(c.cli(victim, {"WAIT", "1", "5000"}) == "1");
-            bool acquired = false;
-            std::string failure;
-            redcoord::lease got;
-            boost::asio::co_spawn(
-                ioc,
-                [&]() -> boost::asio::awaitable<void> {
-                    redcoord::diagnostics d;
-                    auto [ec, l] = co_await lb.async_acquire(name, {.ttl = 10s, .wait = 40s},
-                                                             d, nothrow);
-                    if (ec) failure = redcoord::test::describe(ec, d);
-                    got = std::move(l);
-                    acquired = !ec;
-                },
-                boost::asio::detached);
+            redcoord::test::background_acquisition waiter;
+            waiter.start(ioc, lb, name, {.ttl = 10s, .wait = 40s});
             co_await redcoord::test::sleep_for(300ms);
             c.kill(victim);
             (void)c.wait_for_failover(victim);
@@ -319,15 +303,13 @@ TEST_CASE("a waiter is woken when the holder releases after a failover of the lo
                 INFO(redcoord::test::describe(rec, d));
                 CHECK_FALSE(rec);
             }
-            co_await redcoord::test::wait_until([&] { return acquired || !failure.empty(); });
-            INFO(failure);
-            CHECK(acquired);
-            CHECK(got.is_held());
-            co_await redcoord::test::must_release(got);
-            co_await sa.async_close(nothrow);
-            co_await sb.async_close(nothrow);
-            conn_a.cancel();
-            conn_b.cancel();
+            co_await waiter.finish();
+            INFO(waiter.failure);
+            CHECK(waiter.acquired);
+            CHECK(waiter.got.is_held());
+            co_await redcoord::test::must_release(waiter.got);
+            co_await a.close();
+            co_await b.close();
         },
         120s);
 }

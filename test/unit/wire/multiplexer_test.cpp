@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -175,6 +176,42 @@ TEST_CASE("multiplexer: a refused SSUBSCRIBE gets its error and nothing else shi
     // Refused: not restored after a reconnect (which would be refused again, forever).
     CHECK(mux.shard_channels().empty());
     CHECK(mux.restore_request() == nullptr);
+}
+
+TEST_CASE("multiplexer: an unrequested sunsubscribe drops the channel and a requested one is a confirmation",
+          "[unit][multiplexer]") {
+    multiplexer mux;
+    call sub;
+    add(mux, sub, make_request(cmd{"SSUBSCRIBE", "{a}x"}));
+    write(mux);
+    CHECK(feed(mux, ">3\r\n$10\r\nssubscribe\r\n$4\r\n{a}x\r\n:1\r\n") ==
+          std::vector{message_kind::confirmation});
+    call sub2;
+    add(mux, sub2, make_request(cmd{"SSUBSCRIBE", "{b}y"}));
+    write(mux);
+    feed(mux, ">3\r\n$10\r\nssubscribe\r\n$4\r\n{b}y\r\n:1\r\n");
+    CHECK(mux.take_moved_shard_channels() == 0);
+    // One SSUBSCRIBE per channel: a cluster refuses one whose channels span slots.
+    REQUIRE(mux.restore_request());
+    CHECK(mux.restore_request()->payload() ==
+          "*2\r\n$10\r\nSSUBSCRIBE\r\n$4\r\n{a}x\r\n*2\r\n$10\r\nSSUBSCRIBE\r\n$4\r\n{b}y\r\n");
+    // The slot of {a} moved: the server drops the channel unasked. The push still reaches the
+    // receiver; the channel is not restored any more.
+    CHECK(feed(mux, ">3\r\n$12\r\nsunsubscribe\r\n$4\r\n{a}x\r\n:0\r\n") ==
+          std::vector{message_kind::push});
+    CHECK(mux.take_moved_shard_channels() == 1);
+    CHECK(mux.take_moved_shard_channels() == 0);
+    CHECK(mux.shard_channels() == std::set<std::string>{"{b}y"});
+    CHECK(mux.restore_request(false) == nullptr);  // classic ones only: none
+    // A requested SUNSUBSCRIBE is confirmed, not counted.
+    call unsub;
+    add(mux, unsub, make_request(cmd{"SUNSUBSCRIBE", "{b}y"}));
+    write(mux);
+    CHECK(feed(mux, ">3\r\n$12\r\nsunsubscribe\r\n$4\r\n{b}y\r\n:0\r\n") ==
+          std::vector{message_kind::confirmation});
+    CHECK(*unsub.out.ec == error_code{});
+    CHECK(mux.take_moved_shard_channels() == 0);
+    CHECK(mux.shard_channels().empty());
 }
 
 TEST_CASE("multiplexer: a NOPERM SUBSCRIBE of two channels is one error", "[unit][multiplexer]") {

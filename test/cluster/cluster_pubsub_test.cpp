@@ -1,0 +1,170 @@
+// Wake-ups on a real loopback Redis Cluster: a resource's waiters listen with SSUBSCRIBE on the
+// master of the resource's slot and the scripts announce with SPUBLISH there; when the slot
+// moves to another master (an unrequested sunsubscribe) the waiters listen again on the new one
+// and still hear the next announcement.
+#include "async_test.hpp"
+#include "cluster_helpers.hpp"
+#include "connection_helpers.hpp"
+#include "lease_helpers.hpp"
+#include "redis_cluster.hpp"
+
+#include <redcoord/redcoord.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+
+using namespace std::chrono_literals;
+using redcoord::test::background_acquisition;
+using redcoord::test::cluster_client;
+using redcoord::test::nothrow;
+using redcoord::test::redis_cluster;
+
+namespace {
+
+redcoord::test::redis_cluster_options masters_only() {
+    redcoord::test::redis_cluster_options o;
+    o.replicas_per_master = 0;
+    return o;
+}
+
+// The sharded channels node i has subscribers on (PUBSUB SHARDCHANNELS), one per line.
+std::string shard_channels(const redis_cluster& c, std::size_t i) {
+    return c.cli(i, {"PUBSUB", "SHARDCHANNELS"});
+}
+
+// The classic channels of every master.
+std::string classic_channels(const redis_cluster& c) {
+    std::string all;
+    for (auto port : c.master_ports()) all += c.cli(c.index_of_port(port), {"PUBSUB", "CHANNELS"});
+    return all;
+}
+
+// Another master than node i.
+std::size_t other_master(const redis_cluster& c, std::size_t i) {
+    for (auto port : c.master_ports())
+        if (c.index_of_port(port) != i) return c.index_of_port(port);
+    FAIL("the cluster has one master");
+    return i;
+}
+
+}  // namespace
+
+namespace {
+
+// A holder with a long TTL (only the release's wake-up lets the waiter in before its deadline)
+// and a waiter on another connection. With move_slot, the lock's slot moves to another master
+// while the waiter waits: the old master drops the subscription, the waiter listens again on
+// the new one, and the release there still wakes it.
+void release_wakes_waiter(bool move_slot) {
+    redis_cluster c(masters_only());
+    const std::string name = move_slot ? "moving" : "sharded";
+    const std::string channel = "redcoord:lock:{" + name + "}:released";
+    const int slot = redis_cluster::key_slot("{" + name + "}");
+    const auto from = c.index_of_slot(slot);
+    const auto to = move_slot ? other_master(c, from) : from;
+    redcoord::test::run_async(
+        [&](boost::asio::io_context& ioc) -> boost::asio::awaitable<void> {
+            cluster_client a(ioc, c, "holder"), b(ioc, c, "waiter");
+            redcoord::lock_provider la(a.session), lb(b.session);
+            auto held = co_await redcoord::test::must_acquire(la, name, {.ttl = 60s});
+            background_acquisition waiter;
+            waiter.start(ioc, lb, name, {.ttl = 10s, .wait = 50s});
+            co_await redcoord::test::wait_until(
+                [&] { return shard_channels(c, from).find(channel) != std::string::npos; });
+            CHECK(classic_channels(c).find(channel) == std::string::npos);
+            if (move_slot) {
+                c.migrate_slot(slot, to);
+                co_await redcoord::test::wait_until(
+                    [&] { return shard_channels(c, to).find(channel) != std::string::npos; });
+                CHECK(shard_channels(c, from).find(channel) == std::string::npos);
+            }
+            CHECK_FALSE(waiter.finished());
+            const auto stats_before = c.cli(to, {"INFO", "commandstats"});
+            co_await redcoord::test::must_release(held);
+            co_await waiter.finish();
+            INFO(waiter.failure);
+            CHECK(waiter.acquired);
+            // The release's wake-up was an SPUBLISH on the lock's (new) master.
+            CHECK(stats_before.find("cmdstat_spublish:") == std::string::npos);
+            CHECK(c.cli(to, {"INFO", "commandstats"}).find("cmdstat_spublish:") !=
+                  std::string::npos);
+            co_await redcoord::test::must_release(waiter.got);
+            co_await a.close();
+            co_await b.close();
+        },
+        120s);
+}
+
+}  // namespace
+
+TEST_CASE("a lock's waiters listen with SSUBSCRIBE on its master and are woken by SPUBLISH",
+          "[redis_cluster]") {
+    release_wakes_waiter(false);
+}
+
+TEST_CASE("a lock's waiter still hears the release after the lock's slot moves to another master",
+          "[redis_cluster]") {
+    release_wakes_waiter(true);
+}
+
+TEST_CASE("a result's waiter hears the result stored after the result's slot moved",
+          "[redis_cluster]") {
+    redis_cluster c(masters_only());
+    const std::string id = "job-7";
+    const std::string channel = "redcoord:result:{" + id + "}:stored";
+    const int slot = redis_cluster::key_slot("{" + id + "}");
+    const auto from = c.index_of_slot(slot);
+    const auto to = other_master(c, from);
+    redcoord::test::run_async(
+        [&](boost::asio::io_context& ioc) -> boost::asio::awaitable<void> {
+            cluster_client a(ioc, c, "writer"), b(ioc, c, "reader");
+            redcoord::result_store writer(a.session), reader(b.session);
+            {
+                redcoord::diagnostics d;
+                auto [ec] = co_await writer.async_set_status(id, redcoord::result_status::running,
+                                                             boost::json::object{}, d, nothrow);
+                INFO(redcoord::test::describe(ec, d));
+                REQUIRE_FALSE(ec);
+            }
+            bool done = false;
+            std::string failure;
+            redcoord::result_info info;
+            boost::asio::co_spawn(
+                ioc,
+                [&]() -> boost::asio::awaitable<void> {
+                    redcoord::diagnostics d;
+                    auto [ec, i] = co_await reader.async_wait(id, 50s, d, nothrow);
+                    if (ec) failure = redcoord::test::describe(ec, d);
+                    info = i;
+                    done = !ec;
+                },
+                boost::asio::detached);
+            co_await redcoord::test::wait_until([&] {
+                return shard_channels(c, from).find(channel) != std::string::npos;
+            });
+            c.migrate_slot(slot, to);
+            co_await redcoord::test::wait_until(
+                [&] { return shard_channels(c, to).find(channel) != std::string::npos; });
+            CHECK_FALSE(done);
+            {
+                redcoord::diagnostics d;
+                auto [ec] = co_await writer.async_store_result(
+                    id, redcoord::result_status::succeeded, std::string("42"), d, nothrow);
+                INFO(redcoord::test::describe(ec, d));
+                REQUIRE_FALSE(ec);
+            }
+            co_await redcoord::test::wait_until([&] { return done || !failure.empty(); });
+            INFO(failure);
+            CHECK(done);
+            CHECK(info.status == redcoord::result_status::succeeded);
+            CHECK(info.has_value);
+            co_await a.close();
+            co_await b.close();
+        },
+        120s);
+}
