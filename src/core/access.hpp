@@ -7,6 +7,7 @@
 #include <redcoord/lease.hpp>
 #include <redcoord/session.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <vector>
 #include <utility>
@@ -34,6 +35,9 @@ struct access {
     static std::vector<endpoint> cluster_masters(const connection& c);
     // Asks c's cluster to read its slot map again soon (nothing when not a cluster).
     static void refresh_cluster(const connection& c) noexcept;
+    // The master serving slot on c's cluster, as an opaque identity (null when unknown, not a
+    // cluster, or while the slot's requests wait out a redirection).
+    static const void* cluster_node_of_slot(const connection& c, std::uint16_t slot) noexcept;
     template <class... Args>
     static auto exec_erased(connection& c, Args&&... args) {
         return c.async_exec_erased(std::forward<Args>(args)...);

@@ -108,7 +108,7 @@ void run_script_call(connection& conn, script_call& call,
                     std::move(done)(call_ec, call_n);
                 }
             };
-            auto state = std::make_shared<reload>(reload{&call, std::move(done)});
+            auto state = std::make_shared<reload>(reload{&call, std::move(done), {}, 0});
             call.load.clear();
             call.load.push("SCRIPT", "LOAD", call.sc->source());
             call.load_ec = {};

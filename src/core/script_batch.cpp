@@ -20,6 +20,10 @@ std::vector<endpoint> access::cluster_masters(const connection& c) {
 
 void access::refresh_cluster(const connection& c) noexcept { c.impl_->refresh_cluster(); }
 
+const void* access::cluster_node_of_slot(const connection& c, std::uint16_t slot) noexcept {
+    return c.impl_->cluster_node_of_slot(slot);
+}
+
 // One call under way: the entries it carries and, once the reply is in, their elements.
 struct batch_call {
     script_call script;
@@ -34,12 +38,15 @@ struct batch_call {
     // To send an entry again: its keys and arguments, and the batch (while it lives).
     script_batch* batch = nullptr;
     std::shared_ptr<bool> batch_alive;
+    const connection* conn = nullptr;
     std::vector<std::vector<std::string_view>> keys, args;
 
-    // On a Redis Cluster, a script that deleted a key of a slot being migrated away and then
-    // touched it again is refused at that access (the key now "lives" on the target). Every
-    // operation of lock_ops.lua reads its lock before it writes anything, so an operation
-    // refused so did nothing: it goes again, and this time is redirected to the target.
+    // On a Redis Cluster, a key the call's master does not serve is refused at its first
+    // access: a key of another slot of the call (undeclared, see lock_ops.lua) when the map
+    // was out of date, or a key of a slot being migrated away that the script deleted and
+    // then touched again (it now "lives" on the target). Every operation of lock_ops.lua
+    // reads its lock before it writes anything, so an operation refused so did nothing: it
+    // goes again, in a call of its own slot, and this time is redirected to the right master.
     static bool refused_mid_migration(const std::string& message) {
         return message.find("non local key") != std::string::npos;
     }
@@ -91,6 +98,9 @@ struct batch_call {
             auto& e = elements[i];
             if (e.ec && refused_mid_migration(e.message) && batch && *batch_alive &&
                 entry.requeued < script_batch::max_requeues) {
+                // Its slot is not (or no longer all) on the master the call went to: the map is
+                // read again, and the entry goes in a call of its slot alone.
+                if (entry.requeued == 0) access::refresh_cluster(*conn);
                 ++entry.requeued;
                 batch->add_views(std::move(entries[i]), keys[i], args[i]);
                 continue;
@@ -126,54 +136,68 @@ void script_batch::add_views(std::unique_ptr<batch_entry> e,
 void script_batch::flush() {
     posted_ = false;
     if (entries_.empty()) return;
-    if (access::is_cluster(conn_) && entries_.size() > 1) {
-        // One call per slot: a stable sort by slot keeps each slot's entries in order.
-        std::vector<std::size_t> order(entries_.size());
-        std::iota(order.begin(), order.end(), std::size_t{0});
-        std::vector<std::uint16_t> slot(entries_.size());
-        for (std::size_t i = 0; i < entries_.size(); ++i) slot[i] = hash_slot(keys_[starts_[i].first]);
-        std::stable_sort(order.begin(), order.end(),
-                         [&](std::size_t a, std::size_t b) { return slot[a] < slot[b]; });
-        if (slot[order.front()] != slot[order.back()]) {
-            auto entries = std::move(entries_);
-            auto keys = std::move(keys_);
-            auto args = std::move(args_);
-            auto starts = std::move(starts_);
-            entries_.clear();
-            keys_.clear();
-            args_.clear();
-            starts_.clear();
-            auto end_of = [&](std::size_t i, bool key) {
-                if (i + 1 < starts.size()) return key ? starts[i + 1].first : starts[i + 1].second;
-                return key ? keys.size() : args.size();
-            };
-            for (std::size_t k = 0; k < order.size();) {
-                std::size_t j = k;
-                for (; j < order.size() && slot[order[j]] == slot[order[k]]; ++j) {
-                    const std::size_t i = order[j];
-                    entries_.push_back(std::move(entries[i]));
-                    starts_.emplace_back(keys_.size(), args_.size());
-                    keys_.insert(keys_.end(), keys.begin() + static_cast<std::ptrdiff_t>(starts[i].first),
-                                 keys.begin() + static_cast<std::ptrdiff_t>(end_of(i, true)));
-                    args_.insert(args_.end(), args.begin() + static_cast<std::ptrdiff_t>(starts[i].second),
-                                 args.begin() + static_cast<std::ptrdiff_t>(end_of(i, false)));
-                }
-                send_queued();
-                k = j;
-            }
-            return;
-        }
+    if (!access::is_cluster(conn_)) return send_queued(keys_.size());
+    // One call per master: a stable sort by (master, slot) keeps each slot's entries in order
+    // and puts the first slot's first, whose keys the call declares (see lock_ops.lua). An
+    // entry sent again after a refusal, or of a slot whose master is not known for sure, goes
+    // in a call of its slot alone (master 0 below), so the connection follows the slot's
+    // redirections with its keys declared.
+    const std::size_t n = entries_.size();
+    std::vector<std::uint16_t> slot(n);
+    std::vector<std::uintptr_t> master(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        slot[i] = hash_slot(keys_[starts_[i].first]);
+        master[i] = entries_[i]->requeued > 0
+                        ? 0
+                        : reinterpret_cast<std::uintptr_t>(
+                              access::cluster_node_of_slot(conn_, slot[i]));
     }
-    send_queued();
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return master[a] != master[b] ? master[a] < master[b] : slot[a] < slot[b];
+    });
+    auto same_call = [&](std::size_t a, std::size_t b) {
+        return master[a] == master[b] && (master[a] != 0 || slot[a] == slot[b]);
+    };
+    auto entries = std::move(entries_);
+    auto keys = std::move(keys_);
+    auto args = std::move(args_);
+    auto starts = std::move(starts_);
+    entries_.clear();
+    keys_.clear();
+    args_.clear();
+    starts_.clear();
+    auto end_of = [&](std::size_t i, bool key) {
+        if (i + 1 < starts.size()) return key ? starts[i + 1].first : starts[i + 1].second;
+        return key ? keys.size() : args.size();
+    };
+    for (std::size_t k = 0; k < n;) {
+        std::size_t j = k;
+        std::size_t declared = 0;
+        for (; j < n && same_call(order[j], order[k]); ++j) {
+            const std::size_t i = order[j];
+            entries_.push_back(std::move(entries[i]));
+            starts_.emplace_back(keys_.size(), args_.size());
+            keys_.insert(keys_.end(), keys.begin() + static_cast<std::ptrdiff_t>(starts[i].first),
+                         keys.begin() + static_cast<std::ptrdiff_t>(end_of(i, true)));
+            args_.insert(args_.end(), args.begin() + static_cast<std::ptrdiff_t>(starts[i].second),
+                         args.begin() + static_cast<std::ptrdiff_t>(end_of(i, false)));
+            if (slot[i] == slot[order[k]]) declared = keys_.size();
+        }
+        send_queued(declared);
+        k = j;
+    }
 }
 
-void script_batch::send_queued() {
+void script_batch::send_queued(std::size_t declared) {
     const script& ops = script_;
     auto call = std::make_unique<batch_call>();
     if (access::is_cluster(conn_)) {
         // Only a cluster refuses a key mid-script: keep what it takes to send an entry again.
         call->batch = this;
         call->batch_alive = alive_;
+        call->conn = &conn_;
         for (std::size_t i = 0; i < starts_.size(); ++i) {
             const auto key_end = i + 1 < starts_.size() ? starts_[i + 1].first : keys_.size();
             const auto arg_end = i + 1 < starts_.size() ? starts_[i + 1].second : args_.size();
@@ -188,9 +212,12 @@ void script_batch::send_queued() {
     entries_.clear();
     starts_.clear();
     call->script.sc = &ops;
-    // lock_ops.lua's last argument: how its releases publish (session_impl::publish_command).
+    // lock_ops.lua's last arguments: the keys it does not declare and their count, then how
+    // its releases publish (session_impl::publish_command).
     const std::string_view publish = access::is_cluster(conn_) ? "SPUBLISH" : "PUBLISH";
-    call->script.req.push("EVALSHA", ops.sha1(), keys_.size(), keys_, args_, publish);
+    const std::span<const std::string_view> all(keys_);
+    call->script.req.push("EVALSHA", ops.sha1(), declared, all.first(declared), args_,
+                          all.subspan(declared), all.size() - declared, publish);
     keys_.clear();
     args_.clear();
     call->script.adapter = any_adapter(call.get(), &batch_call::store, 1, false);

@@ -53,8 +53,8 @@ public:
     // the batch is full.
     void add(std::unique_ptr<batch_entry> e, std::initializer_list<std::string_view> keys,
              std::initializer_list<std::string_view> args);
-    // Sends what is queued as one script call; on a Redis Cluster, one call per slot (the slot
-    // of each entry's first key), each slot's entries in the order they came.
+    // Sends what is queued as one script call; on a Redis Cluster, one call per master (the
+    // master of each entry's first key's slot), each slot's entries in the order they came.
     void flush();
 
     // Operations per call at most: a full batch leaves at once, so that the server works on it
@@ -71,8 +71,9 @@ private:
     // add() with the keys and arguments as spans (an entry sent again keeps its views).
     void add_views(std::unique_ptr<batch_entry> e, std::span<const std::string_view> keys,
                    std::span<const std::string_view> args);
-    // Sends every queued entry as one script call.
-    void send_queued();
+    // Sends every queued entry as one script call that declares the first `declared` keys
+    // (on a Redis Cluster, those of one slot; the others are passed as arguments).
+    void send_queued(std::size_t declared);
 
     connection& conn_;
     const script& script_;

@@ -184,20 +184,35 @@ local function release(key, owner, channel, always)
     return 1
 end
 
-local out, k, a, last = {}, 1, 1, #ARGV - 1  -- the last one is the publish command
+-- The end of ARGV: n keys more, then n, then the publish command (lib/publish.lua). On a
+-- Redis Cluster one call carries the operations of every slot its master serves, and only the
+-- keys of one slot are declared (a call's declared keys must share a slot; a script without a
+-- shebang may reach the undeclared keys of the other slots its node serves). A key of a slot
+-- the node does not serve is refused at its first access, before its operation wrote anything:
+-- that operation's element is the error, and the client sends it again.
+local extra = tonumber(ARGV[#ARGV - 1])
+local last = #ARGV - 2 - extra
+local keys = KEYS
+if extra > 0 then
+    keys = {}
+    for i = 1, #KEYS do keys[i] = KEYS[i] end
+    for i = 1, extra do keys[#KEYS + i] = ARGV[last + i] end
+end
+
+local out, k, a = {}, 1, 1
 while a <= last do
     local op, ok, r = ARGV[a]
     if op == 'r' then
-        ok, r = pcall(release, KEYS[k], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+        ok, r = pcall(release, keys[k], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
         k, a = k + 1, a + 4
     elseif op == 'a' then
         local mode = ARGV[a + 3]
         if mode ~= '-' and string.find(mode, 'f', 1, true) then
-            ok, r = pcall(acquire, KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1],
+            ok, r = pcall(acquire, keys[k], keys[k + 1], keys[k + 2], keys[k + 3], ARGV[a + 1],
                           ARGV[a + 2], mode, ARGV[a + 4])
             k, a = k + 4, a + 5
         else
-            ok, r = pcall(acquire, KEYS[k], KEYS[k + 1], nil, nil, ARGV[a + 1], ARGV[a + 2], mode)
+            ok, r = pcall(acquire, keys[k], keys[k + 1], nil, nil, ARGV[a + 1], ARGV[a + 2], mode)
             k, a = k + 2, a + 4
         end
     else

@@ -49,6 +49,11 @@ public:
     void add_usage(usage& u) const;
     /// The masters, as last read (for listings that must cover every master).
     std::vector<endpoint> masters() const;
+    /// The master serving slot as the map says, as an opaque identity; null when unknown or
+    /// while the slot's requests wait out a redirection (they must keep their order).
+    const void* node_of_slot(std::uint16_t slot) const noexcept {
+        return parked_[slot] ? nullptr : slots_[slot];
+    }
     /// Runs req on the master at ep (SCAN over every master, say).
     void exec_on(const endpoint& ep, const request& req, any_adapter adapter, diagnostics* diag,
                  exec_handler handler);

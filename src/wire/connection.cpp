@@ -877,6 +877,10 @@ bool connection_impl::cluster_connected() const noexcept {
     return cluster_ && cluster_->connected();
 }
 
+const void* connection_impl::cluster_node_of_slot(std::uint16_t slot) const noexcept {
+    return cluster_ && state_ == run_state::running ? cluster_->node_of_slot(slot) : nullptr;
+}
+
 void connection_impl::refresh_cluster() noexcept {
     if (cluster_ && state_ == run_state::running) cluster_->request_refresh();
 }

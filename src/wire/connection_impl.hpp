@@ -59,6 +59,8 @@ public:
     std::vector<endpoint> cluster_masters() const;
     // A cluster connection reads its slot map again soon; nothing otherwise.
     void refresh_cluster() noexcept;
+    // The master of slot (an opaque identity), or null: see cluster_router::node_of_slot.
+    const void* cluster_node_of_slot(std::uint16_t slot) const noexcept;
     /// Cluster mode: runs req on the master at ep.
     void exec_on(const endpoint& ep, const request& req, any_adapter adapter, diagnostics* diag,
                  exec_handler handler);

@@ -39,9 +39,39 @@ std::int64_t evalsha_calls(const redis_cluster& c) {
     return total;
 }
 
+// Tries to acquire the locks n0 .. n<count-1>, started in one turn so that their attempts leave
+// in one batch; each must be granted, and its key must live on its slot's master.
+boost::asio::awaitable<std::vector<redcoord::lease>> try_acquire_in_one_turn(
+    boost::asio::io_context& ioc, redcoord::lock_provider& locks, const redis_cluster& c,
+    int count) {
+    int acquired = 0;
+    std::vector<redcoord::lease> held(static_cast<std::size_t>(count));
+    std::string failure;
+    for (int i = 0; i < count; ++i)
+        boost::asio::co_spawn(
+            ioc,
+            [&, i]() -> boost::asio::awaitable<void> {
+                redcoord::diagnostics d;
+                auto [ec, l] = co_await locks.async_try_acquire("n" + std::to_string(i),
+                                                                {.ttl = 10s}, d, nothrow);
+                if (ec && failure.empty()) failure = redcoord::test::describe(ec, d);
+                if (!ec && l.is_held()) ++acquired;
+                held[static_cast<std::size_t>(i)] = std::move(l);
+            },
+            boost::asio::detached);
+    co_await redcoord::test::wait_until([&] { return acquired == count || !failure.empty(); });
+    INFO(failure);
+    CHECK(acquired == count);
+    for (int i = 0; i < count; ++i) {
+        const std::string key = "redcoord:lock:{n" + std::to_string(i) + "}";
+        CHECK(c.cli(c.index_of_slot(redis_cluster::key_slot(key)), {"EXISTS", key}) == "1");
+    }
+    co_return held;
+}
+
 }  // namespace
 
-TEST_CASE("lock batches on several masters send one EVALSHA per slot", "[redis_cluster]") {
+TEST_CASE("a lock batch on several masters sends one EVALSHA per master", "[redis_cluster]") {
     redis_cluster c;
     redcoord::test::run_async([&](boost::asio::io_context& ioc) -> boost::asio::awaitable<void> {
         redcoord::connection conn(ioc.get_executor());
@@ -55,32 +85,113 @@ TEST_CASE("lock batches on several masters send one EVALSHA per slot", "[redis_c
         }
         constexpr int count = 24;
         std::set<int> slots;
-        for (int i = 0; i < count; ++i)
-            slots.insert(redis_cluster::key_slot("redcoord:lock:{n" + std::to_string(i) + "}"));
+        std::set<std::size_t> masters;
+        for (int i = 0; i < count; ++i) {
+            const int slot = redis_cluster::key_slot("redcoord:lock:{n" + std::to_string(i) + "}");
+            slots.insert(slot);
+            masters.insert(c.index_of_slot(slot));
+        }
+        REQUIRE(masters.size() == 3);
+        REQUIRE(slots.size() > masters.size());
         const auto before = evalsha_calls(c);
-        int acquired = 0;
-        std::vector<redcoord::lease> held(count);
-        std::string failure;
-        // Started in one turn: their attempts leave in one batch, split by slot.
-        for (int i = 0; i < count; ++i)
-            boost::asio::co_spawn(
-                ioc,
-                [&, i]() -> boost::asio::awaitable<void> {
-                    redcoord::diagnostics d;
-                    auto [ec, l] = co_await locks.async_try_acquire(
-                        "n" + std::to_string(i), {.ttl = 10s}, d, nothrow);
-                    if (ec && failure.empty()) failure = redcoord::test::describe(ec, d);
-                    if (!ec && l.is_held()) ++acquired;
-                    held[static_cast<std::size_t>(i)] = std::move(l);
-                },
-                boost::asio::detached);
-        co_await redcoord::test::wait_until([&] { return acquired == count || !failure.empty(); });
-        INFO(failure);
-        CHECK(acquired == count);
-        CHECK(evalsha_calls(c) - before == static_cast<std::int64_t>(slots.size()));
+        // Their attempts leave in one batch, split by master (each call declares the keys of
+        // one slot and reaches those of its master's other slots).
+        auto held = co_await try_acquire_in_one_turn(ioc, locks, c, count);
+        CHECK(evalsha_calls(c) - before == static_cast<std::int64_t>(masters.size()));
         for (auto& l : held) co_await redcoord::test::must_release(l);
         co_await s.async_close(nothrow);
         conn.cancel();
+    });
+}
+
+TEST_CASE("a lock batch whose slot map is out of date for one of its slots takes every lock",
+          "[redis_cluster]") {
+    redcoord::test::redis_cluster_options o;
+    o.replicas_per_master = 0;
+    redis_cluster c(o);
+    redcoord::test::run_async([&](boost::asio::io_context& ioc) -> boost::asio::awaitable<void> {
+        redcoord::test::cluster_client client(ioc, c, "batcher");
+        redcoord::lock_provider locks(client.session);
+        {
+            auto warm = co_await redcoord::test::must_acquire(locks, "warm", {.ttl = 10s});
+            co_await redcoord::test::must_release(warm);
+        }
+        // The slot of n0 moves behind the client's back: its map still names the old master,
+        // which the batch's call for that master reaches with n0's keys and others'.
+        const int moved = redis_cluster::key_slot("redcoord:lock:{n0}");
+        const auto from = c.index_of_slot(moved);
+        std::size_t to = from;
+        for (auto port : c.master_ports())
+            if (c.index_of_port(port) != from) to = c.index_of_port(port);
+        c.migrate_slot(moved, to);
+        auto held = co_await try_acquire_in_one_turn(ioc, locks, c, 24);
+        CHECK(c.index_of_slot(moved) == to);
+        for (auto& l : held) co_await redcoord::test::must_release(l);
+        co_await client.close();
+    });
+}
+
+TEST_CASE("a lock batch reaches a key already moved to a migration's target", "[redis_cluster]") {
+    redcoord::test::redis_cluster_options o;
+    o.replicas_per_master = 0;
+    redis_cluster c(o);
+    auto slot_of = [](const std::string& name) {
+        return redis_cluster::key_slot("redcoord:lock:{" + name + "}");
+    };
+    // "m" migrates; "low" is served by the same master from a lower slot, so a call of that
+    // master's operations declares low's keys and reaches m's as undeclared ones.
+    const std::string m = "m";
+    const int slot = slot_of(m);
+    const auto from = c.index_of_slot(slot);
+    std::string low;
+    for (int i = 0; low.empty(); ++i) {
+        const std::string name = "low" + std::to_string(i);
+        if (slot_of(name) < slot && c.index_of_slot(slot_of(name)) == from) low = name;
+    }
+    std::size_t to = from;
+    for (auto port : c.master_ports())
+        if (c.index_of_port(port) != from) to = c.index_of_port(port);
+    redcoord::test::run_async([&](boost::asio::io_context& ioc) -> boost::asio::awaitable<void> {
+        redcoord::test::cluster_client client(ioc, c, "batcher");
+        redcoord::lock_provider locks(client.session);
+        auto held = co_await redcoord::test::must_acquire(locks, m, {.ttl = 30s});
+        // m's key moves to the target; the slot is still the source's (migrating).
+        c.begin_migration(slot, to);
+        c.migrate_keys(slot);
+        CHECK(c.cli(to, {"CLUSTER", "COUNTKEYSINSLOT", std::to_string(slot)}) != "0");
+        // One turn: the release of m and an attempt on low leave in one batch.
+        bool released = false, got_low = false;
+        std::string failure;
+        redcoord::lease low_lease;
+        boost::asio::co_spawn(
+            ioc,
+            [&]() -> boost::asio::awaitable<void> {
+                redcoord::diagnostics d;
+                auto [ec] = co_await held.async_release(d, nothrow);
+                if (ec && failure.empty()) failure = "release: " + redcoord::test::describe(ec, d);
+                released = !ec;
+            },
+            boost::asio::detached);
+        boost::asio::co_spawn(
+            ioc,
+            [&]() -> boost::asio::awaitable<void> {
+                redcoord::diagnostics d;
+                auto [ec, l] = co_await locks.async_try_acquire(low, {.ttl = 30s}, d, nothrow);
+                if (ec && failure.empty()) failure = "acquire: " + redcoord::test::describe(ec, d);
+                got_low = !ec && l.is_held();
+                low_lease = std::move(l);
+            },
+            boost::asio::detached);
+        co_await redcoord::test::wait_until(
+            [&] { return (released && got_low) || !failure.empty(); });
+        INFO(failure);
+        CHECK(released);
+        CHECK(got_low);
+        c.finish_migration(slot);
+        // The release reached the key where it lived: on the target.
+        CHECK(c.cli(to, {"EXISTS", "redcoord:lock:{" + m + "}"}) == "0");
+        co_await redcoord::test::must_release(low_lease);
+        co_await client.close();
     });
 }
 

@@ -1249,10 +1249,11 @@ std::string stored_lock(const std::string& owner, const std::string& node, char 
            node + " " + node;
 }
 
-// Runs lock_ops.lua with keys and args (and its last argument, the publish command); the
-// diagnostics say why when it fails.
+// Runs lock_ops.lua with keys and args (and its last arguments: no undeclared keys, the publish
+// command); the diagnostics say why when it fails.
 asio::awaitable<void> lock_ops(redcoord::connection& conn, std::vector<std::string> keys,
                                std::vector<std::string> args) {
+    args.emplace_back("0");  // no undeclared keys
     args.emplace_back("PUBLISH");
     redcoord::diagnostics diag;
     const auto& ops = redcoord::script::embedded("lock_ops");
