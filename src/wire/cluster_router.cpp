@@ -66,6 +66,10 @@ struct cluster_router::node {
 
 struct cluster_router::op {
     enum class cmd_state : std::uint8_t { pending, sent, done };
+    // A SCAN (its arguments, views into the request): it waits for the map, then walks the
+    // masters.
+    std::vector<std::string_view> scan_args;
+    bool is_scan = false;
     struct cmd {
         std::string_view raw;
         command_route route;
@@ -225,6 +229,9 @@ asio::awaitable<void> cluster_router::refresh_loop(std::shared_ptr<connection_im
             ++failures;
             if (cfg_.abort_connect && failures >= cfg_.connect_retry) {
                 owner_.run_diag_.set_client_message(last_refresh_error_);
+                // The server's own words (a refused AUTH), as a single connection gives them.
+                if (!last_server_error_.empty())
+                    owner_.run_diag_.set_server_message(last_server_error_);
                 auto waiting = std::move(waiting_for_map_);
                 waiting_for_map_.clear();
                 for (auto& o : waiting) fail(o, ec, last_refresh_error_);
@@ -324,9 +331,11 @@ asio::awaitable<error_code> cluster_router::refresh_once() {
             c.health_check_interval = std::chrono::milliseconds(0);
             probe->run(std::move(c), run_handler{});
             ec = co_await read_map(*probe, ep.host, map);
-            if (ec && !probe->run_diagnostics().message().empty())
+            if (ec && !probe->run_diagnostics().message().empty()) {
                 last_refresh_error_ = "seed " + to_string(ep) + ": " +
                                       std::string(probe->run_diagnostics().message());
+                last_server_error_ = probe->run_diagnostics().server_message();
+            }
             probe->stop();
         }
         if (ec) {
@@ -473,10 +482,13 @@ void cluster_router::exec_on(const endpoint& ep, const request& req, any_adapter
 // endpoint order), "0" only once the last master is done. A map change during a walk may
 // repeat or skip keys of the masters that changed, as a server's SCAN may repeat keys.
 void cluster_router::scan(const std::shared_ptr<op>& o, const std::vector<std::string_view>& args) {
-    if (!map_ready_) return fail(o, error::cluster_unavailable,
-                                 "cluster: SCAN before the slot map is known" +
-                                     (last_refresh_error_.empty() ? std::string()
-                                                                  : " (" + last_refresh_error_ + ")"));
+    if (!map_ready_) {
+        // Sent once the map is known (dispatch).
+        o->is_scan = true;
+        o->scan_args = args;
+        waiting_for_map_.push_back(o);
+        return;
+    }
     std::vector<node*> masters;
     for (auto& n : nodes_)
         if (n->master) masters.push_back(n.get());
@@ -548,6 +560,7 @@ void cluster_router::dispatch(const std::shared_ptr<op>& o) {
         if (o->deadline != clock::time_point::max()) wait_then_dispatch(o, {});
         return;
     }
+    if (o->is_scan) return scan(o, o->scan_args);
     if (!o->counted) {
         // New requests for a slot that saw a redirection wait behind the older ones.
         if (parked_for(*o)) {

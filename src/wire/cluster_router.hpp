@@ -111,6 +111,7 @@ private:
 
     boost::asio::steady_timer refresh_timer_;
     std::string last_refresh_error_;
+    std::string last_server_error_;  // the server's text of the last refused seed, if any
 };
 
 }  // namespace redcoord::detail

@@ -143,6 +143,14 @@ error_code validate(const config& cfg, diagnostics& diag) {
 
 class connection_impl::exec_elem final : public mux_elem {
 public:
+    // A request made before async_run, on what turned out to be a cluster connection: it goes
+    // through the router instead (which waits for the slot map).
+    void reroute(cluster_router& router) {
+        if (slot_.is_connected()) slot_.clear();
+        if (!handler_) return;
+        router.exec(req(), adapter(), diag(), same_executor_, std::move(handler_));
+    }
+
     exec_elem(connection_impl& conn, const request& req, any_adapter adapter, diagnostics* diag,
               bool same_executor, exec_handler handler)
         : mux_elem(req, adapter, diag), conn_(conn), same_executor_(same_executor) {
@@ -292,6 +300,13 @@ void connection_impl::run(config cfg, run_handler handler) {
         // Every master gets a connection of its own; this one routes between them.
         cluster_ = std::make_unique<cluster_router>(*this, cfg_);
         cluster_->start(shared_from_this());
+        // What was asked before async_run waited here; the router serves it now.
+        for (auto& e : mux_.take_waiting())
+            if (auto* x = dynamic_cast<exec_elem*>(e.get())) x->reroute(*cluster_);
+        auto blocked = std::move(blocked_before_run_);
+        blocked_before_run_.clear();
+        for (auto& b : blocked)
+            cluster_->exec(*b.req, b.adapter, b.diag, b.inline_ok, std::move(b.handler));
         return;
     }
     in_.reset(limits_of(cfg_));

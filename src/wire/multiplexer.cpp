@@ -66,6 +66,16 @@ void multiplexer::add(std::unique_ptr<mux_elem> e) {
     waiting_.push_back(e.release());
 }
 
+std::vector<std::unique_ptr<mux_elem>> multiplexer::take_waiting() {
+    std::vector<std::unique_ptr<mux_elem>> out;
+    for (auto* e : waiting_) {
+        queued_bytes_ -= std::min(queued_bytes_, e->req().payload().size());
+        out.emplace_back(e);
+    }
+    waiting_.clear();
+    return out;
+}
+
 void multiplexer::add_front(std::unique_ptr<mux_elem> e) {
     queued_bytes_ += e->req().payload().size();
     waiting_.push_front(e.release());

@@ -61,6 +61,7 @@ public:
     std::size_t bytes() const noexcept { return bytes_; }
     std::size_t received() const noexcept { return received_; }
     diagnostics* diag() const noexcept { return diag_; }
+    const any_adapter& adapter() const noexcept { return adapter_; }
 
     /// Completes the request (at most once). from_reader: called while a reply is handled,
     /// so the owner may resume its waiter at once; otherwise it must not run it inline.
@@ -150,6 +151,8 @@ public:
     /// retried (put back first in the queue, in order) and subscription commands whose only
     /// wait was for confirmations (done: restored after the reconnect).
     void on_connection_lost(boost::system::error_code ec);
+    /// Hands every queued (not yet written) request to the caller, who owns them now.
+    std::vector<std::unique_ptr<mux_elem>> take_waiting();
     /// Fails every queued request, or only those the predicate picks.
     void fail_waiting(boost::system::error_code ec);
     template <class Pred>
