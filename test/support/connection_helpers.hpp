@@ -3,6 +3,7 @@
 #pragma once
 
 #include "async_test.hpp"
+#include "redis_cluster.hpp"
 #include "redis_server.hpp"
 #include "short_timeouts.hpp"
 
@@ -35,8 +36,20 @@ namespace redcoord::test {
 // Completion token that reports errors as a tuple instead of throwing.
 inline constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
 
-// A config for the fixture's plain port, with short timeouts so failures show quickly.
+// The fixture as a connection string: "127.0.0.1:p1,127.0.0.1:p2,...,cluster=true" (the
+// masters as seeds) when it is a cluster (REDCOORD_TEST_TOPOLOGY=cluster), else its port alone.
+// Worker processes take it as their first argument (worker_support.hpp's config_for).
+inline std::string server_address(const redis_server& srv) {
+    if (const auto* c = srv.cluster()) return c->seeds() + ",cluster=true";
+    return std::to_string(srv.port());
+}
+
+// A config for the fixture's plain port (for its masters on a cluster), with short timeouts
+// so failures show quickly.
 inline redcoord::config config_for(const redis_server& srv) {
+    if (srv.cluster() != nullptr) {
+        return with_short_timeouts(redcoord::parse_config(server_address(srv)));
+    }
     redcoord::config cfg;
     cfg.endpoints = {redcoord::endpoint{"127.0.0.1", srv.port()}};
     return with_short_timeouts(std::move(cfg));
@@ -193,8 +206,9 @@ boost::asio::awaitable<void> check_reply(redcoord::connection& conn, std::string
     CHECK(got == expected);
 }
 
-// The server's port as a command-line argument (for worker processes).
-inline std::string port_of(const redis_server& srv) { return std::to_string(srv.port()); }
+// The server as a worker process's first argument: its port, or on a cluster the connection
+// string of server_address.
+inline std::string port_of(const redis_server& srv) { return server_address(srv); }
 
 // A connection of its own to the server, kept up in the background while this lives: another
 // node, as far as the primitives can tell.
