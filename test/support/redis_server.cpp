@@ -350,11 +350,14 @@ redis_server::redis_server(redis_options opts) : opts_(std::move(opts)) {
     if (!opts_.single_server && test_topology_is_cluster()) {
         if (opts_.tls) throw_needs_single_server("redis_options::tls");
         if (opts_.unix_socket) throw_needs_single_server("redis_options::unix_socket");
-        if (opts_.acl) throw_needs_single_server("redis_options::acl");
         redis_cluster_options copts;
         copts.masters = 3;
         copts.replicas_per_master = 0;
         copts.password = opts_.password;
+        if (opts_.acl) {
+            copts.extra_config.push_back("user " + quote(opts_.acl->name) + " on " +
+                                         quote(">" + opts_.acl->password) + " ~* &* +@all");
+        }
         if (opts_.enable_debug) copts.extra_config.push_back("enable-debug-command yes");
         copts.extra_config.insert(copts.extra_config.end(), opts_.extra_config.begin(),
                                   opts_.extra_config.end());

@@ -63,10 +63,10 @@ std::optional<std::string> raw_ping(std::uint16_t port, std::chrono::millisecond
 ///
 /// On the cluster topology (test_topology_is_cluster(), unless options.single_server) it owns
 /// a redis_cluster of three masters instead: port() and dir() are master 0's, cli() follows
-/// redirections (redis-cli -c), password and extra_config (and enable_debug) apply to every
-/// node, and what needs one process (stop, start, restart, kill, pause, resume, pid, tls,
-/// unix_socket, acl) throws std::runtime_error asking for the tag [single_server], which keeps
-/// a test off that topology.
+/// redirections (redis-cli -c), password, acl and extra_config (and enable_debug) apply to
+/// every node, and what needs one process (stop, start, restart, kill, pause, resume, pid, tls,
+/// unix_socket) throws std::runtime_error asking for the tag [single_server], which keeps a
+/// test off that topology.
 class redis_server {
   public:
     /// Starts the server and waits until it answers; throws std::runtime_error with the tail
