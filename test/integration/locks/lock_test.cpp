@@ -1297,7 +1297,9 @@ TEST_CASE("lock: a waiter of another node is told apart from one of the holder's
 
 TEST_CASE("lock: a yielding handoff is refused only when another node waits", "[lock]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
-        const std::string key = "yield:lock", fence = "yield:fence", channel = "yield:released";
+        // One hash tag: lock_ops.lua takes the lock's keys in one slot.
+        const std::string key = "{yield}:lock", fence = "{yield}:fence",
+                          channel = "{yield}:released";
         auto holder = [&]() -> asio::awaitable<std::string> {
             const auto exists = co_await command(conn, "EXISTS", key);
             if (exists == "0") co_return std::string();

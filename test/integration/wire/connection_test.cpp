@@ -486,10 +486,11 @@ TEST_CASE("connection: MULTI/EXEC transactions", "[integration][connection]") {
         using exec_result = std::tuple<std::string, long long>;
         using exec_response = redcoord::response<ignore_t, ignore_t, ignore_t, exec_result>;
 
+        // One hash tag: a transaction's keys lie in one slot on a cluster.
         redcoord::request tx;
         tx.push("MULTI");
-        tx.push("SET", "tx:name", "hello");
-        tx.push("INCR", "tx:count");
+        tx.push("SET", "{tx}:name", "hello");
+        tx.push("INCR", "{tx}:count");
         tx.push("EXEC");
         exec_response resp;
         auto [ec, n] = co_await conn.async_exec(tx, resp, nothrow);
@@ -499,8 +500,8 @@ TEST_CASE("connection: MULTI/EXEC transactions", "[integration][connection]") {
         // INCR of a string fails inside EXEC; the SET before it still runs.
         redcoord::request failing;
         failing.push("MULTI");
-        failing.push("SET", "tx:text", "abc");
-        failing.push("INCR", "tx:text");
+        failing.push("SET", "{tx}:text", "abc");
+        failing.push("INCR", "{tx}:text");
         failing.push("EXEC");
         redcoord::diagnostics diag;
         auto [fail_ec, m] = co_await conn.async_exec(failing, resp, diag, nothrow);
@@ -508,7 +509,7 @@ TEST_CASE("connection: MULTI/EXEC transactions", "[integration][connection]") {
         INFO("server message: " << diag.server_message());
         CHECK(diag.server_message().find("not an integer") != std::string::npos);
 
-        auto [get_ec, text] = co_await exec1<std::string>(conn, "GET", "tx:text");
+        auto [get_ec, text] = co_await exec1<std::string>(conn, "GET", "{tx}:text");
         CHECK_FALSE(get_ec);
         CHECK(text == "abc");
     });
