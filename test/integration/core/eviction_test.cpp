@@ -164,8 +164,9 @@ TEST_CASE("eviction: refuse_evicting_server refuses new leases until the policy 
     });
 }
 
+// Not on the cluster: the cluster fixture itself needs CONFIG (CONFIG SET cluster-node-timeout).
 TEST_CASE("eviction: a policy that cannot be read is reported as unknown, not refused",
-          "[eviction]") {
+          "[eviction][single_server]") {
     // As on managed Redis: CONFIG renamed away.
     with_server({"rename-command CONFIG \"\""},
                 [](redcoord::connection& conn, auto&) -> asio::awaitable<void> {

@@ -120,7 +120,7 @@ TEST_CASE("script: loaded again after SCRIPT FLUSH", "[integration][script]") {
     });
 }
 
-TEST_CASE("script: loaded again after a server restart", "[integration][script]") {
+TEST_CASE("script: loaded again after a server restart", "[integration][script][single_server]") {
     with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
         const auto before = co_await compare_and_delete(conn, "script:lock", "me");
         CHECK(before == 0);
@@ -219,7 +219,8 @@ TEST_CASE("script: a reply that does not fit the response type", "[integration][
     });
 }
 
-TEST_CASE("script: cancelling async_eval before it is written", "[integration][script]") {
+TEST_CASE("script: cancelling async_eval before it is written",
+          "[integration][script][single_server]") {
     const redcoord::script s("return redis.call('SET', KEYS[1], 'ran')");
     with_connection([&](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
         co_await command(conn, "PING");

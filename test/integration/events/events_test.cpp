@@ -362,7 +362,8 @@ TEST_CASE("events: drop_subscriber closes a slow subscriber with subscriber_over
     });
 }
 
-TEST_CASE("events: after a Redis restart subscribers get a gap, then new messages", "[events]") {
+TEST_CASE("events: after a Redis restart subscribers get a gap, then new messages",
+          "[events][single_server]") {
     with_quiet_connection([](redcoord::connection& conn, auto& srv) -> asio::awaitable<void> {
         session s(conn);
         event_bus bus(s);

@@ -541,13 +541,13 @@ void restart_scenario(bool persistent) {
 
 TEST_CASE("lock process: Redis restarted with persistence under held locks and waiters: never "
           "two holders, fencing tokens increase, nothing hangs",
-          "[lock-process]") {
+          "[lock-process][single_server]") {
     restart_scenario(true);
 }
 
 TEST_CASE("lock process: Redis restarted without persistence under held locks and waiters: "
           "holders that overlap are told, nothing hangs",
-          "[lock-process]") {
+          "[lock-process][single_server]") {
     restart_scenario(false);
 }
 

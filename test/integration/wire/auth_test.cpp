@@ -204,7 +204,7 @@ TEST_CASE("auth: a client name the server refuses fails with handshake_failed",
     CHECK_THAT(r.diag.server_message(), Catch::Contains("cannot contain spaces"));
 }
 
-TEST_CASE("auth: SELECT the configured database", "[integration][auth]") {
+TEST_CASE("auth: SELECT the configured database", "[integration][auth][single_server]") {
     redis_server srv(redis_options{.password = "s3cret"});
     redcoord::config cfg;
     SECTION("config.database") {
@@ -225,7 +225,7 @@ TEST_CASE("auth: SELECT the configured database", "[integration][auth]") {
 }
 
 TEST_CASE("auth: a database the server does not have fails with handshake_failed",
-          "[integration][auth]") {
+          "[integration][auth][single_server]") {
     redis_server srv(redis_options{.extra_config = {"databases 4"}});
     auto cfg = config_for(srv);
     cfg.database = 7;

@@ -301,7 +301,8 @@ TEST_CASE("connection: concurrent requests are pipelined into few writes",
     });
 }
 
-TEST_CASE("connection: survives a server restart under load", "[integration][connection]") {
+TEST_CASE("connection: survives a server restart under load",
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) {
@@ -310,7 +311,8 @@ TEST_CASE("connection: survives a server restart under load", "[integration][con
         test_deadline);
 }
 
-TEST_CASE("connection: survives a server crash under load", "[integration][connection]") {
+TEST_CASE("connection: survives a server crash under load",
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) {
@@ -323,7 +325,7 @@ TEST_CASE("connection: survives a server crash under load", "[integration][conne
 }
 
 TEST_CASE("connection: a request cancelled before it is written never reaches the server",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {
@@ -362,7 +364,7 @@ TEST_CASE("connection: a request cancelled before it is written never reaches th
 }
 
 TEST_CASE("connection: a request cancelled after it is written does not shift replies",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {
@@ -399,7 +401,8 @@ TEST_CASE("connection: a request cancelled after it is written does not shift re
         test_deadline);
 }
 
-TEST_CASE("connection: a request times out on a hung server", "[integration][connection]") {
+TEST_CASE("connection: a request times out on a hung server",
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {
@@ -427,7 +430,7 @@ TEST_CASE("connection: a request times out on a hung server", "[integration][con
 }
 
 TEST_CASE("connection: fail fast while disconnected, unless the request opts out",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {
@@ -466,7 +469,7 @@ TEST_CASE("connection: fail fast while disconnected, unless the request opts out
 }
 
 TEST_CASE("connection: the health check replaces a connection to a hung server",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     with_started_connection([](auto& conn, auto& srv, auto&) -> asio::awaitable<void> {
         // config_for: health_check_interval 200 ms
         co_await require_pong(conn);
@@ -553,7 +556,7 @@ TEST_CASE("connection: async_run rejects a bad config", "[integration][connectio
 }
 
 TEST_CASE("connection: async_run gives up on a closed port with abort_connect",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     srv.stop();  // its port stays reserved for us, with nothing listening
     run_async(
@@ -583,7 +586,7 @@ TEST_CASE("connection: async_run gives up on a closed port with abort_connect",
 }
 
 TEST_CASE("connection: async_run keeps trying without abort_connect",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     srv.stop();
     run_async(
@@ -616,7 +619,7 @@ TEST_CASE("connection: async_run keeps trying without abort_connect",
 }
 
 TEST_CASE("connection: cancel() fails outstanding requests, then exec reports run_not_started",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {
@@ -675,7 +678,7 @@ TEST_CASE("connection: cancel() fails requests made before async_run",
 }
 
 TEST_CASE("connection: retry_on_connection_lost re-sends a written request after a crash",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {

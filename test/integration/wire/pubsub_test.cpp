@@ -172,7 +172,8 @@ TEST_CASE("pubsub: channel, pattern and shard messages", "[integration][pubsub]"
     });
 }
 
-TEST_CASE("pubsub: subscriptions are restored after a restart", "[integration][pubsub]") {
+TEST_CASE("pubsub: subscriptions are restored after a restart",
+          "[integration][pubsub][single_server]") {
     with_connections([](redcoord::connection& sub, redcoord::connection& pub,
                         redis_server& srv) -> asio::awaitable<void> {
         co_await subscription(sub, "SUBSCRIBE", "ps:a");
@@ -201,7 +202,8 @@ TEST_CASE("pubsub: subscriptions are restored after a restart", "[integration][p
     });
 }
 
-TEST_CASE("pubsub: unsubscribed channels are not restored", "[integration][pubsub]") {
+TEST_CASE("pubsub: unsubscribed channels are not restored",
+          "[integration][pubsub][single_server]") {
     with_connections([](redcoord::connection& sub, redcoord::connection& pub,
                         redis_server& srv) -> asio::awaitable<void> {
         co_await subscription(sub, "SUBSCRIBE", "ps:keep", "ps:drop");
