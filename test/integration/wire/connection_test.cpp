@@ -656,6 +656,39 @@ TEST_CASE("connection: cancel() fails outstanding requests, then exec reports ru
         test_deadline);
 }
 
+// cluster: off the cluster until requests made before async_run are sent there (they never are).
+TEST_CASE("connection: requests made before async_run are sent once it runs",
+          "[integration][connection][single_server]") {
+    redis_server srv;
+    run_async(
+        [&](asio::io_context& ioc) -> asio::awaitable<void> {
+            redcoord::connection conn(ioc.get_executor());
+            redcoord::request set_get;
+            set_get.push("SET", "early", "before async_run");
+            set_get.push("GET", "early");
+            redcoord::response<redcoord::ignore_t, std::string> resp;
+            redcoord::request ping;
+            ping.push("PING");
+            std::string pong;
+            outcome first, second;
+            conn.async_exec(set_get, resp, record(first));
+            conn.async_exec(ping, pong, record(second));
+            co_await sleep_for(50ms);
+            CHECK_FALSE(first.done);  // waits for async_run
+            conn.async_run(config_for(srv), asio::detached);
+            co_await wait_for([&] { return first.done && second.done; },
+                              "the requests made before async_run");
+            INFO(first.ec.message() << " / " << second.ec.message());
+            CHECK_FALSE(first.ec);
+            CHECK(std::get<1>(resp) == "before async_run");
+            CHECK_FALSE(second.ec);
+            CHECK(pong == "PONG");
+            CHECK(srv.cli({"GET", "early"}) == "before async_run");
+            conn.cancel();
+        },
+        test_deadline);
+}
+
 TEST_CASE("connection: cancel() fails requests made before async_run",
           "[integration][connection]") {
     run_async(
