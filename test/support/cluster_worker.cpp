@@ -3,7 +3,7 @@
 // cluster/leader_test.cpp, data/queue_test.cpp, data/barrier_test.cpp). It prints one line per event on stdout,
 // flushed at once, so the test can follow it through a pipe:
 //
-//   cluster_worker <port> leader <node> <name> <ttl_ms> <renew_ms> <resource>
+//   cluster_worker <server> leader <node> <name> <ttl_ms> <renew_ms> <resource>
 //       Joins the membership as <node> (heartbeat every 200 ms, grace 300 ms) and runs
 //       leader-only work as leader of <name> (leadership_timeout <ttl_ms>, renewal_interval
 //       <renew_ms>). Prints "joined"; "elected <term>" once in office; writes <resource> fenced
@@ -11,36 +11,39 @@
 //       cancelled" when the work was cancelled, "lost <reason>"; then writes <resource> again
 //       with the old term ("fenced-write rejected" when the term was stale); prints "done".
 //
-//   cluster_worker <port> member <node> <interval_ms> <grace_ms> [lock <name> <ttl_ms>]
+//   cluster_worker <server> member <node> <interval_ms> <grace_ms> [lock <name> <ttl_ms>]
 //                  [leave <after_ms>]
 //       Joins the membership as <node> and prints "joined"; with lock, acquires lock <name>
 //       (TTL <ttl_ms>, renewed by the watchdog) and prints "locked <fence>"; with leave, leaves
 //       gracefully after <after_ms> ms ("left") and exits 0; otherwise heartbeats until killed.
 //
-//   cluster_worker <port> elections <node> <name> <candidates> <rounds> <ttl_ms> <renew_ms>
+//   cluster_worker <server> elections <node> <name> <candidates> <rounds> <ttl_ms> <renew_ms>
 //       <candidates> candidates, each on a connection and session of its own (node ids
 //       <node>-1, <node>-2, ...), each <rounds> times: campaigns for <name>; in office appends
 //       "start <term> <node> <server time us>" to the list "intervals", holds a moment, checks
 //       it still leads, appends "end <term> <node> <server time us>", resigns. Prints
 //       "ready" when connected, then "done <terms held>", or "error ..." lines (exit code 1).
 //
-//   cluster_worker <port> consumer <node> <queue> <interval_ms> <grace_ms> [ack]
+//   cluster_worker <server> consumer <node> <queue> <interval_ms> <grace_ms> [ack]
 //       Joins the membership as <node> (so its heartbeat key exists while it lives; heartbeat
 //       every <interval_ms>, grace <grace_ms>) and prints "joined"; takes one item of the
 //       reliable queue <queue> as consumer <node> (waiting up to 30 s) and prints
 //       "holding <id> <payload>". With ack, acknowledges it, prints "acked <id>" and exits 0;
 //       otherwise holds it, unacknowledged, until killed.
 //
-//   cluster_worker <port> barrier <node> <batch> <total>
+//   cluster_worker <server> barrier <node> <batch> <total>
 //       Arrives at barrier <batch> ("arrived <count>"), waits up to 60 s for <total> arrivals,
 //       prints "released <count>" and exits 0.
 //
-//   cluster_worker <port> job <node> <job> <ok|fail> [<dependency>...]
+//   cluster_worker <server> job <node> <job> <ok|fail> [<dependency>...]
 //       Prints "started", waits up to 60 s until every <dependency> completed, prints
 //       "runnable", records <job> as completed (successfully with ok, failed with fail and the
 //       reason "<job> failed on purpose"), prints "completed" and exits 0. When a dependency
 //       failed: prints "blocked <message>", records <job> as failed ("dependency failed") and
 //       exits 0.
+//
+// <server> is the port of a redis-server on 127.0.0.1, or a connection string such as
+// "127.0.0.1:7000,127.0.0.1:7001,cluster=true" (a Redis Cluster; the tests' port_of).
 //
 // The process gives up after two minutes (SIGALRM), so it never outlives a broken test.
 #include <redcoord/leader.hpp>
@@ -228,7 +231,7 @@ asio::awaitable<bool> record(redcoord::connection& conn, std::string what) {
     co_return !ec;
 }
 
-asio::awaitable<int> elections_mode(std::uint16_t port, std::string node, std::string name,
+asio::awaitable<int> elections_mode(std::string server, std::string node, std::string name,
                                     int candidates, int rounds, milliseconds ttl,
                                     milliseconds renew) {
     auto ex = co_await asio::this_coro::executor;
@@ -246,7 +249,7 @@ asio::awaitable<int> elections_mode(std::uint16_t port, std::string node, std::s
         candidate c;
         c.node = node + "-" + std::to_string(i + 1);
         c.conn = std::make_unique<redcoord::connection>(ex);
-        c.conn->async_run(config_for(port), asio::detached);
+        c.conn->async_run(config_for(server), asio::detached);
         if (!co_await ping(*c.conn)) co_return 1;
         c.s = std::make_unique<redcoord::session>(*c.conn, as_node(c.node));
         c.election = std::make_unique<redcoord::leader_election>(*c.s, lo);
@@ -377,12 +380,12 @@ asio::awaitable<int> job_mode(redcoord::connection& conn, std::string node, std:
 }
 
 int usage() {
-    say("error usage: cluster_worker <port> leader <node> <name> <ttl_ms> <renew_ms> <resource>"
-        " | cluster_worker <port> member <node> <interval_ms> <grace_ms> [lock <name> <ttl_ms>]"
-        " [leave <after_ms>] | cluster_worker <port> elections <node> <name> <candidates>"
-        " <rounds> <ttl_ms> <renew_ms> | cluster_worker <port> consumer <node> <queue>"
-        " <interval_ms> <grace_ms> [ack] | cluster_worker <port> barrier <node> <batch> <total>"
-        " | cluster_worker <port> job <node> <job> <ok|fail> [<dependency>...]");
+    say("error usage: cluster_worker <server> leader <node> <name> <ttl_ms> <renew_ms> <resource>"
+        " | cluster_worker <server> member <node> <interval_ms> <grace_ms> [lock <name> <ttl_ms>]"
+        " [leave <after_ms>] | cluster_worker <server> elections <node> <name> <candidates>"
+        " <rounds> <ttl_ms> <renew_ms> | cluster_worker <server> consumer <node> <queue>"
+        " <interval_ms> <grace_ms> [ack] | cluster_worker <server> barrier <node> <batch> <total>"
+        " | cluster_worker <server> job <node> <job> <ok|fail> [<dependency>...]");
     return 2;
 }
 
@@ -391,14 +394,14 @@ int usage() {
 int main(int argc, char** argv) {
     redcoord::test::worker::limit_lifetime();
     if (argc < 3) return usage();
-    const auto port = static_cast<std::uint16_t>(std::atoi(argv[1]));
+    const std::string server = argv[1];
     const std::string mode = argv[2];
     const std::vector<std::string> args(argv + 3, argv + argc);
     auto ms = [](const std::string& v) { return milliseconds(std::atoll(v.c_str())); };
 
     asio::io_context ioc;
     redcoord::connection conn(ioc.get_executor());
-    if (mode != "elections") conn.async_run(config_for(port), asio::detached);
+    if (mode != "elections") conn.async_run(config_for(server), asio::detached);
 
     asio::awaitable<int> body = [&]() -> asio::awaitable<int> {
         if (mode == "leader" && args.size() == 5)
@@ -423,7 +426,7 @@ int main(int argc, char** argv) {
                                leave_after);
         }
         if (mode == "elections" && args.size() == 6)
-            return elections_mode(port, args[0], args[1], std::atoi(args[2].c_str()),
+            return elections_mode(server, args[0], args[1], std::atoi(args[2].c_str()),
                                   std::atoi(args[3].c_str()), ms(args[4]), ms(args[5]));
         if (mode == "consumer" && (args.size() == 4 || (args.size() == 5 && args[4] == "ack")))
             return consumer_mode(conn, args[0], args[1], ms(args[2]), ms(args[3]),

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "async_test.hpp"
+#include "redis_cluster.hpp"
 #include "redis_server.hpp"
 #include "short_timeouts.hpp"
 
@@ -35,8 +36,33 @@ namespace redcoord::test {
 // Completion token that reports errors as a tuple instead of throwing.
 inline constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
 
-// A config for the fixture's plain port, with short timeouts so failures show quickly.
+// The fixture as a connection string: "127.0.0.1:p1,127.0.0.1:p2,...,cluster=true" (the
+// masters as seeds) when it is a cluster (REDCOORD_TEST_TOPOLOGY=cluster), else its port alone.
+// Worker processes take it as their first argument (worker_support.hpp's config_for).
+inline std::string server_address(const redis_server& srv) {
+    if (const auto* c = srv.cluster()) return c->seeds() + ",cluster=true";
+    return std::to_string(srv.port());
+}
+
+// A redis:// URL of the fixture with `userinfo` ("user:password", ":password") and `path`
+// ("/3"): redis+cluster:// with every master on a cluster.
+inline std::string url_for(const redis_server& srv, std::string_view userinfo,
+                           std::string_view path = {}) {
+    std::string hosts = "127.0.0.1:" + std::to_string(srv.port());
+    std::string scheme = "redis://";
+    if (const auto* c = srv.cluster()) {
+        hosts = c->seeds();
+        scheme = "redis+cluster://";
+    }
+    return scheme + std::string(userinfo) + "@" + hosts + std::string(path);
+}
+
+// A config for the fixture's plain port (for its masters on a cluster), with short timeouts
+// so failures show quickly.
 inline redcoord::config config_for(const redis_server& srv) {
+    if (srv.cluster() != nullptr) {
+        return with_short_timeouts(redcoord::parse_config(server_address(srv)));
+    }
     redcoord::config cfg;
     cfg.endpoints = {redcoord::endpoint{"127.0.0.1", srv.port()}};
     return with_short_timeouts(std::move(cfg));
@@ -84,16 +110,67 @@ boost::asio::awaitable<std::string> command(redcoord::connection& conn, std::str
     co_return reply;
 }
 
-// Calls of EVALSHA and EVAL the server has run so far (INFO commandstats): every lock script,
-// renewals included, is one of them.
-inline boost::asio::awaitable<std::uint64_t> script_calls(redcoord::connection& conn) {
-    const auto info = co_await command(conn, "INFO", "commandstats");
+// Masters behind the fixture: the cluster's, or the one server. get_usage() adds up the
+// connections of a cluster's masters (connects, blocking_connections, ...).
+inline std::uint64_t masters_of(const redis_server& srv) {
+    if (const auto* c = srv.cluster()) return c->options().masters;
+    return 1;
+}
+
+// Runs redis-cli `args` on the server, or on each master of the cluster (the nodes that started
+// as masters: no failover happens in these tests), one output per node. For what a cluster
+// answers node by node: DBSIZE, INFO, PUBSUB NUMSUB, SCRIPT EXISTS, CONFIG SET, ACL SETUSER...
+// Blocks its thread for a redis-cli run per node.
+inline std::vector<std::string> cli_on_each_node(const redis_server& srv,
+                                                 const std::vector<std::string>& args) {
+    const auto* c = srv.cluster();
+    if (c == nullptr) return {srv.cli(args)};
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < c->options().masters; ++i) out.push_back(c->cli(i, args));
+    return out;
+}
+
+// The number after "field:" or "field=" in INFO output (0 when absent), e.g.
+// info_number(info, "cmdstat_evalsha:calls=").
+inline std::uint64_t info_number(const std::string& info, std::string_view field) {
+    const auto at = info.find(field);
+    if (at == std::string::npos) return 0;
+    return std::stoull(info.substr(at + field.size()));
+}
+
+// Keys the server holds (DBSIZE), on every master of a cluster.
+inline std::uint64_t key_count(const redis_server& srv) {
     std::uint64_t total = 0;
-    for (const std::string name : {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="}) {
-        if (auto at = info.find(name); at != std::string::npos)
-            total += std::stoull(info.substr(at + name.size()));
+    for (const auto& n : cli_on_each_node(srv, {"DBSIZE"})) total += std::stoull(n);
+    return total;
+}
+
+// Calls of a command (as INFO commandstats names it: "evalsha", "get") the server, or every
+// master of a cluster, has run so far.
+inline std::uint64_t command_calls(const redis_server& srv, std::string_view name) {
+    const std::string field = "cmdstat_" + std::string(name) + ":calls=";
+    std::uint64_t total = 0;
+    for (const auto& info : cli_on_each_node(srv, {"INFO", "commandstats"}))
+        total += info_number(info, field);
+    return total;
+}
+
+// Calls of EVALSHA and EVAL the server (every master of a cluster) has run so far: every lock
+// script, renewals included, is one of them.
+inline std::uint64_t script_calls(const redis_server& srv) {
+    return command_calls(srv, "evalsha") + command_calls(srv, "eval");
+}
+
+// Clients subscribed to `channel` (PUBSUB NUMSUB), on every master of a cluster: a cluster
+// client subscribes on one master of its choosing.
+inline std::int64_t subscriber_count(const redis_server& srv, const std::string& channel) {
+    std::int64_t total = 0;
+    for (const auto& reply : cli_on_each_node(srv, {"PUBSUB", "NUMSUB", channel})) {
+        // "channel\ncount"
+        const auto nl = reply.rfind('\n');
+        if (nl != std::string::npos) total += std::stoll(reply.substr(nl + 1));
     }
-    co_return total;
+    return total;
 }
 
 // Waits, a few milliseconds at a time, until pred() holds.
@@ -193,8 +270,9 @@ boost::asio::awaitable<void> check_reply(redcoord::connection& conn, std::string
     CHECK(got == expected);
 }
 
-// The server's port as a command-line argument (for worker processes).
-inline std::string port_of(const redis_server& srv) { return std::to_string(srv.port()); }
+// The server as a worker process's first argument: its port, or on a cluster the connection
+// string of server_address.
+inline std::string port_of(const redis_server& srv) { return server_address(srv); }
 
 // A connection of its own to the server, kept up in the background while this lives: another
 // node, as far as the primitives can tell.

@@ -2,7 +2,7 @@
 // (test/integration/locks/lock_process_test.cpp). It prints one line per event on stdout, flushed at
 // once, so the test can follow it through a pipe:
 //
-//   lock_worker <port> counter <lock> <coroutines> <rounds>
+//   lock_worker <server> counter <lock> <coroutines> <rounds>
 //       Each coroutine, <rounds> times: acquire <lock>; GET "counter"; SET "counter" to the value
 //       plus one (a non-atomic read-modify-write); RPUSH the fencing token to "fences" and the
 //       node id ("worker-<pid>") to "holders"; release; then pause 0-2 ms outside the lock, so
@@ -11,18 +11,21 @@
 //       Exit code 0 when every acquisition, command and release succeeded and no two
 //       coroutines of this process were ever inside at once.
 //
-//   lock_worker <port> busy <lock> <coroutines> <rounds> [<node id>]
+//   lock_worker <server> busy <lock> <coroutines> <rounds> [<node id>]
 //       As counter, but the coroutines start only once the key "go" exists (so that every
 //       process contends from the start) and do not pause between rounds: the lock is always
 //       wanted, by this process's own coroutines too. With a node id, the session uses it
 //       (several processes may share one); "holders" still gets "worker-<pid>".
 //
-//   lock_worker <port> hold <lock> <ttl_ms> <resource>
+//   lock_worker <server> hold <lock> <ttl_ms> <resource>
 //       Acquires <lock> with that TTL (watchdog on) and prints "acquired <fence>"; writes
 //       <resource> fenced with its token ("fenced-write ok"); then waits until the lease is lost
 //       and prints "lost <reason>"; writes <resource> again with the old token
 //       ("fenced-write rejected" when the token was stale); releases ("release not-held" when
 //       the lock was no longer its own); prints "done".
+//
+// <server> is the port of a redis-server on 127.0.0.1, or a connection string such as
+// "127.0.0.1:7000,127.0.0.1:7001,cluster=true" (a Redis Cluster; the tests' port_of).
 //
 // The process gives up after two minutes (SIGALRM), so it never outlives a broken test.
 #include <redcoord/redcoord.hpp>
@@ -200,9 +203,9 @@ asio::awaitable<int> hold_mode(redcoord::connection& conn, std::string lock, mil
 }
 
 int usage() {
-    say("error usage: lock_worker <port> counter <lock> <coroutines> <rounds> | "
-        "lock_worker <port> busy <lock> <coroutines> <rounds> [<node id>] | "
-        "lock_worker <port> hold <lock> <ttl_ms> <resource>");
+    say("error usage: lock_worker <server> counter <lock> <coroutines> <rounds> | "
+        "lock_worker <server> busy <lock> <coroutines> <rounds> [<node id>] | "
+        "lock_worker <server> hold <lock> <ttl_ms> <resource>");
     return 2;
 }
 
@@ -211,12 +214,12 @@ int usage() {
 int main(int argc, char** argv) {
     redcoord::test::worker::limit_lifetime();
     if (argc < 3) return usage();
-    const auto port = static_cast<std::uint16_t>(std::atoi(argv[1]));
+    const std::string server = argv[1];
     const std::string mode = argv[2];
 
     asio::io_context ioc;
     redcoord::connection conn(ioc.get_executor());
-    conn.async_run(config_for(port), asio::detached);
+    conn.async_run(config_for(server), asio::detached);
 
     asio::awaitable<int> body = [&]() -> asio::awaitable<int> {
         if ((mode == "counter" && argc == 6) || (mode == "busy" && (argc == 6 || argc == 7)))

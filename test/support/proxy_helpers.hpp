@@ -51,6 +51,8 @@ template <class Body>
 void with_proxy(Body body, redcoord::config (*cfg_of)(const redis_server&) = &quiet_config,
                 std::chrono::milliseconds deadline = std::chrono::seconds(40)) {
     redis_server srv;
+    // A cluster's clients go straight to every master, whatever stands in front of one of them.
+    srv.require_single_server("with_proxy");
     tcp_proxy proxy(srv.port());
     run_async(
         [&](boost::asio::io_context& ioc) -> boost::asio::awaitable<void> {

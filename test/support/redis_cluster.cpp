@@ -234,6 +234,9 @@ void redis_cluster::start_nodes() {
             if (!opts_.password.empty()) {
                 node_opts.extra_config.push_back("masterauth " + quote(opts_.password));
             }
+            node_opts.extra_config.insert(node_opts.extra_config.end(),
+                                          opts_.extra_config.begin(), opts_.extra_config.end());
+            node_opts.single_server = true;  // a node, whatever REDCOORD_TEST_TOPOLOGY says
             try {
                 nodes_.push_back(std::make_unique<redis_server>(std::move(node_opts)));
                 bus_ports_.push_back(bus);

@@ -29,6 +29,8 @@ struct redis_cluster_options {
     std::chrono::milliseconds node_timeout{5000};
     /// requirepass on every node (and masterauth, so replicas can sync); empty means none.
     std::string password{};
+    /// Extra redis.conf lines for every node, after the cluster's own (so they win).
+    std::vector<std::string> extra_config{};
 };
 
 /// Owns a Redis Cluster of options.masters + options.masters * options.replicas_per_master

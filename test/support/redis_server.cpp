@@ -1,4 +1,5 @@
 #include "redis_server.hpp"
+#include "redis_cluster.hpp"
 #include "text_files.hpp"
 
 #include <algorithm>
@@ -321,7 +322,48 @@ std::optional<std::string> raw_ping(std::uint16_t port, std::chrono::millisecond
     return reply.substr(0, reply.find("\r\n"));
 }
 
+namespace {
+
+/// What a test that needs one redis-server gets on the cluster topology.
+[[noreturn]] void throw_needs_single_server(std::string_view what) {
+    throw std::runtime_error(
+        std::string(what) +
+        ": this test runs on a Redis Cluster (REDCOORD_TEST_TOPOLOGY=cluster) but needs a single "
+        "redis-server; tag it [single_server] to keep it off the cluster");
+}
+
+}  // namespace
+
+bool test_topology_is_cluster() {
+    static const bool cluster = [] {
+        const char* env = std::getenv("REDCOORD_TEST_TOPOLOGY");
+        const std::string_view value = env != nullptr ? env : "";
+        if (value.empty() || value == "single") return false;
+        if (value == "cluster") return true;
+        throw std::runtime_error("REDCOORD_TEST_TOPOLOGY must be \"single\" or \"cluster\", not \"" +
+                                 std::string(value) + "\"");
+    }();
+    return cluster;
+}
+
 redis_server::redis_server(redis_options opts) : opts_(std::move(opts)) {
+    if (!opts_.single_server && test_topology_is_cluster()) {
+        if (opts_.tls) throw_needs_single_server("redis_options::tls");
+        if (opts_.unix_socket) throw_needs_single_server("redis_options::unix_socket");
+        redis_cluster_options copts;
+        copts.masters = 3;
+        copts.replicas_per_master = 0;
+        copts.password = opts_.password;
+        if (opts_.acl) {
+            copts.extra_config.push_back("user " + quote(opts_.acl->name) + " on " +
+                                         quote(">" + opts_.acl->password) + " ~* &* +@all");
+        }
+        if (opts_.enable_debug) copts.extra_config.push_back("enable-debug-command yes");
+        copts.extra_config.insert(copts.extra_config.end(), opts_.extra_config.begin(),
+                                  opts_.extra_config.end());
+        cluster_ = std::make_unique<redis_cluster>(std::move(copts));
+        return;
+    }
     dir_ = make_temp_dir();
     try {
         if (opts_.unix_socket) unix_path_ = dir_ + "/redis.sock";
@@ -337,6 +379,10 @@ redis_server::redis_server(redis_options opts) : opts_(std::move(opts)) {
 }
 
 redis_server::~redis_server() {
+    if (cluster_) {
+        cluster_.reset();  // stops every node and removes their dirs
+        return;
+    }
     try {
         stop();
     } catch (...) {
@@ -360,12 +406,14 @@ void redis_server::first_start() {
 }
 
 void redis_server::start() {
+    if (cluster_) throw_needs_single_server("redis_server::start");
     if (running()) return;
     reap();  // a server that died by itself is still a zombie until reaped
     if (!try_start()) throw std::runtime_error(failure_report("could not bind its port again"));
 }
 
 void redis_server::restart() {
+    if (cluster_) throw_needs_single_server("redis_server::restart");
     stop();
     start();
 }
@@ -466,6 +514,7 @@ void redis_server::reap() {
 }
 
 void redis_server::stop() {
+    if (cluster_) throw_needs_single_server("redis_server::stop");
     if (pid_ <= 0) return;
     resume();  // a stopped process cannot handle SIGTERM
     terminate_child(pid_);
@@ -474,12 +523,14 @@ void redis_server::stop() {
 }
 
 void redis_server::kill() {
+    if (cluster_) throw_needs_single_server("redis_server::kill");
     if (pid_ <= 0) return;
     ::kill(pid_, SIGKILL);  // also ends a stopped process
     reap();
 }
 
 void redis_server::pause() {
+    if (cluster_) throw_needs_single_server("redis_server::pause");
     if (!running()) throw std::logic_error("redis_server::pause: not running");
     ::kill(pid_, SIGSTOP);
     // Wait until it has really stopped, so the test's next step sees a hung server.
@@ -495,28 +546,45 @@ void redis_server::pause() {
 }
 
 void redis_server::resume() {
+    if (cluster_) throw_needs_single_server("redis_server::resume");
     if (!paused_ || pid_ <= 0) return;
     ::kill(pid_, SIGCONT);
     paused_ = false;
 }
 
-bool redis_server::running() const { return !exited(); }
+bool redis_server::running() const { return cluster_ ? cluster_->node(0).running() : !exited(); }
 
-pid_t redis_server::pid() const { return pid_; }
+pid_t redis_server::pid() const {
+    if (cluster_) throw_needs_single_server("redis_server::pid");
+    return pid_;
+}
 
-std::uint16_t redis_server::port() const { return port_; }
+std::uint16_t redis_server::port() const { return cluster_ ? cluster_->port(0) : port_; }
 
 std::uint16_t redis_server::tls_port() const { return tls_port_; }
 
 const std::string& redis_server::unix_path() const { return unix_path_; }
 
-const std::string& redis_server::dir() const { return dir_; }
+const std::string& redis_server::dir() const { return cluster_ ? cluster_->node(0).dir() : dir_; }
 
 std::string redis_server::ca_file() const { return opts_.tls ? dir_ + "/cert.pem" : std::string(); }
 
 const redis_options& redis_server::options() const { return opts_; }
 
+const redis_cluster* redis_server::cluster() const { return cluster_.get(); }
+
+redis_cluster* redis_server::cluster() { return cluster_.get(); }
+
+void redis_server::require_single_server(std::string_view what) const {
+    if (cluster_) throw_needs_single_server(what);
+}
+
 std::string redis_server::cli(const std::vector<std::string>& args) const {
+    if (cluster_) {
+        std::vector<std::string> follow = {"-c"};
+        follow.insert(follow.end(), args.begin(), args.end());
+        return cluster_->cli(0, follow);
+    }
     return run_cli({"-h", "127.0.0.1", "-p", std::to_string(port_)}, args);
 }
 

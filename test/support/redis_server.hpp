@@ -6,8 +6,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <sys/types.h>
@@ -36,7 +38,19 @@ struct redis_options {
 
     /// Extra redis.conf lines, appended after the generated ones (so they win).
     std::vector<std::string> extra_config{};
+
+    /// One redis-server whatever the test topology (see test_topology_is_cluster): set by
+    /// redis_cluster for its own nodes.
+    bool single_server = false;
 };
+
+/// True when REDCOORD_TEST_TOPOLOGY=cluster: a redis_server made by a test (options without
+/// single_server) is then a three-master Redis Cluster (no replicas) instead of one
+/// redis-server, so that the same tests run on both. Unset or "single": one redis-server.
+/// Any other value throws std::runtime_error.
+bool test_topology_is_cluster();
+
+class redis_cluster;
 
 /// Sends "PING\r\n" over a fresh TCP connection to 127.0.0.1:port and returns the first reply
 /// line without its "\r\n" ("+PONG", "-NOAUTH ..."), or nullopt when nothing arrived in time
@@ -46,6 +60,13 @@ std::optional<std::string> raw_ping(std::uint16_t port, std::chrono::millisecond
 
 /// Owns one redis-server child process. Not thread-safe; create and destroy it on the test's
 /// main thread (the child is tied to the creating thread's lifetime, see redis_server.cpp).
+///
+/// On the cluster topology (test_topology_is_cluster(), unless options.single_server) it owns
+/// a redis_cluster of three masters instead: port() and dir() are master 0's, cli() follows
+/// redirections (redis-cli -c), password, acl and extra_config (and enable_debug) apply to
+/// every node, and what needs one process (stop, start, restart, kill, pause, resume, pid, tls,
+/// unix_socket) throws std::runtime_error asking for the tag [single_server], which keeps a
+/// test off that topology.
 class redis_server {
   public:
     /// Starts the server and waits until it answers; throws std::runtime_error with the tail
@@ -88,8 +109,16 @@ class redis_server {
     std::string ca_file() const;
     const redis_options& options() const;
 
+    /// The cluster standing in for the server on the cluster topology; nullptr on one server.
+    const redis_cluster* cluster() const;
+    redis_cluster* cluster();
+    /// Throws std::runtime_error, naming `what`, when this is a cluster: for what only one
+    /// redis-server can do (a proxy in front of its port, a replica of it, ...).
+    void require_single_server(std::string_view what) const;
+
     /// Runs redis-cli against the plain port (authenticated as the default user when a
-    /// password is set) and returns its stdout without the trailing newline. Throws when
+    /// password is set; on a cluster with -c, against master 0, so keyless commands such as
+    /// INFO or KEYS see that node only) and returns its stdout without the trailing newline. Throws when
     /// redis-cli exits non-zero. Note that redis-cli exits 0 on error replies: they come back
     /// as text such as "ERR unknown command ...".
     std::string cli(const std::vector<std::string>& args) const;
@@ -112,6 +141,7 @@ class redis_server {
                         const std::vector<std::string>& args) const;
 
     redis_options opts_;
+    std::unique_ptr<redis_cluster> cluster_;
     std::string dir_;
     std::string unix_path_;
     std::uint16_t port_ = 0;

@@ -48,10 +48,17 @@ inline std::string describe(boost::system::error_code ec, const redcoord::diagno
     return s;
 }
 
-inline redcoord::config config_for(std::uint16_t port) {
-    redcoord::config cfg;
-    cfg.endpoints = {redcoord::endpoint{"127.0.0.1", port}};
-    return redcoord::test::with_short_timeouts(std::move(cfg));
+// The config for a worker's first argument: the port of a redis-server on 127.0.0.1, or a
+// connection string (the test's port_of: "127.0.0.1:p1,127.0.0.1:p2,cluster=true" on a Redis
+// Cluster); with short timeouts either way.
+inline redcoord::config config_for(const std::string& server) {
+    if (!server.empty() && server.find_first_not_of("0123456789") == std::string::npos) {
+        redcoord::config cfg;
+        cfg.endpoints = {
+            redcoord::endpoint{"127.0.0.1", static_cast<std::uint16_t>(std::stoi(server))}};
+        return redcoord::test::with_short_timeouts(std::move(cfg));
+    }
+    return redcoord::test::with_short_timeouts(redcoord::parse_config(server));
 }
 
 inline boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {

@@ -549,7 +549,7 @@ TEST_CASE("leader: never two leaders: candidates in several processes campaign a
 
 TEST_CASE("leader: a Redis restart while a leader leads: leadership is re-established cleanly "
           "and the watch comes back",
-          "[leader]") {
+          "[leader][single_server]") {
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
             session s(conn, as_node("node-a"));

@@ -515,7 +515,7 @@ TEST_CASE("membership: 200 nodes hosted in one process heartbeat in one pipeline
 
 TEST_CASE("membership: after a Redis restart the heartbeats and the registry come back and "
           "watches receive events again",
-          "[membership]") {
+          "[membership][single_server]") {
     with_connection(
         [](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
             session s(conn, as_node("survivor"));

@@ -225,7 +225,7 @@ TEST_CASE("bounds: option durations above max_duration are bad_config naming the
 
 TEST_CASE("bounds: a waiter on a lock held with an enormous PX waits without spinning",
           "[bounds]") {
-    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+    with_connection([](redcoord::connection& conn, auto& srv) -> asio::awaitable<void> {
         session s(conn);
         lock_provider locks(s);
         rw_lock_provider rw(s);
@@ -241,17 +241,17 @@ TEST_CASE("bounds: a waiter on a lock held with an enormous PX waits without spi
             acquire_options ao;
             ao.wait = 1s;
             diagnostics diag;
-            auto before = co_await script_calls(conn);
+            auto before = script_calls(srv);
             auto [ec, l] = co_await locks.async_acquire("stuck", ao, diag, nothrow);
             CHECK(ec == redcoord::error::acquire_timeout);
-            auto calls = co_await script_calls(conn) - before;
+            auto calls = script_calls(srv) - before;
             INFO("script calls of the mutex's waiter: " << calls);
             CHECK(calls <= 20);
 
-            before = co_await script_calls(conn);
+            before = script_calls(srv);
             auto [ec2, r] = co_await rw.async_acquire_read("stuck", ao, diag, nothrow);
             CHECK(ec2 == redcoord::error::acquire_timeout);
-            calls = co_await script_calls(conn) - before;
+            calls = script_calls(srv) - before;
             INFO("script calls of the read lock's waiter: " << calls);
             CHECK(calls <= 20);
             // The holder's key is untouched.

@@ -137,10 +137,13 @@ TEST_CASE("eviction: refuse_evicting_server refuses new leases until the policy 
             CHECK(awaited == "0");
         }
 
-        // Fixed; the session reads the policy again after a reconnect.
-        CHECK(srv.cli({"CONFIG", "SET", "maxmemory-policy", "noeviction"}) == "OK");
+        // Fixed (on every master of a cluster); the session reads the policy again after a
+        // reconnect.
+        for (const auto& reply : redcoord::test::cli_on_each_node(
+                 srv, {"CONFIG", "SET", "maxmemory-policy", "noeviction"}))
+            CHECK(reply == "OK");
         const auto connects = conn.get_usage().connects;
-        srv.cli({"CLIENT", "KILL", "TYPE", "normal"});
+        redcoord::test::cli_on_each_node(srv, {"CLIENT", "KILL", "TYPE", "normal"});
         {
             const auto awaited = co_await wait_for([&] { return conn.get_usage().connects > connects; });
             REQUIRE(awaited);
@@ -161,8 +164,9 @@ TEST_CASE("eviction: refuse_evicting_server refuses new leases until the policy 
     });
 }
 
+// Not on the cluster: the cluster fixture itself needs CONFIG (CONFIG SET cluster-node-timeout).
 TEST_CASE("eviction: a policy that cannot be read is reported as unknown, not refused",
-          "[eviction]") {
+          "[eviction][single_server]") {
     // As on managed Redis: CONFIG renamed away.
     with_server({"rename-command CONFIG \"\""},
                 [](redcoord::connection& conn, auto&) -> asio::awaitable<void> {

@@ -173,7 +173,7 @@ void check_through_outage(Make make, Start start) {
 
 TEST_CASE("lease fault: an acquisition over a link slower than the TTL never completes with a "
           "lease whose deadline has passed",
-          "[lease-fault]") {
+          "[lease-fault][single_server]") {
     with_proxy(
         [](redcoord::connection& conn, redcoord::connection&, tcp_proxy& proxy,
            redis_server&) -> asio::awaitable<void> {
@@ -221,7 +221,7 @@ TEST_CASE("lease fault: a lease with a TTL of 1 to 5 ms is never returned with i
 
 TEST_CASE("lease fault: an acquisition while Redis is out of reach for 1.5 s never completes "
           "with a lease whose deadline has passed",
-          "[lease-fault]") {
+          "[lease-fault][single_server]") {
     check_through_outage([](session& s) { return lock_provider(s); },
                          [](lock_provider& locks) {
                              acquire_options opts;
@@ -233,7 +233,7 @@ TEST_CASE("lease fault: an acquisition while Redis is out of reach for 1.5 s nev
 
 TEST_CASE("lease fault: a campaign while Redis is out of reach for 1.5 s never completes with "
           "a leadership already lost",
-          "[lease-fault]") {
+          "[lease-fault][single_server]") {
     check_through_outage([](session& s) { return leader_election(s, one_second_terms()); },
                          [](leader_election& e) { return start_campaign(e, "outage"); });
 }
@@ -268,7 +268,7 @@ TEST_CASE("lease fault: a cancellation slot taken from a leadership already lost
 }
 
 TEST_CASE("lease fault: renewals over a link with 300 ms each way keep a 1 s lease held",
-          "[lease-fault]") {
+          "[lease-fault][single_server]") {
     with_proxy(
         [](redcoord::connection& conn, redcoord::connection& direct, tcp_proxy& proxy,
            redis_server&) -> asio::awaitable<void> {

@@ -88,7 +88,8 @@ asio::awaitable<std::string> wait_replicas(redcoord::connection& conn, int repli
     co_return co_await command(conn, "WAIT", replicas, timeout_ms);
 }
 
-TEST_CASE("replica_ack: WAIT runs on the connection whose writes it confirms", "[replica_ack]") {
+TEST_CASE("replica_ack: WAIT runs on the connection whose writes it confirms",
+          "[replica_ack][single_server]") {
     with_replica([](redcoord::connection& conn, replicated_servers& srv) -> asio::awaitable<void> {
         co_await command(conn, "SET", "k", "1");
         {
@@ -124,7 +125,7 @@ redcoord::config impatient(redcoord::config cfg) {
 }
 
 TEST_CASE("replica_ack: a WAIT in flight keeps the connection up and its pipeline in order",
-          "[replica_ack]") {
+          "[replica_ack][single_server]") {
     with_replica(
         [](redcoord::connection& conn, replicated_servers& srv) -> asio::awaitable<void> {
             co_await command(conn, "SET", "k", "1");
@@ -188,7 +189,7 @@ redcoord::config patient(redcoord::config cfg) {
 }
 
 TEST_CASE("replica_ack: a grant the replica did not acknowledge is released and reported",
-          "[replica_ack]") {
+          "[replica_ack][single_server]") {
     with_replica([](redcoord::connection& conn, replicated_servers& srv) -> asio::awaitable<void> {
         // Generous: a loaded machine's replica may take a while to acknowledge a grant.
         session s(conn, with_replica_ack(1, 1s));
@@ -230,7 +231,8 @@ TEST_CASE("replica_ack: a grant the replica did not acknowledge is released and 
     }, &patient);
 }
 
-TEST_CASE("replica_ack: unacknowledged renewals lose the lease by its deadline", "[replica_ack]") {
+TEST_CASE("replica_ack: unacknowledged renewals lose the lease by its deadline",
+          "[replica_ack][single_server]") {
     with_replica([](redcoord::connection& conn, replicated_servers& srv) -> asio::awaitable<void> {
         session s(conn, with_replica_ack(1, 1s));
         lock_provider locks(s);

@@ -23,6 +23,7 @@
 
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
+#include "redis_cluster.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -53,16 +54,27 @@ asio::awaitable<T> eval(redcoord::connection& conn, const redcoord::script& s, c
     co_return reply;
 }
 
-// SCRIPT EXISTS for one script.
-asio::awaitable<bool> is_cached(redcoord::connection& conn, const redcoord::script& s) {
-    redcoord::request req;
-    req.push("SCRIPT", "EXISTS", s.sha1());
-    redcoord::response<std::vector<long long>> reply;
-    redcoord::diagnostics diag;
-    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
-    require_ok(ec, diag);
-    REQUIRE(std::get<0>(reply).size() == 1);
-    co_return std::get<0>(reply).front() == 1;
+// SCRIPT EXISTS for one script, on the server that serves `key` (its master on a cluster).
+bool is_cached(const redis_server& srv, const redcoord::script& s, const std::string& key) {
+    const std::vector<std::string> exists{"SCRIPT", "EXISTS", s.sha1()};
+    if (const auto* c = srv.cluster()) {
+        const auto node = c->index_of_slot(redcoord::test::redis_cluster::key_slot(key));
+        return c->cli(node, exists) == "1";
+    }
+    return srv.cli(exists) == "1";
+}
+
+// SCRIPT EXISTS for one script: false when no node has it.
+bool cached_nowhere(const redis_server& srv, const redcoord::script& s) {
+    for (const auto& reply : redcoord::test::cli_on_each_node(srv, {"SCRIPT", "EXISTS", s.sha1()}))
+        if (reply != "0") return false;
+    return true;
+}
+
+// SCRIPT FLUSH on the server, on every master of a cluster.
+void flush_scripts(const redis_server& srv) {
+    for (const auto& reply : redcoord::test::cli_on_each_node(srv, {"SCRIPT", "FLUSH"}))
+        REQUIRE(reply == "OK");
 }
 
 // compare_and_delete on `key` with `token`; returns what the script returned (1 or 0).
@@ -92,26 +104,23 @@ TEST_CASE("script: the embedded compare_and_delete", "[integration][script]") {
 }
 
 TEST_CASE("script: loaded again after SCRIPT FLUSH", "[integration][script]") {
-    with_connection([](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
+    with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
         const auto& s = redcoord::script::embedded("compare_and_delete");
         co_await command(conn, "SET", "script:lock", "me");
         const auto other_owner = co_await compare_and_delete(conn, "script:lock", "other");
         CHECK(other_owner == 0);
-        const auto cached = co_await is_cached(conn, s);
-        CHECK(cached);
+        CHECK(is_cached(srv, s, "script:lock"));
 
-        co_await command(conn, "SCRIPT", "FLUSH");
-        const auto flushed = co_await is_cached(conn, s);
-        CHECK_FALSE(flushed);
+        flush_scripts(srv);
+        CHECK(cached_nowhere(srv, s));
         const auto owner = co_await compare_and_delete(conn, "script:lock", "me");
         CHECK(owner == 1);
         // The script is cached again.
-        const auto cached_again = co_await is_cached(conn, s);
-        CHECK(cached_again);
+        CHECK(is_cached(srv, s, "script:lock"));
     });
 }
 
-TEST_CASE("script: loaded again after a server restart", "[integration][script]") {
+TEST_CASE("script: loaded again after a server restart", "[integration][script][single_server]") {
     with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
         const auto before = co_await compare_and_delete(conn, "script:lock", "me");
         CHECK(before == 0);
@@ -137,18 +146,18 @@ TEST_CASE("script: keys, args and a typed reply", "[integration][script]") {
     // One reply, an array: response<...> holds one value per reply.
     using reply = redcoord::response<std::tuple<std::string, long long, int, strings>>;
     with_connection([&](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
-        const strings keys{"script:str", "script:list"}, args{"hello", "4", "x"};
+        // One hash tag: a script's keys lie in one slot on a cluster.
+        const strings keys{"{script}:str", "{script}:list"}, args{"hello", "4", "x"};
         const auto [r] = co_await eval<reply>(conn, s, keys, args);
         CHECK(std::get<0>(r) == "hello");
         CHECK(std::get<1>(r) == 40);
         CHECK(std::get<2>(r) == 2);
         CHECK(std::get<3>(r) == strings{"4", "x"});
-        CHECK(srv.cli({"GET", "script:str"}) == "hello");
+        CHECK(srv.cli({"GET", "{script}:str"}) == "hello");
 
         // The same script, now cached: EVALSHA's reply, as a generic response.
-        const auto cached = co_await is_cached(conn, s);
-        CHECK(cached);
-        const strings keys2{"script:str2", "script:list2"}, args2{"bye", "1", "y"};
+        CHECK(is_cached(srv, s, "{script}:str"));
+        const strings keys2{"{script}:str2", "{script}:list2"}, args2{"bye", "1", "y"};
         const auto generic = co_await eval<redcoord::generic_response>(conn, s, keys2, args2);
         REQUIRE_FALSE(generic.empty());
         CHECK(generic.front().data_type == redcoord::resp3::type::array);
@@ -160,8 +169,8 @@ TEST_CASE("script: keys, args and a typed reply", "[integration][script]") {
 TEST_CASE("script: a generic response holds only the reply after the script is loaded again",
           "[integration][script]") {
     const redcoord::script s("return {ARGV[1], 7}");
-    with_connection([&](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
-        co_await command(conn, "SCRIPT", "FLUSH");
+    with_connection([&](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        flush_scripts(srv);
         const strings args{"seven"};
         const auto r = co_await eval<redcoord::generic_response>(conn, s, {}, args);
         REQUIRE(r.size() == 3);
@@ -210,7 +219,8 @@ TEST_CASE("script: a reply that does not fit the response type", "[integration][
     });
 }
 
-TEST_CASE("script: cancelling async_eval before it is written", "[integration][script]") {
+TEST_CASE("script: cancelling async_eval before it is written",
+          "[integration][script][single_server]") {
     const redcoord::script s("return redis.call('SET', KEYS[1], 'ran')");
     with_connection([&](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
         co_await command(conn, "PING");

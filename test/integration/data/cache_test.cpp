@@ -56,14 +56,8 @@ profile make_profile(std::string name, int age) {
     return redcoord::test::make_sample_record(std::move(name), age, {"a", "b"});
 }
 
-// Calls of a command the server has run so far (INFO commandstats).
-asio::awaitable<std::int64_t> command_calls(redcoord::connection& conn, std::string name) {
-    const auto info = co_await command(conn, "INFO", "commandstats");
-    const std::string tag = "cmdstat_" + name + ":calls=";
-    const auto at = info.find(tag);
-    if (at == std::string::npos) co_return 0;
-    co_return std::stoll(info.substr(at + tag.size()));
-}
+using redcoord::test::command_calls;
+using redcoord::test::key_count;
 
 TEST_CASE("cache: typed round trip under the documented key, with and without TTL", "[cache]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
@@ -130,7 +124,7 @@ TEST_CASE("cache: a value that is not JSON or not a T is decode_failed", "[cache
 }
 
 TEST_CASE("cache: clear deletes this prefix's cache entries and nothing else", "[cache]") {
-    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+    with_connection([](redcoord::connection& conn, auto& srv) -> asio::awaitable<void> {
         // A prefix with glob characters: it must match only itself.
         session s(conn, {.prefix = "app[1]:"});
         cache c(s, {.scan_batch = 7});
@@ -153,8 +147,7 @@ TEST_CASE("cache: clear deletes this prefix's cache entries and nothing else", "
         auto [ec2, left] = co_await c.async_keys("*", nothrow);
         REQUIRE_FALSE(ec2);
         CHECK(left.empty());
-        const auto dbsize = co_await command(conn, "DBSIZE");
-        CHECK(dbsize == "4");
+        CHECK(key_count(srv) == 4);
         const std::vector<std::string> survivors{"app1:cache:{item:1}", "other:cache:{item:1}",
                                                  "app[1]:state:{x}", "app[1]:cachex"};
         for (const auto& k : survivors) {
@@ -229,12 +222,12 @@ TEST_CASE("cache: get_or_set stores the factory's value once and then reads it",
 
 TEST_CASE("cache: 50 concurrent misses call the factory once, and the others wait by push",
           "[cache]") {
-    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+    with_connection([](redcoord::connection& conn, auto& srv) -> asio::awaitable<void> {
         session s(conn);
         cache c(s);
         constexpr int callers = 50;
         int calls = 0, ok = 0;
-        const auto gets_before = co_await command_calls(conn, "get");
+        const auto gets_before = command_calls(srv, "get");
         const bool finished =
             co_await run_concurrently(callers, [&](int) -> asio::awaitable<void> {
                 auto factory = [&]() -> asio::awaitable<std::string> {
@@ -251,8 +244,8 @@ TEST_CASE("cache: 50 concurrent misses call the factory once, and the others wai
         CHECK(ok == callers);
         // Waiting is by push: each caller reads the key a few times at most, however long the
         // factory takes (no polling loop).
-        const auto gets = co_await command_calls(conn, "get") - gets_before;
-        CHECK(gets <= 4 * callers);
+        const auto gets = command_calls(srv, "get") - gets_before;
+        CHECK(gets <= 4u * callers);
     });
 }
 

@@ -183,8 +183,7 @@ TEST_CASE("checkpoint: another connection resumes from the latest checkpoint", "
         auto [ec3, gone] = co_await store.async_load_latest<import_state>("reindex", nothrow);
         REQUIRE_FALSE(ec3);
         CHECK_FALSE(gone);
-        const auto dbsize = co_await command(b.conn, "DBSIZE");
-        CHECK(dbsize == "0");
+        CHECK(redcoord::test::key_count(srv) == 0);
     });
 }
 
@@ -214,7 +213,7 @@ TEST_CASE("checkpoint: data that does not convert is decode_failed", "[checkpoin
 }
 
 TEST_CASE("checkpoint: bad input is invalid_argument naming the field", "[checkpoint]") {
-    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+    with_connection([](redcoord::connection& conn, auto& srv) -> asio::awaitable<void> {
         session s(conn);
         checkpoint_store store(s);
         diagnostics diag;
@@ -240,8 +239,7 @@ TEST_CASE("checkpoint: bad input is invalid_argument naming the field", "[checkp
         auto [ec5, v] = co_await store.async_load_latest<import_state>("", diag, nothrow);
         CHECK(ec5 == redcoord::error::invalid_argument);
         CHECK(diag.message().find("task_id") != std::string::npos);
-        const auto dbsize = co_await command(conn, "DBSIZE");
-        CHECK(dbsize == "0");
+        CHECK(redcoord::test::key_count(srv) == 0);
 
         CHECK_THROWS_AS(checkpoint_store(s, {.ttl = 0ms}), redcoord::error_with_diagnostics);
         CHECK_THROWS_AS(checkpoint_store(s, {.retention = 0}), redcoord::error_with_diagnostics);

@@ -201,24 +201,16 @@ asio::awaitable<bool> key_exists(redcoord::connection& conn, const std::string& 
     co_return n == 1;
 }
 
-// Subscribers of a channel, as the server counts them (PUBSUB NUMSUB).
-asio::awaitable<std::int64_t> subscribers(redcoord::connection& conn, const std::string& channel) {
-    redcoord::request req;
-    req.push("PUBSUB", "NUMSUB", channel);
-    std::map<std::string, std::int64_t> reply;
-    diagnostics diag;
-    auto [ec, n] = co_await conn.async_exec(req, reply, diag, nothrow);
-    require_ok(ec, diag);
-    co_return reply[channel];
+// Subscribers of a channel, as the server (every master of a cluster) counts them
+// (PUBSUB NUMSUB).
+asio::awaitable<std::int64_t> subscribers(const redis_server& srv, const std::string& channel) {
+    co_return redcoord::test::subscriber_count(srv, channel);
 }
 
-// EVALSHA calls the server has run since it started (INFO commandstats).
-asio::awaitable<std::int64_t> evalsha_calls(redcoord::connection& conn) {
-    const auto info = co_await command(conn, "INFO", "commandstats");
-    const std::string tag = "cmdstat_evalsha:calls=";
-    const auto at = info.find(tag);
-    if (at == std::string::npos) co_return 0;
-    co_return std::stoll(info.substr(at + tag.size()));
+// EVALSHA calls the server (every master of a cluster) has run since it started (INFO
+// commandstats).
+asio::awaitable<std::int64_t> evalsha_calls(const redis_server& srv) {
+    co_return static_cast<std::int64_t>(redcoord::test::command_calls(srv, "evalsha"));
 }
 
 // A second connection to the same server: another process, as far as the locks can tell.
@@ -333,12 +325,12 @@ std::shared_ptr<try_outcome> start_try(lock_provider& locks, const std::string& 
 TEST_CASE("lock: the lock operations of one turn share one script call and run in the order "
           "they were started",
           "[lock]") {
-    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+    with_connection([](redcoord::connection& conn, auto& srv) -> asio::awaitable<void> {
         session s(conn);
         lock_provider locks(s);
         auto held = co_await must_acquire(locks, "order", {});
         const auto held_fence = held.fencing_token();
-        const auto calls_before = co_await evalsha_calls(conn);
+        const auto calls_before = co_await evalsha_calls(srv);
         // A try before the release finds the lock held; a try after it takes it.
         auto before = start_try(locks, "order");
         auto released = std::make_shared<pending_op>();
@@ -349,7 +341,7 @@ TEST_CASE("lock: the lock operations of one turn share one script call and run i
         auto after = start_try(locks, "order");
         co_await wait_until([&] { return before->done && released->done && after->done; });
         {
-            const auto awaited = co_await evalsha_calls(conn);
+            const auto awaited = co_await evalsha_calls(srv);
             CHECK(awaited - calls_before == 1);
         }
         REQUIRE_FALSE(before->ec);
@@ -359,17 +351,25 @@ TEST_CASE("lock: the lock operations of one turn share one script call and run i
         CHECK(after->l.is_held());
         CHECK(after->l.fencing_token() > held_fence);
 
-        // 64 locks in one turn: two calls (a call carries 32 operations at most), and every
-        // lock is granted once: its fencing counter holds the token its lease reports.
-        const auto calls_64 = co_await evalsha_calls(conn);
+        // 64 locks in one turn: two calls (a call carries 32 operations at most; on a cluster,
+        // those of one slot only: one call per slot there), and every lock is granted once:
+        // its fencing counter holds the token its lease reports.
+        std::map<int, std::int64_t> ops_per_slot;
+        for (int i = 0; i < 64; ++i) {
+            const auto tag = "{many:" + std::to_string(i) + "}";
+            ++ops_per_slot[srv.cluster() ? redcoord::test::redis_cluster::key_slot(tag) : 0];
+        }
+        std::int64_t expected_calls = 0;
+        for (const auto& [slot, ops] : ops_per_slot) expected_calls += (ops + 31) / 32;
+        const auto calls_64 = co_await evalsha_calls(srv);
         std::vector<std::shared_ptr<try_outcome>> many;
         for (int i = 0; i < 64; ++i) many.push_back(start_try(locks, "many:" + std::to_string(i)));
         co_await wait_until([&] {
             return std::all_of(many.begin(), many.end(), [](const auto& o) { return o->done; });
         });
         {
-            const auto awaited = co_await evalsha_calls(conn);
-            CHECK(awaited - calls_64 == 2);
+            const auto awaited = co_await evalsha_calls(srv);
+            CHECK(awaited - calls_64 == expected_calls);
         }
         for (std::size_t i = 0; i < many.size(); ++i) {
             INFO("many:" << i << ": " << many[i]->ec.message() << " " << many[i]->diag.message());
@@ -746,7 +746,7 @@ TEST_CASE("lock: an owner context carries one owner down a call chain, so a call
 }
 
 TEST_CASE("lock: a local waiter woken while its attempt is out is not left asleep", "[lock]") {
-    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+    with_connection([](redcoord::connection& conn, auto& srv) -> asio::awaitable<void> {
         session s(conn);
         lock_provider locks(s);
         auto ex = co_await asio::this_coro::executor;
@@ -764,7 +764,7 @@ TEST_CASE("lock: a local waiter woken while its attempt is out is not left aslee
             // Subscribed, and (its attempt after subscribing was answered first) waiting.
             const bool waiting = co_await eventually_async(
                 [&]() -> asio::awaitable<bool> {
-                    co_return co_await subscribers(conn, channel_of(name)) == 1;
+                    co_return co_await subscribers(srv, channel_of(name)) == 1;
                 },
                 3s);
             REQUIRE(waiting);
@@ -915,13 +915,13 @@ TEST_CASE("lock: a waiter is woken by the release's push, not by polling", "[loc
 
         auto holder = co_await must_acquire(holding, "push", {.ttl = 10s});
         const auto connects_before = conn.get_usage().connects;
-        const auto before = co_await evalsha_calls(conn);
+        const auto before = co_await evalsha_calls(srv);
         auto w = spawn_acquire(waiting, "push", {.wait = 20s});
         // Waiting: subscribed, and its attempts (before and after subscribing) were refused.
         const bool parked = co_await eventually_async(
             [&]() -> asio::awaitable<bool> {
-                const auto subs = co_await subscribers(conn, channel_of("push"));
-                const auto calls = co_await evalsha_calls(conn);
+                const auto subs = co_await subscribers(srv, channel_of("push"));
+                const auto calls = co_await evalsha_calls(srv);
                 co_return subs == 1 && calls >= before + 2;
             },
             3s);
@@ -934,7 +934,7 @@ TEST_CASE("lock: a waiter is woken by the release's push, not by polling", "[loc
         REQUIRE(got);
         require_ok(w->ec, w->diag);
         CHECK(w->l.is_held());
-        const auto after = co_await evalsha_calls(conn);
+        const auto after = co_await evalsha_calls(srv);
         const auto waiter_calls = after - before - 1;  // less the holder's release
         // A reconnect (a gap) rightly wakes a waiter for one more attempt.
         const auto reconnects =
@@ -991,7 +991,7 @@ TEST_CASE("lock: a cancelled wait completes with operation_aborted and takes not
         auto w = spawn_acquire(locks, "cancel", {.wait = 20s}, stop.slot());
         const bool waiting = co_await eventually_async(
             [&]() -> asio::awaitable<bool> {
-                co_return co_await subscribers(conn, channel_of("cancel")) == 1;
+                co_return co_await subscribers(srv, channel_of("cancel")) == 1;
             },
             3s);
         REQUIRE(waiting);
@@ -1011,7 +1011,7 @@ TEST_CASE("lock: a cancelled wait completes with operation_aborted and takes not
         CHECK(s.held_leases() == 0);
         CHECK(s.get_lock_statistics().acquisitions == 0);
         // The waiter unsubscribed when it left.
-        auto subs = co_await subscribers(conn, channel_of("cancel"));
+        auto subs = co_await subscribers(srv, channel_of("cancel"));
         CHECK(subs == 0);
     });
 }
@@ -1201,7 +1201,7 @@ TEST_CASE("lock: bad input gives clear errors naming the field", "[lock]") {
 // ---- 11. Statistics -------------------------------------------------------------------------
 
 TEST_CASE("lock: statistics count acquisitions, contended ones and timeouts", "[lock]") {
-    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+    with_connection([](redcoord::connection& conn, auto& srv) -> asio::awaitable<void> {
         session s(conn);
         lock_provider locks(s);
 
@@ -1209,7 +1209,7 @@ TEST_CASE("lock: statistics count acquisitions, contended ones and timeouts", "[
         auto w = spawn_acquire(locks, "stats", {.ttl = 10s, .wait = 10s});
         const bool waiting = co_await eventually_async(
             [&]() -> asio::awaitable<bool> {
-                co_return co_await subscribers(conn, channel_of("stats")) == 1;
+                co_return co_await subscribers(srv, channel_of("stats")) == 1;
             },
             3s);
         REQUIRE(waiting);
@@ -1300,7 +1300,9 @@ TEST_CASE("lock: a waiter of another node is told apart from one of the holder's
 
 TEST_CASE("lock: a yielding handoff is refused only when another node waits", "[lock]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
-        const std::string key = "yield:lock", fence = "yield:fence", channel = "yield:released";
+        // One hash tag: lock_ops.lua takes the lock's keys in one slot.
+        const std::string key = "{yield}:lock", fence = "{yield}:fence",
+                          channel = "{yield}:released";
         auto holder = [&]() -> asio::awaitable<std::string> {
             const auto exists = co_await command(conn, "EXISTS", key);
             if (exists == "0") co_return std::string();

@@ -1,5 +1,8 @@
 // Tests of the test fixture itself: if these fail, no other integration test can be trusted.
+// All but the last are of one redis-server ([single_server]); the last runs on both topologies.
 #include "redis_server.hpp"
+#include "connection_helpers.hpp"
+#include "redis_cluster.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -24,7 +27,7 @@ using redcoord::test::redis_options;
 using redcoord::test::redis_server;
 using redcoord::test::run_async;
 
-TEST_CASE("redis_server starts and answers redis-cli", "[integration]") {
+TEST_CASE("redis_server starts and answers redis-cli", "[integration][single_server]") {
     redis_server server;
     REQUIRE(server.running());
     CHECK(server.pid() > 0);
@@ -39,7 +42,8 @@ TEST_CASE("redis_server starts and answers redis-cli", "[integration]") {
     CHECK(server.cli({"GET", "k"}) == "v");
 }
 
-TEST_CASE("redis_server removes its temp dir and stops its process", "[integration]") {
+TEST_CASE("redis_server removes its temp dir and stops its process",
+          "[integration][single_server]") {
     std::string dir;
     pid_t pid = -1;
     {
@@ -51,7 +55,7 @@ TEST_CASE("redis_server removes its temp dir and stops its process", "[integrati
     CHECK(::kill(pid, 0) != 0);  // reaped: no zombie left either
 }
 
-TEST_CASE("redis_server with a password", "[integration]") {
+TEST_CASE("redis_server with a password", "[integration][single_server]") {
     redis_server server(redis_options{.password = "s3cret"});
     CHECK(server.cli({"PING"}) == "PONG");
     const auto reply = raw_ping(server.port(), 1s);
@@ -59,7 +63,7 @@ TEST_CASE("redis_server with a password", "[integration]") {
     CHECK(reply->starts_with("-NOAUTH"));
 }
 
-TEST_CASE("redis_server with an ACL user", "[integration]") {
+TEST_CASE("redis_server with an ACL user", "[integration][single_server]") {
     redis_server server(redis_options{.password = "s3cret", .acl = {{"alice", "wonderland"}}});
     CHECK(server.cli({"ACL", "LIST"}).find("user alice on") != std::string::npos);
     // cli() authenticates as default; switching to alice on the same connection proves her
@@ -70,7 +74,7 @@ TEST_CASE("redis_server with an ACL user", "[integration]") {
     CHECK(raw_ping(server.port(), 1s)->starts_with("-NOAUTH"));
 }
 
-TEST_CASE("redis_server pause and resume", "[integration]") {
+TEST_CASE("redis_server pause and resume", "[integration][single_server]") {
     redis_server server;
     server.pause();
     CHECK(server.running());
@@ -79,7 +83,7 @@ TEST_CASE("redis_server pause and resume", "[integration]") {
     CHECK(raw_ping(server.port(), 1s) == "+PONG");
 }
 
-TEST_CASE("redis_server destructor ends a paused server", "[integration]") {
+TEST_CASE("redis_server destructor ends a paused server", "[integration][single_server]") {
     pid_t pid = -1;
     {
         redis_server server;
@@ -89,7 +93,7 @@ TEST_CASE("redis_server destructor ends a paused server", "[integration]") {
     CHECK(::kill(pid, 0) != 0);
 }
 
-TEST_CASE("redis_server stop, start and restart keep the port", "[integration]") {
+TEST_CASE("redis_server stop, start and restart keep the port", "[integration][single_server]") {
     redis_server server;
     const auto port = server.port();
     server.cli({"SET", "k", "v"});
@@ -112,7 +116,7 @@ TEST_CASE("redis_server stop, start and restart keep the port", "[integration]")
     CHECK(server.cli({"PING"}) == "PONG");
 }
 
-TEST_CASE("redis_server kill", "[integration]") {
+TEST_CASE("redis_server kill", "[integration][single_server]") {
     redis_server server;
     const auto pid = server.pid();
     server.kill();
@@ -124,7 +128,7 @@ TEST_CASE("redis_server kill", "[integration]") {
     CHECK(server.cli({"PING"}) == "PONG");
 }
 
-TEST_CASE("redis_server notices a server that died by itself", "[integration]") {
+TEST_CASE("redis_server notices a server that died by itself", "[integration][single_server]") {
     redis_server server;
     ::kill(server.pid(), SIGKILL);
     for (int i = 0; i < 100 && server.running(); ++i) std::this_thread::sleep_for(10ms);
@@ -133,7 +137,7 @@ TEST_CASE("redis_server notices a server that died by itself", "[integration]") 
     CHECK(server.cli({"PING"}) == "PONG");
 }
 
-TEST_CASE("redis_server with TLS", "[integration]") {
+TEST_CASE("redis_server with TLS", "[integration][single_server]") {
     redis_server server(redis_options{.password = "pw", .tls = true});
     CHECK(server.tls_port() != 0);
     CHECK(server.tls_port() != server.port());
@@ -143,7 +147,7 @@ TEST_CASE("redis_server with TLS", "[integration]") {
     CHECK(server.cli({"PING"}) == "PONG");  // the plain port stays open
 }
 
-TEST_CASE("redis_server with a Unix socket", "[integration]") {
+TEST_CASE("redis_server with a Unix socket", "[integration][single_server]") {
     redis_server server(redis_options{.unix_socket = true});
     REQUIRE_FALSE(server.unix_path().empty());
     struct stat st {};
@@ -153,7 +157,7 @@ TEST_CASE("redis_server with a Unix socket", "[integration]") {
     CHECK(server.cli_unix({"PING"}) == "PONG");
 }
 
-TEST_CASE("redis_server enable_debug", "[integration]") {
+TEST_CASE("redis_server enable_debug", "[integration][single_server]") {
     SECTION("enabled") {
         redis_server server(redis_options{.enable_debug = true});
         CHECK(server.cli({"DEBUG", "PROTOCOL", "string"}) == "Hello World");
@@ -164,12 +168,13 @@ TEST_CASE("redis_server enable_debug", "[integration]") {
     }
 }
 
-TEST_CASE("redis_server extra_config", "[integration]") {
+TEST_CASE("redis_server extra_config", "[integration][single_server]") {
     redis_server server(redis_options{.extra_config = {"maxclients 77"}});
     CHECK(server.cli({"CONFIG", "GET", "maxclients"}) == "maxclients\n77");
 }
 
-TEST_CASE("redis_server reports a bad config with the server's output", "[integration]") {
+TEST_CASE("redis_server reports a bad config with the server's output",
+          "[integration][single_server]") {
     try {
         redis_server server(redis_options{.extra_config = {"no-such-directive yes"}});
         FAIL("the server started despite a bad config line");
@@ -178,7 +183,8 @@ TEST_CASE("redis_server reports a bad config with the server's output", "[integr
     }
 }
 
-TEST_CASE("redis_server start reports a port taken while it was stopped", "[integration]") {
+TEST_CASE("redis_server start reports a port taken while it was stopped",
+          "[integration][single_server]") {
     redis_server server;
     server.stop();
 
@@ -200,14 +206,15 @@ TEST_CASE("redis_server start reports a port taken while it was stopped", "[inte
     CHECK(server.cli({"PING"}) == "PONG");
 }
 
-TEST_CASE("redis_server picks distinct ports for parallel servers", "[integration]") {
+TEST_CASE("redis_server picks distinct ports for parallel servers",
+          "[integration][single_server]") {
     redis_server a, b, c;
     CHECK(a.port() != b.port());
     CHECK(b.port() != c.port());
     CHECK(a.port() != c.port());
 }
 
-TEST_CASE("run_async runs a coroutine to completion", "[integration]") {
+TEST_CASE("run_async runs a coroutine to completion", "[integration][single_server]") {
     bool finished = false;
     run_async([&](boost::asio::io_context& ioc) -> boost::asio::awaitable<void> {
         boost::asio::steady_timer timer(ioc, 10ms);
@@ -217,7 +224,7 @@ TEST_CASE("run_async runs a coroutine to completion", "[integration]") {
     CHECK(finished);
 }
 
-TEST_CASE("run_async rethrows the coroutine's exception", "[integration]") {
+TEST_CASE("run_async rethrows the coroutine's exception", "[integration][single_server]") {
     CHECK_THROWS_WITH(run_async([](boost::asio::io_context&) -> boost::asio::awaitable<void> {
                           throw std::runtime_error("boom");
                           co_return;
@@ -225,7 +232,8 @@ TEST_CASE("run_async rethrows the coroutine's exception", "[integration]") {
                       "boom");
 }
 
-TEST_CASE("run_async returns when the coroutine is done, even with work left", "[integration]") {
+TEST_CASE("run_async returns when the coroutine is done, even with work left",
+          "[integration][single_server]") {
     const auto start = std::chrono::steady_clock::now();
     run_async([](boost::asio::io_context& ioc) -> boost::asio::awaitable<void> {
         // A long timer still pending, like a connection's run loop.
@@ -234,4 +242,39 @@ TEST_CASE("run_async returns when the coroutine is done, even with work left", "
         co_return;
     });
     CHECK(std::chrono::steady_clock::now() - start < 5s);
+}
+
+TEST_CASE("redis_server on the test topology: one redis-server, or three masters that follow "
+          "redirections and refuse what needs one process",
+          "[integration]") {
+    redis_server server(redis_options{.password = "s3cret"});
+    CHECK(server.cli({"PING"}) == "PONG");
+    // Keys of every master's slots.
+    for (const std::string key : {"a", "b", "c", "d", "e"}) server.cli({"SET", key, "v-" + key});
+    for (const std::string key : {"a", "b", "c", "d", "e"})
+        CHECK(server.cli({"GET", key}) == "v-" + key);
+    CHECK(redcoord::test::key_count(server) == 5);
+    CHECK(redcoord::test::cli_on_each_node(server, {"PING"}).size() ==
+          redcoord::test::masters_of(server));
+    const auto address = redcoord::test::server_address(server);
+    if (!redcoord::test::test_topology_is_cluster()) {
+        CHECK(server.cluster() == nullptr);
+        CHECK(address == std::to_string(server.port()));
+        return;
+    }
+    const auto* cluster = server.cluster();
+    REQUIRE(cluster != nullptr);
+    CHECK(cluster->size() == 3);
+    CHECK(cluster->master_ports().size() == 3);
+    CHECK(server.port() == cluster->port(0));
+    CHECK(address == cluster->seeds() + ",cluster=true");
+    CHECK(cluster->node(0).options().single_server);
+    CHECK(cluster->node(0).options().password == "s3cret");
+    CHECK_THROWS_WITH(server.restart(), Catch::Contains("[single_server]"));
+    CHECK_THROWS_WITH(server.pause(), Catch::Contains("[single_server]"));
+    CHECK_THROWS_WITH(redis_server(redis_options{.tls = true}), Catch::Contains("[single_server]"));
+    CHECK(server.cli({"PING"}) == "PONG");  // still up
+    // A node of a cluster is one redis-server whatever the topology.
+    redis_server single(redis_options{.single_server = true});
+    CHECK(single.cluster() == nullptr);
 }

@@ -75,7 +75,7 @@ std::shared_ptr<pending_incr> start_incr(redcoord::connection& conn, std::string
     return p;
 }
 
-TEST_CASE("tcp proxy: commands pass through to the server", "[tcp-proxy]") {
+TEST_CASE("tcp proxy: commands pass through to the server", "[tcp-proxy][single_server]") {
     with_proxy([](redcoord::connection& conn, redcoord::connection& direct, tcp_proxy& proxy,
                   redis_server&) -> asio::awaitable<void> {
         {
@@ -95,7 +95,7 @@ TEST_CASE("tcp proxy: commands pass through to the server", "[tcp-proxy]") {
 
 TEST_CASE("tcp proxy: with a delay each way replies arrive in order, and bytes never overtake "
           "earlier ones when the delay is shortened",
-          "[tcp-proxy]") {
+          "[tcp-proxy][single_server]") {
     with_proxy([](redcoord::connection& conn, redcoord::connection&, tcp_proxy& proxy,
                   redis_server&) -> asio::awaitable<void> {
         proxy.set_delay(300ms);
@@ -141,7 +141,7 @@ asio::awaitable<bool> exists(redcoord::connection& conn, std::string_view key) {
 
 TEST_CASE("tcp proxy: a blackhole holds the bytes: a request with a short timeout fails with "
           "error::timeout, and what was held is forwarded once lifted",
-          "[tcp-proxy]") {
+          "[tcp-proxy][single_server]") {
     direction dir = direction::both;
     SECTION("both directions") { dir = direction::both; }
     SECTION("towards the server only") { dir = direction::to_server; }
@@ -204,7 +204,7 @@ int raw_connect(std::uint16_t port) {
 
 TEST_CASE("tcp proxy: a reset sends an RST to the client, and the connection reconnects and "
           "works again",
-          "[tcp-proxy]") {
+          "[tcp-proxy][single_server]") {
     with_proxy(
         [](redcoord::connection& conn, redcoord::connection&, tcp_proxy& proxy,
            redis_server&) -> asio::awaitable<void> {

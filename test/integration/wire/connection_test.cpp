@@ -241,7 +241,7 @@ asio::awaitable<void> load_through_outage(asio::io_context& ioc, const redis_ser
 // ---------------------------------------------------------------------------------------------
 
 TEST_CASE("connection: many coroutines share one connection", "[integration][connection]") {
-    with_started_connection([](auto& conn, auto&, auto& ioc) -> asio::awaitable<void> {
+    with_started_connection([](auto& conn, auto& srv, auto& ioc) -> asio::awaitable<void> {
         constexpr int coroutines = 200;
         constexpr int rounds = 50;
         set_get_stats stats;
@@ -260,7 +260,8 @@ TEST_CASE("connection: many coroutines share one connection", "[integration][con
         auto [ec, total] = co_await exec1<long long>(conn, "GET", "shared-counter");
         CHECK_FALSE(ec);
         CHECK(total == coroutines * rounds);
-        CHECK(conn.get_usage().connects == 1);
+        // One socket per master: a cluster's are counted together.
+        CHECK(conn.get_usage().connects == redcoord::test::masters_of(srv));
     });
 }
 
@@ -300,7 +301,8 @@ TEST_CASE("connection: concurrent requests are pipelined into few writes",
     });
 }
 
-TEST_CASE("connection: survives a server restart under load", "[integration][connection]") {
+TEST_CASE("connection: survives a server restart under load",
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) {
@@ -309,7 +311,8 @@ TEST_CASE("connection: survives a server restart under load", "[integration][con
         test_deadline);
 }
 
-TEST_CASE("connection: survives a server crash under load", "[integration][connection]") {
+TEST_CASE("connection: survives a server crash under load",
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) {
@@ -322,7 +325,7 @@ TEST_CASE("connection: survives a server crash under load", "[integration][conne
 }
 
 TEST_CASE("connection: a request cancelled before it is written never reaches the server",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {
@@ -361,7 +364,7 @@ TEST_CASE("connection: a request cancelled before it is written never reaches th
 }
 
 TEST_CASE("connection: a request cancelled after it is written does not shift replies",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {
@@ -398,7 +401,8 @@ TEST_CASE("connection: a request cancelled after it is written does not shift re
         test_deadline);
 }
 
-TEST_CASE("connection: a request times out on a hung server", "[integration][connection]") {
+TEST_CASE("connection: a request times out on a hung server",
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {
@@ -426,7 +430,7 @@ TEST_CASE("connection: a request times out on a hung server", "[integration][con
 }
 
 TEST_CASE("connection: fail fast while disconnected, unless the request opts out",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {
@@ -465,7 +469,7 @@ TEST_CASE("connection: fail fast while disconnected, unless the request opts out
 }
 
 TEST_CASE("connection: the health check replaces a connection to a hung server",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     with_started_connection([](auto& conn, auto& srv, auto&) -> asio::awaitable<void> {
         // config_for: health_check_interval 200 ms
         co_await require_pong(conn);
@@ -485,10 +489,11 @@ TEST_CASE("connection: MULTI/EXEC transactions", "[integration][connection]") {
         using exec_result = std::tuple<std::string, long long>;
         using exec_response = redcoord::response<ignore_t, ignore_t, ignore_t, exec_result>;
 
+        // One hash tag: a transaction's keys lie in one slot on a cluster.
         redcoord::request tx;
         tx.push("MULTI");
-        tx.push("SET", "tx:name", "hello");
-        tx.push("INCR", "tx:count");
+        tx.push("SET", "{tx}:name", "hello");
+        tx.push("INCR", "{tx}:count");
         tx.push("EXEC");
         exec_response resp;
         auto [ec, n] = co_await conn.async_exec(tx, resp, nothrow);
@@ -498,8 +503,8 @@ TEST_CASE("connection: MULTI/EXEC transactions", "[integration][connection]") {
         // INCR of a string fails inside EXEC; the SET before it still runs.
         redcoord::request failing;
         failing.push("MULTI");
-        failing.push("SET", "tx:text", "abc");
-        failing.push("INCR", "tx:text");
+        failing.push("SET", "{tx}:text", "abc");
+        failing.push("INCR", "{tx}:text");
         failing.push("EXEC");
         redcoord::diagnostics diag;
         auto [fail_ec, m] = co_await conn.async_exec(failing, resp, diag, nothrow);
@@ -507,7 +512,7 @@ TEST_CASE("connection: MULTI/EXEC transactions", "[integration][connection]") {
         INFO("server message: " << diag.server_message());
         CHECK(diag.server_message().find("not an integer") != std::string::npos);
 
-        auto [get_ec, text] = co_await exec1<std::string>(conn, "GET", "tx:text");
+        auto [get_ec, text] = co_await exec1<std::string>(conn, "GET", "{tx}:text");
         CHECK_FALSE(get_ec);
         CHECK(text == "abc");
     });
@@ -551,7 +556,7 @@ TEST_CASE("connection: async_run rejects a bad config", "[integration][connectio
 }
 
 TEST_CASE("connection: async_run gives up on a closed port with abort_connect",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     srv.stop();  // its port stays reserved for us, with nothing listening
     run_async(
@@ -581,7 +586,7 @@ TEST_CASE("connection: async_run gives up on a closed port with abort_connect",
 }
 
 TEST_CASE("connection: async_run keeps trying without abort_connect",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     srv.stop();
     run_async(
@@ -614,7 +619,7 @@ TEST_CASE("connection: async_run keeps trying without abort_connect",
 }
 
 TEST_CASE("connection: cancel() fails outstanding requests, then exec reports run_not_started",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {
@@ -651,6 +656,39 @@ TEST_CASE("connection: cancel() fails outstanding requests, then exec reports ru
         test_deadline);
 }
 
+// cluster: off the cluster until requests made before async_run are sent there (they never are).
+TEST_CASE("connection: requests made before async_run are sent once it runs",
+          "[integration][connection][single_server]") {
+    redis_server srv;
+    run_async(
+        [&](asio::io_context& ioc) -> asio::awaitable<void> {
+            redcoord::connection conn(ioc.get_executor());
+            redcoord::request set_get;
+            set_get.push("SET", "early", "before async_run");
+            set_get.push("GET", "early");
+            redcoord::response<redcoord::ignore_t, std::string> resp;
+            redcoord::request ping;
+            ping.push("PING");
+            std::string pong;
+            outcome first, second;
+            conn.async_exec(set_get, resp, record(first));
+            conn.async_exec(ping, pong, record(second));
+            co_await sleep_for(50ms);
+            CHECK_FALSE(first.done);  // waits for async_run
+            conn.async_run(config_for(srv), asio::detached);
+            co_await wait_for([&] { return first.done && second.done; },
+                              "the requests made before async_run");
+            INFO(first.ec.message() << " / " << second.ec.message());
+            CHECK_FALSE(first.ec);
+            CHECK(std::get<1>(resp) == "before async_run");
+            CHECK_FALSE(second.ec);
+            CHECK(pong == "PONG");
+            CHECK(srv.cli({"GET", "early"}) == "before async_run");
+            conn.cancel();
+        },
+        test_deadline);
+}
+
 TEST_CASE("connection: cancel() fails requests made before async_run",
           "[integration][connection]") {
     run_async(
@@ -673,7 +711,7 @@ TEST_CASE("connection: cancel() fails requests made before async_run",
 }
 
 TEST_CASE("connection: retry_on_connection_lost re-sends a written request after a crash",
-          "[integration][connection]") {
+          "[integration][connection][single_server]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {

@@ -61,7 +61,7 @@ void set_through(const redcoord::config& cfg, std::string_view key, std::string_
 }  // namespace
 
 TEST_CASE("sentinel: the connection finds the master through a sentinel",
-          "[integration][sentinel]") {
+          "[integration][sentinel][single_server]") {
     redis_server master;
     sentinel_server sentinel("mymaster", master.port());
     redcoord::config cfg;
@@ -82,7 +82,7 @@ TEST_CASE("sentinel: the connection finds the master through a sentinel",
 }
 
 TEST_CASE("sentinel: an unknown service fails with sentinel_unavailable",
-          "[integration][sentinel]") {
+          "[integration][sentinel][single_server]") {
     redis_server master;
     sentinel_server sentinel("mymaster", master.port());
     auto cfg = sentinel_config(sentinel, "no-such-service");
@@ -99,7 +99,7 @@ TEST_CASE("sentinel: an unknown service fails with sentinel_unavailable",
 }
 
 TEST_CASE("sentinel: no sentinel reachable fails with sentinel_unavailable",
-          "[integration][sentinel]") {
+          "[integration][sentinel][single_server]") {
     redis_server gone;
     gone.stop();
     redcoord::config cfg;

@@ -93,7 +93,8 @@ error_code failed_run(redcoord::config cfg) {
 
 }  // namespace
 
-TEST_CASE("tls: requests over TLS trusting the server's certificate", "[integration][tls]") {
+TEST_CASE("tls: requests over TLS trusting the server's certificate",
+          "[integration][tls][single_server]") {
     redis_server srv(redis_options{.tls = true});
     redcoord::config cfg;
     SECTION("config fields") { cfg = tls_config_for(srv); }
@@ -119,7 +120,7 @@ TEST_CASE("tls: requests over TLS trusting the server's certificate", "[integrat
     CHECK(srv.cli_tls({"GET", "tls:k"}) == "over the wire");
 }
 
-TEST_CASE("tls: with password and database", "[integration][tls]") {
+TEST_CASE("tls: with password and database", "[integration][tls][single_server]") {
     redis_server srv(redis_options{.password = "pw", .tls = true});
     auto cfg = tls_config_for(srv);
     cfg.password = "pw";
@@ -128,7 +129,7 @@ TEST_CASE("tls: with password and database", "[integration][tls]") {
     CHECK(srv.cli({"-n", "2", "GET", "tls:db-key"}) == "over the wire");
 }
 
-TEST_CASE("tls: the connection comes back after a restart", "[integration][tls]") {
+TEST_CASE("tls: the connection comes back after a restart", "[integration][tls][single_server]") {
     redis_server srv(redis_options{.password = "pw", .tls = true});
     auto cfg = tls_config_for(srv);
     cfg.password = "pw";
@@ -136,7 +137,8 @@ TEST_CASE("tls: the connection comes back after a restart", "[integration][tls]"
     CHECK(srv.cli_tls({"GET", "tls:restarted"}) == "over the wire");
 }
 
-TEST_CASE("tls: a certificate that cannot be trusted fails the handshake", "[integration][tls]") {
+TEST_CASE("tls: a certificate that cannot be trusted fails the handshake",
+          "[integration][tls][single_server]") {
     redis_server srv(redis_options{.tls = true});
     auto cfg = tls_config_for(srv);
     SECTION("system CAs, which do not know the self-signed certificate") {
@@ -154,14 +156,15 @@ TEST_CASE("tls: a certificate that cannot be trusted fails the handshake", "[int
     CHECK_THAT(ec.message(), Catch::Contains("certificate verify failed"));
 }
 
-TEST_CASE("tls: an unreadable CA file fails async_run", "[integration][tls]") {
+TEST_CASE("tls: an unreadable CA file fails async_run", "[integration][tls][single_server]") {
     redis_server srv(redis_options{.tls = true});
     auto cfg = tls_config_for(srv);
     cfg.tls_ca_file = srv.dir() + "/no-such-ca.pem";
     CHECK(failed_run(cfg));
 }
 
-TEST_CASE("tls: verification off accepts the untrusted certificate", "[integration][tls]") {
+TEST_CASE("tls: verification off accepts the untrusted certificate",
+          "[integration][tls][single_server]") {
     redis_server srv(redis_options{.tls = true});
     auto cfg = tls_config_for(srv);
     cfg.tls_ca_file.clear();
@@ -169,7 +172,7 @@ TEST_CASE("tls: verification off accepts the untrusted certificate", "[integrati
     check_round_trip(cfg, "tls:unverified");
 }
 
-TEST_CASE("unix: requests over a Unix-domain socket", "[integration][unix]") {
+TEST_CASE("unix: requests over a Unix-domain socket", "[integration][unix][single_server]") {
     redis_server srv(redis_options{.unix_socket = true});
     redcoord::config cfg;
     SECTION("config.unix_socket") {
@@ -184,7 +187,7 @@ TEST_CASE("unix: requests over a Unix-domain socket", "[integration][unix]") {
     CHECK(srv.cli_unix({"GET", "unix:k"}) == "over the wire");
 }
 
-TEST_CASE("unix: database from the unix:// URL query", "[integration][unix]") {
+TEST_CASE("unix: database from the unix:// URL query", "[integration][unix][single_server]") {
     redis_server srv(redis_options{.unix_socket = true});
     const auto cfg =
         with_short_timeouts(redcoord::parse_config("unix://" + srv.unix_path() + "?db=5"));
@@ -193,7 +196,7 @@ TEST_CASE("unix: database from the unix:// URL query", "[integration][unix]") {
     CHECK(srv.cli_unix({"-n", "5", "GET", "unix:db-key"}) == "over the wire");
 }
 
-TEST_CASE("unix: the connection comes back after a restart", "[integration][unix]") {
+TEST_CASE("unix: the connection comes back after a restart", "[integration][unix][single_server]") {
     redis_server srv(redis_options{.unix_socket = true});
     auto cfg = with_short_timeouts(redcoord::config{});
     cfg.unix_socket = srv.unix_path();
@@ -201,7 +204,8 @@ TEST_CASE("unix: the connection comes back after a restart", "[integration][unix
     CHECK(srv.cli_unix({"GET", "unix:restarted"}) == "over the wire");
 }
 
-TEST_CASE("unix: a socket path nobody listens on fails async_run", "[integration][unix]") {
+TEST_CASE("unix: a socket path nobody listens on fails async_run",
+          "[integration][unix][single_server]") {
     redis_server srv(redis_options{.unix_socket = true});
     auto cfg = with_short_timeouts(redcoord::config{});
     cfg.unix_socket = srv.dir() + "/nobody-here.sock";
