@@ -161,15 +161,20 @@ inline std::uint64_t script_calls(const redis_server& srv) {
     return command_calls(srv, "evalsha") + command_calls(srv, "eval");
 }
 
-// Clients subscribed to `channel` (PUBSUB NUMSUB), on every master of a cluster: a cluster
-// client subscribes on one master of its choosing.
+// Clients subscribed to `channel` (PUBSUB NUMSUB, and SHARDNUMSUB on a cluster: a resource's
+// wake-up channel is sharded there), on every master of a cluster: a cluster client
+// subscribes classic channels on one master of its choosing.
 inline std::int64_t subscriber_count(const redis_server& srv, const std::string& channel) {
     std::int64_t total = 0;
-    for (const auto& reply : cli_on_each_node(srv, {"PUBSUB", "NUMSUB", channel})) {
-        // "channel\ncount"
-        const auto nl = reply.rfind('\n');
-        if (nl != std::string::npos) total += std::stoll(reply.substr(nl + 1));
-    }
+    auto add = [&](const std::vector<std::string>& replies) {
+        for (const auto& reply : replies) {
+            // "channel\ncount"
+            const auto nl = reply.rfind('\n');
+            if (nl != std::string::npos) total += std::stoll(reply.substr(nl + 1));
+        }
+    };
+    add(cli_on_each_node(srv, {"PUBSUB", "NUMSUB", channel}));
+    if (srv.cluster()) add(cli_on_each_node(srv, {"PUBSUB", "SHARDNUMSUB", channel}));
     return total;
 }
 

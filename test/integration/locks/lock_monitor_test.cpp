@@ -75,10 +75,8 @@ std::int64_t ms_since_epoch(std::chrono::system_clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-// cluster: off the cluster until the library waits for the slot map before a SCAN: the list
-// below, the connection's first request, fails with "cluster: SCAN before the slot map is known".
 TEST_CASE("lock_monitor: active locks carry the fields Redis stores",
-          "[lock_monitor][single_server]") {
+          "[lock_monitor]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-a"});
         lock_provider locks(s);

@@ -101,10 +101,8 @@ TEST_CASE("auth: the right password is accepted", "[integration][auth]") {
     CHECK(srv.cli({"GET", "auth:k"}) == "v");
 }
 
-// cluster: off the cluster until run_diagnostics().server_message() carries the server's text
-// there (it is empty; the text is in message()) and a request made before async_run fails with it.
 TEST_CASE("auth: a wrong password fails async_run with auth_failed",
-          "[integration][auth][single_server]") {
+          "[integration][auth]") {
     redis_server srv(redis_options{.password = "s3cret"});
     auto cfg = config_for(srv);
     cfg.password = "not-the-password";
@@ -117,10 +115,8 @@ TEST_CASE("auth: a wrong password fails async_run with auth_failed",
     CHECK(*r.request_ec == redcoord::error::auth_failed);
 }
 
-// cluster: off the cluster until run_diagnostics().server_message() carries the server's text
-// there (it is empty; the text is in message()).
 TEST_CASE("auth: no password on a server that wants one fails with auth_failed",
-          "[integration][auth][single_server]") {
+          "[integration][auth]") {
     redis_server srv(redis_options{.password = "s3cret"});
     const auto r = failed_run(config_for(srv));
     INFO("run_diagnostics: " << r.diag.message());
@@ -128,10 +124,8 @@ TEST_CASE("auth: no password on a server that wants one fails with auth_failed",
     CHECK_THAT(r.diag.server_message(), Catch::Contains("NOAUTH"));
 }
 
-// cluster: off the cluster until run_diagnostics().server_message() carries the server's text
-// there (it is empty; the text is in message()).
 TEST_CASE("auth: an unknown ACL user fails with auth_failed and the server's text",
-          "[integration][auth][single_server]") {
+          "[integration][auth]") {
     redis_server srv(redis_options{.password = "s3cret", .acl = {{"alice", "wonderland"}}});
     auto cfg = config_for(srv);
     cfg.username = "mallory";
@@ -159,10 +153,8 @@ TEST_CASE("auth: an ACL user with its password", "[integration][auth]") {
     });
 }
 
-// cluster: off the cluster until run_diagnostics().server_message() carries the server's text
-// there (it is empty; the text is in message()).
 TEST_CASE("auth: the ACL user with a wrong password is refused",
-          "[integration][auth][single_server]") {
+          "[integration][auth]") {
     redis_server srv(redis_options{.password = "s3cret", .acl = {{"alice", "wonderland"}}});
     auto cfg = config_for(srv);
     cfg.username = "alice";
@@ -203,10 +195,8 @@ TEST_CASE("auth: the client name is set with the handshake", "[integration][auth
     }
 }
 
-// cluster: off the cluster until run_diagnostics().server_message() carries the server's text
-// there (it is empty; the text is in message()).
 TEST_CASE("auth: a client name the server refuses fails with handshake_failed",
-          "[integration][auth][single_server]") {
+          "[integration][auth]") {
     redis_server srv;
     auto cfg = config_for(srv);
     cfg.client_name = "has a space";

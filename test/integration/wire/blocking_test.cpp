@@ -183,10 +183,8 @@ TEST_CASE("blocking: concurrent BLPOPs use their own side connections", "[integr
     });
 }
 
-// cluster: off the cluster until requests made before async_run are sent there: this BLPOP
-// never is (the test's deadline ends it).
 TEST_CASE("blocking: a BLPOP made before async_run starts",
-          "[integration][blocking][single_server]") {
+          "[integration][blocking]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {

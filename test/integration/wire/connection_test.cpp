@@ -656,9 +656,8 @@ TEST_CASE("connection: cancel() fails outstanding requests, then exec reports ru
         test_deadline);
 }
 
-// cluster: off the cluster until requests made before async_run are sent there (they never are).
 TEST_CASE("connection: requests made before async_run are sent once it runs",
-          "[integration][connection][single_server]") {
+          "[integration][connection]") {
     redis_server srv;
     run_async(
         [&](asio::io_context& ioc) -> asio::awaitable<void> {

@@ -267,10 +267,8 @@ TEST_CASE("hostile server: a reply past max_reply_size fails its request, the co
     });
 }
 
-// cluster: off the cluster until a refused SUBSCRIBE fails there: it completes with success and
-// the NOPERM error is lost.
 TEST_CASE("hostile server: a refused SUBSCRIBE gets its error, pipelined requests theirs",
-          "[integration][hostile][single_server]") {
+          "[integration][hostile]") {
     redis_server srv;
     // A user that may run any command on any key but use no pub/sub channel (on every master of
     // a cluster).
