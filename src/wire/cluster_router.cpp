@@ -16,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <charconv>
 #include <tuple>
 #include <optional>
@@ -188,6 +189,9 @@ cluster_router::node& cluster_router::node_for(const endpoint& ep) {
     c.endpoints = {ep};
     c.abort_connect = false;
     c.fail_fast_when_disconnected = false;
+    // A master's pushes go on to this connection's queue at once, which alone applies the
+    // limit (and counts what it drops): the master's own queue never drops.
+    c.max_pending_pushes = std::numeric_limits<std::size_t>::max();
     n->conn->run(std::move(c), run_handler{});
     nodes_.push_back(n);
     return *n;
