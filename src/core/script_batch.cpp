@@ -20,6 +20,10 @@ std::vector<endpoint> access::cluster_masters(const connection& c) {
 
 void access::refresh_cluster(const connection& c) noexcept { c.impl_->refresh_cluster(); }
 
+std::string_view publish_command(const connection& conn) noexcept {
+    return access::is_cluster(conn) ? "SPUBLISH" : "PUBLISH";
+}
+
 const void* access::cluster_node_of_slot(const connection& c, std::uint16_t slot) noexcept {
     return c.impl_->cluster_node_of_slot(slot);
 }
@@ -213,11 +217,10 @@ void script_batch::send_queued(std::size_t declared) {
     starts_.clear();
     call->script.sc = &ops;
     // lock_ops.lua's last arguments: the keys it does not declare and their count, then how
-    // its releases publish (session_impl::publish_command).
-    const std::string_view publish = access::is_cluster(conn_) ? "SPUBLISH" : "PUBLISH";
+    // its releases publish.
     const std::span<const std::string_view> all(keys_);
     call->script.req.push("EVALSHA", ops.sha1(), declared, all.first(declared), args_,
-                          all.subspan(declared), all.size() - declared, publish);
+                          all.subspan(declared), all.size() - declared, publish_command(conn_));
     keys_.clear();
     args_.clear();
     call->script.adapter = any_adapter(call.get(), &batch_call::store, 1, false);

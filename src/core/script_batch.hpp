@@ -39,6 +39,10 @@ public:
 
 struct batch_call;
 
+// The command scripts publish wake-ups with (their last argument): SPUBLISH on a Redis Cluster,
+// where the waiters listen with SSUBSCRIBE on the resource's master, else PUBLISH.
+std::string_view publish_command(const connection& conn) noexcept;
+
 class script_batch {
 public:
     // post schedules flush() on the session's executor, keeping the session alive.

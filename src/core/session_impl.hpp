@@ -291,11 +291,9 @@ public:
     // even when both run with the same node id (processes given one node id).
     std::string instance;
     bool closed = false;
-    // The command the scripts publish wake-ups with (their last argument): SPUBLISH on a Redis
-    // Cluster, where the waiters listen with SSUBSCRIBE (push_hub::add_wake_up), else PUBLISH.
-    std::string_view publish_command() const noexcept {
-        return access::is_cluster(conn) ? "SPUBLISH" : "PUBLISH";
-    }
+    // The command the scripts publish wake-ups with (see detail::publish_command; the waiters
+    // listen through push_hub::add_wake_up).
+    std::string_view publish_command() const noexcept { return detail::publish_command(conn); }
     push_hub hub;
     watchdog dog;
     lock_stats_window lock_stats;
