@@ -7,6 +7,7 @@
 #include <redcoord/circuit_breaker.hpp>
 #include <redcoord/config.hpp>
 #include <redcoord/connection.hpp>
+#include <redcoord/cron.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/events.hpp>
