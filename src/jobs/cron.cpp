@@ -5,14 +5,6 @@
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 
-#include <date/tz.h>
-// ptz.h names hh_mm_ss unqualified under `using namespace date; using namespace std::chrono;`,
-// which C++20's std::chrono::hh_mm_ss makes ambiguous; a declaration in Posix is found first.
-namespace Posix {
-using date::hh_mm_ss;
-}
-#include <date/ptz.h>
-
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -22,8 +14,15 @@ using date::hh_mm_ss;
 #include <exception>
 #include <fstream>
 #include <iterator>
-#include <sstream>
 #include <vector>
+
+#include <date/tz.h>
+// ptz.h names hh_mm_ss unqualified under `using namespace date; using namespace std::chrono;`,
+// which C++20's std::chrono::hh_mm_ss makes ambiguous; a declaration in Posix is found first.
+namespace Posix {
+using date::hh_mm_ss;
+}
+#include <date/ptz.h>
 
 namespace redcoord {
 
@@ -36,8 +35,7 @@ namespace {
 
 constexpr std::array<const char*, 12> month_names = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
                                                      "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
-constexpr std::array<const char*, 7> day_names = {"SUN", "MON", "TUE", "WED",
-                                                  "THU", "FRI", "SAT"};
+constexpr std::array<const char*, 7> day_names = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"};
 
 // One field's grammar: its values, and its names (names[i] is the value min + i).
 struct field_spec {
@@ -54,10 +52,10 @@ constexpr field_spec second_field{"second", 0, 59};
 constexpr field_spec minute_field{"minute", 0, 59};
 constexpr field_spec hour_field{"hour", 0, 23};
 constexpr field_spec dom_field{"day-of-month", 1, 31, nullptr, 0, "", true};
-constexpr field_spec month_field{"month",           1,   12, month_names.data(), month_names.size(),
-                                 " or a month name (JAN-DEC)"};
-constexpr field_spec dow_field{"day-of-week",      0,    7,   day_names.data(), day_names.size(),
-                               " or a day name (SUN-SAT)", true};
+constexpr field_spec month_field{
+    "month", 1, 12, month_names.data(), month_names.size(), " or a month name (JAN-DEC)"};
+constexpr field_spec dow_field{
+    "day-of-week", 0, 7, day_names.data(), day_names.size(), " or a day name (SUN-SAT)", true};
 
 struct macro {
     const char* name;
@@ -74,8 +72,7 @@ constexpr std::array<macro, 7> macros = {{
 }};
 
 bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
                return std::toupper(static_cast<unsigned char>(x)) ==
                       std::toupper(static_cast<unsigned char>(y));
            });
@@ -112,8 +109,7 @@ bool parse_value(std::string_view s, const field_spec& f, int& out, std::string&
 }
 
 // One list element: `*`, `?`, `a`, `a-b`, each optionally followed by `/step`.
-bool parse_element(std::string_view e, const field_spec& f, std::uint64_t& bits,
-                   std::string& err) {
+bool parse_element(std::string_view e, const field_spec& f, std::uint64_t& bits, std::string& err) {
     std::string_view base = e;
     int step = 1;
     bool stepped = false;
@@ -333,7 +329,8 @@ std::optional<local_seconds> cron_schedule::impl::first_match(local_seconds from
         }
         const int ns = next_bit(second, s);
         if (ns != s) {
-            t = ns < 0 ? day + hours(h) + minutes(m + 1) : day + hours(h) + minutes(m) + seconds(ns);
+            t = ns < 0 ? day + hours(h) + minutes(m + 1)
+                       : day + hours(h) + minutes(m) + seconds(ns);
             continue;
         }
         return t;
