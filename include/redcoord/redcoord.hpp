@@ -8,6 +8,7 @@
 #include <redcoord/config.hpp>
 #include <redcoord/connection.hpp>
 #include <redcoord/cron.hpp>
+#include <redcoord/jobs.hpp>
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/events.hpp>

@@ -1,0 +1,19 @@
+-- Renews the leases of this node's running jobs. KEYS[1] = S; ARGV[1..4] as lib/jobs.lua;
+-- ARGV[5] = lease (ms), then id, fencing token, ... Returns one status per job: 1 renewed,
+-- 2 renewed and asked to stop (cancelled from another node), 0 lost.
+--#include jobs.lua
+local lease = tonumber(ARGV[5])
+local now = now_ms()
+local out = {}
+for i = 6, #ARGV, 2 do
+    local id, fence = ARGV[i], ARGV[i + 1]
+    local f = redis.call('HMGET', job_key(id), 'state', 'fence', 'cancel', 'group')
+    if f[1] == 'running' and f[2] == fence and redis.call('ZSCORE', S .. ':running', id) then
+        redis.call('ZADD', S .. ':running', now + lease, id)
+        if f[4] and f[4] ~= '' then redis.call('ZADD', S .. ':group:' .. f[4], now + lease, id) end
+        out[#out + 1] = f[3] == '1' and 2 or 1
+    else
+        out[#out + 1] = 0
+    end
+end
+return out

@@ -1,0 +1,542 @@
+// The job system against a real redis-server, in one process: a job's life and record, typed
+// results, retries and their backoff in the history, time tickers, priorities, timeouts,
+// idempotency keys, cancellation, dependencies under each failure policy, batches with a
+// continuation, listing by state and function, recurring jobs and bad input. The tests across
+// processes (exactly once, leases, limits, kills) are in jobs_process_test.cpp.
+#include <redcoord/redcoord.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "async_test.hpp"
+#include "connection_helpers.hpp"
+#include "redis_server.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using boost::system::error_code;
+using redcoord::job_context;
+using redcoord::job_request;
+using redcoord::job_state;
+using redcoord::scheduler;
+using redcoord::session;
+using redcoord::test::command;
+using redcoord::test::nothrow;
+using redcoord::test::sleep_for;
+using redcoord::test::with_connection;
+
+redcoord::scheduler_options fast_options() {
+    redcoord::scheduler_options o;
+    o.poll_interval = 100ms;
+    o.lease = 2s;
+    return o;
+}
+
+redcoord::job_options attempts(std::uint32_t n, std::chrono::milliseconds delay = 50ms) {
+    redcoord::job_options o;
+    o.retry.max_attempts = n;
+    o.retry.delay = delay;
+    o.retry.backoff = redcoord::backoff_kind::exponential;
+    o.retry.jitter = 0;
+    return o;
+}
+
+// Starts sched's node work; it ends when sched stops.
+void start(scheduler& sched, asio::any_io_executor ex) {
+    asio::co_spawn(ex, sched.async_run(asio::use_awaitable), asio::detached);
+}
+
+std::vector<job_state> states_of(const redcoord::job_record& r) {
+    std::vector<job_state> out;
+    for (auto& e : r.history) out.push_back(e.state);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("jobs: a job runs once and its record and result are kept", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        int runs = 0;
+        sched.add_function("add", [&](job_context& ctx) -> asio::awaitable<int> {
+            ++runs;
+            auto v = ctx.payload_as<std::vector<int>>();
+            co_return v.at(0) + v.at(1);
+        });
+        start(sched, conn.get_executor());
+        job_request req{.function = "add", .payload = redcoord::job_payload(std::vector{2, 3})};
+        auto [ec, id] = co_await sched.async_enqueue(req, nothrow);
+        REQUIRE_FALSE(ec);
+        CHECK(id.size() == 32);
+        auto [wec, rec] = co_await sched.async_wait(id, 20s, nothrow);
+        REQUIRE_FALSE(wec);
+        REQUIRE(rec);
+        CHECK(rec->state == job_state::succeeded);
+        CHECK(rec->function == "add");
+        CHECK(rec->attempts == 1);
+        CHECK(rec->node == "node-a");
+        CHECK(rec->has_result);
+        CHECK(rec->fencing_token == 1);
+        CHECK(states_of(*rec) ==
+              std::vector{job_state::queued, job_state::running, job_state::succeeded});
+        CHECK(runs == 1);
+        redcoord::result_store results(s);
+        auto [rec2, value] = co_await results.async_get_value<int>(id, nothrow);
+        REQUIRE_FALSE(rec2);
+        CHECK(value == 5);
+        // The terminal record expires after record_ttl.
+        const auto ttl = co_await command(conn, "PTTL", "redcoord:jobs:{default}:job:" + id);
+        CHECK(std::stoll(ttl) > 0);
+        sched.stop();
+    });
+}
+
+TEST_CASE("jobs: every transition is published on the events channel", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        sched.add_function("noop", [](job_context&) -> asio::awaitable<void> { co_return; });
+        redcoord::event_bus bus(s);
+        std::vector<std::string> seen;
+        auto sub = bus.subscribe<boost::json::value>(
+            sched.events_channel(),
+            [&](error_code ec, const redcoord::event<boost::json::value>& ev) {
+                if (!ec) seen.push_back(std::string(ev.value.at("state").as_string()));
+            });
+        start(sched, conn.get_executor());
+        auto [ec, id] = co_await sched.async_enqueue({.function = "noop"}, nothrow);
+        REQUIRE_FALSE(ec);
+        auto [wec, rec] = co_await sched.async_wait(id, 20s, nothrow);
+        REQUIRE(rec);
+        const bool all = co_await redcoord::test::wait_for([&] { return seen.size() >= 3; });
+        CHECK(all);
+        CHECK(seen == std::vector<std::string>{"queued", "running", "succeeded"});
+        sched.stop();
+    });
+}
+
+TEST_CASE("jobs: a failing job is retried with backoff seen in its history", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        std::vector<std::uint32_t> attempts_seen;
+        sched.add_function(
+            "flaky",
+            [&](job_context& ctx) -> asio::awaitable<void> {
+                attempts_seen.push_back(ctx.attempt());
+                if (ctx.attempt() < 3) throw std::runtime_error("boom " + std::to_string(ctx.attempt()));
+                co_return;
+            },
+            attempts(5, 200ms));
+        sched.add_function(
+            "hopeless",
+            [&](job_context&) -> asio::awaitable<void> {
+                throw std::runtime_error("always");
+                co_return;
+            },
+            attempts(2, 10ms));
+        start(sched, conn.get_executor());
+        auto [ec, id] = co_await sched.async_enqueue({.function = "flaky"}, nothrow);
+        REQUIRE_FALSE(ec);
+        auto [wec, rec] = co_await sched.async_wait(id, 30s, nothrow);
+        REQUIRE(rec);
+        CHECK(rec->state == job_state::succeeded);
+        CHECK(rec->attempts == 3);
+        CHECK(attempts_seen == std::vector<std::uint32_t>{1, 2, 3});
+        // queued, running, retrying, queued, running, retrying, queued, running, succeeded
+        std::vector<redcoord::job_event> retries;
+        for (auto& e : rec->history)
+            if (e.state == job_state::retrying) retries.push_back(e);
+        REQUIRE(retries.size() == 2);
+        CHECK(retries[0].error == "boom 1");
+        CHECK(retries[1].error == "boom 2");
+        // The backoff (200 ms, then 400 ms, no jitter) separates each retry from the next
+        // start, on the server's clock.
+        std::vector<std::chrono::system_clock::time_point> starts;
+        for (auto& e : rec->history)
+            if (e.state == job_state::running) starts.push_back(e.at);
+        REQUIRE(starts.size() == 3);
+        CHECK(starts[1] - retries[0].at >= 200ms);
+        CHECK(starts[2] - retries[1].at >= 400ms);
+
+        auto [ec2, id2] = co_await sched.async_enqueue({.function = "hopeless"}, nothrow);
+        auto [wec2, rec2] = co_await sched.async_wait(id2, 30s, nothrow);
+        REQUIRE(rec2);
+        CHECK(rec2->state == job_state::failed);
+        CHECK(rec2->attempts == 2);
+        CHECK(rec2->error == "always");
+        sched.stop();
+    });
+}
+
+TEST_CASE("jobs: a time ticker runs at its time point and not before", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        std::chrono::system_clock::time_point ran_at;
+        sched.add_function("tick", [&](job_context&) -> asio::awaitable<void> {
+            ran_at = std::chrono::system_clock::now();
+            co_return;
+        });
+        start(sched, conn.get_executor());
+        const auto at = std::chrono::system_clock::now() + 700ms;
+        auto [ec, id] = co_await sched.async_enqueue({.function = "tick", .run_at = at}, nothrow);
+        REQUIRE_FALSE(ec);
+        auto [gec, early] = co_await sched.async_get(id, nothrow);
+        REQUIRE(early);
+        CHECK(early->state == job_state::scheduled);
+        auto [wec, rec] = co_await sched.async_wait(id, 20s, nothrow);
+        REQUIRE(rec);
+        CHECK(rec->state == job_state::succeeded);
+        // Redis's clock and this one are the same machine's.
+        CHECK(rec->started >= std::chrono::time_point_cast<std::chrono::milliseconds>(at));
+        CHECK(ran_at >= at);
+        sched.stop();
+    });
+}
+
+TEST_CASE("jobs: higher priority runs first and equal priorities in order", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        auto o = fast_options();
+        o.concurrency = 1;
+        scheduler sched(s, o);
+        std::vector<std::string> order;
+        sched.add_function("p", [&](job_context& ctx) -> asio::awaitable<void> {
+            order.push_back(ctx.payload());
+            co_return;
+        });
+        std::vector<std::string> ids;
+        auto enqueue = [&](std::string payload, int prio) -> asio::awaitable<void> {
+            redcoord::job_options jo;
+            jo.priority = prio;
+            auto [ec, id] = co_await sched.async_enqueue(
+                {.function = "p", .payload = payload, .options = jo}, nothrow);
+            REQUIRE_FALSE(ec);
+            ids.push_back(id);
+        };
+        co_await enqueue("low-1", -5);
+        co_await enqueue("mid-1", 0);
+        co_await enqueue("high", 10);
+        co_await enqueue("mid-2", 0);
+        co_await enqueue("low-2", -5);
+        start(sched, conn.get_executor());
+        for (auto& id : ids) {
+            auto [wec, rec] = co_await sched.async_wait(id, 20s, nothrow);
+            REQUIRE(rec);
+        }
+        CHECK(order == std::vector<std::string>{"high", "mid-1", "mid-2", "low-1", "low-2"});
+        sched.stop();
+    });
+}
+
+TEST_CASE("jobs: a job over its timeout is cancelled and fails", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        bool stopped = false;
+        auto o = attempts(1);
+        o.timeout = 200ms;
+        sched.add_function(
+            "slow",
+            [&](job_context&) -> asio::awaitable<void> {
+                asio::steady_timer t(co_await asio::this_coro::executor);
+                t.expires_after(60s);
+                auto [ec] = co_await t.async_wait(nothrow);
+                stopped = ec == asio::error::operation_aborted;
+            },
+            o);
+        start(sched, conn.get_executor());
+        auto [ec, id] = co_await sched.async_enqueue({.function = "slow"}, nothrow);
+        auto [wec, rec] = co_await sched.async_wait(id, 20s, nothrow);
+        REQUIRE(rec);
+        CHECK(rec->state == job_state::failed);
+        CHECK(rec->error == "timed out after 200 ms");
+        CHECK(stopped);
+        sched.stop();
+    });
+}
+
+TEST_CASE("jobs: an idempotency key enqueues one job", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        job_request req{.function = "f", .idempotency_key = "order-42"};
+        auto [ec1, id1] = co_await sched.async_enqueue(req, nothrow);
+        auto [ec2, id2] = co_await sched.async_enqueue(req, nothrow);
+        REQUIRE_FALSE(ec1);
+        REQUIRE_FALSE(ec2);
+        CHECK(id1 == id2);
+        auto [lec, page] = co_await sched.async_list(job_state::queued, "f", 0, 10, nothrow);
+        CHECK(page.total == 1);
+        // An explicit id that exists is refused.
+        redcoord::diagnostics diag;
+        auto [ec3, id3] =
+            co_await sched.async_enqueue({.function = "f", .id = id1}, diag, nothrow);
+        CHECK(ec3 == redcoord::error::server_error);
+        CHECK(diag.message().find("exists") != std::string::npos);
+    });
+}
+
+TEST_CASE("jobs: cancelling a queued job and a running one", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        bool started = false, stopped = false;
+        sched.add_function("wait", [&](job_context&) -> asio::awaitable<void> {
+            started = true;
+            asio::steady_timer t(co_await asio::this_coro::executor);
+            t.expires_after(60s);
+            auto [ec] = co_await t.async_wait(nothrow);
+            stopped = true;
+            if (ec) throw boost::system::system_error(ec);
+        });
+        // Not yet run: cancelled where it waits.
+        auto [ec0, later] = co_await sched.async_enqueue(
+            {.function = "wait", .run_at = std::chrono::system_clock::now() + 1h}, nothrow);
+        auto [cec0, was0] = co_await sched.async_cancel(later, nothrow);
+        REQUIRE(was0);
+        CHECK(*was0 == job_state::scheduled);
+        auto [gec0, rec0] = co_await sched.async_get(later, nothrow);
+        CHECK(rec0->state == job_state::cancelled);
+
+        start(sched, conn.get_executor());
+        auto [ec, id] = co_await sched.async_enqueue({.function = "wait"}, nothrow);
+        const bool running = co_await redcoord::test::wait_for([&] { return started; });
+        REQUIRE(running);
+        auto [cec, was] = co_await sched.async_cancel(id, nothrow);
+        REQUIRE(was);
+        CHECK(*was == job_state::running);
+        auto [wec, rec] = co_await sched.async_wait(id, 20s, nothrow);
+        REQUIRE(rec);
+        CHECK(rec->state == job_state::cancelled);
+        CHECK(stopped);
+        auto [cec2, was2] = co_await sched.async_cancel(id, nothrow);
+        CHECK(was2 == job_state::cancelled);
+        auto [cec3, none] = co_await sched.async_cancel("no-such-job", nothrow);
+        CHECK_FALSE(cec3);
+        CHECK_FALSE(none);
+        sched.stop();
+    });
+}
+
+TEST_CASE("jobs: dependencies under each failure policy", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        std::vector<std::string> ran;
+        sched.add_function(
+            "step",
+            [&](job_context& ctx) -> asio::awaitable<void> {
+                ran.push_back(ctx.payload());
+                if (ctx.payload().starts_with("bad")) throw std::runtime_error("bad step");
+                co_return;
+            },
+            attempts(1));
+        auto add = [&](std::string payload, std::vector<std::string> deps,
+                       redcoord::dependency_failure policy) -> asio::awaitable<std::string> {
+            auto [ec, id] = co_await sched.async_enqueue({.function = "step",
+                                                          .payload = payload,
+                                                          .depends_on = deps,
+                                                          .on_dependency_failure = policy},
+                                                         nothrow);
+            REQUIRE_FALSE(ec);
+            co_return id;
+        };
+        using redcoord::dependency_failure;
+        // good -> after_good; bad -> {fails, skipped, runs}; fails -> fails_too (chain)
+        const auto good = co_await add("good", {}, dependency_failure::fail);
+        const auto bad = co_await add("bad", {}, dependency_failure::fail);
+        const auto after_good = co_await add("after-good", {good}, dependency_failure::fail);
+        const auto fails = co_await add("fails", {bad}, dependency_failure::fail);
+        const auto skipped = co_await add("skipped", {bad}, dependency_failure::skip);
+        const auto runs = co_await add("runs", {bad, good}, dependency_failure::run);
+        const auto chain = co_await add("chain", {fails}, dependency_failure::fail);
+        auto [gec, waiting] = co_await sched.async_get(after_good, nothrow);
+        CHECK(waiting->state == job_state::waiting);
+        CHECK(waiting->depends_on == std::vector<std::string>{good});
+        start(sched, conn.get_executor());
+        std::map<std::string, redcoord::job_record> recs;
+        for (auto& id : {good, bad, after_good, fails, skipped, runs, chain}) {
+            auto [wec, rec] = co_await sched.async_wait(id, 20s, nothrow);
+            REQUIRE(rec);
+            recs[rec->payload] = *rec;
+        }
+        CHECK(recs["good"].state == job_state::succeeded);
+        CHECK(recs["bad"].state == job_state::failed);
+        CHECK(recs["after-good"].state == job_state::succeeded);
+        CHECK(recs["fails"].state == job_state::failed);
+        CHECK(recs["fails"].error == "dependency " + bad + " failed");
+        CHECK(recs["skipped"].state == job_state::cancelled);
+        CHECK(recs["skipped"].error == "skipped: dependency " + bad + " failed");
+        CHECK(recs["runs"].state == job_state::succeeded);
+        CHECK(recs["chain"].state == job_state::failed);
+        CHECK(recs["chain"].error == "dependency " + fails + " failed");
+        // Dependents never ran before what they wait for, and the failed ones never ran.
+        auto pos = [&](const std::string& p) {
+            return std::find(ran.begin(), ran.end(), p) - ran.begin();
+        };
+        CHECK(pos("good") < pos("after-good"));
+        CHECK(std::count(ran.begin(), ran.end(), "fails") == 0);
+        CHECK(std::count(ran.begin(), ran.end(), "skipped") == 0);
+        CHECK(std::count(ran.begin(), ran.end(), "chain") == 0);
+        // A dependency that does not exist is refused.
+        redcoord::diagnostics diag;
+        auto [ec, id] = co_await sched.async_enqueue(
+            {.function = "step", .depends_on = {"missing"}}, diag, nothrow);
+        CHECK(ec);
+        CHECK(diag.message().find("dependency missing does not exist") != std::string::npos);
+        sched.stop();
+    });
+}
+
+TEST_CASE("jobs: a batch's continuation runs when all are done", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        int parts_done = 0;
+        int parts_at_continuation = -1;
+        sched.add_function(
+            "part",
+            [&](job_context& ctx) -> asio::awaitable<void> {
+                ++parts_done;
+                if (ctx.payload() == "2") throw std::runtime_error("part 2 failed");
+                co_return;
+            },
+            attempts(1));
+        sched.add_function("summary", [&](job_context&) -> asio::awaitable<void> {
+            parts_at_continuation = parts_done;
+            co_return;
+        });
+        std::vector<job_request> parts;
+        for (int i = 0; i < 4; ++i)
+            parts.push_back({.function = "part", .payload = std::to_string(i)});
+        auto [ec, ids] =
+            co_await sched.async_enqueue_batch(parts, {.function = "summary"}, nothrow);
+        REQUIRE_FALSE(ec);
+        REQUIRE(ids.size() == 5);
+        start(sched, conn.get_executor());
+        auto [wec, rec] = co_await sched.async_wait(ids.back(), 20s, nothrow);
+        REQUIRE(rec);
+        CHECK(rec->state == job_state::succeeded);
+        CHECK(parts_at_continuation == 4);
+        CHECK(rec->depends_on.size() == 4);
+        sched.stop();
+    });
+}
+
+TEST_CASE("jobs: listing by state and function with paging", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        for (int i = 0; i < 7; ++i) {
+            auto [ec, id] = co_await sched.async_enqueue(
+                {.function = i % 2 ? "odd" : "even", .payload = std::to_string(i)}, nothrow);
+            REQUIRE_FALSE(ec);
+        }
+        auto [ec1, all] = co_await sched.async_list(job_state::queued, "", 0, 100, nothrow);
+        CHECK(all.total == 7);
+        CHECK(all.jobs.size() == 7);
+        auto [ec2, even] = co_await sched.async_list(job_state::queued, "even", 0, 100, nothrow);
+        CHECK(even.total == 4);
+        auto [ec3, page1] = co_await sched.async_list(job_state::queued, "", 0, 3, nothrow);
+        auto [ec4, page3] = co_await sched.async_list(job_state::queued, "", 6, 3, nothrow);
+        CHECK(page1.jobs.size() == 3);
+        CHECK(page3.jobs.size() == 1);
+        // newest first
+        CHECK(page1.jobs[0].payload == "6");
+        CHECK(page3.jobs[0].payload == "0");
+        auto [ec5, none] = co_await sched.async_list(job_state::failed, "", 0, 10, nothrow);
+        CHECK(none.total == 0);
+        auto [ec6, big] = co_await sched.async_list(job_state::queued, "", 0, 5000, nothrow);
+        CHECK(ec6 == redcoord::error::invalid_argument);
+    });
+}
+
+TEST_CASE("jobs: a recurring job fires once per occurrence with one node", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        std::vector<std::int64_t> occurrences;
+        sched.add_function("tick", [&](job_context& ctx) -> asio::awaitable<void> {
+            REQUIRE(ctx.occurrence());
+            occurrences.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      ctx.occurrence()->time_since_epoch())
+                                      .count());
+            co_return;
+        });
+        sched.add_recurring({.name = "every-second", .cron = "* * * * * *", .function = "tick"});
+        start(sched, conn.get_executor());
+        const bool three = co_await redcoord::test::wait_for(
+            [&] { return occurrences.size() >= 3; }, 20s);
+        REQUIRE(three);
+        for (std::size_t i = 1; i < occurrences.size(); ++i)
+            CHECK(occurrences[i] - occurrences[i - 1] == 1000);
+        auto [rec_ec, infos] = co_await sched.async_recurring(nothrow);
+        REQUIRE(infos.size() == 1);
+        CHECK(infos[0].name == "every-second");
+        CHECK(infos[0].cron == "* * * * * *");
+        CHECK(infos[0].last_fired.time_since_epoch().count() > 0);
+        sched.stop();
+    });
+}
+
+TEST_CASE("jobs: bad input is refused naming what was wrong", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        redcoord::diagnostics diag;
+        auto [ec1, id1] = co_await sched.async_enqueue({.function = ""}, diag, nothrow);
+        CHECK(ec1 == redcoord::error::invalid_argument);
+        CHECK(diag.message().find("function") != std::string::npos);
+        redcoord::job_options bad;
+        bad.priority = 5000;
+        auto [ec2, id2] =
+            co_await sched.async_enqueue({.function = "f", .options = bad}, diag, nothrow);
+        CHECK(ec2 == redcoord::error::invalid_argument);
+        CHECK(diag.message().find("priority") != std::string::npos);
+        bad = {};
+        bad.retry.max_attempts = 0;
+        auto [ec3, id3] =
+            co_await sched.async_enqueue({.function = "f", .options = bad}, diag, nothrow);
+        CHECK(diag.message().find("retry.max_attempts") != std::string::npos);
+        auto [ec4, id4] = co_await sched.async_enqueue({.function = "f", .id = "a,b"}, diag, nothrow);
+        CHECK(ec4 == redcoord::error::invalid_argument);
+        CHECK(diag.message().find("comma") != std::string::npos);
+        try {
+            sched.add_recurring({.name = "x", .cron = "0 61 * * *", .function = "f"});
+            FAIL("a bad cron expression was accepted");
+        } catch (const redcoord::error_with_diagnostics& e) {
+            CHECK(e.code() == redcoord::error::invalid_argument);
+            CHECK(std::string(e.what()).find("minute") != std::string::npos);
+        }
+        try {
+            sched.add_recurring(
+                {.name = "y", .cron = "* * * * *", .time_zone = "Mars/Olympus", .function = "f"});
+            FAIL("an unknown time zone was accepted");
+        } catch (const redcoord::error_with_diagnostics& e) {
+            CHECK(std::string(e.what()).find("Mars/Olympus") != std::string::npos);
+        }
+        try {
+            redcoord::scheduler_options o;
+            o.lease = 10ms;
+            scheduler bad_sched(s, o);
+            FAIL("a 10 ms lease was accepted");
+        } catch (const redcoord::error_with_diagnostics& e) {
+            CHECK(e.code() == redcoord::error::bad_config);
+            CHECK(std::string(e.what()).find("lease") != std::string::npos);
+        }
+    });
+}
