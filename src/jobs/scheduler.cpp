@@ -15,6 +15,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <list>
 #include <map>
 #include <random>
 #include <set>
@@ -220,7 +221,14 @@ public:
     event_bus bus;
     result_store results;
     bool active = false, stopping = false, poked = false;
-    asio::cancellation_signal children;  // the renew and cron loops
+    // The renew and cron loops (a signal's slot holds one handler: one signal each).
+    std::list<asio::cancellation_signal> children;
+
+    asio::cancellation_slot child_slot() { return children.emplace_back().slot(); }
+    void stop_children() {
+        // Kept, not cleared: a coroutine keeps its slot until it ends.
+        for (auto& c : children) c.emit(asio::cancellation_type::terminal);
+    }
 
     std::vector<std::string> keys() const { return {base}; }
     std::vector<std::string> common_args() const {
@@ -244,17 +252,18 @@ public:
         auto self = shared_from_this();
         active = true;
         stopping = false;
+        // The bus names channels by their event name (it adds the prefix).
         auto wake_sub = bus.subscribe<boost::json::value>(
-            wake_channel, [this](error_code, const event<boost::json::value>&) { poke(); });
+            "jobs:" + opts.name + ":wake", [this](error_code, const event<boost::json::value>&) { poke(); });
         auto cancel_sub = bus.subscribe<std::string>(
-            cancel_channel, [this](error_code ec, const event<std::string>& ev) {
+            "jobs:" + opts.name + ":cancel", [this](error_code ec, const event<std::string>& ev) {
                 if (ec) return;
                 if (auto it = running.find(ev.value); it != running.end())
                     it->second->request_stop(stop_kind::cancelled);
             });
+        co_await publish_functions();
         auto ex = si->conn.get_executor();
-        asio::co_spawn(ex, renew_loop(),
-                       asio::bind_cancellation_slot(children.slot(), asio::detached));
+        asio::co_spawn(ex, renew_loop(), asio::bind_cancellation_slot(child_slot(), asio::detached));
         for (auto& r : recurring) spawn_cron(r);
 
         try {
@@ -262,7 +271,7 @@ public:
         } catch (...) {
         }
         stopping = true;
-        children.emit(asio::cancellation_type::terminal);
+        stop_children();
         for (auto& [id, job] : running) job->request_stop(stop_kind::shutdown);
         // Wait for the jobs to hand themselves back (each pokes when done).
         while (!running.empty()) {
@@ -272,9 +281,25 @@ public:
         active = false;
     }
 
+    // Stores the options of the functions this node runs (S:fn:<name>), which enqueues from
+    // nodes that do not run them take (job_enqueue.lua).
+    asio::awaitable<void> publish_functions() {
+        if (functions.empty()) co_return;
+        request req;
+        for (auto& [name, f] : functions) {
+            const auto key = base + ":fn:" + name;
+            req.push("DEL", key);
+            req.push_range("HSET", key, option_fields(name, f.second));
+            req.push("PEXPIRE", key, opts.record_ttl.count());
+        }
+        diagnostics d;
+        ignore_t ig;
+        co_await si->conn.async_exec(req, ig, d, nothrow);
+    }
+
     void spawn_cron(const std::shared_ptr<recurring_state>& r) {
         asio::co_spawn(si->conn.get_executor(), cron_loop(r),
-                       asio::bind_cancellation_slot(children.slot(), asio::detached));
+                       asio::bind_cancellation_slot(child_slot(), asio::detached));
     }
 
     std::vector<std::string> runnable() const {
@@ -403,11 +428,6 @@ public:
             }
             break;
         }
-        // A job that stopped on request but finished anyway keeps its outcome only when it
-        // had succeeded; an exception caused by the request is the request's outcome.
-        if (job->stop != stop_kind::none && !ep && job->stop != stop_kind::shutdown &&
-            job->stop != stop_kind::lease_lost)
-            outcome = job->stop == stop_kind::timeout ? "failed" : outcome;
         asio::co_spawn(si->conn.get_executor(),
                        finish(job, outcome, err, outcome == "succeeded" ? std::move(result)
                                                                         : boost::json::value()),
@@ -440,7 +460,8 @@ public:
         auto self = shared_from_this();
         asio::steady_timer timer(si->conn.get_executor());
         const auto every = std::max(milliseconds(10), opts.lease / 3);
-        for (;;) {
+        for (std::uint64_t round = 1;; ++round) {
+            if (round % 1000 == 0) co_await publish_functions();
             timer.expires_after(every);
             auto [wec] = co_await timer.async_wait(nothrow);
             if (wec || stopping) co_return;
@@ -662,7 +683,7 @@ std::string scheduler::events_channel() const { return "jobs:" + impl_->opts.nam
 void scheduler::stop() {
     impl_->stopping = true;
     impl_->wake_timer.cancel();
-    impl_->children.emit(asio::cancellation_type::terminal);
+    impl_->stop_children();
 }
 
 void scheduler::add_function_impl(std::string name, job_function fn, job_options opts) {
@@ -743,6 +764,7 @@ error_code enqueue_args(detail::scheduler_impl& im, job_request& req, diagnostic
         if (dep.empty() || dep == req.id)
             return detail::invalid(d, "enqueue: job " + req.id + " depends on \"" + dep +
                                           "\" (empty or itself)");
+    const bool own = req.options || im.functions.count(req.function) > 0;
     const job_options& o = req.options ? *req.options : im.options_of(req.function);
     if (auto p = options_problem(o); !p.empty())
         return detail::invalid(d, "enqueue: job " + req.id + ": " + p);
@@ -755,6 +777,7 @@ error_code enqueue_args(detail::scheduler_impl& im, job_request& req, diagnostic
     args.push_back(req.on_dependency_failure == dependency_failure::fail   ? "fail"
                    : req.on_dependency_failure == dependency_failure::skip ? "skip"
                                                                            : "run");
+    args.push_back(own ? "1" : "0");
     args.push_back(std::to_string(req.depends_on.size()));
     args.insert(args.end(), req.depends_on.begin(), req.depends_on.end());
     auto fields = option_fields(req.function, o);

@@ -22,5 +22,5 @@ for i = 11, 10 + n do
     fields[base + 2] = ARGV[i]
     create('cron:' .. name .. ':' .. ARGV[i], ARGV[8], ARGV[9], 0, {}, 'fail', fields)
 end
-redis.call('SET', last_key, t)
-return {1, tostring(t)}
+redis.call('SET', last_key, ARGV[7], 'PX', RECORD_TTL)
+return {1, ARGV[7]}

@@ -1,10 +1,22 @@
 -- Renews the leases of this node's running jobs. KEYS[1] = S; ARGV[1..4] as lib/jobs.lua;
 -- ARGV[5] = lease (ms), then id, fencing token, ... Returns one status per job: 1 renewed,
--- 2 renewed and asked to stop (cancelled from another node), 0 lost.
+-- 2 renewed and asked to stop (cancelled from another node), 0 lost. Also the upkeep of the
+-- indexes: finished jobs whose records expired leave the state indexes, and the scheduler's
+-- own keys live record_ttl past the last node that renewed.
 --#include jobs.lua
 local lease = tonumber(ARGV[5])
 local now = now_ms()
 local out = {}
+local functions = redis.call('SMEMBERS', S .. ':functions')
+for _, st in ipairs({'succeeded', 'failed', 'cancelled'}) do
+    redis.call('ZREMRANGEBYSCORE', S .. ':state:' .. st, '-inf', now - RECORD_TTL)
+    for _, fn in ipairs(functions) do
+        redis.call('ZREMRANGEBYSCORE', S .. ':state:' .. st .. ':' .. fn, '-inf', now - RECORD_TTL)
+    end
+end
+for _, k in ipairs({':functions', ':seq', ':recurring'}) do
+    redis.call('PEXPIRE', S .. k, RECORD_TTL)
+end
 for i = 6, #ARGV, 2 do
     local id, fence = ARGV[i], ARGV[i + 1]
     local f = redis.call('HMGET', job_key(id), 'state', 'fence', 'cancel', 'group')
