@@ -1,7 +1,7 @@
 // A separate process that takes part in a cluster (membership, leader election, queues,
-// barriers, rate limiters), for the cross-process and fault tests (test/integration: cluster/membership_test.cpp,
-// cluster/leader_test.cpp, data/queue_test.cpp, data/barrier_test.cpp,
-// data/rate_limiter_test.cpp). It prints one line per event on stdout,
+// barriers, rate limiters), for the cross-process and fault tests (test/integration:
+// cluster/membership_test.cpp, cluster/leader_test.cpp, data/queue_test.cpp,
+// data/barrier_test.cpp, data/rate_limiter_test.cpp). It prints one line per event on stdout,
 // flushed at once, so the test can follow it through a pipe:
 //
 //   cluster_worker <server> leader <node> <name> <ttl_ms> <renew_ms> <resource>
