@@ -31,6 +31,7 @@ namespace redcoord {
 /// | heartbeat | `<p>hb:{registry}:<node>` (the registry's slot) | |
 /// | node registry | `<p>nodes:{registry}` | `:dead`, `:events` (channel) |
 /// | circuit breaker | `<p>circuit:{<name>}` | `:failures` |
+/// | rate limiter | `<p>rate:{<name>}` | |
 /// | cache entry | `<p>cache:{<key>}` | fill lease and its channel |
 /// | checkpoint | `<p>checkpoint:{<task>}:<sequence>` | `<p>checkpoint:{<task>}:index` |
 /// | idempotency record | `<p>idempotency:{<key>}` | run lease and its channel |
@@ -57,6 +58,9 @@ public:
     std::string registry() const { return join("nodes:", "registry"); }
     std::string leader(std::string_view name) const { return join("leader:", name); }
     std::string circuit(std::string_view name) const { return join("circuit:", name); }
+    /// A rate limiter's window (a sorted set of the times its permits were taken):
+    /// `<prefix>rate:{<name>}`.
+    std::string rate(std::string_view name) const { return join("rate:", name); }
     std::string cache(std::string_view key) const { return join("cache:", key); }
     std::string checkpoint(std::string_view task, std::int64_t sequence) const;
     /// The index of a task's checkpoints (a sorted set of their sequences):

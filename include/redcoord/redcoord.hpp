@@ -21,6 +21,7 @@
 #include <redcoord/lock_monitor.hpp>
 #include <redcoord/membership.hpp>
 #include <redcoord/queue.hpp>
+#include <redcoord/rate_limiter.hpp>
 #include <redcoord/request.hpp>
 #include <redcoord/response.hpp>
 #include <redcoord/results.hpp>

@@ -1,6 +1,7 @@
 // A separate process that takes part in a cluster (membership, leader election, queues,
-// barriers), for the cross-process and fault tests (test/integration: cluster/membership_test.cpp,
-// cluster/leader_test.cpp, data/queue_test.cpp, data/barrier_test.cpp). It prints one line per event on stdout,
+// barriers, rate limiters), for the cross-process and fault tests (test/integration:
+// cluster/membership_test.cpp, cluster/leader_test.cpp, data/queue_test.cpp,
+// data/barrier_test.cpp, data/rate_limiter_test.cpp). It prints one line per event on stdout,
 // flushed at once, so the test can follow it through a pipe:
 //
 //   cluster_worker <server> leader <node> <name> <ttl_ms> <renew_ms> <resource>
@@ -41,6 +42,12 @@
 //       reason "<job> failed on purpose"), prints "completed" and exits 0. When a dependency
 //       failed: prints "blocked <message>", records <job> as failed ("dependency failed") and
 //       exits 0.
+//
+//   cluster_worker <server> rate <node> <name> <limit> <window_ms> <duration_ms>
+//       Prints "ready", then for <duration_ms> ms takes single permits of the rate limiter
+//       <name> (<limit> per <window_ms> ms) with async_try_acquire, as fast as it can: prints
+//       "took <server time ms>" for each permit taken; after a refusal sleeps a random part of
+//       the retry_after. Prints "done <permits taken>" and exits 0.
 //
 // <server> is the port of a redis-server on 127.0.0.1, or a connection string such as
 // "127.0.0.1:7000,127.0.0.1:7001,cluster=true" (a Redis Cluster; the tests' port_of).
@@ -379,13 +386,42 @@ asio::awaitable<int> job_mode(redcoord::connection& conn, std::string node, std:
     co_return 0;
 }
 
+asio::awaitable<int> rate_mode(redcoord::connection& conn, std::string node, std::string name,
+                               std::uint32_t limit, milliseconds window, milliseconds duration) {
+    if (!co_await ping(conn)) co_return 1;
+    redcoord::session s(conn, as_node(node));
+    redcoord::rate_limiter limiter(s);
+    const redcoord::rate_limit rate{limit, window};
+    std::mt19937 rng(std::random_device{}());
+    say("ready");
+    const auto until = std::chrono::steady_clock::now() + duration;
+    std::int64_t taken = 0;
+    while (std::chrono::steady_clock::now() < until) {
+        redcoord::diagnostics diag;
+        auto [ec, d] = co_await limiter.async_try_acquire(name, rate, diag, nothrow);
+        if (ec) {
+            say("error try_acquire: " + describe(ec, diag));
+            co_return 1;
+        }
+        if (d.allowed) {
+            ++taken;
+            say("took " + std::to_string(d.server_time.count()));
+        } else {
+            co_await sleep_for(milliseconds(rng() % (d.retry_after.count() + 1)));
+        }
+    }
+    say("done " + std::to_string(taken));
+    co_return 0;
+}
+
 int usage() {
     say("error usage: cluster_worker <server> leader <node> <name> <ttl_ms> <renew_ms> <resource>"
         " | cluster_worker <server> member <node> <interval_ms> <grace_ms> [lock <name> <ttl_ms>]"
         " [leave <after_ms>] | cluster_worker <server> elections <node> <name> <candidates>"
         " <rounds> <ttl_ms> <renew_ms> | cluster_worker <server> consumer <node> <queue>"
         " <interval_ms> <grace_ms> [ack] | cluster_worker <server> barrier <node> <batch> <total>"
-        " | cluster_worker <server> job <node> <job> <ok|fail> [<dependency>...]");
+        " | cluster_worker <server> job <node> <job> <ok|fail> [<dependency>...]"
+        " | cluster_worker <server> rate <node> <name> <limit> <window_ms> <duration_ms>");
     return 2;
 }
 
@@ -436,6 +472,10 @@ int main(int argc, char** argv) {
         if (mode == "job" && args.size() >= 3 && (args[2] == "ok" || args[2] == "fail"))
             return job_mode(conn, args[0], args[1], args[2] == "ok",
                             std::vector<std::string>(args.begin() + 3, args.end()));
+        if (mode == "rate" && args.size() == 5)
+            return rate_mode(conn, args[0], args[1],
+                             static_cast<std::uint32_t>(std::atoll(args[2].c_str())),
+                             ms(args[3]), ms(args[4]));
         return {};
     }();
     if (!body.valid()) return usage();
