@@ -41,13 +41,12 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.hpp"
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include "bench_support.hpp"
 
 namespace {
 
@@ -97,7 +96,8 @@ int worker_main(const std::string& mode, const std::string& url, const std::stri
     so.concurrency = worker_concurrency;
     redcoord::scheduler sched(s, so);
     if (mode == "run") {
-        sched.add_function("noop", [](redcoord::job_context&) -> asio::awaitable<void> { co_return; });
+        sched.add_function("noop",
+                           [](redcoord::job_context&) -> asio::awaitable<void> { co_return; });
     } else {
         sched.add_function("tick", [](redcoord::job_context& ctx) -> asio::awaitable<void> {
             const auto now = unix_ms(sys_clock::now());
@@ -173,8 +173,8 @@ struct worker {
 
 using workers = std::vector<std::unique_ptr<worker>>;
 
-workers start_workers(int n, const std::string& mode, const bench_env& env,
-                      const std::string& name, asio::io_context& ioc) {
+workers start_workers(int n, const std::string& mode, const bench_env& env, const std::string& name,
+                      asio::io_context& ioc) {
     workers w;
     for (int i = 0; i < n; ++i)
         w.push_back(std::make_unique<worker>(mode, env.url, name,
@@ -195,11 +195,11 @@ struct producer {
     redcoord::scheduler sched;
     std::string base;  // S, the scheduler's keys
     producer(const bench_env& env, const std::string& name)
-        : c(env.cfg), s(c.conn, {.node_id = "bench-producer"}), sched(s, options(name)),
+        : c(env.cfg),
+          s(c.conn, {.node_id = "bench-producer"}),
+          sched(s, options(name)),
           base(s.options().prefix + "jobs:{" + name + "}") {}
-    ~producer() {
-        run(c.ioc, close());
-    }
+    ~producer() { run(c.ioc, close()); }
     asio::awaitable<int> close() {
         co_await s.async_close(nothrow);
         co_return 0;
@@ -215,7 +215,7 @@ struct producer {
 // Enqueues jobs made by make(i), i in [0, n), `enqueue_in_flight` at a time; their ids in order.
 template <class Make>
 asio::awaitable<std::vector<std::string>> enqueue_all(redcoord::scheduler& sched, std::size_t n,
-                                                     Make make, std::size_t& failures) {
+                                                      Make make, std::size_t& failures) {
     std::vector<std::string> ids(n);
     std::size_t next = 0, running = 0;
     auto ex = co_await asio::this_coro::executor;
@@ -257,7 +257,8 @@ asio::awaitable<std::vector<std::pair<std::string, std::string>>> fields_of(
         std::vector<std::string> values;
         for (const auto& nd : resp)
             if (nd.depth == 1) values.push_back(nd.value);
-        for (std::size_t i = 0; i + 1 < values.size(); i += 2) out.emplace_back(values[i], values[i + 1]);
+        for (std::size_t i = 0; i + 1 < values.size(); i += 2)
+            out.emplace_back(values[i], values[i + 1]);
     }
     co_return out;
 }
@@ -268,12 +269,14 @@ std::int64_t zcard(client& c, const std::string& key) {
 
 // Removes the scheduler's keys (a run against a shared server leaves nothing behind).
 void remove_keys(client& c, const std::string& base) {
-    run(c.ioc, command_text(c.conn, {"EVAL",
-                                     "local n = 0 local cur = '0' repeat "
-                                     "local r = redis.call('SCAN', cur, 'MATCH', ARGV[1], 'COUNT', 1000) "
-                                     "cur = r[1] for _, k in ipairs(r[2]) do redis.call('UNLINK', k) n = n + 1 end "
-                                     "until cur == '0' return n",
-                                     "0", base + "*"}));
+    run(c.ioc,
+        command_text(
+            c.conn, {"EVAL",
+                     "local n = 0 local cur = '0' repeat "
+                     "local r = redis.call('SCAN', cur, 'MATCH', ARGV[1], 'COUNT', 1000) "
+                     "cur = r[1] for _, k in ipairs(r[2]) do redis.call('UNLINK', k) n = n + 1 end "
+                     "until cur == '0' return n",
+                     "0", base + "*"}));
 }
 
 // ---- figures -------------------------------------------------------------------------------
@@ -285,9 +288,11 @@ int bench_throughput(const bench_env& env) {
 
     std::size_t failures = 0;
     const auto t0 = clock_type::now();
-    auto ids = run(p.c.ioc, enqueue_all(p.sched, sz.jobs, [](std::size_t) {
-                       return redcoord::job_request{.function = "noop"};
-                   }, failures));
+    auto ids =
+        run(p.c.ioc,
+            enqueue_all(
+                p.sched, sz.jobs,
+                [](std::size_t) { return redcoord::job_request{.function = "noop"}; }, failures));
     const double enqueue_s = seconds_since(t0);
     const std::string done_key = p.base + ":state:succeeded";
     std::int64_t done = 0;
@@ -376,8 +381,8 @@ int bench_cron(const bench_env& env) {
     json << "{\"bench\":\"jobs_cron\",\"nodes\":" << cron_nodes
          << ",\"cron\":\"* * * * * *\",\"seconds\":" << sz.cron_seconds
          << ",\"occurrences\":" << runs.size() << ",\"runs\":" << runs_total
-         << ",\"duplicates\":" << duplicates << ",\"missed\":" << missed
-         << ",\"exactly_once\":" << (duplicates == 0 && missed == 0 && !runs.empty() ? "true" : "false")
+         << ",\"duplicates\":" << duplicates << ",\"missed\":" << missed << ",\"exactly_once\":"
+         << (duplicates == 0 && missed == 0 && !runs.empty() ? "true" : "false")
          << ",\"lateness_p50_ms\":" << percentile_ms(lateness_us, 0.50)
          << ",\"lateness_p99_ms\":" << percentile_ms(lateness_us, 0.99)
          << ",\"lateness_max_ms\":" << percentile_ms(lateness_us, 1.0)
@@ -415,9 +420,9 @@ int bench_delayed(const bench_env& env) {
     const auto spread = sz.spread;
     const std::size_t rest = sz.delayed - probe;
     auto make = [&](std::size_t i) {
-        const auto at = base + milliseconds(rest ? spread.count() * static_cast<long>(i) /
-                                                       static_cast<long>(rest)
-                                                 : 0);
+        const auto at =
+            base + milliseconds(
+                       rest ? spread.count() * static_cast<long>(i) / static_cast<long>(rest) : 0);
         return redcoord::job_request{
             .function = "noop", .payload = std::to_string(unix_ms(at)), .run_at = at};
     };
@@ -429,7 +434,8 @@ int bench_delayed(const bench_env& env) {
     {
         redcoord::request req;
         for (std::size_t i = 0; i < probe_ids.size(); ++i) {
-            const auto at = unix_ms(base + spread * static_cast<long>(i) / static_cast<long>(probe));
+            const auto at =
+                unix_ms(base + spread * static_cast<long>(i) / static_cast<long>(probe));
             req.push("HSET", p.base + ":job:" + probe_ids[i], "payload", std::to_string(at));
             req.push("ZADD", p.base + ":delayed", at, probe_ids[i]);
         }
@@ -476,7 +482,8 @@ int bench_delayed(const bench_env& env) {
          << ",\"worker_processes\":" << worker_processes
          << ",\"concurrency_per_process\":" << worker_concurrency
          << ",\"spread_ms\":" << spread.count() << ",\"schedule_seconds\":" << schedule_s
-         << ",\"schedule_per_s\":" << static_cast<long>(static_cast<double>(sz.delayed) / schedule_s)
+         << ",\"schedule_per_s\":"
+         << static_cast<long>(static_cast<double>(sz.delayed) / schedule_s)
          << ",\"first_due_after_scheduled_ms\":"
          << std::chrono::duration_cast<milliseconds>(base - scheduled_at).count()
          << ",\"used_memory_before\":" << static_cast<long>(mem0)
@@ -515,10 +522,14 @@ int main(int argc, char** argv) {
                 std::cerr << "jobs: " << a << " " << argv[i] << ": not a positive number\n";
                 return 2;
             }
-            if (a == "--jobs") sz.jobs = static_cast<std::size_t>(v);
-            else if (a == "--cron-seconds") sz.cron_seconds = static_cast<int>(v);
-            else if (a == "--delayed") sz.delayed = static_cast<std::size_t>(v);
-            else if (a == "--spread-ms") sz.spread = milliseconds(v);
+            if (a == "--jobs")
+                sz.jobs = static_cast<std::size_t>(v);
+            else if (a == "--cron-seconds")
+                sz.cron_seconds = static_cast<int>(v);
+            else if (a == "--delayed")
+                sz.delayed = static_cast<std::size_t>(v);
+            else if (a == "--spread-ms")
+                sz.spread = milliseconds(v);
             else {
                 std::cerr << "jobs: unknown option " << a << "\n";
                 return 2;
@@ -527,8 +538,7 @@ int main(int argc, char** argv) {
             rest.push_back(argv[i]);
         }
     }
-    return run_phases("jobs", static_cast<int>(rest.size()), rest.data(),
-                      {{"throughput", bench_throughput},
-                       {"cron", bench_cron},
-                       {"delayed", bench_delayed}});
+    return run_phases(
+        "jobs", static_cast<int>(rest.size()), rest.data(),
+        {{"throughput", bench_throughput}, {"cron", bench_cron}, {"delayed", bench_delayed}});
 }

@@ -155,8 +155,8 @@ asio::awaitable<void> tutorial(redcoord::connection& conn) {
     sched.add_function("heartbeat", [&](job_context& ctx) -> asio::awaitable<void> {
         // A recurring job's context names the occurrence that enqueued it.
         const auto occ = ctx.occurrence().value_or(sys_clock::time_point{});
-        std::cout << "  heartbeat: occurrence " << hms(occ) << ", started "
-                  << hms(sys_clock::now()) << "\n";
+        std::cout << "  heartbeat: occurrence " << hms(occ) << ", started " << hms(sys_clock::now())
+                  << "\n";
         occurrences.push_back(occ);
         co_return;
     });
@@ -310,13 +310,13 @@ asio::awaitable<void> tutorial(redcoord::connection& conn) {
     for (int i = 0; i < 40 && occurrences.size() < 2; ++i) co_await sleep(100ms);
     const auto recurring = co_await sched.async_recurring(use_awaitable);
     for (const auto& r : recurring)
-        std::cout << "  " << r.name << " \"" << r.cron << "\" " << r.time_zone
-                  << ": last fired " << hms(r.last_fired) << ", next " << hms(r.next) << "\n";
+        std::cout << "  " << r.name << " \"" << r.cron << "\" " << r.time_zone << ": last fired "
+                  << hms(r.last_fired) << ", next " << hms(r.next) << "\n";
     bool one_second_apart = occurrences.size() >= 2;
     for (std::size_t i = 1; i < occurrences.size(); ++i)
         one_second_apart = one_second_apart && occurrences[i] - occurrences[i - 1] == 1s;
-    check(one_second_apart, "heartbeat ran once per second (" +
-                                std::to_string(occurrences.size()) + " occurrences)");
+    check(one_second_apart,
+          "heartbeat ran once per second (" + std::to_string(occurrences.size()) + " occurrences)");
 
     // ---- 8. listing ---------------------------------------------------------------------------
     std::cout << "8. listing\n";
