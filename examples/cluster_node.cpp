@@ -1,13 +1,19 @@
 // A cluster node: joins the cluster, heartbeats, campaigns for the leadership of "scheduler",
 // runs a periodic job as leader (one node at a time cluster-wide, under a lock), publishes what
-// it did as an event and prints what the other nodes did. One readable line per thing that
-// happens:
+// it did as an event and prints what the other nodes did. It also runs the job system
+// (jobs.hpp, scheduler "demo"): a recurring job every 3 seconds, run by one node per
+// occurrence, and a long job with progress reports that the leader runs (the function is
+// registered on election), so that when the leader dies the job moves to the next leader once
+// its lease lapses, as attempt 2. One readable line per thing that happens:
 //
 //   [node-2] elected leader of scheduler (term 1767225600123)
 //   [node-1] node node-3 is dead
+//   [node-3] cron tick 12:00:06 (occurrence 12:00:06)
+//   [node-2] long job: attempt 2 of 3 started (the last one ended: lease lapsed on node node-1)
 //
 //   cluster_node <node-id> [--heartbeat-ms 500] [--grace-ms 500] [--ttl-ms 1500]
-//                [--renew-ms 500] [--job-ms 1000] [--run-ms 60000]
+//                [--renew-ms 500] [--job-ms 1000] [--run-ms 60000] [--job-lease-ms 2000]
+//                [--long-job-ms 20000]
 //
 // The connection string comes from REDIS_URL (default redis://127.0.0.1:6379). The node leaves
 // gracefully (resigns, removes its heartbeat) on SIGINT or SIGTERM, or after --run-ms.
@@ -33,7 +39,9 @@
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -51,7 +59,18 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 struct settings {
     std::string node;
     milliseconds heartbeat{500}, grace{500}, ttl{1500}, renew{500}, job{1000}, run{60000};
+    milliseconds job_lease{2000}, long_job{20000};
 };
+
+// "12:00:05" (UTC).
+std::string hms(std::chrono::system_clock::time_point t) {
+    const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%02d:%02d:%02d", tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return buf;
+}
 
 class node {
 public:
@@ -126,6 +145,30 @@ public:
         lko.default_ttl = std::chrono::seconds(5);
         redcoord::lock_provider locks(s, lko);
 
+        // The job system: every node runs the recurring job's schedule and its function; the
+        // long job's function is registered on election (lead()), so the leader runs it.
+        redcoord::scheduler_options jo;
+        jo.name = "demo";
+        jo.lease = cfg_.job_lease;
+        jo.poll_interval = milliseconds(200);
+        redcoord::scheduler sched(s, jo);
+        sched.add_function("cron-tick", [this](redcoord::job_context& ctx) -> asio::awaitable<void> {
+            const auto occ = ctx.occurrence().value_or(std::chrono::system_clock::time_point{});
+            say("cron tick " + hms(std::chrono::system_clock::now()) + " (occurrence " + hms(occ) +
+                ")" + (ctx.attempt() > 1 ? " attempt " + std::to_string(ctx.attempt()) : ""));
+            co_return;
+        });
+        sched.add_recurring({.name = "tick", .cron = "*/3 * * * * *", .function = "cron-tick"});
+        sched_ = &sched;
+        bool sched_done = false;
+        sched.async_run([&](error_code) { sched_done = true; });
+        // Every node enqueues the long job; its idempotency key makes it one job.
+        redcoord::job_request long_req{.function = "long-job",
+                                       .payload = std::to_string(cfg_.long_job.count()),
+                                       .idempotency_key = "demo-long-job"};
+        auto [eec, long_id] = co_await sched.async_enqueue(long_req, nothrow);
+        if (eec) say("could not enqueue the long job: " + eec.message());
+
         auto ex = co_await asio::this_coro::executor;
         asio::signal_set signals(ex, SIGINT, SIGTERM);
         signals.async_wait([this](error_code ec, int sig) {
@@ -143,6 +186,14 @@ public:
 
         signals.cancel();
         deadline.cancel();
+        // Hands back the jobs this node runs (queued again, the attempt not counted).
+        sched.stop();
+        asio::steady_timer wait(ex);
+        for (int i = 0; i < 100 && !sched_done; ++i) {
+            wait.expires_after(milliseconds(50));
+            co_await wait.async_wait(nothrow);
+        }
+        sched_ = nullptr;
         auto [lec] = co_await members.async_leave(cfg_.node, nothrow);
         say(lec ? "could not leave: " + lec.message() : "left the cluster");
         // Whatever is still held goes back before the connection stops.
@@ -184,6 +235,7 @@ private:
                 say("resigned the leadership of scheduler");
                 co_return;
             }
+            register_long_job();
             current_ = &l;
             // The jobs run while the leadership holds; losing it cancels them.
             auto [order, ep, lost_ec] =
@@ -236,8 +288,37 @@ private:
         }
     }
 
+    // The long job: reports its progress every 2 s. Registered by the leader only.
+    void register_long_job() {
+        if (!sched_ || long_job_registered_) return;
+        long_job_registered_ = true;
+        sched_->add_function("long-job", [this](redcoord::job_context& ctx) -> asio::awaitable<void> {
+            const auto total = milliseconds(std::atoll(ctx.payload().c_str()));
+            auto rec = co_await sched_->async_get(ctx.id(), nothrow);
+            const auto& last = std::get<1>(rec);
+            say("long job: attempt " + std::to_string(ctx.attempt()) + " of " +
+                std::to_string(ctx.max_attempts()) + " started" +
+                (ctx.attempt() > 1 && last && !last->error.empty()
+                     ? " (the last one ended: " + last->error + ")"
+                     : ""));
+            asio::steady_timer t(co_await asio::this_coro::executor);
+            const auto step = milliseconds(2000);
+            for (auto done = milliseconds(0); done < total;) {
+                t.expires_after(std::min(step, total - done));
+                co_await t.async_wait(asio::use_awaitable);
+                done += std::min(step, total - done);
+                const std::string p = std::to_string(done * 100 / total) + "%";
+                say("long job: attempt " + std::to_string(ctx.attempt()) + ", " + p);
+                co_await ctx.async_report_progress(p, asio::use_awaitable);
+            }
+            say("long job: done on attempt " + std::to_string(ctx.attempt()));
+        });
+    }
+
     redcoord::connection& conn_;
     settings cfg_;
+    redcoord::scheduler* sched_ = nullptr;
+    bool long_job_registered_ = false;
     bool stopping_ = false;
     redcoord::lease* current_ = nullptr;
     asio::cancellation_signal campaign_cancel_;
@@ -245,7 +326,7 @@ private:
 
 int usage() {
     std::cerr << "usage: cluster_node <node-id> [--heartbeat-ms N] [--grace-ms N] [--ttl-ms N] "
-                 "[--renew-ms N] [--job-ms N] [--run-ms N]\n";
+                 "[--renew-ms N] [--job-ms N] [--run-ms N] [--job-lease-ms N] [--long-job-ms N]\n";
     return 2;
 }
 
@@ -257,7 +338,8 @@ int main(int argc, char** argv) {
     cfg.node = argv[1];
     const std::map<std::string, milliseconds*> flags{
         {"--heartbeat-ms", &cfg.heartbeat}, {"--grace-ms", &cfg.grace}, {"--ttl-ms", &cfg.ttl},
-        {"--renew-ms", &cfg.renew},         {"--job-ms", &cfg.job},     {"--run-ms", &cfg.run}};
+        {"--renew-ms", &cfg.renew},         {"--job-ms", &cfg.job},     {"--run-ms", &cfg.run},
+        {"--job-lease-ms", &cfg.job_lease}, {"--long-job-ms", &cfg.long_job}};
     for (int i = 2; i < argc; i += 2) {
         auto it = flags.find(argv[i]);
         if (it == flags.end() || i + 1 >= argc) return usage();
