@@ -185,6 +185,12 @@ struct running_job {
     }
 };
 
+// An attempt that ended on this node, until the claim loop's next call records it.
+struct ended_attempt {
+    std::string id, fence, outcome, error;
+    bool has_result = false;
+};
+
 struct recurring_state {
     recurring_state(recurring_job d, cron_schedule s, std::vector<std::string> f)
         : def(std::move(d)), schedule(std::move(s)), fields(std::move(f)) {}
@@ -217,6 +223,7 @@ public:
     std::map<std::string, std::pair<job_function, job_options>> functions;
     std::vector<std::shared_ptr<recurring_state>> recurring;
     std::map<std::string, std::shared_ptr<running_job>> running;
+    std::vector<ended_attempt> ended;  // recorded by the claim loop's next call
     asio::steady_timer wake_timer;
     event_bus bus;
     result_store results;
@@ -273,10 +280,15 @@ public:
         stopping = true;
         stop_children();
         for (auto& [id, job] : running) job->request_stop(stop_kind::shutdown);
-        // Wait for the jobs to hand themselves back (each pokes when done).
+        // Wait for the jobs to hand themselves back (each pokes when done), then record them.
         while (!running.empty()) {
             wake_timer.expires_after(std::chrono::seconds(1));
             co_await wake_timer.async_wait(nothrow);
+        }
+        for (int tries = 0; !ended.empty() && tries < 3; ++tries) {
+            error_code ec;
+            co_await claim_once(0, ec);
+            if (ec == error::session_closed) break;
         }
         active = false;
     }
@@ -308,38 +320,63 @@ public:
         return out;
     }
 
-    asio::awaitable<void> claim_loop() {
+    // One call of job_claim.lua: records the attempts that ended, claims up to want jobs and
+    // starts them. Returns the reply's (queued left, next due, server now), or nullopt on error
+    // (the ended attempts are kept for the next call: recording one twice does nothing).
+    struct claim_result {
+        std::int64_t ready_left = 0, next_due = 0, server_now = 0;
+        std::size_t claimed = 0;
+    };
+    asio::awaitable<std::optional<claim_result>> claim_once(std::size_t want, error_code& ec) {
         static const script& claim = script::embedded("job_claim");
+        auto args = common_args();
+        args.push_back(std::to_string(want));
+        args.push_back(std::to_string(opts.lease.count()));
+        args.push_back(std::to_string(std::max<std::int64_t>(opts.poll_interval.count() * 2, 1000)));
+        args.push_back(std::to_string(random_unit()));
+        std::vector<ended_attempt> sending;
+        sending.swap(ended);
+        args.push_back(std::to_string(sending.size()));
+        for (auto& e : sending)
+            args.insert(args.end(), {e.id, e.fence, e.outcome, e.error, e.has_result ? "1" : "0"});
+        if (want > 0)
+            for (auto& f : runnable()) args.push_back(f);
+        const auto sent = steady::now();
+        resp3::tree reply;
+        diagnostics diag;
+        auto [eec, n] = co_await eval(si->conn, claim, keys(), args, reply, diag, {}, false);
+        ec = eec;
+        if (ec || reply.children.size() < 3) {
+            ended.insert(ended.begin(), std::make_move_iterator(sending.begin()),
+                         std::make_move_iterator(sending.end()));
+            co_return std::nullopt;
+        }
+        claim_result r;
+        r.ready_left = to_i64(reply.children[0].value);
+        r.next_due = to_i64(reply.children[1].value);
+        r.server_now = to_i64(reply.children[2].value);
+        for (std::size_t i = 3; i < reply.children.size(); ++i) {
+            start_job(reply.children[i].children, sent);
+            ++r.claimed;
+        }
+        co_return r;
+    }
+
+    asio::awaitable<void> claim_loop() {
         auto cs = co_await asio::this_coro::cancellation_state;
         while (!stopping && cs.cancelled() == asio::cancellation_type::none) {
             poked = false;
             const std::size_t want =
                 opts.concurrency > running.size() ? opts.concurrency - running.size() : 0;
-            auto args = common_args();
-            args.push_back(std::to_string(want));
-            args.push_back(std::to_string(opts.lease.count()));
-            args.push_back(std::to_string(std::max<std::int64_t>(opts.poll_interval.count() * 2, 1000)));
-            args.push_back(std::to_string(random_unit()));
-            if (want > 0)
-                for (auto& f : runnable()) args.push_back(f);
-            const auto sent = steady::now();
-            resp3::tree reply;
-            diagnostics diag;
-            auto [ec, n] = co_await eval(si->conn, claim, keys(), args, reply, diag);
+            error_code ec;
+            auto r = co_await claim_once(want, ec);
             milliseconds sleep = opts.poll_interval;
-            std::size_t claimed = 0;
-            if (!ec && reply.children.size() >= 3) {
-                const auto ready_left = to_i64(reply.children[0].value);
-                const auto next_due = to_i64(reply.children[1].value);
-                const auto server_now = to_i64(reply.children[2].value);
-                for (std::size_t i = 3; i < reply.children.size(); ++i) {
-                    start_job(reply.children[i].children, sent);
-                    ++claimed;
-                }
-                if (next_due > 0)
-                    sleep = std::min(sleep, milliseconds(std::max<std::int64_t>(next_due - server_now, 0)));
-                if (want > 0 && claimed == want && ready_left > 0) continue;
-                if (next_due > 0 && next_due <= server_now) continue;
+            if (r) {
+                if (r->next_due > 0)
+                    sleep = std::min(sleep, milliseconds(std::max<std::int64_t>(
+                                                r->next_due - r->server_now, 0)));
+                if (want > 0 && r->claimed == want && r->ready_left > 0) continue;
+                if (r->next_due > 0 && r->next_due <= r->server_now) continue;
             } else if (ec == error::session_closed) {
                 co_return;
             }
@@ -434,10 +471,11 @@ public:
                        asio::detached);
     }
 
+    // Stores the job's result (when it has one), then hands the attempt's end to the claim
+    // loop, which records it with its next call (several ends in one call).
     asio::awaitable<void> finish(std::shared_ptr<running_job> job, std::string outcome,
                                  std::string err, boost::json::value result) {
         auto self = shared_from_this();
-        static const script& fin = script::embedded("job_finish");
         bool stored = false;
         if (!result.is_null()) {
             diagnostics d;
@@ -445,12 +483,8 @@ public:
                                                             result, d, nothrow);
             stored = !ec;
         }
-        auto args = common_args();
-        args.insert(args.end(), {job->id, std::to_string(job->fence), outcome, err,
-                                 std::to_string(random_unit()), stored ? "1" : "0"});
-        std::int64_t ok = 0;
-        diagnostics diag;
-        co_await eval(si->conn, fin, keys(), args, ok, diag, {}, false);
+        ended.push_back({job->id, std::to_string(job->fence), std::move(outcome), std::move(err),
+                         stored});
         running.erase(job->id);
         poke();
     }

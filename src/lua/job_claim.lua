@@ -1,15 +1,27 @@
--- Claims up to `want` queued jobs for this node, after the upkeep any node does: jobs that
--- came due are queued, jobs whose lease lapsed are retried or failed. KEYS[1] = S;
--- ARGV[1..4] as lib/jobs.lua; ARGV[5] = want, ARGV[6] = lease (ms), ARGV[7] = idle marker TTL
--- (ms), ARGV[8] = rand in [0, 1), ARGV[9..] = the functions this node runs.
+-- Records the ends of this node's finished attempts, then claims up to `want` queued jobs
+-- for it, after the upkeep any node does: jobs that came due are queued, jobs whose lease
+-- lapsed are retried or failed. One call per round of a node's loop, however many jobs
+-- ended. KEYS[1] = S; ARGV[1..4] as lib/jobs.lua; ARGV[5] = want, ARGV[6] = lease (ms),
+-- ARGV[7] = idle marker TTL (ms), ARGV[8] = rand in [0, 1), ARGV[9] = e, the number of
+-- ended attempts, then 5 arguments each (id, fencing token, outcome, error, has_result, as
+-- job_finish.lua), then the functions this node runs.
 -- Returns {queued left, next due (Unix ms, 0: none), now, job...}, each job
 -- {id, function, payload, attempt, max_attempts, fence, timeout_ms, occurrence}.
 --#include jobs.lua
+--#include rate_window.lua
 local want, lease, idle_ttl, rand = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
     tonumber(ARGV[8])
+local ended = tonumber(ARGV[9])
+local first_fn = 10 + 5 * ended
 local runs = {}
-for i = 9, #ARGV do runs[ARGV[i]] = true end
+for i = first_fn, #ARGV do runs[ARGV[i]] = true end
 local now = now_ms()
+
+for i = 10, first_fn - 1, 5 do
+    -- each its own jitter: rand moved along the golden ratio's sequence
+    local r = (rand + (i - 10) / 5 * 0.6180339887) % 1
+    end_attempt(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], r, ARGV[i + 4])
+end
 
 -- Due jobs (time tickers, retries, waits for a rate window) are queued.
 local due = redis.call('ZRANGEBYSCORE', S .. ':delayed', '-inf', now, 'LIMIT', 0, 1000)
@@ -51,7 +63,8 @@ if want > 0 then
             if claimed >= want then break end
             local k = job_key(id)
             local f = redis.call('HMGET', k, 'function', 'group', 'group_limit', 'rate_limit',
-                                 'rate_window_ms', 'state')
+                                 'rate_window_ms', 'state', 'attempts', 'fence', 'payload',
+                                 'max_attempts', 'timeout_ms', 'occurrence')
             local fn, g = f[1], f[2]
             local limit, rlimit = tonumber(f[3]) or 0, tonumber(f[4]) or 0
             if not fn or f[6] ~= 'queued' then
@@ -64,30 +77,24 @@ if want > 0 then
             else
                 local wait_ms = 0
                 if rlimit > 0 then
-                    local rk = S .. ':rate:' .. g
-                    local rwin = tonumber(f[5]) or 1000
-                    redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - rwin)
-                    if redis.call('ZCARD', rk) >= rlimit then
-                        local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
-                        wait_ms = math.max(1, tonumber(oldest[2]) + rwin - now)
-                    else
-                        redis.call('ZADD', rk, now, id .. ':' .. redis.call('INCR', S .. ':seq'))
-                        redis.call('PEXPIRE', rk, rwin)
-                    end
+                    -- the rate limiter's sliding window (rate_limiter.hpp), on the group's key
+                    local allowed, retry_ms = rate_window_take(S .. ':rate:' .. g, rlimit,
+                        tonumber(f[5]) or 1000, now, id .. ':' .. (tonumber(f[8]) or 0))
+                    if not allowed then wait_ms = retry_ms end
                 end
                 redis.call('ZREM', S .. ':ready', id)
                 if wait_ms > 0 then
                     redis.call('ZADD', S .. ':delayed', now + wait_ms, id)
                 else
-                    local attempt = redis.call('HINCRBY', k, 'attempts', 1)
-                    local fence = redis.call('HINCRBY', k, 'fence', 1)
-                    redis.call('HSET', k, 'node', NODE, 'started_ms', now, 'cancel', 0)
+                    local attempt = (tonumber(f[7]) or 0) + 1
+                    local fence = (tonumber(f[8]) or 0) + 1
                     redis.call('ZADD', S .. ':running', now + lease, id)
                     if g and g ~= '' then redis.call('ZADD', S .. ':group:' .. g, now + lease, id) end
-                    set_state(id, fn, 'queued', 'running', attempt, '')
-                    local r = redis.call('HMGET', k, 'payload', 'max_attempts', 'timeout_ms', 'occurrence')
-                    out[#out + 1] = {id, fn, r[1] or '', attempt, tonumber(r[2]) or 1, fence,
-                                     tonumber(r[3]) or 0, r[4] or ''}
+                    set_state(id, fn, 'queued', 'running', attempt, '',
+                              {'attempts', attempt, 'fence', fence, 'node', NODE,
+                               'started_ms', now, 'cancel', 0})
+                    out[#out + 1] = {id, fn, f[9] or '', attempt, tonumber(f[10]) or 1, fence,
+                                     tonumber(f[11]) or 0, f[12] or ''}
                     claimed = claimed + 1
                 end
             end

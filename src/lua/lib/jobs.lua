@@ -20,9 +20,10 @@ local function now_ms()
     return now_cache
 end
 
--- Moves job id from state `from` (may be false) to `to` in the indexes and its record, adds
--- the step to its history and publishes it.
-local function set_state(id, fn, from, to, attempt, err)
+-- Moves job id from state `from` (may be false) to `to` in the indexes and its record (with
+-- the fields of `extra`, name, value, ..., when given), adds the step to its history and
+-- publishes it.
+local function set_state(id, fn, from, to, attempt, err, extra)
     local now = now_ms()
     if from and from ~= to then
         redis.call('ZREM', S .. ':state:' .. from, id)
@@ -30,8 +31,11 @@ local function set_state(id, fn, from, to, attempt, err)
     end
     redis.call('ZADD', S .. ':state:' .. to, now, id)
     redis.call('ZADD', S .. ':state:' .. to .. ':' .. fn, now, id)
-    redis.call('SADD', S .. ':functions', fn)
-    redis.call('HSET', job_key(id), 'state', to)
+    if extra then
+        redis.call('HSET', job_key(id), 'state', to, unpack(extra))
+    else
+        redis.call('HSET', job_key(id), 'state', to)
+    end
     local step = cjson.encode({id = id, ['function'] = fn, state = to, attempt = attempt or 0,
                                node = NODE, error = err or '', at = now})
     redis.call('RPUSH', job_key(id) .. ':history', step)
@@ -49,21 +53,19 @@ local function ready_score(priority)
     return (1000 - priority) * TAG + seq
 end
 
--- Queues job id (state `from`) to run now.
-local function make_ready(id, fn, from, attempt, err)
-    local prio = tonumber(redis.call('HGET', job_key(id), 'priority') or '0') or 0
+-- Queues job id (state `from`) to run now. prio: its priority, read when not given.
+local function make_ready(id, fn, from, attempt, err, prio)
+    prio = prio or tonumber(redis.call('HGET', job_key(id), 'priority') or '0') or 0
     redis.call('ZADD', S .. ':ready', ready_score(prio), id)
-    redis.call('HSET', job_key(id), 'due_ms', now_ms())
-    set_state(id, fn, from, 'queued', attempt, err)
+    set_state(id, fn, from, 'queued', attempt, err, {'due_ms', now_ms()})
     wake()
 end
 
 -- Makes job id (state `from`) due at due_ms: queued at once when that is not in the future.
-local function schedule(id, fn, from, due_ms, state, attempt, err)
-    if due_ms <= now_ms() then return make_ready(id, fn, from, attempt, err) end
+local function schedule(id, fn, from, due_ms, state, attempt, err, prio)
+    if due_ms <= now_ms() then return make_ready(id, fn, from, attempt, err, prio) end
     redis.call('ZADD', S .. ':delayed', due_ms, id)
-    redis.call('HSET', job_key(id), 'due_ms', due_ms)
-    set_state(id, fn, from, state, attempt, err)
+    set_state(id, fn, from, state, attempt, err, {'due_ms', due_ms})
     -- An idle node sleeps until the earliest due job it knew of: tell it of an earlier one.
     local first = redis.call('ZRANGE', S .. ':delayed', 0, 0)
     if first[1] == id then wake() end
@@ -97,15 +99,15 @@ local function finish(id, to, err)
         local jid, st, e = work[i][1], work[i][2], work[i][3]
         i = i + 1
         local k = job_key(jid)
-        local f = redis.call('HMGET', k, 'function', 'state', 'attempts', 'idem')
-        set_state(jid, f[1], f[2], st, tonumber(f[3]) or 0, e)
-        redis.call('HSET', k, 'finished_ms', now_ms(), 'error', e or '')
+        local f = redis.call('HMGET', k, 'function', 'state', 'attempts', 'idem', 'watched')
+        set_state(jid, f[1], f[2], st, tonumber(f[3]) or 0, e,
+                  {'finished_ms', now_ms(), 'error', e or ''})
         local deps = redis.call('SMEMBERS', k .. ':dependents')
-        redis.call('DEL', k .. ':dependents')
+        if #deps > 0 then redis.call('DEL', k .. ':dependents') end
         redis.call('PEXPIRE', k, RECORD_TTL)
         redis.call('PEXPIRE', k .. ':history', RECORD_TTL)
         if f[4] and f[4] ~= '' then redis.call('PEXPIRE', S .. ':idem:' .. f[4], RECORD_TTL) end
-        if redis.call('HGET', k, 'watched') == '1' then
+        if f[5] == '1' then
             redis.call('PUBLISH', EVENTS .. ':job:' .. jid, st)
         end
         for _, d in ipairs(deps) do
@@ -152,15 +154,27 @@ local function fail_attempt(id, err, rand)
     if f[4] == '1' then return finish(id, 'cancelled', 'cancelled') end
     if attempts >= max then return finish(id, 'failed', err) end
     local b = redis.call('HMGET', k, 'backoff', 'delay_ms', 'max_delay_ms', 'jitter')
-    redis.call('HSET', k, 'error', err)
-    schedule(id, f[1], 'running', now_ms() + backoff_ms(b, attempts, rand), 'retrying', attempts, err)
+    local due = now_ms() + backoff_ms(b, attempts, rand)
+    if due <= now_ms() then
+        make_ready(id, f[1], 'running', attempts, err)
+        redis.call('HSET', k, 'error', err)
+        return
+    end
+    redis.call('ZADD', S .. ':delayed', due, id)
+    set_state(id, f[1], 'running', 'retrying', attempts, err, {'due_ms', due, 'error', err})
+    local first = redis.call('ZRANGE', S .. ':delayed', 0, 0)
+    if first[1] == id then wake() end
 end
 
--- Ends the hold of running job id (its lease, its concurrency slot).
-local function release_hold(id)
-    local g = redis.call('HMGET', job_key(id), 'group', 'group_limit')
+-- Ends the hold of running job id (its lease, its concurrency slot in group g, of limit
+-- limit: read when g is not given).
+local function release_hold(id, g, limit)
+    if g == nil then
+        local f = redis.call('HMGET', job_key(id), 'group', 'group_limit')
+        g, limit = f[1], f[2]
+    end
     redis.call('ZREM', S .. ':running', id)
-    leave_group(id, g[1], tonumber(g[2]) or 0)
+    leave_group(id, g, tonumber(limit) or 0)
 end
 
 -- Creates job id. fields: the option fields (name, value, ...); deps: ids it waits for.
@@ -181,6 +195,7 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields)
     redis.call('HSET', k, 'id', id, 'function', fn, 'payload', payload, 'attempts', 0,
                'fence', 0, 'created_ms', now_ms(), 'due_ms', due_ms, 'pending', pending,
                'dep_policy', dep_policy, 'depends_on', table.concat(deps, ','), unpack(fields))
+    redis.call('SADD', S .. ':functions', fn)
     if failed_dep then
         set_state(id, fn, false, 'waiting', 0, '')
         if dep_policy == 'skip' then
@@ -202,4 +217,27 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields)
     end
     schedule(id, fn, false, due_ms, 'scheduled', 0, '')
     return true
+end
+
+-- Records the end of an attempt of job id when fence (its fencing token) still holds it:
+-- outcome 'succeeded', 'failed' (retried while attempts are left), 'cancelled' or
+-- 'interrupted' (handed back, the attempt not counted); has_result '1' when a result was
+-- stored. Returns 1, or 0 when the attempt no longer holds the job.
+local function end_attempt(id, fence, outcome, err, rand, has_result)
+    local k = job_key(id)
+    local f = redis.call('HMGET', k, 'state', 'fence', 'function', 'group', 'group_limit')
+    if f[1] ~= 'running' or f[2] ~= fence then return 0 end
+    release_hold(id, f[4] or false, f[5])
+    if has_result == '1' then redis.call('HSET', k, 'has_result', 1) end
+    if outcome == 'succeeded' then
+        finish(id, 'succeeded', '')
+    elseif outcome == 'cancelled' then
+        finish(id, 'cancelled', err)
+    elseif outcome == 'interrupted' then
+        local attempts = redis.call('HINCRBY', k, 'attempts', -1)
+        make_ready(id, f[3], 'running', attempts, err)
+    else
+        fail_attempt(id, err, rand)
+    end
+    return 1
 end
