@@ -81,23 +81,32 @@ std::string options_problem(const job_options& o) {
     return {};
 }
 
-// The option fields of a job's record (job_*.lua read them by these names).
+// The option fields of a job's record (job_*.lua read them by these names): priority and
+// max_attempts always, the others only when they differ from job_options' defaults (the
+// scripts know those: DEFAULT_* in src/lua/lib/jobs.lua).
 std::vector<std::string> option_fields(const std::string& function, const job_options& o) {
+    static const job_options defaults{};
     const std::uint32_t limit = o.singleton ? 1 : o.concurrency_limit;
-    std::string group;
-    if (limit > 0 || o.rate_limit > 0)
-        group = o.concurrency_key.empty() ? function : o.concurrency_key;
-    return {"priority",     std::to_string(o.priority),
-            "max_attempts", std::to_string(o.retry.max_attempts),
-            "backoff",      o.retry.backoff == backoff_kind::fixed ? "fixed" : "exponential",
-            "delay_ms",     std::to_string(o.retry.delay.count()),
-            "max_delay_ms", std::to_string(o.retry.max_delay.count()),
-            "jitter",       std::to_string(o.retry.jitter),
-            "timeout_ms",   std::to_string(o.timeout.count()),
-            "group",        group,
-            "group_limit",  std::to_string(limit),
-            "rate_limit",   std::to_string(o.rate_limit),
-            "rate_window_ms", std::to_string(o.rate_window.count())};
+    std::vector<std::string> out{"priority", std::to_string(o.priority), "max_attempts",
+                                 std::to_string(o.retry.max_attempts)};
+    auto add = [&](const char* name, std::string value) {
+        out.push_back(name);
+        out.push_back(std::move(value));
+    };
+    if (o.retry.backoff != defaults.retry.backoff) add("backoff", "fixed");
+    if (o.retry.delay != defaults.retry.delay)
+        add("delay_ms", std::to_string(o.retry.delay.count()));
+    if (o.retry.max_delay != defaults.retry.max_delay)
+        add("max_delay_ms", std::to_string(o.retry.max_delay.count()));
+    if (o.retry.jitter != defaults.retry.jitter) add("jitter", std::to_string(o.retry.jitter));
+    if (o.timeout.count() != 0) add("timeout_ms", std::to_string(o.timeout.count()));
+    if (limit > 0 || o.rate_limit > 0) {
+        add("group", o.concurrency_key.empty() ? function : o.concurrency_key);
+        add("group_limit", std::to_string(limit));
+        add("rate_limit", std::to_string(o.rate_limit));
+        add("rate_window_ms", std::to_string(o.rate_window.count()));
+    }
+    return out;
 }
 
 job_record record_from_fields(const std::vector<resp3::tree>& kv) {

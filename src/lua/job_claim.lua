@@ -93,7 +93,7 @@ if want > 0 then
                     set_state(id, fn, 'queued', 'running', attempt, '',
                               {'attempts', attempt, 'fence', fence, 'node', NODE,
                                'started_ms', now, 'cancel', 0})
-                    out[#out + 1] = {id, fn, f[9] or '', attempt, tonumber(f[10]) or 1, fence,
+                    out[#out + 1] = {id, fn, f[9] or '', attempt, tonumber(f[10]) or DEFAULT_MAX_ATTEMPTS, fence,
                                      tonumber(f[11]) or 0, f[12] or ''}
                     claimed = claimed + 1
                 end

@@ -11,6 +11,11 @@ end
 
 local function job_key(id) return S .. ':job:' .. id end
 
+-- A record holds only the options that differ from these (jobs.hpp's defaults, written by
+-- option_fields in src/jobs/scheduler.cpp).
+local DEFAULT_MAX_ATTEMPTS, DEFAULT_DELAY_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_JITTER = 3, 1000,
+    600000, 0.2
+
 local now_cache
 local function now_ms()
     if not now_cache then
@@ -21,8 +26,8 @@ local function now_ms()
 end
 
 -- Moves job id from state `from` (may be false) to `to` in the indexes and its record (with
--- the fields of `extra`, name, value, ..., when given), adds the step to its history and
--- publishes it.
+-- the fields of `extra`, name, value, ..., when given; extra = false: the record holds `to`
+-- already), adds the step to its history and publishes it.
 local function set_state(id, fn, from, to, attempt, err, extra)
     local now = now_ms()
     if from and from ~= to then
@@ -33,7 +38,7 @@ local function set_state(id, fn, from, to, attempt, err, extra)
     redis.call('ZADD', S .. ':state:' .. to .. ':' .. fn, now, id)
     if extra then
         redis.call('HSET', job_key(id), 'state', to, unpack(extra))
-    else
+    elseif extra == nil then
         redis.call('HSET', job_key(id), 'state', to)
     end
     local step = cjson.encode({id = id, ['function'] = fn, state = to, attempt = attempt or 0,
@@ -132,16 +137,16 @@ end
 -- The delay before attempt `attempt` + 1 of job k's fields f (backoff, delay_ms, max_delay_ms,
 -- jitter), rand in [0, 1) from the client (scripts have no randomness of their own).
 local function backoff_ms(f, attempt, rand)
-    local delay = tonumber(f[2]) or 0
-    local max_delay = tonumber(f[3]) or delay
-    if f[1] == 'exponential' then
+    local delay = tonumber(f[2]) or DEFAULT_DELAY_MS
+    local max_delay = tonumber(f[3]) or DEFAULT_MAX_DELAY_MS
+    if f[1] ~= 'fixed' then
         for _ = 2, attempt do
             delay = delay * 2
             if delay >= max_delay then break end
         end
         if delay > max_delay then delay = max_delay end
     end
-    local jitter = tonumber(f[4]) or 0
+    local jitter = tonumber(f[4]) or DEFAULT_JITTER
     return math.floor(delay * (1 - jitter * rand))
 end
 
@@ -150,7 +155,7 @@ end
 local function fail_attempt(id, err, rand)
     local k = job_key(id)
     local f = redis.call('HMGET', k, 'function', 'attempts', 'max_attempts', 'cancel')
-    local attempts, max = tonumber(f[2]) or 0, tonumber(f[3]) or 1
+    local attempts, max = tonumber(f[2]) or 0, tonumber(f[3]) or DEFAULT_MAX_ATTEMPTS
     if f[4] == '1' then return finish(id, 'cancelled', 'cancelled') end
     if attempts >= max then return finish(id, 'failed', err) end
     local b = redis.call('HMGET', k, 'backoff', 'delay_ms', 'max_delay_ms', 'jitter')
@@ -181,7 +186,6 @@ end
 -- Returns false and a message when it cannot.
 local function create(id, fn, payload, due_ms, deps, dep_policy, fields)
     local k = job_key(id)
-    if redis.call('EXISTS', k) == 1 then return false, 'job ' .. id .. ' exists' end
     local pending, failed_dep = 0, nil
     for _, d in ipairs(deps) do
         local st = redis.call('HGET', job_key(d), 'state')
@@ -192,30 +196,47 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields)
             pending = pending + 1
         end
     end
-    redis.call('HSET', k, 'id', id, 'function', fn, 'payload', payload, 'attempts', 0,
-               'fence', 0, 'created_ms', now_ms(), 'due_ms', due_ms, 'pending', pending,
-               'dep_policy', dep_policy, 'depends_on', table.concat(deps, ','), unpack(fields))
-    redis.call('SADD', S .. ':functions', fn)
-    if failed_dep then
-        set_state(id, fn, false, 'waiting', 0, '')
-        if dep_policy == 'skip' then
-            finish(id, 'cancelled', 'skipped: dependency ' .. failed_dep[1] .. ' ' .. failed_dep[2])
-        else
-            finish(id, 'failed', 'dependency ' .. failed_dep[1] .. ' ' .. failed_dep[2])
-        end
-        return true
+    if redis.call('HSETNX', k, 'id', id) == 0 then return false, 'job ' .. id .. ' exists' end
+    local now = now_ms()
+    local state = 'queued'
+    if failed_dep or pending > 0 then
+        state = 'waiting'
+    elseif due_ms > now then
+        state = 'scheduled'
+    else
+        due_ms = now
     end
-    if pending > 0 then
+    local prio = 0
+    for i = 1, #fields, 2 do
+        if fields[i] == 'priority' then prio = tonumber(fields[i + 1]) or 0 end
+    end
+    redis.call('HSET', k, 'function', fn, 'payload', payload, 'state', state, 'created_ms', now,
+               'due_ms', due_ms, 'pending', pending, 'dep_policy', dep_policy, 'depends_on',
+               table.concat(deps, ','), unpack(fields))
+    redis.call('SADD', S .. ':functions', fn)
+    set_state(id, fn, false, state, 0, '', false)
+    if failed_dep then
+        local why = 'dependency ' .. failed_dep[1] .. ' ' .. failed_dep[2]
+        if dep_policy == 'skip' then
+            finish(id, 'cancelled', 'skipped: ' .. why)
+        else
+            finish(id, 'failed', why)
+        end
+    elseif pending > 0 then
         for _, d in ipairs(deps) do
             local st = redis.call('HGET', job_key(d), 'state')
             if st ~= 'succeeded' and st ~= 'failed' and st ~= 'cancelled' then
                 redis.call('SADD', job_key(d) .. ':dependents', id)
             end
         end
-        set_state(id, fn, false, 'waiting', 0, '')
-        return true
+    elseif state == 'queued' then
+        redis.call('ZADD', S .. ':ready', ready_score(prio), id)
+        wake()
+    else
+        redis.call('ZADD', S .. ':delayed', due_ms, id)
+        local first = redis.call('ZRANGE', S .. ':delayed', 0, 0)
+        if first[1] == id then wake() end
     end
-    schedule(id, fn, false, due_ms, 'scheduled', 0, '')
     return true
 end
 
