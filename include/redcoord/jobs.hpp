@@ -118,6 +118,9 @@ struct job_request {
     std::string payload;   ///< text, handed to the function as is (typed: JSON, see job_payload)
     /// Run at this time point (a time ticker); unset: now.
     std::optional<std::chrono::system_clock::time_point> run_at{};
+    /// Or run this long after the enqueue (a time ticker; this node's clock). Must be in [0,
+    /// max_duration]; not together with run_at.
+    std::optional<std::chrono::milliseconds> delay{};
     /// The job's id; empty: 32 random hex digits. An id that exists is refused
     /// (error::invalid_argument) unless idempotency_key names it.
     std::string id{};
@@ -232,8 +235,8 @@ public:
     /// True once the job has been told to stop.
     bool stop_requested() const noexcept;
     /// Stores progress (any text; shown by async_get and published as an event). Completion
-    /// signature: void(error_code). error::lease_lost... see docs: fails when the attempt no
-    /// longer holds the job.
+    /// signature: void(error_code): error::lease_lost when this attempt no longer holds the
+    /// job (its lease lapsed and the job moved on), connection errors as connection::async_exec.
     template <class Token = boost::asio::deferred_t>
     auto async_report_progress(std::string progress, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
@@ -281,7 +284,7 @@ struct scheduler_options {
 /// Key layout for scheduler `name` (S = `<prefix>jobs:{<name>}`, every key in its slot):
 /// - `S:job:<id>` (hash: the record) and `S:job:<id>:history` (list of JSON steps),
 ///   `S:job:<id>:dependents` (set), kept record_ttl after the job ends;
-/// - `S:ready` (zset, priority then order), `S:delayed` (zset by due time), `S:running`
+/// - `S:ready:<function>` (zset, priority then order), `S:delayed` (zset by due time), `S:running`
 ///   (zset by lease deadline), `S:parked:<group>` (list: jobs waiting for a concurrency
 ///   slot), `S:group:<group>` (zset of its running jobs), `S:rate:<group>` (sliding window);
 /// - `S:state:<state>` and `S:state:<state>:<function>` (zsets by the time the job entered

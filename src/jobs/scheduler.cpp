@@ -299,6 +299,16 @@ public:
             co_await claim_once(0, ec);
             if (ec == error::session_closed) break;
         }
+        // A last upkeep (job_renew.lua with no job): the indexes the last steps made get
+        // their TTL.
+        {
+            static const script& renew = script::embedded("job_renew");
+            auto args = common_args();
+            args.push_back(std::to_string(opts.lease.count()));
+            std::vector<std::int64_t> status;
+            diagnostics diag;
+            co_await eval(si->conn, renew, keys(), args, status, diag, {}, false);
+        }
         active = false;
     }
 
@@ -807,6 +817,13 @@ error_code enqueue_args(detail::scheduler_impl& im, job_request& req, diagnostic
         if (dep.empty() || dep == req.id)
             return detail::invalid(d, "enqueue: job " + req.id + " depends on \"" + dep +
                                           "\" (empty or itself)");
+    if (req.delay) {
+        if (req.run_at)
+            return detail::invalid(d, "enqueue: job " + req.id + ": both run_at and delay given");
+        if (auto p = detail::duration_problem(*req.delay, true); !p.empty())
+            return detail::invalid(d, "enqueue: job " + req.id + ": delay " + p);
+        req.run_at = sys_clock::now() + *req.delay;
+    }
     const bool own = req.options || im.functions.count(req.function) > 0;
     const job_options& o = req.options ? *req.options : im.options_of(req.function);
     if (auto p = options_problem(o); !p.empty())

@@ -4,7 +4,7 @@
 --#include jobs.lua
 local id = ARGV[5]
 local k = job_key(id)
-local f = redis.call('HMGET', k, 'state', 'group')
+local f = redis.call('HMGET', k, 'state', 'group', 'function')
 local st = f[1]
 if not st then return '' end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
@@ -13,7 +13,7 @@ if st == 'running' then
     redis.call('PUBLISH', ARGV[6], cjson.encode(id))
     return st
 end
-redis.call('ZREM', S .. ':ready', id)
+redis.call('ZREM', ready_key(f[3]), id)
 redis.call('ZREM', S .. ':delayed', id)
 if f[2] and f[2] ~= '' then redis.call('LREM', S .. ':parked:' .. f[2], 0, id) end
 finish(id, 'cancelled', 'cancelled')

@@ -32,7 +32,7 @@ for _, id in ipairs(due) do
         if f[2] == 'queued' then
             -- back from a rate limit's wait: no new step
             local prio = tonumber(redis.call('HGET', job_key(id), 'priority') or '0') or 0
-            redis.call('ZADD', S .. ':ready', ready_score(prio), id)
+            redis.call('ZADD', ready_key(f[1]), ready_score(prio), id)
         else
             make_ready(id, f[1], f[2], tonumber(f[3]) or 0, '')
         end
@@ -52,27 +52,32 @@ end
 local out = {0, 0, now}
 local claimed = 0
 if want > 0 then
-    local start = 0
+    -- The best queued jobs of the functions this node runs, in one order (priority, then
+    -- enqueue order); each round takes every candidate out of its queue (claimed, parked,
+    -- deferred or dropped), so the next round sees new ones.
     local window = want * 2 + 16
-    local scanned = 0
-    while claimed < want and scanned < 4 * window do
-        local ids = redis.call('ZRANGE', S .. ':ready', start, start + window - 1)
-        if #ids == 0 then break end
-        for _, id in ipairs(ids) do
-            scanned = scanned + 1
+    for _ = 1, 4 do
+        if claimed >= want then break end
+        local heads = {}
+        for fn in pairs(runs) do
+            local r = redis.call('ZRANGE', ready_key(fn), 0, window - 1, 'WITHSCORES')
+            for i = 1, #r, 2 do heads[#heads + 1] = {tonumber(r[i + 1]), r[i], fn} end
+        end
+        if #heads == 0 then break end
+        table.sort(heads, function(a, b) return a[1] < b[1] end)
+        for _, h in ipairs(heads) do
             if claimed >= want then break end
+            local id, rk = h[2], ready_key(h[3])
             local k = job_key(id)
             local f = redis.call('HMGET', k, 'function', 'group', 'group_limit', 'rate_limit',
                                  'rate_window_ms', 'state', 'attempts', 'fence', 'payload',
                                  'max_attempts', 'timeout_ms', 'occurrence')
             local fn, g = f[1], f[2]
             local limit, rlimit = tonumber(f[3]) or 0, tonumber(f[4]) or 0
+            redis.call('ZREM', rk, id)
             if not fn or f[6] ~= 'queued' then
-                redis.call('ZREM', S .. ':ready', id)  -- expired or moved on: drop the entry
-            elseif not runs[fn] then
-                start = start + 1  -- another node's function: leave it
+                -- expired or moved on: the entry is dropped
             elseif limit > 0 and redis.call('ZCARD', S .. ':group:' .. g) >= limit then
-                redis.call('ZREM', S .. ':ready', id)
                 redis.call('RPUSH', S .. ':parked:' .. g, id)
             else
                 local wait_ms = 0
@@ -82,7 +87,6 @@ if want > 0 then
                         tonumber(f[5]) or 1000, now, id .. ':' .. (tonumber(f[8]) or 0))
                     if not allowed then wait_ms = retry_ms end
                 end
-                redis.call('ZREM', S .. ':ready', id)
                 if wait_ms > 0 then
                     redis.call('ZADD', S .. ':delayed', now + wait_ms, id)
                 else
@@ -93,7 +97,8 @@ if want > 0 then
                     set_state(id, fn, 'queued', 'running', attempt, '',
                               {'attempts', attempt, 'fence', fence, 'node', NODE,
                                'started_ms', now, 'cancel', 0})
-                    out[#out + 1] = {id, fn, f[9] or '', attempt, tonumber(f[10]) or DEFAULT_MAX_ATTEMPTS, fence,
+                    out[#out + 1] = {id, fn, f[9] or '', attempt,
+                                     tonumber(f[10]) or DEFAULT_MAX_ATTEMPTS, fence,
                                      tonumber(f[11]) or 0, f[12] or ''}
                     claimed = claimed + 1
                 end
@@ -101,7 +106,9 @@ if want > 0 then
         end
     end
 end
-out[1] = redis.call('ZCARD', S .. ':ready')
+local left = 0
+for fn in pairs(runs) do left = left + redis.call('ZCARD', ready_key(fn)) end
+out[1] = left
 local first = redis.call('ZRANGE', S .. ':delayed', 0, 0, 'WITHSCORES')
 if first[2] then out[2] = tonumber(first[2]) end
 if claimed < want then redis.call('SET', S .. ':idle', '1', 'PX', idle_ttl) end

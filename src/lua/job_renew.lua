@@ -1,8 +1,8 @@
 -- Renews the leases of this node's running jobs. KEYS[1] = S; ARGV[1..4] as lib/jobs.lua;
 -- ARGV[5] = lease (ms), then id, fencing token, ... Returns one status per job: 1 renewed,
 -- 2 renewed and asked to stop (cancelled from another node), 0 lost. Also the upkeep of the
--- indexes: finished jobs whose records expired leave the state indexes, and the scheduler's
--- own keys live record_ttl past the last node that renewed.
+-- indexes: finished jobs whose records expired leave the state indexes, and the indexes and
+-- the scheduler's own keys live record_ttl past the last node that renewed.
 --#include jobs.lua
 local lease = tonumber(ARGV[5])
 local now = now_ms()
@@ -16,6 +16,13 @@ for _, st in ipairs({'succeeded', 'failed', 'cancelled'}) do
 end
 for _, k in ipairs({':functions', ':seq', ':recurring'}) do
     redis.call('PEXPIRE', S .. k, RECORD_TTL)
+end
+for _, st in ipairs({'waiting', 'scheduled', 'queued', 'running', 'retrying', 'succeeded',
+                     'failed', 'cancelled'}) do
+    redis.call('PEXPIRE', S .. ':state:' .. st, RECORD_TTL)
+    for _, fn in ipairs(functions) do
+        redis.call('PEXPIRE', S .. ':state:' .. st .. ':' .. fn, RECORD_TTL)
+    end
 end
 for i = 6, #ARGV, 2 do
     local id, fence = ARGV[i], ARGV[i + 1]

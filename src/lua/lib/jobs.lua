@@ -10,6 +10,9 @@ if not RECORD_TTL or RECORD_TTL <= 0 then
 end
 
 local function job_key(id) return S .. ':job:' .. id end
+-- Queued jobs of one function, by priority then order: a node claims from the queues of the
+-- functions it runs only.
+local function ready_key(fn) return S .. ':ready:' .. fn end
 
 -- A record holds only the options that differ from these (jobs.hpp's defaults, written by
 -- option_fields in src/jobs/scheduler.cpp).
@@ -61,7 +64,7 @@ end
 -- Queues job id (state `from`) to run now. prio: its priority, read when not given.
 local function make_ready(id, fn, from, attempt, err, prio)
     prio = prio or tonumber(redis.call('HGET', job_key(id), 'priority') or '0') or 0
-    redis.call('ZADD', S .. ':ready', ready_score(prio), id)
+    redis.call('ZADD', ready_key(fn), ready_score(prio), id)
     set_state(id, fn, from, 'queued', attempt, err, {'due_ms', now_ms()})
     wake()
 end
@@ -86,9 +89,9 @@ local function leave_group(id, g, limit)
     while free > 0 do
         local p = redis.call('LPOP', S .. ':parked:' .. g)
         if not p then break end
-        local f = redis.call('HMGET', job_key(p), 'state', 'priority')
+        local f = redis.call('HMGET', job_key(p), 'state', 'priority', 'function')
         if f[1] == 'queued' then
-            redis.call('ZADD', S .. ':ready', ready_score(tonumber(f[2]) or 0), p)
+            redis.call('ZADD', ready_key(f[3]), ready_score(tonumber(f[2]) or 0), p)
             free = free - 1
         end
     end
@@ -230,7 +233,7 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields)
             end
         end
     elseif state == 'queued' then
-        redis.call('ZADD', S .. ':ready', ready_score(prio), id)
+        redis.call('ZADD', ready_key(fn), ready_score(prio), id)
         wake()
     else
         redis.call('ZADD', S .. ':delayed', due_ms, id)

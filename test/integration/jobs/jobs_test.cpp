@@ -204,6 +204,20 @@ TEST_CASE("jobs: a time ticker runs at its time point and not before", "[jobs]")
         auto [wec, rec] = co_await sched.async_wait(id, 20s, nothrow);
         REQUIRE(rec);
         CHECK(rec->state == job_state::succeeded);
+        // After a delay: due that long after the enqueue.
+        const auto before = std::chrono::system_clock::now();
+        job_request delayed{.function = "tick", .delay = 300ms};
+        auto [dec, did] = co_await sched.async_enqueue(delayed, nothrow);
+        REQUIRE_FALSE(dec);
+        auto [dwec, drec] = co_await sched.async_wait(did, 20s, nothrow);
+        REQUIRE(drec);
+        CHECK(drec->state == job_state::succeeded);
+        CHECK(drec->started >= std::chrono::time_point_cast<std::chrono::milliseconds>(before + 300ms));
+        job_request both{.function = "tick", .run_at = at, .delay = 1s};
+        redcoord::diagnostics bdiag;
+        auto [bec, bid] = co_await sched.async_enqueue(both, bdiag, nothrow);
+        CHECK(bec == redcoord::error::invalid_argument);
+        CHECK(bdiag.message().find("both run_at and delay") != std::string::npos);
         // Redis's clock and this one are the same machine's.
         CHECK(rec->started >= std::chrono::time_point_cast<std::chrono::milliseconds>(at));
         CHECK(ran_at >= std::chrono::time_point_cast<std::chrono::milliseconds>(at));
@@ -554,5 +568,35 @@ TEST_CASE("jobs: bad input is refused naming what was wrong", "[jobs]") {
             CHECK(e.code() == redcoord::error::bad_config);
             CHECK(std::string(e.what()).find("lease") != std::string::npos);
         }
+    });
+}
+
+TEST_CASE("jobs: a node claims its functions' jobs behind many of a function it does not run",
+          "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        int ran = 0;
+        sched.add_function("mine", [&](job_context&) -> asio::awaitable<void> {
+            ++ran;
+            co_return;
+        });
+        job_request theirs{.function = "theirs"};
+        for (int i = 0; i < 300; ++i) {
+            theirs.id.clear();
+            auto [ec, id] = co_await sched.async_enqueue(theirs, nothrow);
+            REQUIRE_FALSE(ec);
+        }
+        job_request mine{.function = "mine"};
+        auto [ec, id] = co_await sched.async_enqueue(mine, nothrow);
+        REQUIRE_FALSE(ec);
+        start(sched, conn.get_executor());
+        auto [wec, rec] = co_await sched.async_wait(id, 20s, nothrow);
+        REQUIRE(rec);
+        CHECK(rec->state == job_state::succeeded);
+        CHECK(ran == 1);
+        auto [lec, page] = co_await sched.async_list(job_state::queued, "theirs", 0, 1, nothrow);
+        CHECK(page.total == 300);
+        sched.stop();
     });
 }
