@@ -4,8 +4,9 @@
 //   (64 enqueues in flight) and waits until all succeeded: jobs/s from the first enqueue to
 //   the last completion, the enqueue rate, and the latency from enqueue to completion (the
 //   records' created and finished times, both Redis TIME). Set against the target (30,000
-//   jobs/s) and, for scale, BullMQ as measured on this machine earlier (a constant, not a
-//   same-run figure);
+//   jobs/s) and the same-run reference: BullMQ in the same shape against the same server
+//   (bench/bullmq/jobs_reference.mjs; bench/bullmq/install installs it with npm, else the
+//   reference is null);
 // - cron: 3 worker processes run the same recurring job "* * * * * *" for S seconds: the
 //   lateness of each run (its start on the worker's clock − the occurrence it was enqueued for,
 //   job_context::occurrence), and how many times each occurrence ran (exactly once: no
@@ -281,6 +282,28 @@ void remove_keys(client& c, const std::string& base) {
 
 // ---- figures -------------------------------------------------------------------------------
 
+// BullMQ's jobs/s in the same shape (bench/bullmq/jobs_reference.mjs), or nullopt when node
+// or BullMQ (bench/bullmq/install) is missing.
+std::optional<double> bullmq_jobs_per_s(const bench_env& env, std::size_t jobs) {
+    const std::string dir = REDCOORD_BENCH_BULLMQ_DIR;
+    if (::access((dir + "/node_modules/bullmq").c_str(), F_OK) != 0) return std::nullopt;
+    const std::string cmd = "node " + dir + "/jobs_reference.mjs " + env.ep.host + " " +
+                            std::to_string(env.ep.port) + " bench-bullmq-" + env.run_tag + " " +
+                            std::to_string(jobs) + " " + std::to_string(worker_processes) + " " +
+                            std::to_string(worker_concurrency) + " 2>&1";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    if (!pipe) return std::nullopt;
+    std::optional<double> out;
+    char line[1024];
+    while (std::fgets(line, sizeof line, pipe)) {
+        const std::string text(line);
+        const auto at = text.find("\"jobs_per_s\":");
+        if (at != std::string::npos) out = std::atof(text.c_str() + at + 13);
+    }
+    pclose(pipe);
+    return out;
+}
+
 int bench_throughput(const bench_env& env) {
     const std::string name = "bench-throughput-" + env.run_tag;
     producer p(env, name);
@@ -313,6 +336,7 @@ int bench_throughput(const bench_env& env) {
     remove_keys(p.c, p.base);
 
     const double rate = static_cast<double>(done) / seconds;
+    const auto reference = bullmq_jobs_per_s(env, sz.jobs);
     std::ostringstream json;
     json << "{\"bench\":\"jobs_throughput\",\"worker_processes\":" << worker_processes
          << ",\"concurrency_per_process\":" << worker_concurrency << ",\"function\":\"no-op\""
@@ -326,9 +350,14 @@ int bench_throughput(const bench_env& env) {
          << ",\"enqueue_failures\":" << failures
          << ",\"target_jobs_per_s\":" << static_cast<long>(target_jobs_per_s)
          << ",\"ratio_to_target\":" << rate / target_jobs_per_s
-         << ",\"reference\":\"BullMQ\",\"reference_jobs_per_s\":\"2600-3700\""
-         << ",\"reference_note\":\"measured on this machine earlier: 2,600-3,700 jobs/s; not a "
-            "same-run figure\"}";
+         << ",\"reference\":\"BullMQ " << worker_processes << " worker processes x "
+         << worker_concurrency << ", same jobs, same server, this run\"";
+    if (reference)
+        json << ",\"reference_jobs_per_s\":" << static_cast<long>(*reference)
+             << ",\"ratio\":" << rate / *reference << "}";
+    else
+        json << ",\"reference_jobs_per_s\":null,\"reference_note\":\"run bench/bullmq/install "
+                "(npm) for it\"}";
     std::cout << json.str() << std::endl;
     return done == static_cast<std::int64_t>(sz.jobs) && failures == 0 ? 0 : 1;
 }
