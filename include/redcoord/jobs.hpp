@@ -302,7 +302,15 @@ struct scheduler_options {
 ///
 /// Thread safety: none; use it from the session's executor. Every operation completes
 /// through the handler's associated executor. Errors: error::invalid_argument naming the bad
-/// input (diagnostics), error::session_closed, connection errors.
+/// input (diagnostics), error::session_closed, connection errors. Cancellation (per operation,
+/// through the handler's cancellation slot): terminal, partial and total; the operation
+/// completes with operation_aborted, and a script already sent may have run (an enqueue, a
+/// cancel). async_run and async_wait say what theirs does. Lifetimes: arguments are copied; a
+/// diagnostics& must outlive the operation; the scheduler must outlive async_run (its
+/// destructor stops it).
+///
+/// g++ 12 destroys a braced temporary inside a co_await expression twice (a compiler bug):
+/// write `job_request req{.function = "f"};` then `co_await sched.async_enqueue(req, ...)`.
 class scheduler {
 public:
     /// Throws error_with_diagnostics (error::bad_config) naming a bad option.

@@ -12,8 +12,6 @@
 // - limited: INCR test:active, RPUSH the value to test:seen, sleeps <payload> ms, DECR;
 // - rated: RPUSH test:starts the server's TIME in ms;
 // - flaky: fails until its attempt reaches <payload>, then succeeds.
-#include "worker_support.hpp"
-
 #include <redcoord/jobs.hpp>
 
 #include <boost/asio/detached.hpp>
@@ -23,6 +21,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "worker_support.hpp"
 
 namespace asio = boost::asio;
 using namespace redcoord::test::worker;

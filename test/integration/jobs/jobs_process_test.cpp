@@ -19,12 +19,11 @@
 #include <string>
 #include <vector>
 
-#include <signal.h>
-
 #include "async_test.hpp"
 #include "connection_helpers.hpp"
 #include "redis_server.hpp"
 #include "worker_process.hpp"
+#include <signal.h>
 
 #ifndef REDCOORD_JOB_WORKER
 #error "REDCOORD_JOB_WORKER must name the job_worker executable"
@@ -168,8 +167,7 @@ TEST_CASE("jobs process: a job whose node is killed runs again on another with t
             job_node victim(node_args(srv, "victim", 800, 4));
             co_await require_line(victim, "ready", 20s);
             job_request rq1{.function = "sleep", .payload = "1500"};
-            auto [ec, id] =
-                co_await sched.async_enqueue(rq1, nothrow);
+            auto [ec, id] = co_await sched.async_enqueue(rq1, nothrow);
             REQUIRE_FALSE(ec);
             const auto started = co_await require_line(victim, "start " + id, 20s);
             CHECK(started == "start " + id + " 1 1");
@@ -186,8 +184,7 @@ TEST_CASE("jobs process: a job whose node is killed runs again on another with t
             CHECK(rec->node == "heir");
             bool lapsed = false;
             for (auto& e : rec->history)
-                if (e.state == job_state::retrying &&
-                    e.error == "lease lapsed on node victim")
+                if (e.state == job_state::retrying && e.error == "lease lapsed on node victim")
                     lapsed = true;
             CHECK(lapsed);
         },
@@ -204,8 +201,7 @@ TEST_CASE("jobs process: a paused node's job is fenced out when it wakes", "[job
             job_node sleeper(node_args(srv, "sleeper", 600, 4));
             co_await require_line(sleeper, "ready", 20s);
             job_request rq2{.function = "sleep", .payload = "2500"};
-            auto [ec, id] =
-                co_await sched.async_enqueue(rq2, nothrow);
+            auto [ec, id] = co_await sched.async_enqueue(rq2, nothrow);
             co_await require_line(sleeper, "start " + id, 20s);
             REQUIRE(sleeper.signal(SIGSTOP));
             job_node other(node_args(srv, "other", 600, 4));
@@ -234,8 +230,8 @@ TEST_CASE("jobs process: singleton and concurrency limits hold across processes"
             scheduler sched(s, client_options());
             std::vector<std::unique_ptr<job_node>> nodes;
             for (int i = 0; i < 3; ++i) {
-                nodes.push_back(std::make_unique<job_node>(
-                    node_args(srv, "n" + std::to_string(i), 2000, 8)));
+                nodes.push_back(
+                    std::make_unique<job_node>(node_args(srv, "n" + std::to_string(i), 2000, 8)));
                 co_await require_line(*nodes.back(), "ready", 20s);
             }
             const std::vector<std::uint32_t> limits{1, 3};
@@ -289,8 +285,8 @@ TEST_CASE("jobs process: a rate limit holds across processes", "[jobs][process]"
             scheduler sched(s, client_options());
             std::vector<std::unique_ptr<job_node>> nodes;
             for (int i = 0; i < 3; ++i) {
-                nodes.push_back(std::make_unique<job_node>(
-                    node_args(srv, "n" + std::to_string(i), 2000, 8)));
+                nodes.push_back(
+                    std::make_unique<job_node>(node_args(srv, "n" + std::to_string(i), 2000, 8)));
                 co_await require_line(*nodes.back(), "ready", 20s);
             }
             redcoord::job_options o;
@@ -299,8 +295,7 @@ TEST_CASE("jobs process: a rate limit holds across processes", "[jobs][process]"
             std::vector<std::string> ids;
             for (int i = 0; i < 20; ++i) {
                 job_request rq4{.function = "rated", .options = o};
-                auto [ec, id] =
-                    co_await sched.async_enqueue(rq4, nothrow);
+                auto [ec, id] = co_await sched.async_enqueue(rq4, nothrow);
                 REQUIRE_FALSE(ec);
                 ids.push_back(id);
             }
@@ -339,8 +334,7 @@ TEST_CASE("jobs process: a job running in another process is cancelled from here
             job_node worker(node_args(srv, "worker", 5000, 4));
             co_await require_line(worker, "ready", 20s);
             job_request rq5{.function = "sleep", .payload = "60000"};
-            auto [ec, id] =
-                co_await sched.async_enqueue(rq5, nothrow);
+            auto [ec, id] = co_await sched.async_enqueue(rq5, nothrow);
             co_await require_line(worker, "start " + id, 20s);
             auto [cec, was] = co_await sched.async_cancel(id, nothrow);
             REQUIRE(was);
@@ -366,8 +360,7 @@ TEST_CASE("jobs process: retries run on any node and show in the history", "[job
             co_await require_line(a, "ready", 20s);
             co_await require_line(b, "ready", 20s);
             job_request rq6{.function = "flaky", .payload = "4"};
-            auto [ec, id] =
-                co_await sched.async_enqueue(rq6, nothrow);
+            auto [ec, id] = co_await sched.async_enqueue(rq6, nothrow);
             auto [wec, rec] = co_await sched.async_wait(id, 30s, nothrow);
             REQUIRE(rec);
             CHECK(rec->state == job_state::succeeded);

@@ -137,7 +137,8 @@ TEST_CASE("jobs: a failing job is retried with backoff seen in its history", "[j
             "flaky",
             [&](job_context& ctx) -> asio::awaitable<void> {
                 attempts_seen.push_back(ctx.attempt());
-                if (ctx.attempt() < 3) throw std::runtime_error("boom " + std::to_string(ctx.attempt()));
+                if (ctx.attempt() < 3)
+                    throw std::runtime_error("boom " + std::to_string(ctx.attempt()));
                 co_return;
             },
             attempts(5, 200ms));
@@ -212,7 +213,8 @@ TEST_CASE("jobs: a time ticker runs at its time point and not before", "[jobs]")
         auto [dwec, drec] = co_await sched.async_wait(did, 20s, nothrow);
         REQUIRE(drec);
         CHECK(drec->state == job_state::succeeded);
-        CHECK(drec->started >= std::chrono::time_point_cast<std::chrono::milliseconds>(before + 300ms));
+        CHECK(drec->started >=
+              std::chrono::time_point_cast<std::chrono::milliseconds>(before + 300ms));
         job_request both{.function = "tick", .run_at = at, .delay = 1s};
         redcoord::diagnostics bdiag;
         auto [bec, bid] = co_await sched.async_enqueue(both, bdiag, nothrow);
@@ -303,8 +305,7 @@ TEST_CASE("jobs: an idempotency key enqueues one job", "[jobs]") {
         // An explicit id that exists is refused.
         redcoord::diagnostics diag;
         job_request rq7{.function = "f", .id = id1};
-        auto [ec3, id3] =
-            co_await sched.async_enqueue(rq7, diag, nothrow);
+        auto [ec3, id3] = co_await sched.async_enqueue(rq7, diag, nothrow);
         CHECK(ec3 == redcoord::error::server_error);
         CHECK(diag.message().find("exists") != std::string::npos);
     });
@@ -368,7 +369,10 @@ TEST_CASE("jobs: dependencies under each failure policy", "[jobs]") {
             attempts(1));
         auto add = [&](std::string payload, std::vector<std::string> deps,
                        redcoord::dependency_failure policy) -> asio::awaitable<std::string> {
-            job_request rq10{.function = "step", .payload = payload, .depends_on = deps, .on_dependency_failure = policy};
+            job_request rq10{.function = "step",
+                             .payload = payload,
+                             .depends_on = deps,
+                             .on_dependency_failure = policy};
             auto [ec, id] = co_await sched.async_enqueue(rq10, nothrow);
             REQUIRE_FALSE(ec);
             co_return id;
@@ -448,8 +452,7 @@ TEST_CASE("jobs: a batch's continuation runs when all are done", "[jobs]") {
         for (int i = 0; i < 4; ++i)
             parts.push_back({.function = "part", .payload = std::to_string(i)});
         job_request rq11{.function = "summary"};
-        auto [ec, ids] =
-            co_await sched.async_enqueue_batch(parts, rq11, nothrow);
+        auto [ec, ids] = co_await sched.async_enqueue_batch(parts, rq11, nothrow);
         REQUIRE_FALSE(ec);
         REQUIRE(ids.size() == 5);
         start(sched, conn.get_executor());
@@ -505,8 +508,8 @@ TEST_CASE("jobs: a recurring job fires once per occurrence with one node", "[job
         });
         sched.add_recurring({.name = "every-second", .cron = "* * * * * *", .function = "tick"});
         start(sched, conn.get_executor());
-        const bool three = co_await redcoord::test::wait_for(
-            [&] { return occurrences.size() >= 3; }, 20s);
+        const bool three =
+            co_await redcoord::test::wait_for([&] { return occurrences.size() >= 3; }, 20s);
         REQUIRE(three);
         for (std::size_t i = 1; i < occurrences.size(); ++i)
             CHECK(occurrences[i] - occurrences[i - 1] == 1000);
@@ -531,15 +534,13 @@ TEST_CASE("jobs: bad input is refused naming what was wrong", "[jobs]") {
         redcoord::job_options bad;
         bad.priority = 5000;
         job_request rq14{.function = "f", .options = bad};
-        auto [ec2, id2] =
-            co_await sched.async_enqueue(rq14, diag, nothrow);
+        auto [ec2, id2] = co_await sched.async_enqueue(rq14, diag, nothrow);
         CHECK(ec2 == redcoord::error::invalid_argument);
         CHECK(diag.message().find("priority") != std::string::npos);
         bad = {};
         bad.retry.max_attempts = 0;
         job_request rq15{.function = "f", .options = bad};
-        auto [ec3, id3] =
-            co_await sched.async_enqueue(rq15, diag, nothrow);
+        auto [ec3, id3] = co_await sched.async_enqueue(rq15, diag, nothrow);
         CHECK(diag.message().find("retry.max_attempts") != std::string::npos);
         job_request rq16{.function = "f", .id = "a,b"};
         auto [ec4, id4] = co_await sched.async_enqueue(rq16, diag, nothrow);
