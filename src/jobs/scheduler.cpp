@@ -37,55 +37,54 @@ std::string new_job_id() {
     return out;
 }
 
+// A record's hash fields (HGETALL), read into a job_record; unknown fields are skipped.
 job_record record_from_fields(const std::vector<resp3::tree>& kv) {
+    using setter = void (*)(job_record&, const std::string&);
+    static const std::map<std::string_view, setter> fields{
+        {"id", [](job_record& r, const std::string& v) { r.id = v; }},
+        {"function", [](job_record& r, const std::string& v) { r.function = v; }},
+        {"payload", [](job_record& r, const std::string& v) { r.payload = v; }},
+        {"state",
+         [](job_record& r, const std::string& v) {
+             r.state = parse_job_state(v).value_or(job_state::queued);
+         }},
+        {"attempts",
+         [](job_record& r, const std::string& v) {
+             r.attempts = static_cast<std::uint32_t>(to_i64(v));
+         }},
+        {"max_attempts",
+         [](job_record& r, const std::string& v) {
+             r.max_attempts = static_cast<std::uint32_t>(to_i64(v));
+         }},
+        {"fence",
+         [](job_record& r, const std::string& v) {
+             r.fencing_token = static_cast<std::uint64_t>(to_i64(v));
+         }},
+        {"priority",
+         [](job_record& r, const std::string& v) { r.priority = static_cast<int>(to_i64(v)); }},
+        {"node", [](job_record& r, const std::string& v) { r.node = v; }},
+        {"error", [](job_record& r, const std::string& v) { r.error = v; }},
+        {"progress", [](job_record& r, const std::string& v) { r.progress = v; }},
+        {"recurring", [](job_record& r, const std::string& v) { r.recurring = v; }},
+        {"created_ms", [](job_record& r, const std::string& v) { r.created = from_ms(to_i64(v)); }},
+        {"due_ms", [](job_record& r, const std::string& v) { r.due = from_ms(to_i64(v)); }},
+        {"started_ms", [](job_record& r, const std::string& v) { r.started = from_ms(to_i64(v)); }},
+        {"finished_ms",
+         [](job_record& r, const std::string& v) { r.finished = from_ms(to_i64(v)); }},
+        {"has_result", [](job_record& r, const std::string& v) { r.has_result = v == "1"; }},
+        {"depends_on",
+         [](job_record& r, const std::string& v) {
+             for (std::size_t start = 0; !v.empty() && start <= v.size();) {
+                 auto comma = v.find(',', start);
+                 if (comma == std::string::npos) comma = v.size();
+                 r.depends_on.push_back(v.substr(start, comma - start));
+                 start = comma + 1;
+             }
+         }},
+    };
     job_record r;
-    for (std::size_t i = 0; i + 1 < kv.size(); i += 2) {
-        const std::string& k = kv[i].value;
-        const std::string& v = kv[i + 1].value;
-        if (k == "id")
-            r.id = v;
-        else if (k == "function")
-            r.function = v;
-        else if (k == "payload")
-            r.payload = v;
-        else if (k == "state")
-            r.state = parse_job_state(v).value_or(job_state::queued);
-        else if (k == "attempts")
-            r.attempts = static_cast<std::uint32_t>(to_i64(v));
-        else if (k == "max_attempts")
-            r.max_attempts = static_cast<std::uint32_t>(to_i64(v));
-        else if (k == "fence")
-            r.fencing_token = static_cast<std::uint64_t>(to_i64(v));
-        else if (k == "priority")
-            r.priority = static_cast<int>(to_i64(v));
-        else if (k == "node")
-            r.node = v;
-        else if (k == "error")
-            r.error = v;
-        else if (k == "progress")
-            r.progress = v;
-        else if (k == "recurring")
-            r.recurring = v;
-        else if (k == "created_ms")
-            r.created = from_ms(to_i64(v));
-        else if (k == "due_ms")
-            r.due = from_ms(to_i64(v));
-        else if (k == "started_ms")
-            r.started = from_ms(to_i64(v));
-        else if (k == "finished_ms")
-            r.finished = from_ms(to_i64(v));
-        else if (k == "has_result")
-            r.has_result = v == "1";
-        else if (k == "depends_on" && !v.empty()) {
-            std::size_t start = 0;
-            while (start <= v.size()) {
-                auto comma = v.find(',', start);
-                if (comma == std::string::npos) comma = v.size();
-                r.depends_on.push_back(v.substr(start, comma - start));
-                start = comma + 1;
-            }
-        }
-    }
+    for (std::size_t i = 0; i + 1 < kv.size(); i += 2)
+        if (auto it = fields.find(kv[i].value); it != fields.end()) it->second(r, kv[i + 1].value);
     return r;
 }
 
