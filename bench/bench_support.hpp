@@ -14,10 +14,15 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -29,6 +34,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -279,6 +285,63 @@ inline std::int64_t percentile(std::vector<std::int64_t>& v, double q) {
 inline double percentile_ms(std::vector<std::int64_t>& us, double q) {
     return static_cast<double>(percentile(us, q)) / 1000.0;
 }
+
+// ---- processes of the bench's own -----------------------------------------------------------
+
+// This program started again with `args` (its argv[1]...) by PID, its stdout through a
+// non-blocking pipe; killed (SIGKILL) and reaped when this goes, and killed with this process.
+struct self_process {
+    pid_t pid = -1;
+    int fd = -1;
+    std::string out;  // what drain() has read so far
+
+    explicit self_process(std::vector<std::string> args) {
+        args.insert(args.begin(), "/proc/self/exe");
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+        const pid_t parent = ::getpid();
+        pid = ::fork();
+        if (pid < 0) throw std::runtime_error("fork failed");
+        if (pid == 0) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != parent) ::_exit(127);
+            ::dup2(fds[1], STDOUT_FILENO);
+            ::execv(argv[0], argv.data());
+            ::_exit(127);
+        }
+        ::close(fds[1]);
+        fd = fds[0];
+        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    }
+    ~self_process() {
+        kill_and_reap();
+        if (fd >= 0) ::close(fd);
+    }
+    self_process(const self_process&) = delete;
+    self_process& operator=(const self_process&) = delete;
+
+    // Appends what the process wrote so far to out; false once it closed its stdout.
+    bool drain() {
+        char buf[4096];
+        for (;;) {
+            const ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n == 0) return false;
+            if (n < 0) return true;
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    void kill_and_reap() {
+        if (pid <= 0) return;
+        ::kill(pid, SIGKILL);
+        int st = 0;
+        while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+        }
+        pid = -1;
+    }
+};
 
 // ---- redis-benchmark, the reference ---------------------------------------------------------
 

@@ -107,64 +107,21 @@ int leader_child(const std::string& url, const std::string& name, milliseconds t
     return 1;
 }
 
-// The child process, by PID, with its stdout through a non-blocking pipe.
-struct child {
-    pid_t pid = -1;
-    int fd = -1;
-    std::string out;
-
-    child(const std::string& url, const std::string& name, milliseconds ttl, milliseconds renew) {
-        std::vector<std::string> args{"/proc/self/exe", "--leader-child", url, name,
-                                      std::to_string(ttl.count()), std::to_string(renew.count())};
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        int fds[2];
-        if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-        const pid_t parent = ::getpid();
-        pid = ::fork();
-        if (pid < 0) throw std::runtime_error("fork failed");
-        if (pid == 0) {
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != parent) ::_exit(127);
-            ::dup2(fds[1], STDOUT_FILENO);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        ::close(fds[1]);
-        fd = fds[0];
-        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-    }
-    ~child() {
-        if (pid > 0) {
-            ::kill(pid, SIGKILL);
-            int st = 0;
-            while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-            }
-        }
-        if (fd >= 0) ::close(fd);
-    }
-    child(const child&) = delete;
-    child& operator=(const child&) = delete;
+// The child process (self_process): `cluster --leader-child <url> <name> <ttl> <renew>`.
+struct child : self_process {
+    child(const std::string& url, const std::string& name, milliseconds ttl, milliseconds renew)
+        : self_process({"--leader-child", url, name, std::to_string(ttl.count()),
+                        std::to_string(renew.count())}) {}
 
     // The first line, waiting up to `timeout`.
     asio::awaitable<std::optional<std::string>> line(milliseconds timeout) {
         const auto deadline = steady::now() + timeout;
         for (;;) {
-            char buf[256];
-            const ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n > 0) out.append(buf, static_cast<std::size_t>(n));
+            const bool open = drain();
             if (auto nl = out.find('\n'); nl != std::string::npos) co_return out.substr(0, nl);
-            if (n == 0 || steady::now() >= deadline) co_return std::nullopt;
+            if (!open || steady::now() >= deadline) co_return std::nullopt;
             co_await sleep_for(2ms);
         }
-    }
-    void kill_and_reap() {
-        ::kill(pid, SIGKILL);
-        int st = 0;
-        while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-        }
-        pid = -1;
     }
 };
 

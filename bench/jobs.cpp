@@ -117,55 +117,11 @@ int worker_main(const std::string& mode, const std::string& url, const std::stri
     return 0;
 }
 
-// A worker process, by PID, its stdout through a non-blocking pipe; killed when this goes.
-struct worker {
-    pid_t pid = -1;
-    int fd = -1;
-    std::string out;
-
+// A worker process (self_process): `jobs --worker <mode> <url> <name> <node>`.
+struct worker : self_process {
     worker(const std::string& mode, const std::string& url, const std::string& name,
-           const std::string& node) {
-        std::vector<std::string> args{"/proc/self/exe", "--worker", mode, url, name, node};
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        int fds[2];
-        if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-        const pid_t parent = ::getpid();
-        pid = ::fork();
-        if (pid < 0) throw std::runtime_error("fork failed");
-        if (pid == 0) {
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != parent) ::_exit(127);
-            ::dup2(fds[1], STDOUT_FILENO);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        ::close(fds[1]);
-        fd = fds[0];
-        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-    }
-    ~worker() {
-        if (pid > 0) {
-            ::kill(pid, SIGKILL);
-            int st = 0;
-            while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-            }
-        }
-        if (fd >= 0) ::close(fd);
-    }
-    worker(const worker&) = delete;
-    worker& operator=(const worker&) = delete;
-
-    // Reads what the worker wrote so far.
-    void drain() {
-        char buf[4096];
-        for (;;) {
-            const ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n <= 0) return;
-            out.append(buf, static_cast<std::size_t>(n));
-        }
-    }
+           const std::string& node)
+        : self_process({"--worker", mode, url, name, node}) {}
     bool ready() {
         drain();
         return out.find("ready\n") != std::string::npos;
