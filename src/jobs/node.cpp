@@ -93,10 +93,9 @@ asio::awaitable<void> scheduler_impl::run() {
     stopping = false;
     // The bus names channels by their event name (it adds the prefix).
     auto wake_sub = bus.subscribe<boost::json::value>(
-        "jobs:" + opts.name + ":wake",
-        [this](error_code, const event<boost::json::value>&) { poke(); });
+        event_name + ":wake", [this](error_code, const event<boost::json::value>&) { poke(); });
     auto cancel_sub = bus.subscribe<std::string>(
-        "jobs:" + opts.name + ":cancel", [this](error_code ec, const event<std::string>& ev) {
+        event_name + ":cancel", [this](error_code ec, const event<std::string>& ev) {
             if (ec) return;
             if (auto it = running.find(ev.value); it != running.end())
                 it->second->request_stop(stop_kind::cancelled);

@@ -179,7 +179,7 @@ scheduler::~scheduler() { stop(); }
 
 const scheduler_options& scheduler::options() const noexcept { return impl_->opts; }
 
-std::string scheduler::events_channel() const { return "jobs:" + impl_->opts.name; }
+std::string scheduler::events_channel() const { return impl_->event_name; }
 
 void scheduler::stop() {
     impl_->stopping = true;
@@ -444,7 +444,7 @@ void scheduler::wait_impl(
         const auto deadline = detail::deadline_in(timeout);
         asio::steady_timer timer(im->si->conn.get_executor());
         bool heard = false;
-        auto sub = im->bus.subscribe<std::string>("jobs:" + im->opts.name + ":job:" + id,
+        auto sub = im->bus.subscribe<std::string>(im->event_name + ":job:" + id,
                                                   [&](error_code, const event<std::string>&) {
                                                       heard = true;
                                                       timer.cancel();

@@ -81,21 +81,23 @@ struct recurring_state {
 class scheduler_impl : public std::enable_shared_from_this<scheduler_impl> {
   public:
     scheduler_impl(session& s, scheduler_options o)
-        : sess(&s),
-          si(access::impl(s)),
+        : si(access::impl(s)),
           opts(std::move(o)),
           base(si->keys.prefix() + "jobs:{" + opts.name + "}"),
-          events(si->keys.channel("jobs:" + opts.name)),
-          wake_channel(si->keys.channel("jobs:" + opts.name + ":wake")),
-          cancel_channel(si->keys.channel("jobs:" + opts.name + ":cancel")),
+          event_name("jobs:" + opts.name),
+          events(si->keys.channel(event_name)),
+          wake_channel(si->keys.channel(event_name + ":wake")),
+          cancel_channel(si->keys.channel(event_name + ":cancel")),
           wake_timer(si->conn.get_executor()),
           bus(s),
           results(s) {}
 
-    session* sess;
     std::shared_ptr<session_impl> si;
     scheduler_options opts;
-    std::string base, events, wake_channel, cancel_channel;
+    std::string base;
+    // The event bus's name of the events channel ("jobs:<name>"; the wake, cancel and
+    // watched-job channels add a suffix), and the full channel names the scripts publish on.
+    std::string event_name, events, wake_channel, cancel_channel;
     std::map<std::string, std::pair<job_function, job_options>> functions;
     std::vector<std::shared_ptr<recurring_state>> recurring;
     std::map<std::string, std::shared_ptr<running_job>> running;
