@@ -208,6 +208,9 @@ void scheduler::add_recurring(recurring_job job) {
         throw error_with_diagnostics(error::invalid_argument, d);
     };
     if (job.name.empty()) bad("empty name");
+    for (char c : job.name)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == ',')
+            bad("the name holds a control character or a comma (it is part of the job ids)");
     if (job.function.empty()) bad("empty function name");
     for (auto& r : impl_->recurring)
         if (r->def.name == job.name) bad("a recurring job of this name was added already");
@@ -252,11 +255,12 @@ void scheduler::run_impl(ec_handler h) {
 
 namespace {
 
-// Checks req and builds the arguments of job_enqueue.lua (after the common ones).
+// Checks req and builds its job's arguments of job_enqueue.lua (their count first).
 error_code enqueue_args(detail::scheduler_impl& im, job_request& req, diagnostics& d,
                         std::vector<std::string>& args) {
     if (req.function.empty()) return detail::invalid(d, "enqueue: empty function name");
-    if (req.id.empty()) req.id = new_job_id();
+    const bool fresh = req.id.empty();
+    if (fresh) req.id = new_job_id();
     for (char c : req.id)
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == ',')
             return detail::invalid(
@@ -276,7 +280,8 @@ error_code enqueue_args(detail::scheduler_impl& im, job_request& req, diagnostic
     const job_options& o = req.options ? *req.options : im.options_of(req.function);
     if (auto p = options_problem(o); !p.empty())
         return detail::invalid(d, "enqueue: job " + req.id + ": " + p);
-    args = im.common_args();
+    args.clear();
+    args.push_back("");  // the count, below
     args.push_back(req.id);
     args.push_back(req.function);
     args.push_back(req.payload);
@@ -286,23 +291,78 @@ error_code enqueue_args(detail::scheduler_impl& im, job_request& req, diagnostic
                    : req.on_dependency_failure == dependency_failure::skip ? "skip"
                                                                            : "run");
     args.push_back(own ? "1" : "0");
+    args.push_back(fresh ? "1" : "0");
     args.push_back(std::to_string(req.depends_on.size()));
     args.insert(args.end(), req.depends_on.begin(), req.depends_on.end());
     auto fields = option_fields(req.function, o);
     args.insert(args.end(), fields.begin(), fields.end());
+    args[0] = std::to_string(args.size() - 1);
     return {};
 }
 
+// Sends the enqueues waiting in im->enqueues, as many as a call takes, until none is left: one
+// call in flight at a time, so the enqueues made meanwhile go together in the next.
+asio::awaitable<void> send_enqueues(std::shared_ptr<detail::scheduler_impl> im) {
+    static const script& sc = script::embedded("job_enqueue");
+    constexpr std::size_t most_jobs = 512, most_args = 65536;
+    while (!im->enqueues.empty()) {
+        std::vector<std::shared_ptr<detail::pending_enqueue>> batch;
+        auto args = im->common_args();
+        args.push_back("");
+        std::size_t taken = 0;
+        for (auto& e : im->enqueues) {
+            if (taken > 0 && (taken == most_jobs || args.size() + e->args.size() > most_args))
+                break;
+            args.insert(args.end(), e->args.begin(), e->args.end());
+            batch.push_back(e);
+            ++taken;
+        }
+        im->enqueues.erase(im->enqueues.begin(), im->enqueues.begin() + taken);
+        args[4] = std::to_string(taken);
+        resp3::tree reply;
+        diagnostics d;
+        auto [ec, n] = co_await detail::eval(im->si->conn, sc, im->keys(), args, reply, d);
+        if (!ec && reply.children.size() != batch.size()) ec = error::unexpected_type;
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            auto& e = *batch[i];
+            if (ec) {
+                e.ec = ec;
+                e.server_message = d.server_message();
+            } else if (auto& r = reply.children[i].children; r.size() < 2) {
+                e.ec = error::unexpected_type;
+            } else if (r[0].value == "-1") {
+                e.ec = error::server_error;
+                e.server_message = r[1].value;
+            } else {
+                e.id = r[1].value;
+            }
+            e.done = true;
+            e.timer.cancel();
+        }
+    }
+    im->enqueue_in_flight = false;
+}
+
+// Enqueues one job (its arguments from enqueue_args) with the others made meanwhile.
 asio::awaitable<std::pair<error_code, std::string>> run_enqueue(
     std::shared_ptr<detail::scheduler_impl> im, std::vector<std::string> args,
     detail::diag_target target) {
-    static const script& sc = script::embedded("job_enqueue");
-    resp3::tree reply;
-    auto [ec, n] = co_await detail::eval(im->si->conn, sc, im->keys(), args, reply, target.get());
-    if (ec) co_return std::pair(ec, std::string());
-    if (reply.children.size() < 2)
-        co_return std::pair(error_code(error::unexpected_type), std::string());
-    co_return std::pair(error_code(), reply.children[1].value);
+    auto e = std::make_shared<detail::pending_enqueue>(im->si->conn.get_executor());
+    e->args = std::move(args);
+    im->enqueues.push_back(e);
+    if (!im->enqueue_in_flight) {
+        im->enqueue_in_flight = true;
+        asio::co_spawn(im->si->conn.get_executor(), send_enqueues(im), asio::detached);
+    }
+    // Cancelled while waiting: the job may still be enqueued (as when a request was sent).
+    while (!e->done) {
+        co_await e->timer.async_wait(nothrow);
+        auto cs = co_await asio::this_coro::cancellation_state;
+        if (!e->done && cs.cancelled() != asio::cancellation_type::none)
+            co_return std::pair(error_code(asio::error::operation_aborted), std::string());
+    }
+    if (!e->server_message.empty()) target.get().set_server_message(e->server_message);
+    co_return std::pair(e->ec, e->id);
 }
 
 }  // namespace
@@ -383,6 +443,49 @@ void scheduler::run_now_impl(std::string id,
 
 namespace {
 
+// A job's history: the steps its record holds (lib/jobs.lua, archive) around the others,
+// its history list. A record from before the record held steps (no `first`) has them all in
+// its list.
+std::vector<job_event> history_of(const job_record& rec, const std::vector<resp3::tree>& kv,
+                                  const std::vector<resp3::tree>& list) {
+    std::map<std::string_view, const std::string*> f;
+    for (std::size_t i = 0; i + 1 < kv.size(); i += 2) f[kv[i].value] = &kv[i + 1].value;
+    auto field = [&](std::string_view name) -> std::string {
+        auto it = f.find(name);
+        return it == f.end() ? std::string() : *it->second;
+    };
+    std::vector<job_event> out;
+    const bool held = f.count("first") > 0;
+    if (held) {
+        job_event e;
+        e.state = parse_job_state(field("first")).value_or(job_state::queued);
+        e.node = field("created_by");
+        e.at = rec.created;
+        out.push_back(std::move(e));
+    }
+    for (auto& step : list) out.push_back(event_from_json(step.value));
+    if (!held) return out;
+    const auto started = to_i64(field("started_ms"));
+    if (static_cast<std::int64_t>(rec.attempts) > to_i64(field("logged")) && started > 0) {
+        job_event e;
+        e.state = job_state::running;
+        e.attempt = rec.attempts;
+        e.node = rec.node;
+        e.at = from_ms(started);
+        out.push_back(std::move(e));
+    }
+    if (is_terminal(rec.state)) {
+        job_event e;
+        e.state = rec.state;
+        e.attempt = rec.attempts;
+        e.node = field("ended_by");
+        e.error = rec.error;
+        e.at = rec.finished;
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
 asio::awaitable<std::pair<error_code, std::optional<job_record>>> read_job(
     std::shared_ptr<detail::scheduler_impl> im, std::string id, bool watch) {
     request req;
@@ -418,8 +521,7 @@ asio::awaitable<std::pair<error_code, std::optional<job_record>>> read_job(
         co_return std::pair(error_code(), std::optional<job_record>());
     }
     auto rec = record_from_fields(h.children);
-    for (auto& step : replies[first + 1].children)
-        rec.history.push_back(event_from_json(step.value));
+    rec.history = history_of(rec, h.children, replies[first + 1].children);
     co_return std::pair(error_code(), std::optional<job_record>(std::move(rec)));
 }
 

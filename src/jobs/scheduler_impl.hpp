@@ -78,6 +78,17 @@ struct recurring_state {
     bool loaded = false;
 };
 
+// An enqueue waiting for its reply: the enqueues made while one call is in flight go to Redis
+// together in the next (job_enqueue.lua takes many jobs), one script call for all of them.
+struct pending_enqueue {
+    explicit pending_enqueue(const asio::any_io_executor& ex) : timer(ex, steady::time_point::max()) {}
+    std::vector<std::string> args;  // this job's arguments, their count first
+    error_code ec;
+    std::string id, server_message;
+    bool done = false;
+    asio::steady_timer timer;  // cancelled when done
+};
+
 class scheduler_impl : public std::enable_shared_from_this<scheduler_impl> {
   public:
     scheduler_impl(session& s, scheduler_options o)
@@ -106,6 +117,8 @@ class scheduler_impl : public std::enable_shared_from_this<scheduler_impl> {
     event_bus bus;
     result_store results;
     bool active = false, stopping = false, poked = false;
+    std::vector<std::shared_ptr<pending_enqueue>> enqueues;  // not sent yet
+    bool enqueue_in_flight = false;
     // The renew and cron loops (a signal's slot holds one handler: one signal each).
     std::list<asio::cancellation_signal> children;
 

@@ -17,4 +17,5 @@ redis.call('ZREM', ready_key(f[3]), id)
 redis.call('ZREM', S .. ':delayed', id)
 if f[2] and f[2] ~= '' then redis.call('LREM', S .. ':parked:' .. f[2], 0, id) end
 finish(id, 'cancelled', 'cancelled')
+flush()
 return st

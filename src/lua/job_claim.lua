@@ -24,15 +24,15 @@ for i = 10, first_fn - 1, 5 do
 end
 
 -- Due jobs (time tickers, retries, waits for a rate window) are queued.
-local due = redis.call('ZRANGEBYSCORE', S .. ':delayed', '-inf', now, 'LIMIT', 0, 1000)
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 1000)
+if #due > 0 then call_chunked('ZREM', DELAYED, due) end
 for _, id in ipairs(due) do
-    redis.call('ZREM', S .. ':delayed', id)
     local f = redis.call('HMGET', job_key(id), 'function', 'state', 'attempts')
     if f[1] then
         if f[2] == 'queued' then
             -- back from a rate limit's wait: no new step
             local prio = tonumber(redis.call('HGET', job_key(id), 'priority') or '0') or 0
-            redis.call('ZADD', ready_key(f[1]), ready_score(prio), id)
+            zset_later(ready_key(f[1]), id, ready_score(prio))
         else
             make_ready(id, f[1], f[2], tonumber(f[3]) or 0, '')
         end
@@ -40,7 +40,7 @@ for _, id in ipairs(due) do
 end
 
 -- Leases that lapsed: their node died or stalled.
-local lapsed = redis.call('ZRANGEBYSCORE', S .. ':running', '-inf', now, 'LIMIT', 0, 100)
+local lapsed = redis.call('ZRANGEBYSCORE', RUNNING, '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(lapsed) do
     local node = redis.call('HGET', job_key(id), 'node') or '?'
     release_hold(id)
@@ -49,22 +49,34 @@ for _, id in ipairs(lapsed) do
     end
 end
 
+-- (the ready queues as the steps above left them)
+flush()
 local out = {0, 0, now}
 local claimed = 0
 if want > 0 then
     -- The best queued jobs of the functions this node runs, in one order (priority, then
     -- enqueue order); each round takes every candidate out of its queue (claimed, parked,
     -- deferred or dropped), so the next round sees new ones.
-    local window = want * 2 + 16
-    for _ = 1, 4 do
+    -- (a candidate may be parked, deferred or dropped: a few more than the free slots)
+    local nfn = 0
+    for _ in pairs(runs) do nfn = nfn + 1 end
+    for _ = 1, 8 do
         if claimed >= want then break end
+        local window = want - claimed + 4
         local heads = {}
         for fn in pairs(runs) do
-            local r = redis.call('ZRANGE', ready_key(fn), 0, window - 1, 'WITHSCORES')
-            for i = 1, #r, 2 do heads[#heads + 1] = {tonumber(r[i + 1]), r[i], fn} end
+            if nfn == 1 then
+                for _, id in ipairs(redis.call('ZRANGE', ready_key(fn), 0, window - 1)) do
+                    heads[#heads + 1] = {0, id, fn}
+                end
+            else
+                local r = redis.call('ZRANGE', ready_key(fn), 0, window - 1, 'WITHSCORES')
+                for i = 1, #r, 2 do heads[#heads + 1] = {tonumber(r[i + 1]), r[i], fn} end
+            end
         end
         if #heads == 0 then break end
-        table.sort(heads, function(a, b) return a[1] < b[1] end)
+        if nfn > 1 then table.sort(heads, function(a, b) return a[1] < b[1] end) end
+        local taken = {}  -- ready key -> the ids this round takes out of it
         for _, h in ipairs(heads) do
             if claimed >= want then break end
             local id, rk = h[2], ready_key(h[3])
@@ -74,7 +86,8 @@ if want > 0 then
                                  'max_attempts', 'timeout_ms', 'occurrence')
             local fn, g = f[1], f[2]
             local limit, rlimit = tonumber(f[3]) or 0, tonumber(f[4]) or 0
-            redis.call('ZREM', rk, id)
+            taken[rk] = taken[rk] or {}
+            table.insert(taken[rk], id)
             if not fn or f[6] ~= 'queued' then
                 -- expired or moved on: the entry is dropped
             elseif limit > 0 and redis.call('ZCARD', S .. ':group:' .. g) >= limit then
@@ -88,15 +101,15 @@ if want > 0 then
                     if not allowed then wait_ms = retry_ms end
                 end
                 if wait_ms > 0 then
-                    redis.call('ZADD', S .. ':delayed', now + wait_ms, id)
+                    redis.call('ZADD', DELAYED, int(now + wait_ms), id)
                 else
                     local attempt = (tonumber(f[7]) or 0) + 1
                     local fence = (tonumber(f[8]) or 0) + 1
-                    redis.call('ZADD', S .. ':running', now + lease, id)
-                    if g and g ~= '' then redis.call('ZADD', S .. ':group:' .. g, now + lease, id) end
+                    zset_later(RUNNING, id, int(now + lease))
+                    if g and g ~= '' then redis.call('ZADD', S .. ':group:' .. g, int(now + lease), id) end
                     set_state(id, fn, 'queued', 'running', attempt, '',
-                              {'attempts', attempt, 'fence', fence, 'node', NODE,
-                               'started_ms', now, 'cancel', 0})
+                              {'attempts', int(attempt), 'fence', int(fence), 'node', NODE,
+                               'started_ms', now_s(), 'cancel', '0'})
                     out[#out + 1] = {id, fn, f[9] or '', attempt,
                                      tonumber(f[10]) or DEFAULT_MAX_ATTEMPTS, fence,
                                      tonumber(f[11]) or 0, f[12] or ''}
@@ -104,12 +117,14 @@ if want > 0 then
                 end
             end
         end
+        for rk, ids in pairs(taken) do call_chunked('ZREM', rk, ids) end
     end
 end
 local left = 0
 for fn in pairs(runs) do left = left + redis.call('ZCARD', ready_key(fn)) end
 out[1] = left
-local first = redis.call('ZRANGE', S .. ':delayed', 0, 0, 'WITHSCORES')
+local first = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
 if first[2] then out[2] = tonumber(first[2]) end
+flush()
 if claimed < want then redis.call('SET', S .. ':idle', '1', 'PX', idle_ttl) end
 return out

@@ -1,29 +1,52 @@
--- Enqueues a job. KEYS[1] = S; ARGV[1..4] as lib/jobs.lua; ARGV[5] = id, ARGV[6] = function,
--- ARGV[7] = payload, ARGV[8] = due (Unix ms, 0: now), ARGV[9] = idempotency key (may be
--- empty), ARGV[10] = dependency policy, ARGV[11] = '1' when the option fields are the caller's
--- own (the job's, or its function's on the caller's node), '0' when they are the defaults:
--- then the function's options stored by a node that runs it (S:fn:<function>) are taken if
--- there are any; ARGV[12] = n, ARGV[13 .. 12+n] = dependencies, then the option fields
--- (name, value, ...). Returns {1, id} when enqueued, {0, id} when the
--- idempotency key named an existing job, or an error naming what was wrong.
+-- Enqueues jobs, one or many in a call. KEYS[1] = S; ARGV[1..4] as lib/jobs.lua; ARGV[5] = m,
+-- the number of jobs; then for each job its argument count c and c arguments: id, function,
+-- payload, due (Unix ms, 0: now), idempotency key (may be empty), dependency policy, '1' when
+-- the option fields are the caller's own (the job's, or its function's on the caller's node),
+-- '0' when they are the defaults: then the function's options stored by a node that runs it
+-- (S:fn:<function>) are taken if there are any; '1' when the id is a fresh random one (not
+-- looked up), else '0'; n, then n dependencies, then the option
+-- fields (name, value, ...). Returns one reply per job: {1, id} when enqueued, {0, id} when
+-- its idempotency key named an existing job, {-1, message} naming what was wrong.
 --#include jobs.lua
-local id, fn, payload, idem = ARGV[5], ARGV[6], ARGV[7], ARGV[9]
-local due = tonumber(ARGV[8]) or 0
-local n = tonumber(ARGV[12])
-local deps, fields = {}, {}
-for i = 13, 12 + n do deps[#deps + 1] = ARGV[i] end
-for i = 13 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
-if ARGV[11] == '0' then
-    local stored = redis.call('HGETALL', S .. ':fn:' .. fn)
-    if #stored > 0 then fields = stored end
+local stored_options = {}
+local out = {}
+local at = 6
+for _ = 1, tonumber(ARGV[5]) do
+    local c = tonumber(ARGV[at])
+    local a = at + 1
+    at = a + c
+    local id, fn, payload, idem = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 4]
+    local due = tonumber(ARGV[a + 3]) or 0
+    local n = tonumber(ARGV[a + 8])
+    local deps, fields = {}, {}
+    for i = a + 9, a + 8 + n do deps[#deps + 1] = ARGV[i] end
+    for i = a + 9 + n, at - 1 do fields[#fields + 1] = ARGV[i] end
+    if ARGV[a + 6] == '0' then
+        if stored_options[fn] == nil then
+            stored_options[fn] = redis.call('HGETALL', S .. ':fn:' .. fn)
+        end
+        if #stored_options[fn] > 0 then
+            fields = {unpack(stored_options[fn])}
+        end
+    end
+    local existing = false
+    if idem ~= '' then
+        existing = redis.call('GET', S .. ':idem:' .. idem)
+        if existing and redis.call('EXISTS', job_key(existing)) == 0 then existing = false end
+        fields[#fields + 1] = 'idem'
+        fields[#fields + 1] = idem
+    end
+    if existing then
+        out[#out + 1] = {0, existing}
+    else
+        local ok, err = create(id, fn, payload, due, deps, ARGV[a + 5], fields, ARGV[a + 7] == '1')
+        if ok then
+            if idem ~= '' then redis.call('SET', S .. ':idem:' .. idem, id) end
+            out[#out + 1] = {1, id}
+        else
+            out[#out + 1] = {-1, 'ERR redcoord jobs: ' .. err}
+        end
+    end
 end
-if idem ~= '' then
-    local existing = redis.call('GET', S .. ':idem:' .. idem)
-    if existing and redis.call('EXISTS', job_key(existing)) == 1 then return {0, existing} end
-    fields[#fields + 1] = 'idem'
-    fields[#fields + 1] = idem
-end
-local ok, err = create(id, fn, payload, due, deps, ARGV[10], fields)
-if not ok then return redis.error_reply('ERR redcoord jobs: ' .. err) end
-if idem ~= '' then redis.call('SET', S .. ':idem:' .. idem, id) end
-return {1, id}
+flush()
+return out

@@ -23,4 +23,5 @@ for i = 11, 10 + n do
     create('cron:' .. name .. ':' .. ARGV[i], ARGV[8], ARGV[9], 0, {}, 'fail', fields)
 end
 redis.call('SET', last_key, ARGV[7], 'PX', RECORD_TTL)
+flush()
 return {1, ARGV[7]}

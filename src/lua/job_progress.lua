@@ -6,6 +6,6 @@ local id = ARGV[5]
 local f = redis.call('HMGET', job_key(id), 'state', 'fence', 'function', 'attempts')
 if f[1] ~= 'running' or f[2] ~= ARGV[6] then return 0 end
 redis.call('HSET', job_key(id), 'progress', ARGV[7])
-redis.call('PUBLISH', EVENTS, cjson.encode({id = id, ['function'] = f[3], state = 'running',
-    attempt = tonumber(f[4]) or 0, node = NODE, progress = ARGV[7], at = now_ms()}))
+redis.call('PUBLISH', EVENTS, cjson.encode({{id = id, ['function'] = f[3], state = 'running',
+    attempt = tonumber(f[4]) or 0, node = NODE, progress = ARGV[7], at = now_ms()}}))
 return 1

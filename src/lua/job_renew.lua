@@ -8,16 +8,22 @@ local lease = tonumber(ARGV[5])
 local now = now_ms()
 local out = {}
 local functions = redis.call('SMEMBERS', S .. ':functions')
-for _, st in ipairs({'succeeded', 'failed', 'cancelled'}) do
-    redis.call('ZREMRANGEBYSCORE', S .. ':state:' .. st, '-inf', now - RECORD_TTL)
-    for _, fn in ipairs(functions) do
-        redis.call('ZREMRANGEBYSCORE', S .. ':state:' .. st .. ':' .. fn, '-inf', now - RECORD_TTL)
+-- The ended states' lists, newest first: records expire oldest first, from the tail.
+local function trim(key)
+    for _ = 1, 1000 do
+        local id = redis.call('LINDEX', key, -1)
+        if not id or redis.call('EXISTS', job_key(id)) == 1 then return end
+        redis.call('RPOP', key)
     end
+end
+for _, st in ipairs({'succeeded', 'failed', 'cancelled'}) do
+    trim(S .. ':state:' .. st)
+    for _, fn in ipairs(functions) do trim(S .. ':state:' .. st .. ':' .. fn) end
 end
 for _, k in ipairs({':functions', ':seq', ':recurring'}) do
     redis.call('PEXPIRE', S .. k, RECORD_TTL)
 end
-for _, st in ipairs({'waiting', 'scheduled', 'queued', 'running', 'retrying', 'succeeded',
+for _, st in ipairs({'waiting', 'scheduled', 'retrying', 'succeeded',
                      'failed', 'cancelled'}) do
     redis.call('PEXPIRE', S .. ':state:' .. st, RECORD_TTL)
     for _, fn in ipairs(functions) do

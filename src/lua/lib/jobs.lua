@@ -2,7 +2,7 @@
 -- S (`<prefix>jobs:{<name>}`): every key a script touches is S followed by a suffix, so all of
 -- them share S's hash tag and slot. ARGV[1] = the events channel, ARGV[2] = how long a
 -- finished job's record is kept (ms), ARGV[3] = the node making the step, ARGV[4] = the wake
--- channel; a script's own arguments follow.
+-- channel; a script's own arguments follow. A script that changes jobs ends with flush().
 local S = KEYS[1]
 local EVENTS, RECORD_TTL, NODE, WAKE = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 if not RECORD_TTL or RECORD_TTL <= 0 then
@@ -13,69 +13,232 @@ local function job_key(id) return S .. ':job:' .. id end
 -- Queued jobs of one function, by priority then order: a node claims from the queues of the
 -- functions it runs only.
 local function ready_key(fn) return S .. ':ready:' .. fn end
+local RUNNING, DELAYED = S .. ':running', S .. ':delayed'
+
+-- Numbers go to Redis as integer text (string.format's %d): passed as Lua numbers they would
+-- be formatted with "%.14g", slower and, past 14 digits, inexact.
+local function int(n) return string.format('%d', n) end
 
 -- A record holds only the options that differ from these (jobs.hpp's defaults, written by
 -- option_fields in src/jobs/scheduler.cpp).
 local DEFAULT_MAX_ATTEMPTS, DEFAULT_DELAY_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_JITTER = 3, 1000,
     600000, 0.2
 
-local now_cache
+local now_cache, now_text
 local function now_ms()
     if not now_cache then
         local t = redis.call('TIME')
         now_cache = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        now_text = int(now_cache)
     end
     return now_cache
 end
+-- now_ms() as text
+local function now_s()
+    now_ms()
+    return now_text
+end
 
--- Moves job id from state `from` (may be false) to `to` in the indexes and its record (with
--- the fields of `extra`, name, value, ..., when given; extra = false: the record holds `to`
--- already), adds the step to its history and publishes it.
-local function set_state(id, fn, from, to, attempt, err, extra)
-    local now = now_ms()
-    if from and from ~= to then
-        redis.call('ZREM', S .. ':state:' .. from, id)
-        redis.call('ZREM', S .. ':state:' .. from .. ':' .. fn, id)
+-- Sorted-set writes no later command of the script reads (the state indexes, S:running, the
+-- ready queues until a claim reads them) are gathered and made by flush(), one ZADD and one
+-- ZREM per key for however many jobs the call moved: key -> {member -> score, or false to
+-- remove}. The last write of a member wins, as it would one at a time.
+local zlater = {}
+local function zset_later(key, member, score)
+    local t = zlater[key]
+    if not t then
+        t = {}
+        zlater[key] = t
     end
-    redis.call('ZADD', S .. ':state:' .. to, now, id)
-    redis.call('ZADD', S .. ':state:' .. to .. ':' .. fn, now, id)
+    t[member] = score
+end
+local wake_later = false
+-- List pushes, made at flush: key -> ids, oldest first (LPUSH: the newest ends at the head).
+local lpush_later = {}
+local function lpush_later_add(key, id)
+    local t = lpush_later[key]
+    if not t then
+        t = {}
+        lpush_later[key] = t
+    end
+    t[#t + 1] = id
+end
+-- The steps the call made (JSON), published at flush as one message: a JSON array, in order.
+local steps_later = {}
+
+-- Idle nodes set S:idle before they sleep; the first work that comes after wakes them (at
+-- flush, once per call).
+local function wake() wake_later = true end
+
+local function call_chunked(cmd, key, args)
+    local CHUNK = 2000
+    for i = 1, #args, CHUNK do
+        redis.call(cmd, key, unpack(args, i, math.min(i + CHUNK - 1, #args)))
+    end
+end
+
+local function flush()
+    for key, t in pairs(zlater) do
+        local add, rem = {}, {}
+        for member, score in pairs(t) do
+            if score then
+                add[#add + 1] = score
+                add[#add + 1] = member
+            else
+                rem[#rem + 1] = member
+            end
+        end
+        if #rem > 0 then call_chunked('ZREM', key, rem) end
+        if #add > 0 then call_chunked('ZADD', key, add) end
+    end
+    zlater = {}
+    for key, ids in pairs(lpush_later) do call_chunked('LPUSH', key, ids) end
+    lpush_later = {}
+    if #steps_later > 0 then
+        redis.call('PUBLISH', EVENTS, '[' .. table.concat(steps_later, ',') .. ']')
+        steps_later = {}
+    end
+    if wake_later then
+        wake_later = false
+        if redis.call('DEL', S .. ':idle') == 1 then redis.call('PUBLISH', WAKE, '1') end
+    end
+end
+
+-- The states a job is indexed under (S:state:<state> and S:state:<state>:<function>): what
+-- async_list pages through. The ended states are lists, newest first (a push, however many
+-- jobs ended; job_renew.lua drops the ids whose records expired from their tails); waiting,
+-- scheduled and retrying are sorted sets by when the job entered them. A queued job is
+-- listed from its ready queue and a running one from S:running instead: the two states every
+-- job passes through cost no index.
+local ENDED = {succeeded = true, failed = true, cancelled = true}
+local function indexed(state) return state and state ~= 'queued' and state ~= 'running' end
+local function index_move(id, fn, from, to)
+    if indexed(from) and from ~= to then
+        if ENDED[from] then
+            -- (run again: rare)
+            redis.call('LREM', S .. ':state:' .. from, 0, id)
+            redis.call('LREM', S .. ':state:' .. from .. ':' .. fn, 0, id)
+        else
+            zset_later(S .. ':state:' .. from, id, false)
+            zset_later(S .. ':state:' .. from .. ':' .. fn, id, false)
+        end
+    end
+    if ENDED[to] then
+        lpush_later_add(S .. ':state:' .. to, id)
+        lpush_later_add(S .. ':state:' .. to .. ':' .. fn, id)
+    elseif indexed(to) then
+        zset_later(S .. ':state:' .. to, id, now_s())
+        zset_later(S .. ':state:' .. to .. ':' .. fn, id, now_s())
+    end
+end
+
+-- A JSON string of s (cjson when it needs escapes). Names (functions, nodes) recur: kept.
+local jnames = {}
+local function jstr(s)
+    if not s then return '""' end
+    if string.find(s, '[%c"\\]') then return cjson.encode(s) end
+    return '"' .. s .. '"'
+end
+local function jname(s)
+    if not s then return '""' end
+    local j = jnames[s]
+    if not j then
+        j = jstr(s)
+        jnames[s] = j
+    end
+    return j
+end
+-- A job id as JSON: ids hold no control character (the client and the recurring jobs' names
+-- are checked), so only quotes and backslashes are looked for (plain finds, fast).
+local function jid(s)
+    if string.find(s, '"', 1, true) or string.find(s, '\\', 1, true) then
+        return cjson.encode(s)
+    end
+    return '"' .. s .. '"'
+end
+-- A step as JSON: {"id","function","state","attempt","node","error","at"}; at: Unix ms as
+-- integer text.
+local function step_json(id, fn, state, attempt, node, err, at)
+    return '{"id":' .. jid(id) .. ',"function":' .. jname(fn) .. ',"state":"' .. state ..
+               '","attempt":' .. int(attempt or 0) .. ',"node":' .. jname(node) ..
+               ',"error":' .. (err and err ~= '' and jstr(err) or '""') .. ',"at":' .. at .. '}'
+end
+
+-- A job's history is its record plus S:job:<id>:history. The record tells the steps it
+-- still holds: the creation (first, created_ms, created_by), the latest attempt's start
+-- (attempts, started_ms, node; unless `logged`, the attempts whose start is in the list,
+-- covers it) and, once the job ended, the end (state, finished_ms, ended_by, error). Every
+-- other step is appended to the list when it is made; a job that runs once and ends has no
+-- list at all (scheduler.cpp's read_job puts the history together).
+local function log_step(id, json)
+    if redis.call('RPUSH', job_key(id) .. ':history', json) == 1 then
+        redis.call('HSET', job_key(id), 'steps', 1)
+    end
+end
+
+-- Before the record forgets it (a new attempt, a run again): the latest attempt's start
+-- goes to the list when the record still held it, and, with `terminal` (the state it ends),
+-- the end. logged: what the record's `logged` becomes.
+local function archive(id, logged, terminal)
+    local k = job_key(id)
+    local f = redis.call('HMGET', k, 'function', 'attempts', 'logged', 'started_ms', 'node',
+                         'finished_ms', 'ended_by', 'error')
+    local attempts = tonumber(f[2]) or 0
+    if attempts > (tonumber(f[3]) or 0) and (tonumber(f[4]) or 0) > 0 then
+        log_step(id, step_json(id, f[1], 'running', attempts, f[5], '', f[4]))
+    end
+    if terminal then
+        log_step(id, step_json(id, f[1], terminal, attempts, f[7], f[8], f[6] or '0'))
+    end
+    redis.call('HSET', k, 'logged', logged)
+end
+
+-- Moves job id from state `from` (may be false: just created) to `to` in the indexes and its
+-- record (with the fields of `extra`, name, value, ..., when given; extra = false: the record
+-- holds `to` already), adds the step to its history (see archive) and publishes it.
+local function set_state(id, fn, from, to, attempt, err, extra)
+    index_move(id, fn, from, to)
     if extra then
         redis.call('HSET', job_key(id), 'state', to, unpack(extra))
     elseif extra == nil then
         redis.call('HSET', job_key(id), 'state', to)
     end
-    local step = cjson.encode({id = id, ['function'] = fn, state = to, attempt = attempt or 0,
-                               node = NODE, error = err or '', at = now})
-    redis.call('RPUSH', job_key(id) .. ':history', step)
-    redis.call('PUBLISH', EVENTS, step)
+    local json = step_json(id, fn, to, attempt, NODE, err, now_s())
+    if from and to ~= 'running' and to ~= 'succeeded' and to ~= 'failed' and to ~= 'cancelled' then
+        log_step(id, json)
+    end
+    steps_later[#steps_later + 1] = json
 end
 
--- Idle nodes set S:idle before they sleep; the first work that comes after wakes them.
-local function wake()
-    if redis.call('DEL', S .. ':idle') == 1 then redis.call('PUBLISH', WAKE, '1') end
-end
-
+-- Scores of the ready queues: priority first, then the order of enqueue (S:seq, taken in
+-- blocks so a call that queues many jobs increments it once).
 local TAG = 4294967296
+local seq_next, seq_last = 0, -1
 local function ready_score(priority)
-    local seq = redis.call('INCR', S .. ':seq') % TAG
-    return (1000 - priority) * TAG + seq
+    if seq_next > seq_last then
+        seq_last = redis.call('INCRBY', S .. ':seq', 256)
+        seq_next = seq_last - 255
+    end
+    local seq = seq_next % TAG
+    seq_next = seq_next + 1
+    return int((1000 - priority) * TAG + seq)
 end
 
 -- Queues job id (state `from`) to run now. prio: its priority, read when not given.
 local function make_ready(id, fn, from, attempt, err, prio)
     prio = prio or tonumber(redis.call('HGET', job_key(id), 'priority') or '0') or 0
-    redis.call('ZADD', ready_key(fn), ready_score(prio), id)
-    set_state(id, fn, from, 'queued', attempt, err, {'due_ms', now_ms()})
+    zset_later(ready_key(fn), id, ready_score(prio))
+    set_state(id, fn, from, 'queued', attempt, err, {'due_ms', now_s()})
     wake()
 end
 
 -- Makes job id (state `from`) due at due_ms: queued at once when that is not in the future.
 local function schedule(id, fn, from, due_ms, state, attempt, err, prio)
     if due_ms <= now_ms() then return make_ready(id, fn, from, attempt, err, prio) end
-    redis.call('ZADD', S .. ':delayed', due_ms, id)
-    set_state(id, fn, from, state, attempt, err, {'due_ms', due_ms})
+    redis.call('ZADD', DELAYED, int(due_ms), id)
+    set_state(id, fn, from, state, attempt, err, {'due_ms', int(due_ms)})
     -- An idle node sleeps until the earliest due job it knew of: tell it of an earlier one.
-    local first = redis.call('ZRANGE', S .. ':delayed', 0, 0)
+    local first = redis.call('ZRANGE', DELAYED, 0, 0)
     if first[1] == id then wake() end
 end
 
@@ -91,32 +254,40 @@ local function leave_group(id, g, limit)
         if not p then break end
         local f = redis.call('HMGET', job_key(p), 'state', 'priority', 'function')
         if f[1] == 'queued' then
-            redis.call('ZADD', ready_key(f[3]), ready_score(tonumber(f[2]) or 0), p)
+            zset_later(ready_key(f[3]), p, ready_score(tonumber(f[2]) or 0))
             free = free - 1
         end
     end
     if free < limit then wake() end
 end
 
+-- The record fields finish() reads, in order.
+local FINISH_FIELDS = {'function', 'state', 'attempts', 'idem', 'watched', 'has_dependents',
+                       'steps', 'first'}
+
 -- Ends job id in terminal state `to`; its dependents follow their policy (a worklist, as a
--- failure may run down a whole graph).
-local function finish(id, to, err)
-    local work = {{id, to, err}}
+-- failure may run down a whole graph). pre: the job's FINISH_FIELDS when the caller read them.
+local function finish(id, to, err, pre)
+    local work = {{id, to, err, pre}}
     local i = 1
     while i <= #work do
         local jid, st, e = work[i][1], work[i][2], work[i][3]
-        i = i + 1
         local k = job_key(jid)
-        local f = redis.call('HMGET', k, 'function', 'state', 'attempts', 'idem', 'watched')
+        local f = work[i][4] or redis.call('HMGET', k, unpack(FINISH_FIELDS))
+        i = i + 1
         set_state(jid, f[1], f[2], st, tonumber(f[3]) or 0, e,
-                  {'finished_ms', now_ms(), 'error', e or ''})
-        local deps = redis.call('SMEMBERS', k .. ':dependents')
-        if #deps > 0 then redis.call('DEL', k .. ':dependents') end
+                  {'finished_ms', now_s(), 'error', e or '', 'ended_by', NODE})
         redis.call('PEXPIRE', k, RECORD_TTL)
-        redis.call('PEXPIRE', k .. ':history', RECORD_TTL)
+        if f[7] then redis.call('PEXPIRE', k .. ':history', RECORD_TTL) end
         if f[4] and f[4] ~= '' then redis.call('PEXPIRE', S .. ':idem:' .. f[4], RECORD_TTL) end
         if f[5] == '1' then
             redis.call('PUBLISH', EVENTS .. ':job:' .. jid, st)
+        end
+        -- (records without `first` come from before has_dependents was kept: looked up)
+        local deps = {}
+        if f[6] or not f[8] then
+            deps = redis.call('SMEMBERS', k .. ':dependents')
+            if #deps > 0 then redis.call('DEL', k .. ':dependents') end
         end
         for _, d in ipairs(deps) do
             local dk = job_key(d)
@@ -161,6 +332,7 @@ local function fail_attempt(id, err, rand)
     local attempts, max = tonumber(f[2]) or 0, tonumber(f[3]) or DEFAULT_MAX_ATTEMPTS
     if f[4] == '1' then return finish(id, 'cancelled', 'cancelled') end
     if attempts >= max then return finish(id, 'failed', err) end
+    archive(id, attempts)
     local b = redis.call('HMGET', k, 'backoff', 'delay_ms', 'max_delay_ms', 'jitter')
     local due = now_ms() + backoff_ms(b, attempts, rand)
     if due <= now_ms() then
@@ -168,9 +340,9 @@ local function fail_attempt(id, err, rand)
         redis.call('HSET', k, 'error', err)
         return
     end
-    redis.call('ZADD', S .. ':delayed', due, id)
-    set_state(id, f[1], 'running', 'retrying', attempts, err, {'due_ms', due, 'error', err})
-    local first = redis.call('ZRANGE', S .. ':delayed', 0, 0)
+    redis.call('ZADD', DELAYED, int(due), id)
+    set_state(id, f[1], 'running', 'retrying', attempts, err, {'due_ms', int(due), 'error', err})
+    local first = redis.call('ZRANGE', DELAYED, 0, 0)
     if first[1] == id then wake() end
 end
 
@@ -181,13 +353,16 @@ local function release_hold(id, g, limit)
         local f = redis.call('HMGET', job_key(id), 'group', 'group_limit')
         g, limit = f[1], f[2]
     end
-    redis.call('ZREM', S .. ':running', id)
+    zset_later(RUNNING, id, false)
     leave_group(id, g, tonumber(limit) or 0)
 end
 
 -- Creates job id. fields: the option fields (name, value, ...); deps: ids it waits for.
 -- Returns false and a message when it cannot.
-local function create(id, fn, payload, due_ms, deps, dep_policy, fields)
+local known_functions = {}
+-- fresh: id was made by the caller's random generator (no job can have it), so it is not
+-- looked up.
+local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
     local k = job_key(id)
     local pending, failed_dep = 0, nil
     for _, d in ipairs(deps) do
@@ -199,7 +374,9 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields)
             pending = pending + 1
         end
     end
-    if redis.call('HSETNX', k, 'id', id) == 0 then return false, 'job ' .. id .. ' exists' end
+    if not fresh and redis.call('HSETNX', k, 'id', id) == 0 then
+        return false, 'job ' .. id .. ' exists'
+    end
     local now = now_ms()
     local state = 'queued'
     if failed_dep or pending > 0 then
@@ -213,10 +390,20 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields)
     for i = 1, #fields, 2 do
         if fields[i] == 'priority' then prio = tonumber(fields[i + 1]) or 0 end
     end
-    redis.call('HSET', k, 'function', fn, 'payload', payload, 'state', state, 'created_ms', now,
-               'due_ms', due_ms, 'pending', pending, 'dep_policy', dep_policy, 'depends_on',
-               table.concat(deps, ','), unpack(fields))
-    redis.call('SADD', S .. ':functions', fn)
+    local rec = {'id', id, 'function', fn, 'payload', payload, 'state', state, 'first', state,
+                 'created_ms', now_s(), 'created_by', NODE, 'due_ms', int(due_ms), 'logged', '0'}
+    if #deps > 0 then
+        for _, v in ipairs({'pending', pending, 'dep_policy', dep_policy, 'depends_on',
+                            table.concat(deps, ',')}) do
+            rec[#rec + 1] = v
+        end
+    end
+    for _, v in ipairs(fields) do rec[#rec + 1] = v end
+    redis.call('HSET', k, unpack(rec))
+    if not known_functions[fn] then
+        known_functions[fn] = true
+        redis.call('SADD', S .. ':functions', fn)
+    end
     set_state(id, fn, false, state, 0, '', false)
     if failed_dep then
         local why = 'dependency ' .. failed_dep[1] .. ' ' .. failed_dep[2]
@@ -230,14 +417,15 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields)
             local st = redis.call('HGET', job_key(d), 'state')
             if st ~= 'succeeded' and st ~= 'failed' and st ~= 'cancelled' then
                 redis.call('SADD', job_key(d) .. ':dependents', id)
+                redis.call('HSET', job_key(d), 'has_dependents', 1)
             end
         end
     elseif state == 'queued' then
-        redis.call('ZADD', ready_key(fn), ready_score(prio), id)
+        zset_later(ready_key(fn), id, ready_score(prio))
         wake()
     else
-        redis.call('ZADD', S .. ':delayed', due_ms, id)
-        local first = redis.call('ZRANGE', S .. ':delayed', 0, 0)
+        redis.call('ZADD', DELAYED, int(due_ms), id)
+        local first = redis.call('ZRANGE', DELAYED, 0, 0)
         if first[1] == id then wake() end
     end
     return true
@@ -249,17 +437,17 @@ end
 -- stored. Returns 1, or 0 when the attempt no longer holds the job.
 local function end_attempt(id, fence, outcome, err, rand, has_result)
     local k = job_key(id)
-    local f = redis.call('HMGET', k, 'state', 'fence', 'function', 'group', 'group_limit')
-    if f[1] ~= 'running' or f[2] ~= fence then return 0 end
-    release_hold(id, f[4] or false, f[5])
+    local f = redis.call('HMGET', k, 'fence', 'group', 'group_limit', unpack(FINISH_FIELDS))
+    if f[5] ~= 'running' or f[1] ~= fence then return 0 end
+    release_hold(id, f[2] or false, f[3])
     if has_result == '1' then redis.call('HSET', k, 'has_result', 1) end
-    if outcome == 'succeeded' then
-        finish(id, 'succeeded', '')
-    elseif outcome == 'cancelled' then
-        finish(id, 'cancelled', err)
+    if outcome == 'succeeded' or outcome == 'cancelled' then
+        finish(id, outcome, err, {unpack(f, 4, 3 + #FINISH_FIELDS)})
     elseif outcome == 'interrupted' then
-        local attempts = redis.call('HINCRBY', k, 'attempts', -1)
-        make_ready(id, f[3], 'running', attempts, err)
+        local attempts = (tonumber(f[6]) or 0) - 1
+        archive(id, attempts)
+        redis.call('HSET', k, 'attempts', attempts)
+        make_ready(id, f[4], 'running', attempts, err)
     else
         fail_attempt(id, err, rand)
     end

@@ -113,7 +113,10 @@ TEST_CASE("jobs: every transition is published on the events channel", "[jobs]")
         auto sub = bus.subscribe<boost::json::value>(
             sched.events_channel(),
             [&](error_code ec, const redcoord::event<boost::json::value>& ev) {
-                if (!ec) seen.push_back(std::string(ev.value.at("state").as_string()));
+                // each message: the steps one call made, in order
+                if (!ec)
+                    for (auto& step : ev.value.as_array())
+                        seen.push_back(std::string(step.at("state").as_string()));
             });
         start(sched, conn.get_executor());
         job_request rq1{.function = "noop"};
@@ -158,7 +161,13 @@ TEST_CASE("jobs: a failing job is retried with backoff seen in its history", "[j
         CHECK(rec->state == job_state::succeeded);
         CHECK(rec->attempts == 3);
         CHECK(attempts_seen == std::vector<std::uint32_t>{1, 2, 3});
-        // queued, running, retrying, queued, running, retrying, queued, running, succeeded
+        // Every step, though the record holds some of them (the first, the last start, the
+        // end) and the list the others.
+        CHECK(states_of(*rec) ==
+              std::vector<job_state>{job_state::queued, job_state::running, job_state::retrying,
+                                     job_state::queued, job_state::running, job_state::retrying,
+                                     job_state::queued, job_state::running,
+                                     job_state::succeeded});
         std::vector<redcoord::job_event> retries;
         for (auto& e : rec->history)
             if (e.state == job_state::retrying) retries.push_back(e);
@@ -484,13 +493,58 @@ TEST_CASE("jobs: listing by state and function with paging", "[jobs]") {
         auto [ec4, page3] = co_await sched.async_list(job_state::queued, "", 6, 3, nothrow);
         CHECK(page1.jobs.size() == 3);
         CHECK(page3.jobs.size() == 1);
-        // newest first
-        CHECK(page1.jobs[0].payload == "6");
-        CHECK(page3.jobs[0].payload == "0");
+        // queued jobs in the order they run (the other states: newest first)
+        CHECK(page1.jobs[0].payload == "0");
+        CHECK(page1.jobs[2].payload == "2");
+        CHECK(page3.jobs[0].payload == "6");
+        auto [ec7, odd2] = co_await sched.async_list(job_state::queued, "odd", 1, 2, nothrow);
+        REQUIRE(odd2.jobs.size() == 2);
+        CHECK(odd2.total == 3);
+        CHECK(odd2.jobs[0].payload == "3");
+        CHECK(odd2.jobs[1].payload == "5");
         auto [ec5, none] = co_await sched.async_list(job_state::failed, "", 0, 10, nothrow);
         CHECK(none.total == 0);
         auto [ec6, big] = co_await sched.async_list(job_state::queued, "", 0, 5000, nothrow);
         CHECK(ec6 == redcoord::error::invalid_argument);
+
+        // Running (from the leases) and ended jobs, by function.
+        bool release = false;
+        sched.add_function("even", [&](job_context&) -> asio::awaitable<void> {
+            while (!release) co_await sleep_for(5ms);
+        });
+        sched.add_function("odd", [](job_context&) -> asio::awaitable<void> { co_return; });
+        start(sched, conn.get_executor());
+        redcoord::job_page running, done;
+        for (int i = 0; i < 1000 && !(running.total == 4 && done.total == 3); ++i) {
+            co_await sleep_for(10ms);
+            auto [e1, r] = co_await sched.async_list(job_state::running, "", 0, 100, nothrow);
+            auto [e2, d] = co_await sched.async_list(job_state::succeeded, "", 0, 100, nothrow);
+            running = std::move(r);
+            done = std::move(d);
+        }
+        REQUIRE(running.total == 4);
+        REQUIRE(done.total == 3);
+        CHECK(running.jobs.size() == 4);
+        for (auto& j : running.jobs) CHECK(j.function == "even");
+        auto [ec8, odd_running] = co_await sched.async_list(job_state::running, "odd", 0, 10, nothrow);
+        CHECK(odd_running.total == 0);
+        auto [ec9, even_running] =
+            co_await sched.async_list(job_state::running, "even", 1, 10, nothrow);
+        CHECK(even_running.total == 4);
+        CHECK(even_running.jobs.size() == 3);
+        auto [ec10, odd_done] = co_await sched.async_list(job_state::succeeded, "odd", 0, 10, nothrow);
+        CHECK(odd_done.total == 3);
+        release = true;
+        std::uint64_t evens_done = 0;
+        for (int i = 0; i < 1000 && evens_done != 4; ++i) {
+            co_await sleep_for(10ms);
+            auto [e, d] = co_await sched.async_list(job_state::succeeded, "even", 0, 10, nothrow);
+            evens_done = d.total;
+        }
+        CHECK(evens_done == 4);
+        auto [ec11, none_running] = co_await sched.async_list(job_state::running, "", 0, 10, nothrow);
+        CHECK(none_running.total == 0);
+        sched.stop();
     });
 }
 
