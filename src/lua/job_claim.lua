@@ -65,13 +65,14 @@ if want > 0 then
         local window = want - claimed + 4
         local heads = {}
         for fn in pairs(runs) do
+            local rk = ready_key(fn)
             if nfn == 1 then
-                for _, id in ipairs(redis.call('ZRANGE', ready_key(fn), 0, window - 1)) do
-                    heads[#heads + 1] = {0, id, fn}
+                for _, id in ipairs(redis.call('ZRANGE', rk, 0, window - 1)) do
+                    heads[#heads + 1] = {0, id, rk}
                 end
             else
-                local r = redis.call('ZRANGE', ready_key(fn), 0, window - 1, 'WITHSCORES')
-                for i = 1, #r, 2 do heads[#heads + 1] = {tonumber(r[i + 1]), r[i], fn} end
+                local r = redis.call('ZRANGE', rk, 0, window - 1, 'WITHSCORES')
+                for i = 1, #r, 2 do heads[#heads + 1] = {tonumber(r[i + 1]), r[i], rk} end
             end
         end
         if #heads == 0 then break end
@@ -79,17 +80,20 @@ if want > 0 then
         local taken = {}  -- ready key -> the ids this round takes out of it
         for _, h in ipairs(heads) do
             if claimed >= want then break end
-            local id, rk = h[2], ready_key(h[3])
+            local id, rk = h[2], h[3]
             local k = job_key(id)
             local f = redis.call('HMGET', k, 'function', 'group', 'group_limit', 'rate_limit',
                                  'rate_window_ms', 'state', 'attempts', 'fence', 'payload',
-                                 'max_attempts', 'timeout_ms', 'occurrence')
+                                 'max_attempts', 'timeout_ms', 'occurrence', 'cancel')
             local fn, g = f[1], f[2]
             local limit, rlimit = tonumber(f[3]) or 0, tonumber(f[4]) or 0
             taken[rk] = taken[rk] or {}
             table.insert(taken[rk], id)
             if not fn or f[6] ~= 'queued' then
                 -- expired or moved on: the entry is dropped
+            elseif f[13] == '1' then
+                -- handed back (its node stopped) after a cancellation was asked for
+                finish(id, 'cancelled', 'cancelled')
             elseif limit > 0 and redis.call('ZCARD', S .. ':group:' .. g) >= limit then
                 redis.call('RPUSH', S .. ':parked:' .. g, id)
             else
@@ -109,7 +113,7 @@ if want > 0 then
                     if g and g ~= '' then redis.call('ZADD', S .. ':group:' .. g, int(now + lease), id) end
                     set_state(id, fn, 'queued', 'running', attempt, '',
                               {'attempts', int(attempt), 'fence', int(fence), 'node', NODE,
-                               'started_ms', now_s(), 'cancel', '0'})
+                               'started_ms', now_s()})
                     out[#out + 1] = {id, fn, f[9] or '', attempt,
                                      tonumber(f[10]) or DEFAULT_MAX_ATTEMPTS, fence,
                                      tonumber(f[11]) or 0, f[12] or ''}

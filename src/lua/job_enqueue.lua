@@ -26,7 +26,8 @@ for _ = 1, tonumber(ARGV[5]) do
             stored_options[fn] = redis.call('HGETALL', S .. ':fn:' .. fn)
         end
         if #stored_options[fn] > 0 then
-            fields = {unpack(stored_options[fn])}
+            fields = stored_options[fn]
+            if idem ~= '' then fields = {unpack(fields)} end  -- (appended to below)
         end
     end
     local existing = false

@@ -391,7 +391,7 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
         if fields[i] == 'priority' then prio = tonumber(fields[i + 1]) or 0 end
     end
     local rec = {'id', id, 'function', fn, 'payload', payload, 'state', state, 'first', state,
-                 'created_ms', now_s(), 'created_by', NODE, 'due_ms', int(due_ms), 'logged', '0'}
+                 'created_ms', now_s(), 'created_by', NODE, 'due_ms', int(due_ms)}
     if #deps > 0 then
         for _, v in ipairs({'pending', pending, 'dep_policy', dep_policy, 'depends_on',
                             table.concat(deps, ',')}) do

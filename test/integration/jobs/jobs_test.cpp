@@ -363,6 +363,73 @@ TEST_CASE("jobs: cancelling a queued job and a running one", "[jobs]") {
     });
 }
 
+TEST_CASE("jobs: run now runs a failed job again and a scheduled one at once", "[jobs]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        scheduler sched(s, fast_options());
+        int runs = 0;
+        sched.add_function(
+            "once-broken",
+            [&](job_context&) -> asio::awaitable<void> {
+                if (++runs == 1) throw std::runtime_error("broken the first time");
+                co_return;
+            },
+            attempts(1));
+        start(sched, conn.get_executor());
+        job_request rq{.function = "once-broken"};
+        auto [ec, id] = co_await sched.async_enqueue(rq, nothrow);
+        REQUIRE_FALSE(ec);
+        auto [wec, failed] = co_await sched.async_wait(id, 20s, nothrow);
+        REQUIRE(failed);
+        CHECK(failed->state == job_state::failed);
+        CHECK(states_of(*failed) ==
+              std::vector{job_state::queued, job_state::running, job_state::failed});
+        auto [lec, failed_list] = co_await sched.async_list(job_state::failed, "", 0, 10, nothrow);
+        CHECK(failed_list.total == 1);
+
+        auto [rec1, again] = co_await sched.async_run_now(id, nothrow);
+        REQUIRE_FALSE(rec1);
+        CHECK(again);
+        auto [wec2, done] = co_await sched.async_wait(id, 20s, nothrow);
+        REQUIRE(done);
+        CHECK(done->state == job_state::succeeded);
+        CHECK(done->attempts == 1);  // attempts start over
+        CHECK(runs == 2);
+        // The first run's steps stay in the history, with the error it failed with.
+        REQUIRE(states_of(*done) == std::vector{job_state::queued, job_state::running,
+                                                job_state::failed, job_state::queued,
+                                                job_state::running, job_state::succeeded});
+        CHECK(done->history[2].error == "broken the first time");
+        CHECK(done->history[3].error == "run again");
+        CHECK(done->history[4].at >= done->history[3].at);
+        auto [lec2, failed_after] = co_await sched.async_list(job_state::failed, "", 0, 10, nothrow);
+        CHECK(failed_after.total == 0);
+        auto [lec3, succeeded] =
+            co_await sched.async_list(job_state::succeeded, "once-broken", 0, 10, nothrow);
+        REQUIRE(succeeded.jobs.size() == 1);
+        CHECK(succeeded.jobs[0].id == id);
+
+        // A scheduled job runs now, not in an hour.
+        job_request later{.function = "once-broken",
+                          .run_at = std::chrono::system_clock::now() + 1h};
+        auto [ec2, id2] = co_await sched.async_enqueue(later, nothrow);
+        auto [rec2, now] = co_await sched.async_run_now(id2, nothrow);
+        CHECK(now);
+        auto [wec3, ran] = co_await sched.async_wait(id2, 20s, nothrow);
+        REQUIRE(ran);
+        CHECK(ran->state == job_state::succeeded);
+        CHECK(states_of(*ran) == std::vector{job_state::scheduled, job_state::queued,
+                                             job_state::running, job_state::succeeded});
+        // Nothing to run now: a job that succeeded, one that does not exist.
+        auto [rec3, not_again] = co_await sched.async_run_now(id2, nothrow);
+        CHECK_FALSE(not_again);
+        auto [rec4, missing] = co_await sched.async_run_now("no-such-job", nothrow);
+        CHECK_FALSE(rec4);
+        CHECK_FALSE(missing);
+        sched.stop();
+    });
+}
+
 TEST_CASE("jobs: dependencies under each failure policy", "[jobs]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-a"});
