@@ -184,7 +184,7 @@ struct job_record {
 
 /// A page of async_list.
 struct job_page {
-    std::vector<job_record> jobs;  ///< newest first (by the time they entered the state)
+    std::vector<job_record> jobs;  ///< in async_list's order
     std::uint64_t total = 0;       ///< jobs in the state (and of the function, if filtered)
 };
 
@@ -282,17 +282,21 @@ struct scheduler_options {
 /// The job system of one session.
 ///
 /// Key layout for scheduler `name` (S = `<prefix>jobs:{<name>}`, every key in its slot):
-/// - `S:job:<id>` (hash: the record) and `S:job:<id>:history` (list of JSON steps),
-///   `S:job:<id>:dependents` (set), kept record_ttl after the job ends;
+/// - `S:job:<id>` (hash: the record, with the steps every job makes) and
+///   `S:job:<id>:history` (list of the other steps, as JSON), `S:job:<id>:dependents` (set),
+///   kept record_ttl after the job ends;
 /// - `S:ready:<function>` (zset, priority then order), `S:delayed` (zset by due time), `S:running`
 ///   (zset by lease deadline), `S:parked:<group>` (list: jobs waiting for a concurrency
 ///   slot), `S:group:<group>` (zset of its running jobs), `S:rate:<group>` (sliding window);
-/// - `S:state:<state>` and `S:state:<state>:<function>` (zsets by the time the job entered
-///   the state: what async_list pages through), `S:idem:<key>` (idempotency keys);
+/// - `S:state:<state>` and `S:state:<state>:<function>` (what async_list pages through:
+///   lists, newest first, for the ended states; zsets by the time the job entered the state
+///   for waiting, scheduled and retrying; queued and running jobs are listed from the ready
+///   queues and S:running), `S:idem:<key>` (idempotency keys);
 /// - `S:recurring` (hash: each recurring job's definition), `S:cron:<name>` (its last fired
 ///   occurrence, Unix ms);
 /// - channels: event `jobs:<name>` of the session's event_bus (`<prefix>events:jobs:<name>`):
-///   every transition as JSON {"id","function","state","attempt","node","error","at"};
+///   each message a JSON array of the steps one script call made, in order, each
+///   {"id","function","state","attempt","node","error","at"};
 ///   `S:wake` (work for idle nodes), `S:cancel` (running jobs to cancel).
 ///
 /// Guarantees: each occurrence of a recurring job is enqueued exactly once across the
@@ -420,8 +424,9 @@ public:
             token, std::move(id), timeout);
     }
 
-    /// Jobs in a state, newest first, optionally of one function (empty: all), from offset,
-    /// at most count (≤ 1000). Completion signature: void(error_code, job_page).
+    /// Jobs in a state, optionally of one function (empty: all), from offset, at most count
+    /// (≤ 1000): queued jobs in the order they run, running ones by lease deadline, the other
+    /// states newest first. Completion signature: void(error_code, job_page).
     template <class Token = boost::asio::deferred_t>
     auto async_list(job_state state, std::string function, std::uint64_t offset,
                     std::uint32_t count, Token&& token = {}) {
