@@ -343,10 +343,9 @@ asio::awaitable<void> send_enqueues(std::shared_ptr<detail::scheduler_impl> im) 
     im->enqueue_in_flight = false;
 }
 
-// Enqueues one job (its arguments from enqueue_args) with the others made meanwhile.
-asio::awaitable<std::pair<error_code, std::string>> run_enqueue(
-    std::shared_ptr<detail::scheduler_impl> im, std::vector<std::string> args,
-    detail::diag_target target) {
+// Hands one job (its arguments from enqueue_args) to the enqueues going to Redis together.
+std::shared_ptr<detail::pending_enqueue> submit_enqueue(
+    const std::shared_ptr<detail::scheduler_impl>& im, std::vector<std::string> args) {
     auto e = std::make_shared<detail::pending_enqueue>(im->si->conn.get_executor());
     e->args = std::move(args);
     im->enqueues.push_back(e);
@@ -354,7 +353,13 @@ asio::awaitable<std::pair<error_code, std::string>> run_enqueue(
         im->enqueue_in_flight = true;
         asio::co_spawn(im->si->conn.get_executor(), send_enqueues(im), asio::detached);
     }
-    // Cancelled while waiting: the job may still be enqueued (as when a request was sent).
+    return e;
+}
+
+// Waits for a submitted enqueue's reply. Cancelled while waiting: the job may still be
+// enqueued (as when a request was sent).
+asio::awaitable<std::pair<error_code, std::string>> enqueue_reply(
+    std::shared_ptr<detail::pending_enqueue> e, detail::diag_target target) {
     while (!e->done) {
         co_await e->timer.async_wait(nothrow);
         auto cs = co_await asio::this_coro::cancellation_state;
@@ -363,6 +368,14 @@ asio::awaitable<std::pair<error_code, std::string>> run_enqueue(
     }
     if (!e->server_message.empty()) target.get().set_server_message(e->server_message);
     co_return std::pair(e->ec, e->id);
+}
+
+// Enqueues one job with the others made meanwhile.
+asio::awaitable<std::pair<error_code, std::string>> run_enqueue(
+    std::shared_ptr<detail::scheduler_impl> im, std::vector<std::string> args,
+    detail::diag_target target) {
+    auto e = submit_enqueue(im, std::move(args));
+    co_return co_await enqueue_reply(std::move(e), std::move(target));
 }
 
 }  // namespace
@@ -386,19 +399,33 @@ void scheduler::batch_impl(
            job_request cont) -> asio::awaitable<std::pair<error_code, std::vector<std::string>>> {
         std::vector<std::string> ids;
         cont.on_dependency_failure = dependency_failure::run;
-        for (auto& j : jobs) {
-            std::vector<std::string> args;
-            diagnostics d;
-            if (auto ec = enqueue_args(*im, j, d, args)) co_return std::pair(ec, ids);
-            auto [ec, id] = co_await run_enqueue(im, std::move(args), detail::diag_target());
-            if (ec) co_return std::pair(ec, ids);
+        // Every request is checked before any is enqueued; then all go to Redis together.
+        std::vector<std::vector<std::string>> args(jobs.size());
+        diagnostics d;
+        for (std::size_t i = 0; i < jobs.size(); ++i)
+            if (auto ec = enqueue_args(*im, jobs[i], d, args[i])) co_return std::pair(ec, ids);
+        {
+            job_request check = cont;
+            std::vector<std::string> unused;
+            if (auto ec = enqueue_args(*im, check, d, unused)) co_return std::pair(ec, ids);
+        }
+        std::vector<std::shared_ptr<detail::pending_enqueue>> sent;
+        for (auto& a : args) sent.push_back(submit_enqueue(im, std::move(a)));
+        error_code first_error;
+        for (auto& e : sent) {
+            auto [ec, id] = co_await enqueue_reply(e, detail::diag_target());
+            if (ec) {
+                if (!first_error) first_error = ec;
+                continue;
+            }
             ids.push_back(id);
             cont.depends_on.push_back(id);
         }
-        std::vector<std::string> args;
-        diagnostics d;
-        if (auto ec = enqueue_args(*im, cont, d, args)) co_return std::pair(ec, ids);
-        auto [ec, id] = co_await run_enqueue(im, std::move(args), detail::diag_target());
+        // A job that could not be enqueued: no continuation (the others are enqueued).
+        if (first_error) co_return std::pair(first_error, ids);
+        std::vector<std::string> cargs;
+        if (auto ec = enqueue_args(*im, cont, d, cargs)) co_return std::pair(ec, ids);
+        auto [ec, id] = co_await run_enqueue(im, std::move(cargs), detail::diag_target());
         if (!ec) ids.push_back(id);
         co_return std::pair(ec, ids);
     };

@@ -524,6 +524,17 @@ TEST_CASE("jobs: a batch's continuation runs when all are done", "[jobs]") {
             parts_at_continuation = parts_done;
             co_return;
         });
+        // One bad request: nothing of the batch is enqueued.
+        std::vector<job_request> bad_parts(3);
+        for (auto& p : bad_parts) p.function = "part";
+        bad_parts[1].function = "";
+        job_request bad_summary{.function = "summary"};
+        auto [bec, bad_ids] = co_await sched.async_enqueue_batch(bad_parts, bad_summary, nothrow);
+        CHECK(bec == redcoord::error::invalid_argument);
+        CHECK(bad_ids.empty());
+        auto [lec, queued] = co_await sched.async_list(job_state::queued, "", 0, 10, nothrow);
+        CHECK(queued.total == 0);
+
         std::vector<job_request> parts;
         for (int i = 0; i < 4; ++i)
             parts.push_back({.function = "part", .payload = std::to_string(i)});
