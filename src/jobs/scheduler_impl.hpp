@@ -81,7 +81,8 @@ struct recurring_state {
 // An enqueue waiting for its reply: the enqueues made while one call is in flight go to Redis
 // together in the next (job_enqueue.lua takes many jobs), one script call for all of them.
 struct pending_enqueue {
-    explicit pending_enqueue(const asio::any_io_executor& ex) : timer(ex, steady::time_point::max()) {}
+    explicit pending_enqueue(const asio::any_io_executor& ex)
+        : timer(ex, steady::time_point::max()) {}
     std::vector<std::string> args;  // this job's arguments, their count first
     error_code ec;
     std::string id, server_message;

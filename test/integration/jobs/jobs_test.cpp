@@ -166,8 +166,7 @@ TEST_CASE("jobs: a failing job is retried with backoff seen in its history", "[j
         CHECK(states_of(*rec) ==
               std::vector<job_state>{job_state::queued, job_state::running, job_state::retrying,
                                      job_state::queued, job_state::running, job_state::retrying,
-                                     job_state::queued, job_state::running,
-                                     job_state::succeeded});
+                                     job_state::queued, job_state::running, job_state::succeeded});
         std::vector<redcoord::job_event> retries;
         for (auto& e : rec->history)
             if (e.state == job_state::retrying) retries.push_back(e);
@@ -402,7 +401,8 @@ TEST_CASE("jobs: run now runs a failed job again and a scheduled one at once", "
         CHECK(done->history[2].error == "broken the first time");
         CHECK(done->history[3].error == "run again");
         CHECK(done->history[4].at >= done->history[3].at);
-        auto [lec2, failed_after] = co_await sched.async_list(job_state::failed, "", 0, 10, nothrow);
+        auto [lec2, failed_after] =
+            co_await sched.async_list(job_state::failed, "", 0, 10, nothrow);
         CHECK(failed_after.total == 0);
         auto [lec3, succeeded] =
             co_await sched.async_list(job_state::succeeded, "once-broken", 0, 10, nothrow);
@@ -604,13 +604,15 @@ TEST_CASE("jobs: listing by state and function with paging", "[jobs]") {
         REQUIRE(done.total == 3);
         CHECK(running.jobs.size() == 4);
         for (auto& j : running.jobs) CHECK(j.function == "even");
-        auto [ec8, odd_running] = co_await sched.async_list(job_state::running, "odd", 0, 10, nothrow);
+        auto [ec8, odd_running] =
+            co_await sched.async_list(job_state::running, "odd", 0, 10, nothrow);
         CHECK(odd_running.total == 0);
         auto [ec9, even_running] =
             co_await sched.async_list(job_state::running, "even", 1, 10, nothrow);
         CHECK(even_running.total == 4);
         CHECK(even_running.jobs.size() == 3);
-        auto [ec10, odd_done] = co_await sched.async_list(job_state::succeeded, "odd", 0, 10, nothrow);
+        auto [ec10, odd_done] =
+            co_await sched.async_list(job_state::succeeded, "odd", 0, 10, nothrow);
         CHECK(odd_done.total == 3);
         release = true;
         std::uint64_t evens_done = 0;
@@ -620,7 +622,8 @@ TEST_CASE("jobs: listing by state and function with paging", "[jobs]") {
             evens_done = d.total;
         }
         CHECK(evens_done == 4);
-        auto [ec11, none_running] = co_await sched.async_list(job_state::running, "", 0, 10, nothrow);
+        auto [ec11, none_running] =
+            co_await sched.async_list(job_state::running, "", 0, 10, nothrow);
         CHECK(none_running.total == 0);
         sched.stop();
     });
