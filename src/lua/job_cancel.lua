@@ -7,7 +7,7 @@ local k = job_key(id)
 local f = redis.call('HMGET', k, 'state', 'group', 'function')
 local st = f[1]
 if not st then return '' end
-if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
+if ENDED[st] then return st end
 if st == 'running' then
     redis.call('HSET', k, 'cancel', 1)
     redis.call('PUBLISH', ARGV[6], cjson.encode(id))

@@ -27,14 +27,14 @@ end
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then call_chunked('ZREM', DELAYED, due) end
 for _, id in ipairs(due) do
-    local f = redis.call('HMGET', job_key(id), 'function', 'state', 'attempts')
+    local f = redis.call('HMGET', job_key(id), 'function', 'state', 'attempts', 'priority')
     if f[1] then
+        local prio = tonumber(f[4]) or 0
         if f[2] == 'queued' then
             -- back from a rate limit's wait: no new step
-            local prio = tonumber(redis.call('HGET', job_key(id), 'priority') or '0') or 0
             zset_later(ready_key(f[1]), id, ready_score(prio))
         else
-            make_ready(id, f[1], f[2], tonumber(f[3]) or 0, '')
+            make_ready(id, f[1], f[2], tonumber(f[3]) or 0, '', prio)
         end
     end
 end
@@ -42,10 +42,11 @@ end
 -- Leases that lapsed: their node died or stalled.
 local lapsed = redis.call('ZRANGEBYSCORE', RUNNING, '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(lapsed) do
-    local node = redis.call('HGET', job_key(id), 'node') or '?'
-    release_hold(id)
-    if redis.call('HGET', job_key(id), 'state') == 'running' then
-        fail_attempt(id, 'lease lapsed on node ' .. node, rand)
+    -- (leave_group touches other jobs' records only: this one's state is as read)
+    local f = redis.call('HMGET', job_key(id), 'node', 'state', 'group', 'group_limit')
+    release_hold(id, f[3] or false, f[4])
+    if f[2] == 'running' then
+        fail_attempt(id, 'lease lapsed on node ' .. (f[1] or '?'), rand)
     end
 end
 

@@ -204,7 +204,7 @@ local function set_state(id, fn, from, to, attempt, err, extra)
         redis.call('HSET', job_key(id), 'state', to)
     end
     local json = step_json(id, fn, to, attempt, NODE, err, now_s())
-    if from and to ~= 'running' and to ~= 'succeeded' and to ~= 'failed' and to ~= 'cancelled' then
+    if from and to ~= 'running' and not ENDED[to] then
         log_step(id, json)
     end
     steps_later[#steps_later + 1] = json
@@ -224,6 +224,14 @@ local function ready_score(priority)
     return int((1000 - priority) * TAG + seq)
 end
 
+-- Puts job id in S:delayed, due at due_ms. An idle node sleeps until the earliest due job it
+-- knew of: it is told of an earlier one.
+local function add_delayed(id, due_ms)
+    redis.call('ZADD', DELAYED, int(due_ms), id)
+    local first = redis.call('ZRANGE', DELAYED, 0, 0)
+    if first[1] == id then wake() end
+end
+
 -- Queues job id (state `from`) to run now. prio: its priority, read when not given.
 local function make_ready(id, fn, from, attempt, err, prio)
     prio = prio or tonumber(redis.call('HGET', job_key(id), 'priority') or '0') or 0
@@ -235,11 +243,8 @@ end
 -- Makes job id (state `from`) due at due_ms: queued at once when that is not in the future.
 local function schedule(id, fn, from, due_ms, state, attempt, err, prio)
     if due_ms <= now_ms() then return make_ready(id, fn, from, attempt, err, prio) end
-    redis.call('ZADD', DELAYED, int(due_ms), id)
+    add_delayed(id, due_ms)
     set_state(id, fn, from, state, attempt, err, {'due_ms', int(due_ms)})
-    -- An idle node sleeps until the earliest due job it knew of: tell it of an earlier one.
-    local first = redis.call('ZRANGE', DELAYED, 0, 0)
-    if first[1] == id then wake() end
 end
 
 -- Frees the concurrency slot job id held in group g (limit: its limit): parked jobs of the
@@ -340,19 +345,13 @@ local function fail_attempt(id, err, rand)
         redis.call('HSET', k, 'error', err)
         return
     end
-    redis.call('ZADD', DELAYED, int(due), id)
+    add_delayed(id, due)
     set_state(id, f[1], 'running', 'retrying', attempts, err, {'due_ms', int(due), 'error', err})
-    local first = redis.call('ZRANGE', DELAYED, 0, 0)
-    if first[1] == id then wake() end
 end
 
 -- Ends the hold of running job id (its lease, its concurrency slot in group g, of limit
--- limit: read when g is not given).
+-- limit: the record's `group` and `group_limit`).
 local function release_hold(id, g, limit)
-    if g == nil then
-        local f = redis.call('HMGET', job_key(id), 'group', 'group_limit')
-        g, limit = f[1], f[2]
-    end
     zset_later(RUNNING, id, false)
     leave_group(id, g, tonumber(limit) or 0)
 end
@@ -365,8 +364,10 @@ local known_functions = {}
 local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
     local k = job_key(id)
     local pending, failed_dep = 0, nil
+    local dep_states = {}
     for _, d in ipairs(deps) do
         local st = redis.call('HGET', job_key(d), 'state')
+        dep_states[d] = st
         if not st then return false, 'dependency ' .. d .. ' does not exist' end
         if st == 'failed' or st == 'cancelled' then
             if dep_policy ~= 'run' and not failed_dep then failed_dep = {d, st} end
@@ -414,8 +415,7 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
         end
     elseif pending > 0 then
         for _, d in ipairs(deps) do
-            local st = redis.call('HGET', job_key(d), 'state')
-            if st ~= 'succeeded' and st ~= 'failed' and st ~= 'cancelled' then
+            if not ENDED[dep_states[d]] then
                 redis.call('SADD', job_key(d) .. ':dependents', id)
                 redis.call('HSET', job_key(d), 'has_dependents', 1)
             end
@@ -424,9 +424,7 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
         zset_later(ready_key(fn), id, ready_score(prio))
         wake()
     else
-        redis.call('ZADD', DELAYED, int(due_ms), id)
-        local first = redis.call('ZRANGE', DELAYED, 0, 0)
-        if first[1] == id then wake() end
+        add_delayed(id, due_ms)
     end
     return true
 end
