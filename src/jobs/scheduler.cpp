@@ -31,6 +31,16 @@ constexpr auto nothrow = detail::jobs_nothrow;
 constexpr std::string_view state_names[] = {"waiting",  "scheduled", "queued", "running",
                                             "retrying", "succeeded", "failed", "cancelled"};
 
+// Whether s holds a control character (DEL too) or one of `also`: names and ids end up in key
+// names, job ids and lines that operators read.
+bool holds_control_or(std::string_view s, std::string_view also) {
+    for (char c : s)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f ||
+            also.find(c) != std::string_view::npos)
+            return true;
+    return false;
+}
+
 std::string new_job_id() {
     std::string out;
     detail::append_random_hex(out, 2);
@@ -158,10 +168,9 @@ void job_context::progress_impl(std::string p, asio::any_completion_handler<void
 
 scheduler::scheduler(session& s, scheduler_options opts) : session_(&s) {
     if (opts.name.empty()) detail::throw_bad_config("name: empty");
-    for (char c : opts.name)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '{' || c == '}')
-            detail::throw_bad_config("name: \"" + opts.name +
-                                     "\" holds a control character or a brace");
+    if (holds_control_or(opts.name, "{}"))
+        detail::throw_bad_config("name: \"" + opts.name +
+                                 "\" holds a control character or a brace");
     detail::check_duration_option("lease", opts.lease);
     if (opts.lease < milliseconds(100))
         detail::throw_bad_config("lease: " + std::to_string(opts.lease.count()) +
@@ -208,9 +217,8 @@ void scheduler::add_recurring(recurring_job job) {
         throw error_with_diagnostics(error::invalid_argument, d);
     };
     if (job.name.empty()) bad("empty name");
-    for (char c : job.name)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == ',')
-            bad("the name holds a control character or a comma (it is part of the job ids)");
+    if (holds_control_or(job.name, ","))
+        bad("the name holds a control character or a comma (it is part of the job ids)");
     if (job.function.empty()) bad("empty function name");
     for (auto& r : impl_->recurring)
         if (r->def.name == job.name) bad("a recurring job of this name was added already");
@@ -261,10 +269,9 @@ error_code enqueue_args(detail::scheduler_impl& im, job_request& req, diagnostic
     if (req.function.empty()) return detail::invalid(d, "enqueue: empty function name");
     const bool fresh = req.id.empty();
     if (fresh) req.id = new_job_id();
-    for (char c : req.id)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == ',')
-            return detail::invalid(
-                d, "enqueue: job id \"" + req.id + "\" holds a control character or a comma");
+    if (holds_control_or(req.id, ","))
+        return detail::invalid(
+            d, "enqueue: job id \"" + req.id + "\" holds a control character or a comma");
     for (auto& dep : req.depends_on)
         if (dep.empty() || dep == req.id)
             return detail::invalid(

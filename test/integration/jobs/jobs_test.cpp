@@ -696,6 +696,13 @@ TEST_CASE("jobs: bad input is refused naming what was wrong", "[jobs]") {
             CHECK(std::string(e.what()).find("Mars/Olympus") != std::string::npos);
         }
         try {
+            sched.add_recurring({.name = "a,b", .cron = "* * * * *", .function = "f"});
+            FAIL("a recurring job name with a comma was accepted");
+        } catch (const redcoord::error_with_diagnostics& e) {
+            CHECK(e.code() == redcoord::error::invalid_argument);
+            CHECK(std::string(e.what()).find("comma") != std::string::npos);
+        }
+        try {
             redcoord::scheduler_options o;
             o.lease = 10ms;
             scheduler bad_sched(s, o);
