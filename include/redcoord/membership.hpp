@@ -70,7 +70,7 @@ struct member_event {
 /// Heartbeats of the nodes this process hosts, and the view of the whole cluster.
 ///
 /// Keys (as in the reference): `<prefix>hb:{registry}:<node>` holds JSON {"node", "timestamp" (Unix ms),
-/// "started_at" (Unix ms), "pid", "host", "version"} with TTL = heartbeat_interval +
+/// "started_at" (Unix ms), "pid", "host", "version", "ttl_ms" (the key's TTL when written)} with TTL = heartbeat_interval +
 /// heartbeat_grace; `<prefix>nodes:{registry}` is a set of node ids with a sliding TTL.
 /// Heartbeats of every node hosted in one process leave in one pipelined write per tick.
 ///

@@ -12,6 +12,7 @@
 #include <redcoord/diagnostics.hpp>
 #include <redcoord/error.hpp>
 #include <redcoord/events.hpp>
+#include <redcoord/health.hpp>
 #include <redcoord/idempotency.hpp>
 #include <redcoord/keyspace.hpp>
 #include <redcoord/leader.hpp>
@@ -20,6 +21,7 @@
 #include <redcoord/lock.hpp>
 #include <redcoord/lock_monitor.hpp>
 #include <redcoord/membership.hpp>
+#include <redcoord/metrics.hpp>
 #include <redcoord/queue.hpp>
 #include <redcoord/rate_limiter.hpp>
 #include <redcoord/request.hpp>
@@ -32,5 +34,7 @@
 #include <redcoord/script.hpp>
 #include <redcoord/semaphore.hpp>
 #include <redcoord/session.hpp>
+#include <redcoord/trace.hpp>
 #include <redcoord/state.hpp>
+#include <redcoord/status_server.hpp>
 #include <redcoord/with_diagnostics.hpp>

@@ -5,6 +5,7 @@
 #include <redcoord/connection.hpp>
 #include <redcoord/keyspace.hpp>
 #include <redcoord/limits.hpp>
+#include <redcoord/trace.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -110,6 +111,9 @@ struct session_options {
     /// bounded by the connection's request timeout), and fails with the read's error when the
     /// server did not answer. A policy that cannot be read is reported, not refused.
     bool refuse_evicting_server = false;
+
+    /// Coordination tracing (trace.hpp): which events reach which sink. Off by default.
+    trace_options trace{};
 };
 
 /// Lock statistics of this process (the lock monitor adds the cluster-wide view).

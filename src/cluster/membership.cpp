@@ -109,6 +109,8 @@ public:
         o["pid"] = static_cast<std::int64_t>(::getpid());
         o["host"] = host;
         o["version"] = opts.version;
+        // With the key's PTTL, the server's clock when it was written (health.hpp's clocks).
+        o["ttl_ms"] = hb_ttl().count();
         return json::serialize(o);
     }
 
@@ -117,6 +119,19 @@ public:
         o["event"] = what;
         o["node"] = node;
         return json::serialize(o);
+    }
+
+    // A node event this process saw or made (trace_options::coordination_events).
+    void trace_node(trace_kind kind, std::string_view node,
+                    std::chrono::microseconds late = {}) const {
+        if (!s->trace.on(detail::trace_coordination)) return;
+        trace_event e;
+        e.kind = kind;
+        e.primitive = "node";
+        e.resource = node;
+        e.node = s->node_id;
+        e.duration = late;
+        s->trace.emit(detail::trace_coordination, e);
     }
 
     // A graceful leave of node: out of the registry before the heartbeat goes, so a dead-node
@@ -137,7 +152,10 @@ public:
             return;
         }
         auto req = std::make_shared<request>();
-        for (const auto& n : hosted) push_leave(*req, n);
+        for (const auto& n : hosted) {
+            push_leave(*req, n);
+            trace_node(trace_kind::node_left, n);
+        }
         hosted.clear();
         s->conn.async_exec(*req, [req, h = std::move(h)](error_code ec, std::size_t) mutable {
             if (h) std::move(h)(ec);
@@ -145,6 +163,7 @@ public:
     }
 
     std::uint64_t close_step = 0;  // its step in the session's graceful close
+
 
     // The heartbeats of the given nodes, with the registry's sliding TTL, in one request. A
     // beat also clears the nodes' "dead" marks: a node that was paused past its TTL and came
@@ -186,8 +205,11 @@ public:
             if (self->stopped || self->s->closed) break;
             if (steady::now() >= next_beat) {
                 const std::vector<std::string> nodes(self->hosted.begin(), self->hosted.end());
+                const auto late = detail::micros(steady::now() - next_beat);
                 const auto bec = co_await self->beat(nodes);
                 if (self->stopped || self->s->closed) break;
+                if (!bec)
+                    for (const auto& n : nodes) self->trace_node(trace_kind::heartbeat, n, late);
                 if (bec) {
                     next_beat = steady::now() + self->beat_retry_delay();
                 } else {
@@ -247,6 +269,7 @@ public:
         diagnostics diag;
         auto [ec2, n] = co_await eval(s->conn, mark, keys, args, newly, diag);
         if (ec2) co_return std::pair{ec2, newly};
+        for (const auto& d : newly) trace_node(trace_kind::node_dead, d);
         if (opts.reaper) {
             std::set<std::string> ids;
             for (const auto& d : dead) ids.insert(d.id);
@@ -386,6 +409,7 @@ void membership::join_impl(std::string node, ec_handler h) {
         if (!ec && !m->stopped && m->leaves[node] == leaves) {
             m->hosted.insert(node);
             m->ensure_running();
+            m->trace_node(trace_kind::node_joined, node);
         }
         co_return ec;
     };
@@ -404,6 +428,7 @@ void membership::leave_impl(std::string node, ec_handler h) {
         m->push_leave(req, node);
         auto [ec, n] =
             co_await m->s->conn.async_exec(req, ignore, asio::as_tuple(asio::use_awaitable));
+        if (!ec) m->trace_node(trace_kind::node_left, node);
         co_return ec;
     };
     detail::launch(m.s->conn.get_executor(), run(impl_, std::move(node)), std::move(h));

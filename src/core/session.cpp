@@ -339,8 +339,10 @@ void watchdog::renew_all_now(const std::shared_ptr<session_impl>& owner) {
 
 void watchdog::send_renewal(const std::shared_ptr<session_impl>& owner,
                             const std::shared_ptr<lease_state>& l) {
-    l->next_renewal = clock::now() + owner->renew_interval(*l);
-    asio::co_spawn(owner->conn.get_executor(), renew(owner, l), asio::detached);
+    const auto now = clock::now();
+    const auto planned = std::min(l->next_renewal, now);
+    l->next_renewal = now + owner->renew_interval(*l);
+    asio::co_spawn(owner->conn.get_executor(), renew(owner, l, planned), asio::detached);
 }
 
 asio::awaitable<void> watchdog::loop(std::shared_ptr<session_impl> owner) {
@@ -375,7 +377,8 @@ asio::awaitable<void> watchdog::loop(std::shared_ptr<session_impl> owner) {
 }
 
 asio::awaitable<void> watchdog::renew(std::shared_ptr<session_impl> owner,
-                                      std::shared_ptr<lease_state> l) {
+                                      std::shared_ptr<lease_state> l,
+                                      clock::time_point planned) {
     const auto sent = clock::now();
     const auto ttl = l->ttl;
     request::config cfg;
@@ -403,6 +406,12 @@ asio::awaitable<void> watchdog::renew(std::shared_ptr<session_impl> owner,
         // Only a renewal sent later than the one that set the deadline moves it.
         l->deadline = std::max(l->deadline, owner->lease_deadline(sent, ttl));
         owner->dog.add(l);
+        if (owner->trace.on(lease_category(l->primitive))) {
+            const auto late = micros(clock::now() - planned);
+            trace_lease(*owner, trace_kind::lease_renewed, *l, late);
+            if (late * 4 > owner->renew_interval(*l))
+                trace_lease(*owner, trace_kind::renewal_late, *l, late);
+        }
         co_return;
     }
     if (!ec) {  // gone or taken: told by Redis itself
@@ -458,6 +467,28 @@ session_impl::session_impl(connection& c, session_options o)
           asio::post(conn.get_executor(), [s = shared_from_this()] { s->lock_ops.flush(); });
       }) {
     append_random_hex(instance, 1);
+    trace.configure(opts.trace);
+}
+
+void session_impl::watch_link() {
+    link_watch = access::watch_link(
+        conn, [w = weak_from_this()](bool up, error_code ec, std::string_view peer) {
+            auto s = w.lock();
+            if (!s) return;
+            const auto now = clock::now();
+            if (!up) s->link_down = now;
+            if (!s->trace.on(trace_coordination)) return;
+            trace_event e;
+            e.kind = up ? trace_kind::connection_up : trace_kind::connection_down;
+            e.primitive = "connection";
+            e.resource = peer;
+            e.node = s->node_id;
+            std::string why;
+            if (!up) why = ec.message();
+            e.detail = why;
+            if (up && s->link_down != clock::time_point{}) e.duration = micros(now - s->link_down);
+            s->trace.emit(trace_coordination, e);
+        });
 }
 
 std::string session_impl::new_owner_token() {
@@ -487,6 +518,7 @@ milliseconds session_impl::renew_interval(const lease_state& l) const {
 }
 
 void session_impl::hold(const std::shared_ptr<lease_state>& l, clock::time_point sent) {
+    if (l->granted == clock::time_point{}) l->granted = sent;
     l->deadline = lease_deadline(sent, l->ttl);
     l->next_renewal = sat_add(sent, renew_interval(*l));
     dog.add(l);
@@ -499,6 +531,9 @@ void session_impl::mark_lost(lease_state& l, error_code why) {
     ++lock_stats.lost;
     shared.lost(*this);
     dog.remove(l);
+    if (trace.on(lease_category(l.primitive)))
+        trace_lease(*this, trace_kind::lease_lost, l, micros(clock::now() - l.granted),
+                    why.message());
     // Keep the lease alive while its waiters and the work bound to it run their handlers.
     auto waiters = std::move(l.lost_waiters);
     l.lost_waiters.clear();
@@ -510,6 +545,8 @@ void session_impl::mark_released(lease_state& l) {
     if (l.status != lease::status::held) return;
     l.status = lease::status::released;
     dog.remove(l);
+    if (trace.on(lease_category(l.primitive)))
+        trace_lease(*this, trace_kind::lock_released, l, micros(clock::now() - l.granted));
     auto waiters = std::move(l.lost_waiters);
     l.lost_waiters.clear();
     for (auto& h : waiters)
@@ -555,6 +592,7 @@ void session_impl::close() {
     if (waits) waits->on_close();  // every local waiter wakes, sees the session closed
     dog.stop();
     hub.stop();
+    access::unwatch_link(conn, link_watch);
 }
 
 asio::awaitable<error_code> session_impl::close_gracefully(std::shared_ptr<session_impl> s) {
@@ -656,6 +694,7 @@ session::session(connection& conn, session_options opts) {
     impl_ = std::make_shared<detail::session_impl>(conn, std::move(opts));
     impl_->hub.start(impl_);
     impl_->dog.start(impl_);
+    impl_->watch_link();
     impl_->read_policy();
 }
 

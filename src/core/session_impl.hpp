@@ -7,6 +7,7 @@
 #include "core/glob.hpp"
 #include "core/script_batch.hpp"
 #include "core/shared_stats.hpp"
+#include "core/tracer.hpp"
 #include "wire/time_math.hpp"
 
 #include <redcoord/lease.hpp>
@@ -216,6 +217,9 @@ struct lease_state : std::enable_shared_from_this<lease_state> {
     std::list<asio::any_completion_handler<void(error_code)>> lost_waiters;
     std::string wait_key;  // the key of its kind's local wait queue, for spec->on_release
     diagnostics scratch;
+    // For tracing: what it is (trace_event::primitive) and when it was first granted.
+    std::string_view primitive = "mutex";
+    clock::time_point granted{};
 };
 
 // Renews every lease of the session from one timer: due renewals are sent together, so they
@@ -242,7 +246,7 @@ public:
 private:
     static asio::awaitable<void> loop(std::shared_ptr<session_impl> owner);
     static asio::awaitable<void> renew(std::shared_ptr<session_impl> owner,
-                                       std::shared_ptr<lease_state> l);
+                                       std::shared_ptr<lease_state> l, clock::time_point planned);
     void send_renewal(const std::shared_ptr<session_impl>& owner,
                       const std::shared_ptr<lease_state>& l);
 
@@ -297,11 +301,16 @@ public:
     push_hub hub;
     watchdog dog;
     lock_stats_window lock_stats;
+    tracer trace;  // session_options::trace and the library's observers (metrics)
+    std::uint64_t link_watch = 0;     // the connection's link observer (connection events)
+    clock::time_point link_down{};    // when the link last dropped
     shared_stats shared;  // the cluster-wide statistics this session reports
     std::unique_ptr<session_part> waits;  // the local wait queues (wait/wait_queue.hpp)
     script_batch lock_ops;  // lock_ops.lua's batch (locks/lock.cpp)
 
     std::string new_owner_token();
+    // Starts observing the connection's link (connection events for tracing).
+    void watch_link();
     milliseconds drift(milliseconds ttl) const;
 
     // Until when a lease Redis granted or renewed for ttl, asked at sent, is certainly held.

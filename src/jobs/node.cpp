@@ -239,6 +239,7 @@ void scheduler_impl::start_job(const std::vector<resp3::tree>& f, steady::time_p
     if (!f[7].value.empty()) job->occurrence = from_ms(to_i64(f[7].value));
     job->lease_deadline = sent + opts.lease - drift();
     running[job->id] = job;
+    trace_job(*job, "running");
     auto fit = functions.find(job->function);
     auto ex = si->conn.get_executor();
     if (fit == functions.end()) {  // unregistered since: hand it back
@@ -262,6 +263,21 @@ void scheduler_impl::start_job(const std::vector<resp3::tree>& f, steady::time_p
                                      [self, job](std::exception_ptr ep, boost::json::value result) {
                                          self->on_done(job, ep, std::move(result));
                                      }));
+}
+
+void scheduler_impl::trace_job(const running_job& job, std::string_view state) const {
+    if (!si->trace.on(detail::trace_coordination)) return;
+    std::string text(state);
+    text.append(" ").append(job.function);
+    trace_event e;
+    e.kind = trace_kind::job_transition;
+    e.primitive = "job";
+    e.resource = job.id;
+    e.node = si->node_id;
+    e.token = job.attempt;
+    if (state != "running") e.duration = detail::micros(steady::now() - job.started);
+    e.detail = text;
+    si->trace.emit(detail::trace_coordination, e);
 }
 
 milliseconds scheduler_impl::drift() const {
@@ -305,6 +321,7 @@ void scheduler_impl::on_done(const std::shared_ptr<running_job>& job, std::excep
             }
             break;
     }
+    trace_job(*job, outcome);
     asio::co_spawn(si->conn.get_executor(),
                    finish(job, outcome, err,
                           outcome == "succeeded" ? std::move(result) : boost::json::value()),

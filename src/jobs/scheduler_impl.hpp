@@ -51,6 +51,7 @@ struct running_job {
     asio::cancellation_signal signal;
     stop_kind stop = stop_kind::none;
     steady::time_point lease_deadline;
+    steady::time_point started = steady::now();
     std::optional<asio::steady_timer> timer;
     job_context ctx{this};
 
@@ -159,6 +160,9 @@ class scheduler_impl : public std::enable_shared_from_this<scheduler_impl> {
     asio::awaitable<void> claim_loop();
     void start_job(const std::vector<resp3::tree>& f, steady::time_point sent);
     milliseconds drift() const;
+    // A transition of a job of this node (trace_options::coordination_events): "running",
+    // then its attempt's outcome.
+    void trace_job(const running_job& job, std::string_view state) const;
     void on_done(const std::shared_ptr<running_job>& job, std::exception_ptr ep,
                  boost::json::value result);
     asio::awaitable<void> finish(std::shared_ptr<running_job> job, std::string outcome,

@@ -93,6 +93,7 @@ struct acquire_call {
     clock::time_point start = clock::now();
     std::string value{}, ttl_arg{}, waiter_ttl_arg{};  // what an attempt sends
     bool always_publish = false;  // the release publishes even when nobody waits
+    std::string_view primitive = "mutex";  // or "leadership" (tracing)
     // The last attempt's outcome is unknown (its reply was lost): the next one sends the same
     // value with mode "k", so that a grant it may have made is recognized as this one's.
     bool maybe_granted = false;
@@ -177,6 +178,7 @@ struct acquire_call {
         auto st = std::make_shared<detail::lease_state>();
         st->session = s;
         st->spec = &lock_spec();
+        st->primitive = primitive;
         st->resource = take(name);
         st->keys.push_back(take(names.key));
         st->keys.push_back(take(names.fence));  // renewals keep the counter (lock_renew.lua)
@@ -346,6 +348,7 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
     acquire_call call{s, lo, std::move(name), opts, std::move(owner),
                       ttl, std::move(names), std::move(target)};
     call.always_publish = kind != "lock";
+    if (call.always_publish) call.primitive = "leadership";
     if (queued && !opts.reentrant && !once) {
         // Local waiters are ahead: queue behind them.
         launch(s->conn.get_executor(), wait_for_grant(std::move(call), gs), std::move(confirmed));

@@ -59,6 +59,7 @@ struct rw_call {
     diagnostics& diag() noexcept { return diag_.get(); }
     clock::time_point start = clock::now();
     bool marked = false;  // an attempt may have left a waiting mark (writers)
+    std::string_view primitive = write ? "write" : "read";
 
     // One local queue for readers and writers of the lock, keyed by its channel (the mutex
     // keys its queues by its main key, so the two never share one).
@@ -110,6 +111,7 @@ struct rw_call {
         auto st = std::make_shared<detail::lease_state>();
         st->session = s;
         st->spec = write ? &write_spec() : &read_spec();
+        st->primitive = primitive;
         st->resource = name;
         if (write)
             st->keys = {names.writer};

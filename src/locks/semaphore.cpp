@@ -47,6 +47,7 @@ struct semaphore_call {
     detail::diag_target diag_;
     diagnostics& diag() noexcept { return diag_.get(); }
     clock::time_point start = clock::now();
+    std::string_view primitive = "permit";
 
     const std::string& queue_key() const { return names.key; }
     const std::string& channel() const { return names.channel; }
@@ -85,6 +86,7 @@ struct semaphore_call {
         auto st = std::make_shared<detail::lease_state>();
         st->session = s;
         st->spec = &permit_spec();
+        st->primitive = primitive;
         st->resource = name;
         st->keys = {names.key, names.holders};
         st->extra_args = {names.channel};

@@ -73,11 +73,13 @@ struct filler {
         auto st = std::make_shared<lease_state>();
         st->session = s;
         st->spec = &fill_lease;
+        st->primitive = "fill";
         st->resource = spec.what;
         st->keys = {lease_key};
         st->owner = std::move(owner);
         st->ttl = spec.lease_ttl;
         s->hold(st, sent);
+        trace_lease(*s, trace_kind::lock_acquired, *st, micros(clock::now() - sent));
         co_return detail::access::make_lease(std::move(st));
     }
 

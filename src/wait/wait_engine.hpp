@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
 
 namespace redcoord::detail {
 
@@ -41,6 +42,7 @@ struct grant_reply : attempt_outcome {
 //   std::string what() const;   ("read lock 'orders'", for messages)
 //   std::string stats_key() const;   (the main key, whose companion ":stats" keeps the
 //                                     cluster-wide statistics of the resource)
+//   std::string name;  std::string_view primitive;   (for tracing: "orders", "mutex")
 struct grant_settings {
     wait_policy policy;
     bool lock_stats = false;  // count in the session's lock statistics
@@ -60,12 +62,13 @@ lease take_grant(Call& c, grant_reply& r, const grant_settings& gs, bool contend
         r.hint = wait_hint::unknown;
         return l;
     }
+    const auto wait = micros(clock::now() - c.start);
     if (gs.lock_stats) {
-        const auto wait =
-            std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - c.start);
         c.s->lock_stats.record(wait, contended);
         if (!stats_key.empty()) c.s->shared.acquired(*c.s, stats_key, wait.count(), contended);
     }
+    if (c.s->trace.on(lease_category(c.primitive)))
+        trace_lease(*c.s, trace_kind::lock_acquired, *access::state(l), wait);
     return l;
 }
 
@@ -117,6 +120,7 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(
     }
 
     // Slow path: wait in the local queue, woken by the release's push.
+    trace_wait(s, trace_kind::lock_contended, c.primitive, c.name);
     asio::steady_timer timer(s.conn.get_executor());
     queued_waiter w{&timer, &m};
     q->waiters.push_back(&w);
@@ -193,7 +197,11 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(
         }
         case step::sleep: {
             timer.expires_at(a.until);
+            const auto slept = clock::now();
             co_await timer.async_wait(nothrow);
+            if (std::exchange(w.woken, false))
+                trace_wait(s, trace_kind::waiter_woken, c.primitive, c.name,
+                           micros(clock::now() - slept));
             const bool stop = co_await cancelled();
             a = m.slept(clock::now(), stop, closed(), is_head());
             break;
@@ -213,6 +221,8 @@ asio::awaitable<std::tuple<error_code, lease>> wait_for_grant(
                 ++s.lock_stats.timeouts;
                 s.shared.timed_out(s, c.stats_key());
             }
+            trace_wait(s, trace_kind::lock_timeout, c.primitive, c.name,
+                       micros(clock::now() - c.start));
             c.diag().set_client_message(
                 timeout_message(c.what(), p.wait, m.last_error(), m.expired_grant()));
             co_return std::tuple{error_code(error::acquire_timeout), lease()};

@@ -22,7 +22,9 @@ namespace redcoord::detail {
 struct queued_waiter {
     asio::steady_timer* timer = nullptr;
     wait_fsm* fsm = nullptr;
+    bool woken = false;  // by a release since the driver last looked (for tracing)
     void wake() {
+        woken = true;
         fsm->wake();
         timer->cancel();
     }

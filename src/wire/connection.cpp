@@ -154,6 +154,7 @@ public:
     exec_elem(connection_impl& conn, const request& req, any_adapter adapter, diagnostics* diag,
               bool same_executor, exec_handler handler)
         : mux_elem(req, adapter, diag), conn_(conn), same_executor_(same_executor) {
+        if (conn_.request_observer_of()) started_ = clock::now();
         assign(handler_, std::move(handler));
         slot_ = asio::get_associated_cancellation_slot(handler_);
         if (slot_.is_connected())
@@ -166,6 +167,8 @@ private:
     void done(error_code ec, bool from_reader) override {
         if (slot_.is_connected()) slot_.clear();
         if (!handler_) return;
+        if (started_ != clock::time_point{})
+            if (const auto& observe = conn_.request_observer_of()) observe(clock::now() - started_, ec);
         exec_handler h(std::move(handler_));
         if (!from_reader) {
             // Cancellation, timeouts and failures may come from inside user code: never resume
@@ -185,6 +188,7 @@ private:
     exec_handler handler_;
     asio::cancellation_slot slot_;
     bool same_executor_;
+    clock::time_point started_{};  // when a request observer is set
 };
 
 // PING, CLIENT UNBLOCK, the restore of subscriptions: nobody awaits them.
@@ -352,6 +356,7 @@ asio::awaitable<void> connection_impl::run_loop(
         }
         connected_ = true;
         ++usage_.connects;
+        notify_link(true, {});
         if (fsm.on_connected()) deliver_event(push_event::reconnected);
         // The subscriptions come back before anything else is written.
         if (auto restore = mux_.restore_request())
@@ -362,6 +367,7 @@ asio::awaitable<void> connection_impl::run_loop(
         stream_.close();
         if (stopping_) continue;
         ++usage_.connection_losses;
+        notify_link(false, ec);
         if (cluster_owner_ && cluster_owner_->cluster_)
             cluster_owner_->cluster_->on_child_link(*this, false);
         if (ec != error::unexpected_reply && ec != error::health_check_failed)
@@ -419,10 +425,30 @@ asio::awaitable<error_code> connection_impl::connect_once() {
                 ec = std::get<0>(r);
             }
         }
-        if (!ec) co_return ec;
+        if (!ec) {
+            peer_ = cfg_.unix_socket.empty() ? target.host + ":" + std::to_string(target.port)
+                                             : cfg_.unix_socket;
+            co_return ec;
+        }
         stream_.close();
     }
     co_return ec;
+}
+
+std::uint64_t connection_impl::watch_link(link_observer fn) {
+    const auto id = next_link_observer_++;
+    link_observers_.emplace(id, std::move(fn));
+    return id;
+}
+
+void connection_impl::notify_link(bool up, error_code ec) {
+    auto& owner = cluster_owner_ ? *cluster_owner_ : *this;
+    // An observer may remove itself (a session closing): call from a copy of the ids.
+    std::vector<std::uint64_t> ids;
+    for (const auto& [id, fn] : owner.link_observers_) ids.push_back(id);
+    for (auto id : ids)
+        if (auto it = owner.link_observers_.find(id); it != owner.link_observers_.end())
+            it->second(up, ec, peer_);
 }
 
 asio::awaitable<error_code> connection_impl::read_message() {

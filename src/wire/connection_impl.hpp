@@ -16,8 +16,12 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace redcoord::detail {
@@ -52,6 +56,21 @@ public:
     const diagnostics& run_diagnostics() const noexcept { return run_diag_; }
 
     std::weak_ptr<void> shared_by_sessions;  // see detail::shared_by_sessions
+
+    // Told when the link comes up (up, no error, peer "host:port") and when it drops (down,
+    // why), on the connection's executor. A Redis Cluster's master connections tell their
+    // owner's observers, with their own peer. For tracing (session_options::trace) and metrics.
+    using link_observer =
+        std::function<void(bool up, boost::system::error_code ec, std::string_view peer)>;
+    std::uint64_t watch_link(link_observer fn);
+    void unwatch_link(std::uint64_t id) noexcept { link_observers_.erase(id); }
+
+    // Told each request's time from async_exec to its completion, and its error (metrics);
+    // empty: not measured. A Redis Cluster's master connections report to their owner's.
+    std::function<void(std::chrono::nanoseconds, boost::system::error_code)> request_observer;
+    const auto& request_observer_of() const noexcept {
+        return cluster_owner_ ? cluster_owner_->request_observer : request_observer;
+    }
 
     class exec_elem;
     class internal_elem;
@@ -157,6 +176,11 @@ private:
         exec_handler handler;
     };
     std::vector<deferred_blocking> blocked_before_run_;
+
+    void notify_link(bool up, boost::system::error_code ec);
+    std::map<std::uint64_t, link_observer> link_observers_;
+    std::uint64_t next_link_observer_ = 1;
+    std::string peer_;  // "host:port" (or the socket's path) of the last connection made
 };
 
 }  // namespace redcoord::detail
