@@ -11,10 +11,12 @@
 //   acquisitions per second, each process's share, wait p99 and max over all of them. A
 //   process hands a busy lock to its own waiters (local handoff) only so long while another
 //   waits; targets: no process below 10% of the acquisitions, wait max <= 100 ms;
+// - tracing: the uncontended loop with tracing off (the reference), with every switch on and
+//   a sink that counts, and with metrics attached: pairs per second of each and the ratios;
 // - watchdog: 10,000 held locks (TTL 3 s, renewed every second) for 20 s: the process's CPU
 //   seconds per minute and how late the renewals were.
 //
-//   build/bench/locks [uncontended|contended|processes|watchdog ...]   (default: all four)
+//   build/bench/locks [uncontended|contended|processes|tracing|watchdog ...]
 // Uses REDIS_URL when set; otherwise starts a throwaway redis-server on a free loopback port.
 #include <redcoord/redcoord.hpp>
 
@@ -25,15 +27,12 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -42,6 +41,8 @@
 
 #include "bench_support.hpp"
 #include "redis_cluster.hpp"
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -127,10 +128,11 @@ int bench_uncontended(const bench_env& env) {
     std::ostringstream json;
     json << "{\"bench\":\"locks_uncontended\",\"coroutines\":" << coroutines
          << ",\"seconds\":" << secs << ",\"pairs\":" << measured
-         << ",\"pairs_per_s\":" << static_cast<long>(pairs_per_s)
-         << ",\"script_calls_per_s\":" << static_cast<long>(static_cast<double>(script_calls) / secs)
+         << ",\"pairs_per_s\":" << static_cast<long>(pairs_per_s) << ",\"script_calls_per_s\":"
+         << static_cast<long>(static_cast<double>(script_calls) / secs)
          << ",\"operations_per_script_call\":"
-         << (script_calls ? 2.0 * static_cast<double>(measured) / static_cast<double>(script_calls) : 0.0)
+         << (script_calls ? 2.0 * static_cast<double>(measured) / static_cast<double>(script_calls)
+                          : 0.0)
          << ",\"commands_per_write\":"
          << (writes ? static_cast<double>(commands) / static_cast<double>(writes) : 0.0)
          << ",\"client_cpu_share\":" << client_cpu_share
@@ -139,8 +141,7 @@ int bench_uncontended(const bench_env& env) {
          << ",\"server_cpu_us_per_pair\":"
          << (server_cpu1 - server_cpu0) * 1e6 / static_cast<double>(measured)
          << ",\"server_us_per_script_call\":" << usec_per_call(ours, "evalsha")
-         << ",\"failures\":" << failures
-         << ",\"target_pairs_per_s\":150000";
+         << ",\"failures\":" << failures << ",\"target_pairs_per_s\":150000";
     if (reference) {
         json << ",\"reference\":\"redis-benchmark -c 1 -P 256 EVALSHA <return 1> 1 key\""
              << ",\"reference_calls_per_s\":" << static_cast<long>(*reference)
@@ -152,6 +153,62 @@ int bench_uncontended(const bench_env& env) {
     json << "}";
     std::cout << json.str() << std::endl;
     return failures == 0 ? 0 : 1;
+}
+
+// ---- tracing -------------------------------------------------------------------------------
+
+// Pairs per second of the uncontended loop on a session made with o (metrics attached when m).
+double traced_pairs_per_s(const bench_env& env, const redcoord::session_options& o,
+                          redcoord::metrics* m) {
+    constexpr int coroutines = 100;
+    client c(env.cfg);
+    redcoord::session s(c.conn, o);
+    if (m) m->attach(s);
+    redcoord::lock_provider locks(s);
+    bool stop = false;
+    std::uint64_t pairs = 0, failures = 0;
+    int done = 0;
+    for (int i = 0; i < coroutines; ++i)
+        asio::co_spawn(
+            c.ioc,
+            uncontended_worker(locks, "bench:traced:" + std::to_string(i), stop, pairs, failures),
+            [&](std::exception_ptr) { ++done; });
+    c.ioc.run_for(300ms);  // warm up
+    const auto pairs0 = pairs;
+    const auto t0 = clock_type::now();
+    c.ioc.run_for(2s);
+    const double rate = static_cast<double>(pairs - pairs0) / seconds_since(t0);
+    stop = true;
+    run_until(c.ioc, [&] { return done == coroutines; });
+    return failures == 0 ? rate : 0;
+}
+
+// What tracing costs on the uncontended loop: off (the reference), every switch on with a sink
+// that only counts, and metrics attached; three rounds each, interleaved, best of each kept.
+int bench_tracing(const bench_env& env) {
+    redcoord::session_options off;
+    off.node_id = "bench";
+    std::uint64_t events = 0;
+    redcoord::session_options on = off;
+    on.trace.lock_tracing = on.trace.leader_election_logging = on.trace.coordination_events = true;
+    on.trace.sink = [&events](const redcoord::trace_event&) { ++events; };
+    double best_off = 0, best_on = 0, best_metrics = 0;
+    for (int round = 0; round < 3; ++round) {
+        best_off = std::max(best_off, traced_pairs_per_s(env, off, nullptr));
+        best_on = std::max(best_on, traced_pairs_per_s(env, on, nullptr));
+        redcoord::metrics m;
+        best_metrics = std::max(best_metrics, traced_pairs_per_s(env, off, &m));
+    }
+    std::cout << "{\"bench\":\"locks_tracing\",\"coroutines\":100"
+              << ",\"pairs_per_s_traced\":" << static_cast<long>(best_on)
+              << ",\"pairs_per_s_metrics\":" << static_cast<long>(best_metrics)
+              << ",\"events\":" << events
+              << ",\"reference\":\"the same loop with tracing off, same run\""
+              << ",\"reference_pairs_per_s\":" << static_cast<long>(best_off)
+              << ",\"ratio_traced\":" << (best_off > 0 ? best_on / best_off : 0)
+              << ",\"ratio_metrics\":" << (best_off > 0 ? best_metrics / best_off : 0) << "}"
+              << std::endl;
+    return best_off > 0 && best_on > 0 && best_metrics > 0 ? 0 : 1;
 }
 
 // ---- contended ------------------------------------------------------------------------------
@@ -219,10 +276,10 @@ int bench_contended(const bench_env& env) {
     const auto stats = parse_commandstats(info);
     // Commands a client sends at top level (scripts cannot call these, or ours do not), and
     // the bench's own window markers, which are not the lock's cost.
-    static const char* top_level[] = {"evalsha", "eval", "evalsha_ro", "eval_ro",
-                                      "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
-                                      "ssubscribe", "sunsubscribe", "ping", "hello", "multi",
-                                      "exec"};
+    static const char* top_level[] = {"evalsha",    "eval",         "evalsha_ro", "eval_ro",
+                                      "subscribe",  "unsubscribe",  "psubscribe", "punsubscribe",
+                                      "ssubscribe", "sunsubscribe", "ping",       "hello",
+                                      "multi",      "exec"};
     long client_calls = 0, all_calls = 0;
     for (const auto& [name, st] : stats) {
         if (window_marker(name)) continue;
@@ -283,9 +340,9 @@ int processes_child(const bench_env& env, const std::string& key, int index, int
                 continue;
             }
             if (st.measuring)
-                st.waits_us.push_back(std::chrono::duration_cast<std::chrono::microseconds>(
-                                          clock_type::now() - t0)
-                                          .count());
+                st.waits_us.push_back(
+                    std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0)
+                        .count());
             st.holder = id;
             auto [rec] = co_await l.async_release(nothrow);
             if (rec) ++st.failures;
@@ -369,8 +426,8 @@ int bench_processes(const bench_env& env) {
     json << "{\"bench\":\"locks_processes\",\"processes\":" << processes
          << ",\"coroutines_per_process\":" << coroutines << ",\"seconds\":" << secs
          << ",\"acquisitions\":" << all.size()
-         << ",\"acquisitions_per_s\":" << static_cast<long>(all.size() / secs)
-         << ",\"shares\":[" << shares.str() << "],\"min_share\":" << min_share
+         << ",\"acquisitions_per_s\":" << static_cast<long>(all.size() / secs) << ",\"shares\":["
+         << shares.str() << "],\"min_share\":" << min_share
          << ",\"wait_p50_ms\":" << percentile_ms(all, 0.50)
          << ",\"wait_p99_ms\":" << percentile_ms(all, 0.99)
          << ",\"wait_max_ms\":" << percentile_ms(all, 1.0) << ",\"failures\":" << failures
@@ -411,14 +468,14 @@ void sample_leases(watchdog_state& st) {
             const double step =
                 std::chrono::duration<double, std::milli>(vu - st.valid_until[i]).count() /
                 static_cast<double>(r - st.renewals[i]);
-            st.max_send_lag_ms = std::max(
-                st.max_send_lag_ms,
-                step - std::chrono::duration<double, std::milli>(st.interval).count());
+            st.max_send_lag_ms =
+                std::max(st.max_send_lag_ms,
+                         step - std::chrono::duration<double, std::milli>(st.interval).count());
         }
         st.renewals[i] = r;
         st.valid_until[i] = vu;
-        st.min_remaining_ms = std::min(
-            st.min_remaining_ms, std::chrono::duration<double, std::milli>(vu - now).count());
+        st.min_remaining_ms = std::min(st.min_remaining_ms,
+                                       std::chrono::duration<double, std::milli>(vu - now).count());
     }
 }
 
@@ -468,8 +525,8 @@ int bench_watchdog(const bench_env& env) {
                      int& failures, milliseconds ttl) -> asio::awaitable<void> {
             redcoord::acquire_options opts;
             opts.ttl = ttl;
-            auto [ec, l] = co_await locks.async_acquire("bench:watchdog:" + std::to_string(i),
-                                                        opts, nothrow);
+            auto [ec, l] =
+                co_await locks.async_acquire("bench:watchdog:" + std::to_string(i), opts, nothrow);
             if (ec) ++failures;
             st.held[static_cast<std::size_t>(i)] = std::move(l);
             ++acquired;
@@ -514,20 +571,18 @@ int bench_watchdog(const bench_env& env) {
     const double ttl_ms = static_cast<double>(ttl.count() * 1000);
     std::ostringstream json;
     json << "{\"bench\":\"locks_watchdog\",\"leases\":" << count
-         << ",\"ttl_ms\":" << ttl.count() * 1000 << ",\"renew_interval_ms\":"
-         << st.interval.count() << ",\"seconds\":" << secs
-         << ",\"acquire_seconds\":" << acquire_secs << ",\"renewals\":" << renewals
+         << ",\"ttl_ms\":" << ttl.count() * 1000 << ",\"renew_interval_ms\":" << st.interval.count()
+         << ",\"seconds\":" << secs << ",\"acquire_seconds\":" << acquire_secs
+         << ",\"renewals\":" << renewals
          << ",\"renewals_per_s\":" << static_cast<long>(renewals / secs)
          << ",\"writes_per_s\":" << static_cast<long>((usage1.writes - usage0.writes) / secs)
          << ",\"cpu_seconds_per_minute\":" << cpu / secs * 60.0
          << ",\"max_send_lag_ms\":" << st.max_send_lag_ms
          << ",\"min_remaining_validity_ms\":" << st.min_remaining_ms
-         << ",\"server_min_pttl_ms\":" << st.min_pttl
-         << ",\"server_renewal_lag_ms\":"
-         << (st.min_pttl >= 0
-                 ? ttl_ms - static_cast<double>(st.interval.count()) -
-                       static_cast<double>(st.min_pttl)
-                 : -1.0)
+         << ",\"server_min_pttl_ms\":" << st.min_pttl << ",\"server_renewal_lag_ms\":"
+         << (st.min_pttl >= 0 ? ttl_ms - static_cast<double>(st.interval.count()) -
+                                    static_cast<double>(st.min_pttl)
+                              : -1.0)
          << ",\"pttl_sample_period_ms\":20,\"leases_lost\":" << lost
          << ",\"acquire_failures\":" << failures << "}";
     std::cout << json.str() << std::endl;
@@ -541,7 +596,8 @@ int bench_watchdog(const bench_env& env) {
 // The uncontended workload against one target, for `measure`: pairs/s, the server CPU seconds
 // the target's masters spent meanwhile (server_cpu reads them) and the EVALSHA calls made.
 struct cluster_run {
-    double pairs_per_s = 0, server_cpu_us_per_pair = 0, calls_per_pair = 0, client_cpu_us_per_pair = 0;
+    double pairs_per_s = 0, server_cpu_us_per_pair = 0, calls_per_pair = 0,
+           client_cpu_us_per_pair = 0;
     std::uint64_t failures = 0;
 };
 
@@ -555,10 +611,10 @@ cluster_run run_uncontended(const redcoord::config& cfg, const std::function<dou
     std::uint64_t pairs = 0, failures = 0;
     int done = 0;
     for (int i = 0; i < coroutines; ++i)
-        asio::co_spawn(c.ioc,
-                       uncontended_worker(locks, "bench:cluster:" + std::to_string(i), stop,
-                                          pairs, failures),
-                       [&](std::exception_ptr) { ++done; });
+        asio::co_spawn(
+            c.ioc,
+            uncontended_worker(locks, "bench:cluster:" + std::to_string(i), stop, pairs, failures),
+            [&](std::exception_ptr) { ++done; });
     c.ioc.run_for(500ms);  // warm up
     const auto cpu0 = server_cpu();
     const auto calls0 = evalsha_calls();
@@ -616,8 +672,8 @@ int bench_cluster(const bench_env& env) {
     o.replicas_per_master = 0;
     redcoord::test::redis_cluster cl(o);
     auto cfg = redcoord::parse_config(cl.seeds() + ",cluster=true");
-    const auto clustered = run_uncontended(cfg, [&] { return masters_sum(cl, true); },
-                                           [&] { return masters_sum(cl, false); });
+    const auto clustered = run_uncontended(
+        cfg, [&] { return masters_sum(cl, true); }, [&] { return masters_sum(cl, false); });
 
     std::ostringstream json;
     json << "{\"bench\":\"locks_cluster\",\"masters\":3,\"coroutines\":100"
@@ -645,5 +701,6 @@ int main(int argc, char** argv) {
                        {"contended", bench_contended},
                        {"processes", bench_processes},
                        {"watchdog", bench_watchdog},
+                       {"tracing", bench_tracing},
                        {"cluster", bench_cluster}});
 }

@@ -4,6 +4,11 @@
 // format (status_server.hpp serves it over HTTP).
 #pragma once
 
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/system/error_code.hpp>
+
 #include <memory>
 #include <string>
 
@@ -35,7 +40,11 @@ class metrics_impl;
 ///   `redcoord_jobs_running`;
 /// - `db_client_operation_duration_seconds` (label `db_system_name="redis"`, `outcome`: ok or
 ///   error): every request from async_exec to its reply, `redcoord_connection_events_total`
-///   (by `event`: up, down), `redcoord_connection_up`.
+///   (by `event`: up, down), `redcoord_connection_up`;
+/// - queues (by `messaging_destination_name` or `queue`): `messaging_client_sent_messages_total`,
+///   `messaging_client_consumed_messages_total`, `redcoord_queue_acked_total`,
+///   `redcoord_queue_redelivered_total`, `redcoord_queue_in_flight` (taken, not yet
+///   acknowledged, by this process) and `redcoord_queue_depth` (async_collect).
 ///
 /// Thread safety: attach, detach and the destructor on the sessions' executor; the registry
 /// and prometheus_text() from any thread (prometheus-cpp's metrics are atomic), except that
@@ -63,7 +72,21 @@ class metrics {
     /// Everything in the registry in the Prometheus text exposition format (version 0.0.4).
     std::string prometheus_text() const;
 
+    /// Reads what lives in Redis into its gauges: `redcoord_queue_depth`, the messages waiting
+    /// in each queue the attached sessions used. status_server calls it before each scrape.
+    /// Completion signature: void(error_code): the first read's error (the other queues are
+    /// still read). Cancellation: none; each read is bounded by the request timeout. Call it
+    /// on the sessions' executor; keep the metrics alive until it completes. It completes
+    /// through the executor of the first session attached (at once, inside the call, when
+    /// none ever was).
+    template <class Token = boost::asio::deferred_t>
+    auto async_collect(Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [this](auto handler) { collect_impl(std::move(handler)); }, token);
+    }
+
   private:
+    void collect_impl(boost::asio::any_completion_handler<void(boost::system::error_code)> h);
     std::shared_ptr<detail::metrics_impl> impl_;
 };
 

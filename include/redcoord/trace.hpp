@@ -37,10 +37,16 @@ enum class trace_kind : std::uint8_t {
     connection_up,    ///< connected (again); resource: the server; duration: time it was down
     connection_down,  ///< the connection was lost; detail: why
     job_transition,   ///< a job of this node changed state; detail: the new state
+    // trace_options::queue_events: one event per message of a reliable_queue (resource: the
+    // queue's name, detail: the consumer or worker).
+    queue_sent,         ///< enqueued
+    queue_received,     ///< taken by a consumer (dequeue, try-dequeue, steal)
+    queue_acked,        ///< acknowledged by its consumer
+    queue_redelivered,  ///< given back by async_redeliver; token: how many messages
 };
 
 /// "lock.acquired", "lock.contended", ..., "election.won", "node.dead", "connection.up",
-/// "job.transition".
+/// "job.transition", "queue.sent".
 std::string_view to_string(trace_kind k) noexcept;
 
 /// One coordination event. The views are valid only during the sink's call: copy what you
@@ -83,6 +89,9 @@ struct trace_options {
     /// Nodes joined, left, dead and heartbeats; the connection up and down; job transitions
     /// of this node.
     bool coordination_events = false;
+    /// Every message a reliable_queue of the session sends, receives, acknowledges or gives
+    /// back (one event per message: for metrics, or for debugging a queue).
+    bool queue_events = false;
     /// Receives the events chosen above. Empty: none are emitted.
     trace_sink sink{};
 };

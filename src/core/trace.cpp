@@ -50,6 +50,14 @@ std::string_view to_string(trace_kind k) noexcept {
             return "connection.down";
         case trace_kind::job_transition:
             return "job.transition";
+        case trace_kind::queue_sent:
+            return "queue.sent";
+        case trace_kind::queue_received:
+            return "queue.received";
+        case trace_kind::queue_acked:
+            return "queue.acked";
+        case trace_kind::queue_redelivered:
+            return "queue.redelivered";
     }
     return "unknown";
 }
@@ -127,6 +135,7 @@ void tracer::configure(const trace_options& o) {
     if (o.lock_tracing) categories |= trace_locks;
     if (o.leader_election_logging) categories |= trace_elections;
     if (o.coordination_events) categories |= trace_coordination;
+    if (o.queue_events) categories |= trace_queues;
     if (categories != 0 && o.sink) observers_.emplace(0, observer{categories, o.sink});
     recompute();
 }

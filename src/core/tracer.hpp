@@ -17,7 +17,8 @@ enum trace_category : unsigned {
     trace_locks = 1,         // lock_tracing
     trace_elections = 2,     // leader_election_logging
     trace_coordination = 4,  // coordination_events
-    trace_all = 7,
+    trace_queues = 8,        // queue_events
+    trace_all = 15,
 };
 
 class tracer {

@@ -57,6 +57,21 @@ queue_item split(std::string raw, std::string worker) {
     return it;
 }
 
+// A message's step (trace_options::queue_events): who is the consumer or worker, count how
+// many messages (redeliveries).
+void trace_queue(const detail::session_impl& s, trace_kind kind, std::string_view queue,
+                 std::string_view who, std::int64_t count = 0) {
+    if (!s.trace.on(detail::trace_queues)) return;
+    trace_event e;
+    e.kind = kind;
+    e.primitive = "queue";
+    e.resource = queue;
+    e.node = s.node_id;
+    e.token = count;
+    e.detail = who;
+    s.trace.emit(detail::trace_queues, e);
+}
+
 using id_result = std::pair<error_code, std::string>;
 using item_result = std::pair<error_code, std::optional<queue_item>>;
 
@@ -72,6 +87,7 @@ asio::awaitable<id_result> enqueue(std::shared_ptr<detail::session_impl> s, std:
     std::int64_t len = 0;
     auto [ec, sz] = co_await detail::eval(s->conn, push, keys, args, len, d);
     if (ec) co_return id_result(ec, std::string());
+    trace_queue(*s, trace_kind::queue_sent, name, worker ? std::string_view(*worker) : "");
     co_return id_result(error_code(), std::move(id));
 }
 
@@ -89,8 +105,10 @@ asio::awaitable<item_result> dequeue(std::shared_ptr<detail::session_impl> s, st
         response<std::int64_t, std::optional<std::string>> resp;
         auto [ec, sz] = co_await s->conn.async_exec(req, resp, d, nothrow);
         if (ec) co_return item_result(ec, std::nullopt);
-        if (auto& raw = std::get<1>(resp))
+        if (auto& raw = std::get<1>(resp)) {
+            trace_queue(*s, trace_kind::queue_received, name, consumer);
             co_return item_result(error_code(), split(std::move(*raw), {}));
+        }
     }
     if (timeout.count() <= 0) co_return item_result(error_code(), std::nullopt);
     // Blocking: the connection runs it on its side connection for blocking commands.
@@ -100,6 +118,7 @@ asio::awaitable<item_result> dequeue(std::shared_ptr<detail::session_impl> s, st
     std::optional<std::string> raw;
     auto [ec, sz] = co_await s->conn.async_exec(req, raw, d, nothrow);
     if (ec || !raw) co_return item_result(ec, std::nullopt);
+    trace_queue(*s, trace_kind::queue_received, name, consumer);
     co_return item_result(error_code(), split(std::move(*raw), {}));
 }
 
@@ -111,6 +130,7 @@ asio::awaitable<std::pair<error_code, bool>> ack(std::shared_ptr<detail::session
     req.push("LREM", n.processing_prefix + consumer, 1, raw);
     std::int64_t removed = 0;
     auto [ec, sz] = co_await s->conn.async_exec(req, removed, target.get(), nothrow);
+    if (!ec && removed > 0) trace_queue(*s, trace_kind::queue_acked, name, consumer);
     co_return std::pair<error_code, bool>(ec, !ec && removed > 0);
 }
 
@@ -147,6 +167,7 @@ asio::awaitable<std::pair<error_code, std::int64_t>> redeliver(
     static const script& give_back = script::embedded("queue_redeliver");
     std::int64_t moved = 0;
     auto [ec, sz] = co_await detail::eval(s->conn, give_back, keys, args, moved, target.get());
+    if (!ec && moved > 0) trace_queue(*s, trace_kind::queue_redelivered, name, "", moved);
     co_return std::pair<error_code, std::int64_t>(ec, ec ? 0 : moved);
 }
 
@@ -160,6 +181,7 @@ asio::awaitable<item_result> take(std::shared_ptr<detail::session_impl> s, std::
         std::optional<std::string> raw;
         auto [ec, sz] = co_await s->conn.async_exec(req, raw, d, nothrow);
         if (ec || !raw) co_return item_result(ec, std::nullopt);
+        trace_queue(*s, trace_kind::queue_received, name, worker);
         co_return item_result(error_code(), split(std::move(*raw), worker));
     }
     static const script& thief = script::embedded("queue_steal");
@@ -169,6 +191,7 @@ asio::awaitable<item_result> take(std::shared_ptr<detail::session_impl> s, std::
     auto [ec, sz] = co_await detail::eval(s->conn, thief, keys, args, reply, d);
     if (ec || reply.size() != 2 || !reply[0] || !reply[1])
         co_return item_result(ec, std::nullopt);
+    trace_queue(*s, trace_kind::queue_received, name, worker);
     co_return item_result(error_code(), split(std::move(*reply[1]), std::move(*reply[0])));
 }
 

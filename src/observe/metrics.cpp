@@ -3,11 +3,16 @@
 #include <redcoord/metrics.hpp>
 #include <redcoord/session.hpp>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/access.hpp"
+#include "core/completion.hpp"
 #include "core/session_impl.hpp"
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -111,7 +116,22 @@ class metrics_impl {
           link_events(
               counter("redcoord_connection_events_total", "The connection came up or went down"),
               {"event"}),
-          link_up(gauge("redcoord_connection_up", "1 while the connection is up"), {}) {}
+          link_up(gauge("redcoord_connection_up", "1 while the connection is up"), {}),
+          sent(counter("messaging_client_sent_messages_total", "Messages enqueued"),
+               {"messaging_destination_name"}),
+          consumed(
+              counter("messaging_client_consumed_messages_total", "Messages taken by a consumer"),
+              {"messaging_destination_name"}),
+          acked(counter("redcoord_queue_acked_total", "Messages acknowledged"), {"queue"}),
+          redelivered(counter("redcoord_queue_redelivered_total",
+                              "Messages given back from dead consumers"),
+                      {"queue"}),
+          in_flight(gauge("redcoord_queue_in_flight",
+                          "Messages taken and not yet acknowledged by this process"),
+                    {"queue"}),
+          depth(gauge("redcoord_queue_depth",
+                      "Messages waiting in a queue this process used (read by async_collect)"),
+                {"queue"}) {}
 
     void on_event(const trace_event& e);
     void on_request(std::chrono::nanoseconds d, error_code ec) {
@@ -143,6 +163,13 @@ class metrics_impl {
     series<Histogram> operations;
     series<Counter> link_events;
     series<Gauge> link_up;
+    series<Counter> sent, consumed, acked, redelivered;
+    series<Gauge> in_flight, depth;
+    // The queues this process used, with the session that used them (their depth is read
+    // through it).
+    std::map<std::string, std::weak_ptr<session_impl>, std::less<>> queues;
+    // The executor of the first session attached (async_collect completes through it).
+    std::optional<asio::any_io_executor> executor;
     Histogram* op_ok = nullptr;
     Histogram* op_error = nullptr;
 
@@ -226,6 +253,20 @@ void metrics_impl::on_event(const trace_event& e) {
             job_durations.at({function, state}, second_buckets()).Observe(seconds(e.duration));
             break;
         }
+        case trace_kind::queue_sent:
+            sent.at({std::string(e.resource)}).Increment();
+            break;
+        case trace_kind::queue_received:
+            consumed.at({std::string(e.resource)}).Increment();
+            in_flight.at({std::string(e.resource)}).Increment();
+            break;
+        case trace_kind::queue_acked:
+            acked.at({std::string(e.resource)}).Increment();
+            in_flight.at({std::string(e.resource)}).Decrement();
+            break;
+        case trace_kind::queue_redelivered:
+            redelivered.at({std::string(e.resource)}).Increment(static_cast<double>(e.token));
+            break;
         case trace_kind::waiter_woken:
         case trace_kind::renewal_late:
             break;
@@ -256,8 +297,14 @@ void metrics::attach(session& s) {
     for (const auto& a : impl_->sessions)
         if (a.session.lock() == si) return;
     auto* m = impl_.get();
-    const auto id = si->trace.add(detail::trace_all, [m](const trace_event& e) { m->on_event(e); });
+    const auto id = si->trace.add(
+        detail::trace_all, [m, w = std::weak_ptr<detail::session_impl>(si)](const trace_event& e) {
+            if (e.primitive == "queue" && !m->queues.contains(e.resource))
+                m->queues.emplace(std::string(e.resource), w);
+            m->on_event(e);
+        });
     impl_->sessions.push_back({si, id});
+    if (!impl_->executor) impl_->executor = si->conn.get_executor();
     detail::access::observe_requests(
         si->conn,
         [m](std::chrono::nanoseconds d, boost::system::error_code ec) { m->on_request(d, ec); });
@@ -277,6 +324,40 @@ void metrics::detach(session& s) {
 }
 
 std::shared_ptr<prometheus::Registry> metrics::registry() const noexcept { return impl_->registry; }
+
+namespace {
+
+boost::asio::awaitable<boost::system::error_code> collect(std::shared_ptr<detail::metrics_impl> m) {
+    boost::system::error_code first;
+    // A copy: the map may grow while a read is under way.
+    const auto queues = m->queues;
+    for (const auto& [name, weak] : queues) {
+        auto s = weak.lock();
+        if (!s || s->closed) continue;
+        request req;
+        req.push("LLEN", s->keys.queue(name));
+        std::int64_t depth = 0;
+        diagnostics d;
+        auto [ec, n] = co_await s->conn.async_exec(
+            req, depth, d, boost::asio::as_tuple(boost::asio::use_awaitable));
+        if (ec) {
+            if (!first) first = ec;
+            continue;
+        }
+        m->depth.at({name}).Set(static_cast<double>(depth));
+    }
+    co_return first;
+}
+
+}  // namespace
+
+void metrics::collect_impl(boost::asio::any_completion_handler<void(boost::system::error_code)> h) {
+    if (!impl_->executor) {
+        std::move(h)(boost::system::error_code{});  // nothing was ever attached: nothing to read
+        return;
+    }
+    detail::launch(*impl_->executor, collect(impl_), std::move(h));
+}
 
 std::string metrics::prometheus_text() const {
     double held = 0;

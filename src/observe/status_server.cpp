@@ -96,6 +96,7 @@ class status_server_impl : public std::enable_shared_from_this<status_server_imp
             res.set(http::field::allow, "GET, HEAD");
             res.body() = "only GET and HEAD\n";
         } else if (path == "/metrics" && m_) {
+            co_await m_->async_collect(nothrow);  // a failed read leaves the last value
             res.result(http::status::ok);
             res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
             res.body() = m_->prometheus_text();

@@ -101,6 +101,44 @@ TEST_CASE(
     });
 }
 
+TEST_CASE("metrics: a queue's messages sent, consumed, in flight and waiting", "[metrics]") {
+    with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
+        session s(conn, {.node_id = "node-a"});
+        redcoord::metrics m;
+        m.attach(s);
+        redcoord::reliable_queue q(s);
+        for (int i = 0; i < 3; ++i) {
+            auto [ec, id] =
+                co_await q.async_enqueue("mail", "message " + std::to_string(i), nothrow);
+            REQUIRE_FALSE(ec);
+        }
+        std::vector<redcoord::queue_item> taken;
+        for (int i = 0; i < 2; ++i) {
+            auto [ec, item] = co_await q.async_dequeue("mail", "worker-1", 0ms, nothrow);
+            REQUIRE_FALSE(ec);
+            REQUIRE(item);
+            taken.push_back(std::move(*item));
+        }
+        auto [aec, acked] = co_await q.async_ack("mail", "worker-1", taken[0].raw, nothrow);
+        REQUIRE_FALSE(aec);
+        REQUIRE(acked);
+        auto [cec] = co_await m.async_collect(nothrow);
+        CHECK_FALSE(cec);
+        const std::string text = m.prometheus_text();
+        CHECK(sample(text,
+                     "messaging_client_sent_messages_total{messaging_destination_name=\"mail\"}") ==
+              3);
+        CHECK(
+            sample(
+                text,
+                "messaging_client_consumed_messages_total{messaging_destination_name=\"mail\"}") ==
+            2);
+        CHECK(sample(text, "redcoord_queue_acked_total{queue=\"mail\"}") == 1);
+        CHECK(sample(text, "redcoord_queue_in_flight{queue=\"mail\"}") == 1);
+        CHECK(sample(text, "redcoord_queue_depth{queue=\"mail\"}") == 1);
+    });
+}
+
 TEST_CASE("health: a healthy deployment, its leaders and its nodes' clocks", "[health]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-a"});

@@ -222,7 +222,7 @@ TEST_CASE("trace: a leadership taken away is an election lost", "[trace]") {
     });
 }
 
-TEST_CASE("trace: nodes joining, beating and leaving; jobs moving through their states",
+TEST_CASE("trace: nodes joining and leaving with heartbeats, and jobs moving through their states",
           "[trace]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         recorder r;

@@ -101,7 +101,7 @@ TEST_CASE("trace: JSON Lines, any bytes escaped", "[unit][trace]") {
 
 TEST_CASE("trace: every kind has its own name", "[unit][trace]") {
     std::vector<std::string> names;
-    for (int k = 0; k <= static_cast<int>(trace_kind::job_transition); ++k) {
+    for (int k = 0; k <= static_cast<int>(trace_kind::queue_redelivered); ++k) {
         const auto name = std::string(redcoord::to_string(static_cast<trace_kind>(k)));
         CHECK(name != "unknown");
         CHECK(std::find(names.begin(), names.end(), name) == names.end());
