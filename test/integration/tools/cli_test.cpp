@@ -537,7 +537,7 @@ TEST_CASE("cli: jobs by state, a job's record and history, retry, run-now, cance
 TEST_CASE(
     "cli: events tail prints job events as they come until --count, and only those of its "
     "pattern",
-    "[cli][single_server]") {
+    "[cli]") {
     with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
         session s(conn, as_node("node-a"));
         redcoord::scheduler_options so;
