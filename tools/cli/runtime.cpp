@@ -202,8 +202,10 @@ int run(const global_options& g, const selection& sel) {
     std::optional<session> s;
     try {
         s.emplace(conn, so);
-    } catch (const std::exception& e) {
-        say(std::string("--prefix: ") + e.what());
+    } catch (const error_with_diagnostics& e) {
+        std::string_view why = e.get_diagnostics().message();
+        if (why.starts_with("prefix: ")) why.remove_prefix(8);
+        say("--prefix: " + std::string(why));
         return 2;
     }
     context c{conn, *s, g};
