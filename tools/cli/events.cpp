@@ -58,6 +58,7 @@ asio::awaitable<int> tail(context& c, tail_options o) {
         }
         if (o.count != 0 && ++seen >= o.count) done.cancel();
     };
+    if (o.pattern.empty()) throw usage_error("events tail: the pattern is empty ('*' for all)");
     auto sub = bus.psubscribe<json::value>(o.pattern, on_event);
     // Heard from here on: the PSUBSCRIBE went before this PING, and Redis answers in order.
     request ping;

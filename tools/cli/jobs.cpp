@@ -48,8 +48,8 @@ scheduler_options scheduler_for(const jobs_options& o) {
 std::unique_ptr<scheduler> make_scheduler(context& c, const jobs_options& o) {
     try {
         return std::make_unique<scheduler>(c.session, scheduler_for(o));
-    } catch (const std::exception& e) {
-        throw usage_error(std::string("--scheduler: ") + e.what());
+    } catch (const error_with_diagnostics& e) {
+        throw usage_error("--scheduler: " + e.get_diagnostics().message());
     }
 }
 
