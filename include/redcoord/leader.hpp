@@ -171,7 +171,9 @@ public:
     /// term is older than the list's TTL); error::invalid_argument for an empty name;
     /// connection errors as connection::async_exec. A record that does not parse (written by
     /// something else) is skipped. Cancellation: terminal (as connection::async_exec).
-    /// Completes through the handler's associated executor.
+    /// Completes through the handler's associated executor. The grant script tells a
+    /// leadership from a lock by its key (the text before its first '{' ends with "leader:"),
+    /// so terms are recorded only with a session prefix without '{'.
     template <class Token = boost::asio::deferred_t>
     auto async_term_history(std::string name, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code,
