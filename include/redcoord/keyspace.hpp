@@ -27,7 +27,7 @@ namespace redcoord {
 /// | --- | --- | --- |
 /// | lock, read-write lock | `<p>lock:{<name>}` | `:fence`, `:released`, `:stats`, `:queue`, `:queue:deadlines`, `:rw:writer`, `:rw:readers`, `:rw:writers_waiting`, `:rw:fence`, `:rw:released`, `:rw:holders` |
 /// | semaphore | `<p>semaphore:{<name>}` | `:fence`, `:released`, `:holders` |
-/// | leadership | `<p>leader:{<name>}` | `:fence`, `:changed`, `:released`, `:stats` |
+/// | leadership | `<p>leader:{<name>}` | `:fence`, `:changed`, `:released`, `:stats`, `:terms` |
 /// | heartbeat | `<p>hb:{registry}:<node>` (the registry's slot) | |
 /// | node registry | `<p>nodes:{registry}` | `:dead`, `:events` (channel) |
 /// | circuit breaker | `<p>circuit:{<name>}` | `:failures` |
@@ -37,7 +37,7 @@ namespace redcoord {
 /// | idempotency record | `<p>idempotency:{<key>}` | run lease and its channel |
 /// | result | `<p>result:{<id>}` | `:value`, `:stored` (channel) |
 /// | shared state | `<p>state:{<key>}` | `:changed` (channel) |
-/// | queue | `<p>queue:{<name>}` | `:consumers`, `:workers`, `:pushed` (channel), `:processing:<consumer>`, `:worker:<worker>` |
+/// | queue | `<p>queue:{<name>}` | `:consumers`, `:workers`, `:redelivered`, `:pushed` (channel), `:processing:<consumer>`, `:worker:<worker>` |
 /// | barrier, job | `<p>barrier:{<name>}`, `<p>job:{<id>}` | `:arrived`, `:done` (channels) |
 /// | lock statistics | `<p>stats:{locks}` (every lock), a lock's or leadership's `:stats` | |
 /// | event channel | `<p>events:<name>` (no braces: it has no companions) | |

@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace redcoord {
 
@@ -73,6 +74,15 @@ struct leader_info {
     std::int64_t term = 0;  ///< the fencing token of its lease: strictly grows with each leader
     std::chrono::system_clock::time_point since;    ///< when it took office (its node's clock)
     std::chrono::system_clock::time_point expires;  ///< when its lease ends unless renewed
+};
+
+/// One term of a leadership, as recorded when it was granted (leader_election::
+/// async_term_history).
+struct leader_term {
+    std::int64_t term = 0;                     ///< the fencing token of the term's lease
+    std::string node;                          ///< the node that took office
+    std::string owner;                         ///< its owner token
+    std::chrono::system_clock::time_point at;  ///< when it was granted (Redis server time)
 };
 
 /// Leader election on one session. A leadership is a lease (lease.hpp): its fencing token is
@@ -153,6 +163,25 @@ public:
 
     const leader_options& options() const noexcept { return opts_; }
 
+    /// The last terms of `name` (at most 100), newest first: each grant of a new term records
+    /// it in `<prefix>leader:{<name>}:terms` (a list in the leadership's slot, in the same
+    /// script call that grants; its TTL slides to 30 days with every grant). A reentrant hold
+    /// or a renewal is not a new term. Completion signature: void(error_code,
+    /// std::vector<leader_term>): empty when no term was recorded (never led, or the last
+    /// term is older than the list's TTL); error::invalid_argument for an empty name;
+    /// connection errors as connection::async_exec. A record that does not parse (written by
+    /// something else) is skipped. Cancellation: terminal (as connection::async_exec).
+    /// Completes through the handler's associated executor. The grant script tells a
+    /// leadership from a lock by its key (the text before its first '{' ends with "leader:"),
+    /// so terms are recorded only with a session prefix without '{'.
+    template <class Token = boost::asio::deferred_t>
+    auto async_term_history(std::string name, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code,
+                                                       std::vector<leader_term>)>(
+            [this](auto h, std::string name) { history_impl(std::move(name), std::move(h)); },
+            token, std::move(name));
+    }
+
 private:
     using lease_handler =
         boost::asio::any_completion_handler<void(boost::system::error_code, lease)>;
@@ -199,6 +228,11 @@ private:
     session* session_;
     leader_options opts_;
     membership* members_;
+
+    void history_impl(std::string name,
+                      boost::asio::any_completion_handler<void(boost::system::error_code,
+                                                               std::vector<leader_term>)>
+                          h);
 };
 
 }  // namespace redcoord

@@ -23,10 +23,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <map>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace redcoord {
 
@@ -111,6 +113,24 @@ struct queue_item {
     }
 };
 
+/// What a queue holds (reliable_queue::async_stats), read atomically in one script call.
+struct queue_stats {
+    std::string name;
+    /// Items waiting in the shared queue (`Q`).
+    std::int64_t depth = 0;
+    /// Items taken by consumers and not yet acknowledged (every processing list).
+    std::int64_t in_flight = 0;
+    /// Items async_redeliver gave back since the counter was created; it expires 30 days
+    /// after the last redelivery.
+    std::int64_t redeliveries = 0;
+    /// Items waiting in the per-worker queues (work stealing), all workers together.
+    std::int64_t worker_depth = 0;
+    /// In flight per consumer (the consumers known to the queue, with 0 when idle).
+    std::map<std::string, std::int64_t> consumers;
+    /// Waiting per worker queue.
+    std::map<std::string, std::int64_t> workers;
+};
+
 /// Reliable queues of one session.
 ///
 /// Key layout for queue `name` (main key Q = `<prefix>queue:{<name>}`, a list; enqueue pushes on
@@ -118,10 +138,11 @@ struct queue_item {
 /// - `{Q}:processing:{consumer}`: the items a consumer took and has not acknowledged;
 /// - `{Q}:consumers`: the set of consumers with a processing list;
 /// - `{Q}:worker:{worker}` and the set `{Q}:workers`: per-worker queues (work stealing);
+/// - `{Q}:redelivered`: how many items async_redeliver gave back (30-day TTL, sliding);
 /// - channel `{Q}:pushed`: each enqueue publishes there.
-/// A consumer is alive while its heartbeat key `<prefix>hb:{registry}:<consumer>` (membership) exists;
-/// the consumer id defaults to the session's node id. Redelivery reads heartbeat keys from a
-/// script, so it needs a single node (not Redis Cluster).
+/// A consumer is alive while its heartbeat key `<prefix>hb:{registry}:<consumer>` (membership)
+/// exists; the consumer id defaults to the session's node id. Redelivery reads heartbeat keys from
+/// a script, so it needs a single node (not Redis Cluster).
 ///
 /// The handle is light; several may share a session. Thread safety: none; use it from the
 /// session's executor. Every operation completes through the handler's associated executor.
@@ -288,6 +309,38 @@ public:
                              std::forward<Token>(token));
     }
 
+    /// The names of every queue of the session's prefix, sorted: found with SCAN (never
+    /// KEYS), from the keys a queue has while it holds anything (the queue, its consumers,
+    /// its workers, its redelivery count). Completion signature: void(error_code,
+    /// std::vector<std::string>); errors as connection::async_exec. Cancellation: terminal
+    /// (the SCAN stops between pages).
+    template <class Token = boost::asio::deferred_t>
+    auto async_list_queues(diagnostics& diag, Token&& token = {}) {
+        return detail::initiate_with_diagnostics<void(boost::system::error_code,
+                                                      std::vector<std::string>)>(
+            token, &diag, [this](auto&&... a) { list_impl(std::move(a)...); });
+    }
+    template <class Token = boost::asio::deferred_t>
+    auto async_list_queues(Token&& token = {}) {
+        return detail::initiate_with_diagnostics<void(boost::system::error_code,
+                                                      std::vector<std::string>)>(
+            token, nullptr, [this](auto&&... a) { list_impl(std::move(a)...); });
+    }
+
+    /// The counts of queue name (queue_stats), read atomically; an unknown queue has all
+    /// counts zero. Read only. Completion signature: void(error_code, queue_stats);
+    /// error::invalid_argument for an empty name. Cancellation: terminal.
+    template <class Token = boost::asio::deferred_t>
+    auto async_stats(std::string name, diagnostics& diag, Token&& token = {}) {
+        return detail::initiate_with_diagnostics<void(boost::system::error_code, queue_stats)>(
+            token, &diag, [this](auto&&... a) { stats_impl(std::move(a)...); }, std::move(name));
+    }
+    template <class Token = boost::asio::deferred_t>
+    auto async_stats(std::string name, Token&& token = {}) {
+        return detail::initiate_with_diagnostics<void(boost::system::error_code, queue_stats)>(
+            token, nullptr, [this](auto&&... a) { stats_impl(std::move(a)...); }, std::move(name));
+    }
+
 private:
     using id_handler =
         boost::asio::any_completion_handler<void(boost::system::error_code, std::string)>;
@@ -349,6 +402,13 @@ private:
     void redeliver_impl(std::string name, diagnostics* diag, count_handler handler);
     void take_impl(std::string name, std::string worker, bool steal, diagnostics* diag,
                    item_handler handler);
+    void list_impl(diagnostics* diag,
+                   boost::asio::any_completion_handler<void(boost::system::error_code,
+                                                            std::vector<std::string>)>
+                       handler);
+    void stats_impl(
+        std::string name, diagnostics* diag,
+        boost::asio::any_completion_handler<void(boost::system::error_code, queue_stats)> handler);
 
     session* session_;
     queue_options opts_;

@@ -318,4 +318,56 @@ leader_election::watch leader_election::watch_leader(
     return w;
 }
 
+namespace {
+
+// One record of a leadership's terms list, as lock_ops.lua writes it:
+// "<term> <Unix ms> <#owner>:<owner> <node>"; nullopt when it is not one.
+std::optional<leader_term> parse_term_record(std::string_view r) {
+    const char* p = r.data();
+    const char* end = r.data() + r.size();
+    auto number = [&](auto& n, char sep) {
+        auto [q, ec] = std::from_chars(p, end, n);
+        if (ec != std::errc() || q == end || *q != sep) return false;
+        p = q + 1;
+        return true;
+    };
+    leader_term t;
+    std::int64_t at_ms = 0;
+    std::size_t owner_size = 0;
+    if (!number(t.term, ' ') || !number(at_ms, ' ') || !number(owner_size, ':') ||
+        owner_size >= static_cast<std::size_t>(end - p) || p[owner_size] != ' ')
+        return std::nullopt;
+    t.owner.assign(p, owner_size);
+    t.node.assign(p + owner_size + 1, end);
+    t.at = std::chrono::system_clock::time_point(milliseconds(at_ms));
+    return t;
+}
+
+asio::awaitable<std::tuple<error_code, std::vector<leader_term>>> read_terms(
+    std::shared_ptr<session_impl> s, std::string name) {
+    request req;
+    req.push("LRANGE", keyspace::companion(s->keys.leader(name), "terms"), 0, -1);
+    std::vector<std::string> records;
+    auto [ec, n] = co_await s->conn.async_exec(req, records, nothrow);
+    std::vector<leader_term> out;
+    if (ec) co_return std::tuple{ec, std::move(out)};
+    out.reserve(records.size());
+    for (const auto& r : records)
+        if (auto t = parse_term_record(r)) out.push_back(std::move(*t));
+    co_return std::tuple{error_code{}, std::move(out)};
+}
+
+}  // namespace
+
+void leader_election::history_impl(
+    std::string name, asio::any_completion_handler<void(error_code, std::vector<leader_term>)> h) {
+    auto s = detail::access::impl(*session_);
+    diagnostics d;
+    if (auto ec = detail::check_name("leadership name", name, d))
+        return detail::complete_later(s->conn.get_executor(), std::move(h), ec,
+                                      std::vector<leader_term>{});
+    auto& sr = *s;
+    detail::launch(sr.conn.get_executor(), read_terms(std::move(s), std::move(name)), std::move(h));
+}
+
 }  // namespace redcoord

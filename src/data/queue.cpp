@@ -1,7 +1,3 @@
-#include "core/access.hpp"
-#include "core/data_ops.hpp"
-#include "core/random.hpp"
-
 #include <redcoord/error.hpp>
 #include <redcoord/queue.hpp>
 #include <redcoord/script.hpp>
@@ -12,8 +8,15 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
+#include <tuple>
 #include <utility>
 #include <vector>
+
+#include "core/access.hpp"
+#include "core/data_ops.hpp"
+#include "core/glob.hpp"
+#include "core/random.hpp"
 
 namespace redcoord {
 
@@ -26,11 +29,12 @@ namespace {
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 struct names {
-    std::string queue, consumers, workers, channel, processing_prefix, worker_prefix;
+    std::string queue, consumers, workers, redelivered, channel, processing_prefix, worker_prefix;
     names(const keyspace& k, std::string_view name)
         : queue(k.queue(name)),
           consumers(keyspace::companion(queue, "consumers")),
           workers(keyspace::companion(queue, "workers")),
+          redelivered(keyspace::companion(queue, "redelivered")),
           channel(keyspace::companion(queue, "pushed")),
           processing_prefix(keyspace::companion(queue, "processing:")),
           worker_prefix(keyspace::companion(queue, "worker:")) {}
@@ -156,7 +160,7 @@ asio::awaitable<std::pair<error_code, std::int64_t>> redeliver(
         auto [ec, sz] = co_await s->conn.async_exec(req, alive, target.get(), nothrow);
         if (ec) co_return std::pair<error_code, std::int64_t>(ec, 0);
     }
-    std::vector<std::string> keys{n.queue, n.consumers};
+    std::vector<std::string> keys{n.queue, n.consumers, n.redelivered};
     std::vector<std::string> args{n.channel};
     for (std::size_t i = 0; i < consumers.size() && i < alive.size(); ++i) {
         if (alive[i]) continue;
@@ -193,6 +197,68 @@ asio::awaitable<item_result> take(std::shared_ptr<detail::session_impl> s, std::
         co_return item_result(ec, std::nullopt);
     trace_queue(*s, trace_kind::queue_received, name, worker);
     co_return item_result(error_code(), split(std::move(*reply[1]), std::move(*reply[0])));
+}
+
+// The queue a key found by SCAN belongs to: `<prefix>queue:{<name>}` and its companions that
+// name it (consumers, workers, redelivered); empty for any other key (a processing list or a
+// worker's queue: their queue has the set that names them).
+std::string_view queue_name_of(const keyspace& k, std::string_view key) {
+    const std::string_view kind = "queue:{";
+    if (!key.starts_with(k.prefix())) return {};
+    key.remove_prefix(k.prefix().size());
+    if (!key.starts_with(kind)) return {};
+    key.remove_prefix(kind.size());
+    for (std::string_view end : {"}", "}:consumers", "}:workers", "}:redelivered"})
+        if (key.size() > end.size() && key.ends_with(end))
+            return key.substr(0, key.size() - end.size());
+    return {};
+}
+
+using names_result = std::pair<error_code, std::vector<std::string>>;
+
+asio::awaitable<names_result> list_queues(std::shared_ptr<detail::session_impl> s,
+                                          detail::diag_target target) {
+    const std::string pattern = detail::glob_escape(s->keys.prefix()) + "queue:{*";
+    std::set<std::string, std::less<>> found;
+    std::string cursor = "0";
+    do {
+        request req;
+        req.push("SCAN", cursor, "MATCH", pattern, "COUNT", 1000);
+        std::pair<std::string, std::vector<std::string>> page;
+        auto [ec, n] = co_await s->conn.async_exec(req, page, target.get(), nothrow);
+        if (ec) co_return names_result(ec, {});
+        cursor = std::move(page.first);
+        for (const auto& k : page.second)
+            if (auto name = queue_name_of(s->keys, k); !name.empty()) found.emplace(name);
+    } while (cursor != "0");
+    co_return names_result(error_code(), std::vector<std::string>(found.begin(), found.end()));
+}
+
+using stats_result = std::pair<error_code, queue_stats>;
+
+asio::awaitable<stats_result> read_stats(std::shared_ptr<detail::session_impl> s, std::string name,
+                                         detail::diag_target target) {
+    const names n(s->keys, name);
+    static const script& counts = script::embedded("queue_stats");
+    const std::vector<std::string> keys{n.queue, n.consumers, n.workers, n.redelivered};
+    const std::vector<std::string> args{n.processing_prefix, n.worker_prefix};
+    // One reply, an array of four (a response<...> of one element: a bare tuple would be four
+    // replies).
+    response<std::tuple<std::int64_t, std::int64_t, std::map<std::string, std::int64_t>,
+                        std::map<std::string, std::int64_t>>>
+        whole;
+    auto [ec, sz] = co_await detail::eval(s->conn, counts, keys, args, whole, target.get());
+    queue_stats out;
+    if (ec) co_return stats_result(ec, std::move(out));
+    auto& reply = std::get<0>(whole);
+    out.name = std::move(name);
+    out.depth = std::get<0>(reply);
+    out.redeliveries = std::get<1>(reply);
+    out.consumers = std::move(std::get<2>(reply));
+    out.workers = std::move(std::get<3>(reply));
+    for (const auto& [c, len] : out.consumers) out.in_flight += len;
+    for (const auto& [w, len] : out.workers) out.worker_depth += len;
+    co_return stats_result(error_code(), std::move(out));
 }
 
 // Bad input: the first of fields (what, value) that is not a valid name, named in d; then a
@@ -305,6 +371,32 @@ void reliable_queue::take_impl(std::string name, std::string worker, bool steal,
     auto& sr = *s;
     detail::launch(sr, take(std::move(s), std::move(name), std::move(worker), steal,
                             std::move(target)),
+                   std::move(handler));
+}
+
+void reliable_queue::list_impl(
+    diagnostics* diag,
+    asio::any_completion_handler<void(error_code, std::vector<std::string>)> handler) {
+    auto s = detail::access::impl(*session_);
+    detail::diag_target target(diag);
+    target.get().clear();
+    if (s->closed)
+        return detail::complete_later(*s, std::move(handler), error_code(error::session_closed),
+                                      std::vector<std::string>());
+    auto& sr = *s;
+    detail::launch(sr, list_queues(std::move(s), std::move(target)), std::move(handler));
+}
+
+void reliable_queue::stats_impl(
+    std::string name, diagnostics* diag,
+    asio::any_completion_handler<void(error_code, queue_stats)> handler) {
+    auto s = detail::access::impl(*session_);
+    detail::diag_target target(diag);
+    target.get().clear();
+    if (auto ec = check_fields(*s, target.get(), {{"queue name", &name}}))
+        return detail::complete_later(*s, std::move(handler), ec, queue_stats());
+    auto& sr = *s;
+    detail::launch(sr, read_stats(std::move(s), std::move(name), std::move(target)),
                    std::move(handler));
 }
 

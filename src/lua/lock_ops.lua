@@ -26,6 +26,8 @@
 -- without "r", by the same owner (an owner holds a lock once unless it asks for reentrancy);
 -- {0, -3} in fair mode when the lock is free but earlier waiters come first; {0, -4} with "y"
 -- when the lock is free but another node waits for it (the release published: it gets a turn).
+-- A grant to a leadership also records the new term (record_term below) in the companion
+-- "terms" of the same slot, which is not among the KEYS.
 --
 -- Release of one hold: ARGV "r", owner, channel, always ("1": publish even when nobody waits,
 -- for leaderships). KEYS: the lock. The last hold deletes it and, when someone waits (the
@@ -52,6 +54,34 @@ end
 -- The locks whose release in this call found another node waiting (waiters flag 2).
 local others_waited = {}
 
+-- A leadership keeps the history of its terms. A grant to a leadership key
+-- (`<prefix>leader:{<name>}`: the text before the key's first '{' ends with "leader:"; a
+-- lock's ends with "lock:") pushes "<term> <server time, Unix ms> <#owner>:<owner> <node>" on
+-- the companion list "terms" (the fence key's sibling, so in the same slot), keeps the last
+-- 100, and slides the list's TTL to 30 days.
+local terms_kept, terms_ttl_ms = 100, 2592000000
+local function record_term(key, fence, value, token)
+    local brace = string.find(key, '{', 1, true)
+    if not brace or brace < 8 or string.find(key, 'leader:{', brace - 7, true) ~= brace - 7 then
+        return
+    end
+    local he = head_end(value)
+    if not he then return end
+    local _, fe = string.find(value, '^%d+ %d %-?%d+ %d [^ ]* ', he + 1)
+    local terms = string.sub(fence, 1, #fence - 5) .. 'terms'
+    redis.call('LPUSH', terms, string.format('%d %d ', token, fence_now_ms()) ..
+               string.sub(value, 1, he) .. (fe and string.sub(value, fe + 1) or ''))
+    redis.call('LTRIM', terms, 0, terms_kept - 1)
+    redis.call('PEXPIRE', terms, terms_ttl_ms)
+end
+
+-- A new lease of key: its fencing token, the next of the counter.
+local function grant(key, fence, value)
+    local token = next_fence(fence)
+    record_term(key, fence, value, token)
+    return token
+end
+
 local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_ttl)
     local fair = mode ~= '-' and string.find(mode, 'f', 1, true) ~= nil
     if others_waited[key] and mode ~= '-' and string.find(mode, 'y', 1, true) then
@@ -64,7 +94,7 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
         -- The fast path: one call takes a free lock, or reads its holder.
         held = redis.call('SET', key, value, 'NX', 'PX', ttl, 'GET')
         if not held then
-            return next_fence(fence)
+            return grant(key, fence, value)
         end
     end
     local he = head_end(value)
@@ -145,9 +175,8 @@ local function acquire(key, fence, queue, deadlines, value, ttl, mode, waiter_tt
         redis.call('LPOP', queue)
         redis.call('ZREM', deadlines, owner)
     end
-    local token = next_fence(fence)
     redis.call('SET', key, value, 'PX', ttl)
-    return token
+    return grant(key, fence, value)
 end
 
 local function release(key, owner, channel, always)

@@ -703,3 +703,76 @@ TEST_CASE("leader: bad options throw error_with_diagnostics naming the field", "
 }
 
 }  // namespace
+
+TEST_CASE(
+    "leader: every new term is recorded, and async_term_history lists them newest first "
+    "(a resignation and an expiry each hand over to a new term; renewals add none)",
+    "[leader][terms]") {
+    with_connection([](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
+        session sa(conn, as_node("node-a"));
+        session sb(conn, as_node("node-b"));
+        leader_election ea(sa, short_terms(1s, 100ms));
+        leader_election eb(sb, short_terms(1s, 100ms));
+
+        auto [ec0, none] = co_await ea.async_term_history("reports", nothrow);
+        REQUIRE_FALSE(ec0);
+        CHECK(none.empty());
+
+        auto [ec1, la] = co_await ea.async_campaign("reports", nothrow);
+        REQUIRE_FALSE(ec1);
+        co_await sleep_for(400ms);  // a few renewals: the same term
+        auto [rec] = co_await ea.async_resign(la, nothrow);
+        REQUIRE_FALSE(rec);
+
+        auto [ec2, lb] = co_await eb.async_campaign("reports", nothrow);
+        REQUIRE_FALSE(ec2);
+        // node-b's leadership ends without a resignation (its key gone, as when it expires),
+        // and node-a takes office again: a third term.
+        const auto key = sb.keys().leader("reports");
+        co_await command(conn, "DEL", key);
+        auto [ec3, la2] = co_await ea.async_campaign("reports", nothrow);
+        REQUIRE_FALSE(ec3);
+
+        auto [ec4, terms] = co_await ea.async_term_history("reports", nothrow);
+        REQUIRE_FALSE(ec4);
+        REQUIRE(terms.size() == 3);
+        CHECK(terms[0].term == la2.fencing_token());
+        CHECK(terms[0].node == "node-a");
+        CHECK(terms[0].owner == la2.owner());
+        CHECK(terms[1].term == lb.fencing_token());
+        CHECK(terms[1].node == "node-b");
+        CHECK(terms[1].owner == lb.owner());
+        CHECK(terms[2].term == la.fencing_token());
+        CHECK(terms[2].node == "node-a");
+        CHECK(terms[2].owner == la.owner());
+        CHECK(terms[0].term > terms[1].term);
+        CHECK(terms[1].term > terms[2].term);
+        CHECK(terms[0].at >= terms[1].at);
+        CHECK(terms[1].at >= terms[2].at);
+        CHECK(terms[2].at > std::chrono::system_clock::time_point{});
+
+        // The list is the leadership's companion, with a TTL of at most 30 days.
+        const auto list = redcoord::keyspace::companion(key, "terms");
+        CHECK(list == key + ":terms");
+        const auto list_ttl = co_await command(conn, "PTTL", list);
+        const auto pttl = std::stoll(list_ttl);
+        CHECK(pttl > 0);
+        CHECK(pttl <= 30LL * 24 * 3600 * 1000);
+
+        // A lock's grants record nothing.
+        redcoord::lock_provider locks(sa);
+        const redcoord::acquire_options ao;
+        auto [lec, l] = co_await locks.async_acquire("reports", ao, nothrow);
+        REQUIRE_FALSE(lec);
+        const auto lock_terms =
+            co_await command(conn, "EXISTS", sa.keys().lock("reports") + ":terms");
+        CHECK(lock_terms == "0");
+        auto [lrec] = co_await l.async_release(nothrow);
+        CHECK_FALSE(lrec);
+
+        auto [bad, nothing] = co_await ea.async_term_history("", nothrow);
+        CHECK(bad == redcoord::error::invalid_argument);
+        auto [rec2] = co_await ea.async_resign(la2, nothrow);
+        CHECK_FALSE(rec2);
+    });
+}
