@@ -293,8 +293,12 @@ class dashboard_impl : public std::enable_shared_from_this<dashboard_impl> {
             self->broadcast(self->last_snapshot_);
             self->tick_.expires_at(started + push_every);
             co_await self->tick_.async_wait(nothrow);
-            self->tick_.expires_at(started + push_at_most_every);
-            co_await self->tick_.async_wait(nothrow);
+            // Events wake it early, but never more often than this, however many come.
+            while (!self->stopped_ &&
+                   std::chrono::steady_clock::now() < started + push_at_most_every) {
+                self->tick_.expires_at(started + push_at_most_every);
+                co_await self->tick_.async_wait(nothrow);
+            }
         }
         self->pushing_ = false;
     }

@@ -178,6 +178,18 @@ TEST_CASE("dashboard: nodes, locks, leaders and jobs as JSON; actions; safety; l
         };
         REQUIRE(co_await eventually_async(running, 20s, 20ms));
 
+        // A queue with three items, one of them taken by a consumer.
+        redcoord::reliable_queue queue(s);
+        const std::string queue_name = "emails";
+        for (int i = 0; i < 3; ++i) {
+            auto [qec, qid] = co_await queue.async_enqueue(queue_name, "item", nothrow);
+            REQUIRE_FALSE(qec);
+        }
+        const std::string consumer = "worker-1";
+        auto [dec, taken] = co_await queue.async_dequeue(queue_name, consumer, 0ms, nothrow);
+        REQUIRE_FALSE(dec);
+        REQUIRE(taken);
+
         auto opts = board_options();
         opts.url_shown = redcoord::test::url_for(srv, ":" + password);
         dashboard board(s, opts);
@@ -234,6 +246,14 @@ TEST_CASE("dashboard: nodes, locks, leaders and jobs as JSON; actions; safety; l
         const auto page = co_await get(at, "/");
         CHECK(page.status == 200);
         CHECK(page.body.find("redcoord") != std::string::npos);
+
+        const auto queues = (co_await get(at, "/api/queues")).json();
+        const auto* emails = find(queues.at("queues"), "name", "emails");
+        REQUIRE(emails != nullptr);
+        CHECK(emails->at("length").to_number<int>() == 2);
+        CHECK(emails->at("in_flight").to_number<int>() == 1);
+        CHECK(emails->at("consumers").to_number<int>() == 1);
+        CHECK(queues.at("queues").as_array().size() == 1);  // companions are not queues
 
         // The password appears nowhere; the URL is shown without it.
         const auto info = co_await get(at, "/api/info");

@@ -387,7 +387,9 @@ function connect() {
     $('#conn-text').textContent = 'reconnecting…';
   });
   es.addEventListener('info', (m) => {
+    // A (re)connection: the server sends its whole event tail next.
     state.info = JSON.parse(m.data);
+    state.events = [];
     $('#conn-text').textContent = state.info.url || state.info.prefix;
     $('#scheduler-name').textContent = `scheduler “${state.info.scheduler}”`;
     $('#foot').textContent = `prefix ${state.info.prefix} · ${state.info.read_only ? 'read-only' : 'actions enabled'}${state.info.token_required ? ' (token required)' : ''}`;
