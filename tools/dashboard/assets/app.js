@@ -29,7 +29,11 @@ function duration(ms) {
   const h = Math.floor(m / 60);
   return h < 48 ? `${h} h ${m % 60} min` : `${Math.floor(h / 24)} d ${h % 24} h`;
 }
-function micros(us) { return us ? duration(us / 1000) : '—'; }
+function micros(us) {
+  if (!us) return '—';
+  if (us < 1000) return `${us} µs`;
+  return us < 10000 ? `${(us / 1000).toFixed(2)} ms` : duration(us / 1000);
+}
 function time(ms, zone) {
   if (!ms) return '—';
   const opts = { year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false };
@@ -271,7 +275,7 @@ function renderRecurring() {
 function describeEvent(e) {
   if (e.type === 'member') return [e.event === 'dead' ? pill('dead') : pill(e.event, 'ok'), `node <b class="mono">${esc(e.node)}</b> ${esc(e.event)}`];
   if (e.type === 'action') return [pill(e.action, e.status < 300 ? 'ok' : 'bad'), `${esc(e.action)} <span class="mono">${esc(e.target)}</span> (${esc(e.status)})`];
-  return [pill(e.state), `job <a class="mono" href="#jobs/${encodeURIComponent(e.id)}">${esc(e.id)}</a> ${esc(e.function || '')}${e.attempt ? ` attempt ${esc(e.attempt)}` : ''}${e.node ? ` on <span class="mono">${esc(e.node)}</span>` : ''}${e.error ? ` <span class="muted">— ${esc(e.error)}</span>` : ''}`];
+  return [e.progress ? pill('progress', 'running') : pill(e.state), `job <a class="mono" href="#jobs/${encodeURIComponent(e.id)}">${esc(e.id)}</a> ${esc(e.function || '')}${e.attempt ? ` attempt ${esc(e.attempt)}` : ''}${e.node ? ` on <span class="mono">${esc(e.node)}</span>` : ''}${e.progress ? ` — progress <b>${esc(e.progress)}</b>` : ''}${e.error ? ` <span class="muted">— ${esc(e.error)}</span>` : ''}`];
 }
 function renderEvents() {
   const show = { job: $('#ev-jobs').checked, member: $('#ev-members').checked, action: $('#ev-actions').checked };
