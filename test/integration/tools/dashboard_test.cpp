@@ -46,20 +46,23 @@ struct http_reply {
     json::value json() const { return json::parse(body); }
 };
 
-// One request on a fresh connection. `host` is the Host header; `headers` are extra ones.
+using headers_t = std::vector<std::pair<std::string, std::string>>;
+
+// One request on a fresh connection. `host` is the Host header; `headers` are extra ones; a
+// POST sends `body` (JSON unless headers name another Content-Type).
 asio::awaitable<http_reply> call(asio::ip::tcp::endpoint at, http::verb verb, std::string target,
-                                 std::vector<std::pair<std::string, std::string>> headers = {},
-                                 std::string host = "127.0.0.1") {
+                                 headers_t headers = {}, std::string host = "127.0.0.1",
+                                 std::string body = "{}") {
     boost::beast::tcp_stream stream(co_await asio::this_coro::executor);
     stream.expires_after(20s);
     co_await stream.async_connect(at, asio::use_awaitable);
     http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, host);
-    for (const auto& [k, v] : headers) req.set(k, v);
     if (verb == http::verb::post) {
         req.set(http::field::content_type, "application/json");
-        req.body() = "{}";
+        req.body() = body;
     }
+    for (const auto& [k, v] : headers) req.set(k, v);
     req.prepare_payload();
     co_await http::async_write(stream, req, asio::use_awaitable);
     boost::beast::flat_buffer buffer;
@@ -76,7 +79,7 @@ asio::awaitable<http_reply> get(asio::ip::tcp::endpoint at, std::string target) 
 }
 
 asio::awaitable<http_reply> post(asio::ip::tcp::endpoint at, std::string target,
-                                 std::vector<std::pair<std::string, std::string>> headers = {}) {
+                                 headers_t headers = {}) {
     co_return co_await call(at, http::verb::post, std::move(target), std::move(headers));
 }
 
@@ -275,10 +278,11 @@ TEST_CASE("dashboard: nodes, locks, leaders and jobs as JSON; actions; safety; l
         // Actions: GET is refused, another site's page is refused, then each one's effect is
         // read back through the library.
         CHECK((co_await get(at, "/api/locks/orders/release")).status == 405);
-        const std::vector<std::pair<std::string, std::string>> evil{
-            {"Origin", "http://evil.example"}};
+        const headers_t evil{{"Origin", "http://evil.example"}};
         CHECK((co_await post(at, "/api/locks/orders/release", evil)).status == 403);
-        const auto other_host = co_await call(at, http::verb::get, "/api/info", {}, "evil.example");
+        const headers_t none;
+        const auto other_host =
+            co_await call(at, http::verb::get, "/api/info", none, "evil.example");
         CHECK(other_host.status == 403);
 
         const auto released = co_await post(at, "/api/locks/orders/release");
@@ -330,14 +334,23 @@ TEST_CASE("dashboard: nodes, locks, leaders and jobs as JSON; actions; safety; l
         const auto no_token = co_await post(tat, "/api/jobs/job-block/cancel");
         CHECK(no_token.status == 401);
         CHECK(no_token.body.find("token") != std::string::npos);
-        const std::vector<std::pair<std::string, std::string>> wrong{
-            {"Authorization", "Bearer nope"}};
+        const headers_t wrong{{"Authorization", "Bearer nope"}};
         CHECK((co_await post(tat, "/api/jobs/job-block/cancel", wrong)).status == 401);
         // With the token the action runs: the job has ended, so it is a conflict, not a refusal.
-        const std::vector<std::pair<std::string, std::string>> right{
-            {"Authorization", "Bearer t0ken"}};
+        const headers_t right{{"Authorization", "Bearer t0ken"}};
         CHECK((co_await post(tat, "/api/jobs/job-block/cancel", right)).status == 409);
         CHECK((co_await post(tat, "/api/jobs/no-such-job/cancel", right)).status == 404);
+        // Or as a field of a form or of a JSON body.
+        const headers_t form{{"Content-Type", "application/x-www-form-urlencoded"}};
+        const auto by_form = co_await call(tat, http::verb::post, "/api/jobs/no-such-job/cancel",
+                                           form, "127.0.0.1", "token=t0ken");
+        CHECK(by_form.status == 404);
+        const auto by_json = co_await call(tat, http::verb::post, "/api/jobs/no-such-job/cancel",
+                                           none, "127.0.0.1", "{\"token\":\"t0ken\"}");
+        CHECK(by_json.status == 404);
+        const auto wrong_form = co_await call(tat, http::verb::post, "/api/jobs/no-such-job/cancel",
+                                              form, "127.0.0.1", "token=t0ke");
+        CHECK(wrong_form.status == 401);
 
         board.stop();
         read_only.stop();
