@@ -5,7 +5,6 @@
 
 #include <redcoord/redcoord.hpp>
 
-#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -112,11 +111,11 @@ asio::awaitable<std::string> first_snapshot(asio::ip::tcp::endpoint at) {
     co_return text;
 }
 
-// A job function that runs until it is cancelled.
-asio::awaitable<void> block(redcoord::job_context& ctx) {
+// A job function that runs until it is cancelled (the scheduler cancels its coroutine).
+asio::awaitable<void> block(redcoord::job_context&) {
     asio::steady_timer t(co_await asio::this_coro::executor);
     t.expires_after(5min);
-    co_await t.async_wait(asio::bind_cancellation_slot(ctx.cancellation_slot(), nothrow));
+    co_await t.async_wait(nothrow);
 }
 
 asio::awaitable<void> quick(redcoord::job_context&) { co_return; }
@@ -131,7 +130,7 @@ dashboard_options board_options() {
 }  // namespace
 
 TEST_CASE("dashboard: nodes, locks, leaders and jobs as JSON; actions; safety; live stream",
-          "[dashboard][single_server]") {
+          "[dashboard]") {
     redcoord::test::redis_server srv(redcoord::test::redis_options{.password = password});
     redcoord::test::run_async([&](asio::io_context& ioc) -> asio::awaitable<void> {
         auto cfg = redcoord::test::config_for(srv);
@@ -265,8 +264,10 @@ TEST_CASE("dashboard: nodes, locks, leaders and jobs as JSON; actions; safety; l
             INFO(r->body);
             CHECK(r->body.find(password) == std::string::npos);
         }
-        CHECK(info.json().at("url").as_string() ==
-              "redis://127.0.0.1:" + std::to_string(srv.port()));
+        const std::string shown(info.json().at("url").as_string());
+        CHECK(shown.starts_with("redis"));
+        CHECK(shown.find('@') == std::string::npos);
+        CHECK(shown.find(std::to_string(srv.port())) != std::string::npos);
 
         // The live stream delivers a snapshot with the nodes and the lock.
         const std::string stream = co_await first_snapshot(at);
