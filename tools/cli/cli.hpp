@@ -92,6 +92,10 @@ CLI::App* add_command(CLI::App& parent, selection& sel, const std::shared_ptr<Op
     return cmd;
 }
 
+/// The duration an option says ("5s", "500ms", "2m", or a bare number of milliseconds);
+/// throws usage_error naming option when it is not one in (0, 1 day].
+std::chrono::milliseconds duration_option(std::string_view option, const std::string& text);
+
 /// One per file of subcommands: adds them to app; their callbacks set sel.
 void add_nodes_commands(CLI::App& app, selection& sel, const global_options& g);
 void add_locks_commands(CLI::App& app, selection& sel, const global_options& g);
@@ -99,6 +103,8 @@ void add_leaders_commands(CLI::App& app, selection& sel, const global_options& g
 void add_queues_commands(CLI::App& app, selection& sel, const global_options& g);
 void add_jobs_commands(CLI::App& app, selection& sel, const global_options& g);
 void add_events_commands(CLI::App& app, selection& sel, const global_options& g);
+void add_health_commands(CLI::App& app, selection& sel, const global_options& g);
+void add_dashboard_commands(CLI::App& app, selection& sel, const global_options& g);
 
 /// Connects as g says, runs sel's command and closes; returns the exit code (runtime.cpp).
 int run(const global_options& g, const selection& sel);

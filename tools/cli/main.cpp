@@ -56,6 +56,8 @@ int main(int argc, char** argv) {
     cli::add_queues_commands(app, sel, g);
     cli::add_jobs_commands(app, sel, g);
     cli::add_events_commands(app, sel, g);
+    cli::add_health_commands(app, sel, g);
+    cli::add_dashboard_commands(app, sel, g);
 
     try {
         app.parse(argc, argv);

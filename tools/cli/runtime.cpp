@@ -246,4 +246,12 @@ int run(const global_options& g, const selection& sel) {
     return result->code;
 }
 
+std::chrono::milliseconds duration_option(std::string_view option, const std::string& text) {
+    const auto d = parse_duration(text);
+    if (!d)
+        throw usage_error(std::string(option) + ": '" + text +
+                          "' is not a duration in (0, 1 day] (e.g. 500ms, 5s, 1m)");
+    return *d;
+}
+
 }  // namespace redcoord::cli

@@ -5,9 +5,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
 #include <catch2/catch.hpp>
@@ -19,6 +16,7 @@
 
 #include "bad_input.hpp"
 #include "connection_helpers.hpp"
+#include "http_helpers.hpp"
 #include "lease_helpers.hpp"
 #include "redis_server.hpp"
 
@@ -26,7 +24,6 @@ namespace {
 
 namespace asio = boost::asio;
 const redcoord::acquire_options defaults{};
-namespace http = boost::beast::http;
 using namespace std::chrono_literals;
 using redcoord::health_status;
 using redcoord::lock_provider;
@@ -236,23 +233,6 @@ TEST_CASE("health: a server that does not answer is unhealthy, bad options are n
     });
 }
 
-struct http_reply {
-    unsigned status = 0;
-    std::string content_type, body;
-};
-
-asio::awaitable<http_reply> http_get(asio::ip::tcp::endpoint at, std::string target) {
-    boost::beast::tcp_stream stream(co_await asio::this_coro::executor);
-    co_await stream.async_connect(at, asio::use_awaitable);
-    http::request<http::empty_body> req{http::verb::get, target, 11};
-    req.set(http::field::host, "localhost");
-    co_await http::async_write(stream, req, asio::use_awaitable);
-    boost::beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    co_await http::async_read(stream, buffer, res, asio::use_awaitable);
-    co_return http_reply{res.result_int(), std::string(res[http::field::content_type]), res.body()};
-}
-
 TEST_CASE("status server: /metrics and /health over HTTP, loopback only", "[metrics][health]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-a"});
@@ -272,19 +252,19 @@ TEST_CASE("status server: /metrics and /health over HTTP, loopback only", "[metr
         lock_provider locks(s);
         auto l = co_await must_acquire(locks, "orders", defaults);
 
-        const auto metrics = co_await http_get(at, "/metrics");
+        const auto metrics = co_await redcoord::test::http_get(at, "/metrics");
         CHECK(metrics.status == 200);
         CHECK(metrics.content_type.find("text/plain; version=0.0.4") == 0);
         CHECK(sample(metrics.body, "redcoord_lock_acquisitions_total{primitive=\"mutex\"}") == 1);
         CHECK(sample(metrics.body, "redcoord_leases_held") == 1);
 
-        const auto health = co_await http_get(at, "/health");
+        const auto health = co_await redcoord::test::http_get(at, "/health");
         CHECK(health.status == 200);
         CHECK(health.content_type == "application/json");
         CHECK(boost::json::parse(health.body).at("status").as_string() == "healthy");
         CHECK(health.body.find("password") == std::string::npos);
 
-        const auto missing = co_await http_get(at, "/nothing");
+        const auto missing = co_await redcoord::test::http_get(at, "/nothing");
         CHECK(missing.status == 404);
         co_await must_release(l);
 

@@ -28,6 +28,8 @@
 #include <vector>
 
 #include "connection_helpers.hpp"
+#include "http_helpers.hpp"
+#include "lease_helpers.hpp"
 #include "redis_server.hpp"
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -141,6 +143,8 @@ class cli_process {
     }
 
     const cli_result& result() const { return result_; }
+    // Asks it to stop (SIGTERM), as Ctrl-C would.
+    void terminate() { ::kill(pid_, SIGTERM); }
 
   private:
     static void drain(int fd, std::string& into) {
@@ -617,6 +621,68 @@ TEST_CASE(
     CHECK(contains(unreachable.err, "***"));
     CHECK_FALSE(contains(unreachable.err, "hunter2secret"));
     CHECK(unreachable.out.empty());
+}
+
+TEST_CASE("cli: health as a table and in JSON, bad thresholds named", "[cli]") {
+    with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        session a(conn, as_node("node-a"));
+        redcoord::leader_election election(a);
+        auto [ec, term] = co_await election.async_campaign("scheduler", nothrow);
+        REQUIRE_FALSE(ec);
+        const auto doc = co_await run_json(srv, cli_args("health"));
+        INFO(json::serialize(doc));
+        CHECK(str(doc.at("status")) == "healthy");
+        CHECK(num(doc.at("probe_fencing_token")) > 0);
+        const auto* leader = find_by(doc.at("leaders"), "name", "scheduler");
+        REQUIRE(leader);
+        CHECK(num(leader->at("term")) == term.fencing_token());
+        CHECK(find_by(doc.at("checks"), "name", "probe_lock"));
+        const auto table = co_await run_table(srv, cli_args("health", "--no-leaders"));
+        CHECK(contains(table, "probe_lock"));
+        CHECK_FALSE(contains(table, "scheduler"));
+        CHECK(contains(table, "health: healthy"));
+        const auto bad = co_await run_cli(
+            cli_args("--url", url_of(srv), "health", "--max-latency", "quickly"));
+        CHECK(bad.code == 2);
+        CHECK(contains(bad.err, "--max-latency"));
+    });
+}
+
+TEST_CASE("cli: the dashboard is served until SIGTERM, refusing a remote address", "[cli]") {
+    with_connection([](redcoord::connection& conn, redis_server& srv) -> asio::awaitable<void> {
+        session a(conn, as_node("node-a"));
+        redcoord::lock_provider locks(a);
+        redcoord::acquire_options ao;
+        auto l = co_await redcoord::test::must_acquire(locks, "orders", ao);
+        cli_process p(cli_args("--url", url_of(srv), "dashboard", "--listen", "127.0.0.1:0",
+                               "--read-only"));
+        const bool listening = co_await redcoord::test::wait_for(
+            [&] { return p.poll() || contains(p.result().out, "/\n"); }, 30s);
+        INFO(p.result().text());
+        REQUIRE(listening);
+        const std::string out = p.result().out;
+        const auto at = out.find("dashboard: http://127.0.0.1:");
+        REQUIRE(at != std::string::npos);
+        const auto port = static_cast<std::uint16_t>(
+            std::stoi(out.substr(at + std::string_view("dashboard: http://127.0.0.1:").size())));
+        const asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
+        const auto locks_reply = co_await redcoord::test::http_get(ep, "/api/locks");
+        CHECK(locks_reply.status == 200);
+        CHECK(contains(locks_reply.body, l.owner()));
+        const auto refused = co_await redcoord::test::http_call(
+            ep, boost::beast::http::verb::post, "/api/locks/orders/release");
+        CHECK(refused.status == 403);  // --read-only
+        CHECK(l.is_held());
+        p.terminate();
+        const auto r = co_await p.wait();
+        CHECK(r.code == 0);
+
+        const auto remote = co_await run_cli(
+            cli_args("--url", url_of(srv), "dashboard", "--listen", "0.0.0.0:0"));
+        CHECK(remote.code == 2);
+        CHECK(contains(remote.err, "listen"));
+        co_await redcoord::test::must_release(l);
+    });
 }
 
 TEST_CASE("cli: a wrong password is refused with exit 1, without printing it", "[cli]") {

@@ -22,6 +22,7 @@
 
 #include "connection_helpers.hpp"
 #include "lease_helpers.hpp"
+#include "http_helpers.hpp"
 #include "redis_server.hpp"
 
 namespace {
@@ -39,38 +40,18 @@ using redcoord::tools::dashboard_options;
 
 const std::string password = "pw-d4shb0ard-never-shown";
 
-struct http_reply {
-    int status = 0;
-    std::string body;
+struct http_reply : redcoord::test::http_reply {
     json::value json() const { return json::parse(body); }
 };
 
-using headers_t = std::vector<std::pair<std::string, std::string>>;
+using headers_t = redcoord::test::http_headers;
 
-// One request on a fresh connection. `host` is the Host header; `headers` are extra ones; a
-// POST sends `body` (JSON unless headers name another Content-Type).
 asio::awaitable<http_reply> call(asio::ip::tcp::endpoint at, http::verb verb, std::string target,
                                  headers_t headers = {}, std::string host = "127.0.0.1",
                                  std::string body = "{}") {
-    boost::beast::tcp_stream stream(co_await asio::this_coro::executor);
-    stream.expires_after(20s);
-    co_await stream.async_connect(at, asio::use_awaitable);
-    http::request<http::string_body> req{verb, target, 11};
-    req.set(http::field::host, host);
-    if (verb == http::verb::post) {
-        req.set(http::field::content_type, "application/json");
-        req.body() = body;
-    }
-    for (const auto& [k, v] : headers) req.set(k, v);
-    req.prepare_payload();
-    co_await http::async_write(stream, req, asio::use_awaitable);
-    boost::beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    co_await http::async_read(stream, buffer, res, asio::use_awaitable);
-    http_reply out;
-    out.status = res.result_int();
-    out.body = res.body();
-    co_return out;
+    auto r = co_await redcoord::test::http_call(at, verb, std::move(target), std::move(headers),
+                                                std::move(host), std::move(body));
+    co_return http_reply{std::move(r)};
 }
 
 asio::awaitable<http_reply> get(asio::ip::tcp::endpoint at, std::string target) {
