@@ -40,7 +40,7 @@ class metrics_impl;
 ///   `redcoord_jobs_running`;
 /// - `db_client_operation_duration_seconds` (label `db_system_name="redis"`, `outcome`: ok or
 ///   error): every request from async_exec to its reply, `redcoord_connection_events_total`
-///   (by `event`: up, down), `redcoord_connection_up`;
+///   (by `event`: up, down, retrying), `redcoord_connection_up`;
 /// - queues (by `messaging_destination_name` or `queue`): `messaging_client_sent_messages_total`,
 ///   `messaging_client_consumed_messages_total`, `redcoord_queue_acked_total`,
 ///   `redcoord_queue_redelivered_total`, `redcoord_queue_in_flight` (taken, not yet

@@ -23,6 +23,7 @@ inline spdlog::level::level_enum spdlog_level(trace_kind k) noexcept {
         case trace_kind::renewal_late:
         case trace_kind::node_dead:
         case trace_kind::connection_down:
+        case trace_kind::connection_reconnecting:
             return spdlog::level::warn;
         case trace_kind::lease_renewed:
         case trace_kind::heartbeat:

@@ -36,6 +36,8 @@ enum class trace_kind : std::uint8_t {
     heartbeat,        ///< this process wrote its nodes' heartbeats; duration: lateness of the tick
     connection_up,    ///< connected (again); resource: the server; duration: time it was down
     connection_down,  ///< the connection was lost; detail: why
+    connection_reconnecting,  ///< an attempt to connect failed, another follows; detail: why;
+                              ///< duration: how long it has been down
     job_transition,   ///< a job of this node changed state; detail: the new state
     // trace_options::queue_events: one event per message of a reliable_queue (resource: the
     // queue's name, detail: the consumer or worker).

@@ -7,6 +7,8 @@
 #include <redcoord/lease.hpp>
 #include <redcoord/session.hpp>
 
+#include "wire/link_change.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -41,11 +43,11 @@ struct access {
     // The master serving slot on c's cluster, as an opaque identity (null when unknown, not a
     // cluster, or while the slot's requests wait out a redirection).
     static const void* cluster_node_of_slot(const connection& c, std::uint16_t slot) noexcept;
-    // The connection's link observers (connection_impl::watch_link): told (up, error, peer)
-    // when the link comes up or drops, on the connection's executor.
+    // The connection's link observers (connection_impl::watch_link): told (what, error, peer)
+    // when the link comes up, drops or a reconnect attempt fails, on the connection's executor.
     static std::uint64_t watch_link(
         const connection& c,
-        std::function<void(bool, boost::system::error_code, std::string_view)> fn);
+        std::function<void(link_change, boost::system::error_code, std::string_view)> fn);
     static void unwatch_link(const connection& c, std::uint64_t id) noexcept;
     // The connection's request observer (connection_impl::request_observer); empty: none.
     static void observe_requests(

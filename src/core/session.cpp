@@ -472,21 +472,25 @@ session_impl::session_impl(connection& c, session_options o)
 
 void session_impl::watch_link() {
     link_watch = access::watch_link(
-        conn, [w = weak_from_this()](bool up, error_code ec, std::string_view peer) {
+        conn, [w = weak_from_this()](link_change what, error_code ec, std::string_view peer) {
             auto s = w.lock();
             if (!s) return;
             const auto now = clock::now();
-            if (!up) s->link_down = now;
+            if (what == link_change::down) s->link_down = now;
             if (!s->trace.on(trace_coordination)) return;
             trace_event e;
-            e.kind = up ? trace_kind::connection_up : trace_kind::connection_down;
+            e.kind = what == link_change::up     ? trace_kind::connection_up
+                     : what == link_change::down ? trace_kind::connection_down
+                                                 : trace_kind::connection_reconnecting;
             e.primitive = "connection";
             e.resource = peer;
             e.node = s->node_id;
             std::string why;
-            if (!up) why = ec.message();
+            if (what != link_change::up) why = ec.message();
             e.detail = why;
-            if (up && s->link_down != clock::time_point{}) e.duration = micros(now - s->link_down);
+            // Up: how long it was down; reconnecting: how long it has been down so far.
+            if (what != link_change::down && s->link_down != clock::time_point{})
+                e.duration = micros(now - s->link_down);
             s->trace.emit(trace_coordination, e);
         });
 }

@@ -48,6 +48,8 @@ std::string_view to_string(trace_kind k) noexcept {
             return "connection.up";
         case trace_kind::connection_down:
             return "connection.down";
+        case trace_kind::connection_reconnecting:
+            return "connection.reconnecting";
         case trace_kind::job_transition:
             return "job.transition";
         case trace_kind::queue_sent:
@@ -200,7 +202,7 @@ void trace_wait(session_impl& s, trace_kind kind, std::string_view primitive, st
 
 std::uint64_t access::watch_link(
     const connection& c,
-    std::function<void(bool, boost::system::error_code, std::string_view)> fn) {
+    std::function<void(link_change, boost::system::error_code, std::string_view)> fn) {
     return c.impl_->watch_link(std::move(fn));
 }
 

@@ -134,6 +134,25 @@ class metrics_impl {
                 {"queue"}) {}
 
     void on_event(const trace_event& e);
+
+    // The lock series of one primitive, looked up without allocating (the hot path of
+    // every acquisition): a handful of primitives, found by a linear search.
+    struct lock_series {
+        Counter *acquisitions, *contentions, *timeouts, *renewals;
+        Histogram *waits, *holds, *lateness;
+    };
+    lock_series& of(std::string_view primitive) {
+        for (auto& [name, ls] : by_primitive)
+            if (name == primitive) return ls;
+        const std::vector<std::string> p{std::string(primitive)};
+        by_primitive.emplace_back(
+            std::string(primitive),
+            lock_series{&acquisitions.at(p), &contentions.at(p), &timeouts.at(p), &renewals.at(p),
+                        &waits.at(p, second_buckets()), &holds.at(p, second_buckets()),
+                        &lateness.at(p, second_buckets())});
+        return by_primitive.back().second;
+    }
+    std::vector<std::pair<std::string, lock_series>> by_primitive;
     void on_request(std::chrono::nanoseconds d, error_code ec) {
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d);
         auto& h = ec ? op_error : op_ok;
@@ -186,30 +205,29 @@ class metrics_impl {
 };
 
 void metrics_impl::on_event(const trace_event& e) {
-    const std::vector<std::string> primitive{std::string(e.primitive)};
     switch (e.kind) {
         case trace_kind::election_won:
             elections.at({"won"}).Increment();
             [[fallthrough]];
         case trace_kind::lock_acquired:
-            acquisitions.at(primitive).Increment();
-            waits.at(primitive, second_buckets()).Observe(seconds(e.duration));
+            of(e.primitive).acquisitions->Increment();
+            of(e.primitive).waits->Observe(seconds(e.duration));
             break;
         case trace_kind::lock_contended:
-            contentions.at(primitive).Increment();
+            of(e.primitive).contentions->Increment();
             break;
         case trace_kind::lock_timeout:
-            timeouts.at(primitive).Increment();
+            of(e.primitive).timeouts->Increment();
             break;
         case trace_kind::election_resigned:
             elections.at({"resigned"}).Increment();
             [[fallthrough]];
         case trace_kind::lock_released:
-            holds.at(primitive, second_buckets()).Observe(seconds(e.duration));
+            of(e.primitive).holds->Observe(seconds(e.duration));
             break;
         case trace_kind::lease_renewed:
-            renewals.at(primitive).Increment();
-            lateness.at(primitive, second_buckets()).Observe(seconds(e.duration));
+            of(e.primitive).renewals->Increment();
+            of(e.primitive).lateness->Observe(seconds(e.duration));
             break;
         case trace_kind::election_lost:
             elections.at({"lost"}).Increment();
@@ -237,6 +255,9 @@ void metrics_impl::on_event(const trace_event& e) {
         case trace_kind::connection_down:
             link_events.at({"down"}).Increment();
             link_up.at({}).Set(0);
+            break;
+        case trace_kind::connection_reconnecting:
+            link_events.at({"retrying"}).Increment();
             break;
         case trace_kind::job_transition: {
             // detail: "<state> <function>"

@@ -352,11 +352,12 @@ asio::awaitable<void> connection_impl::run_loop(
             stream_.close();
             mux_.fail_waiting_if(error::not_connected, fail_fast);
             act = fsm.on_connect_failed(ec);
+            if (act.what != type::stop) notify_link(link_change::retrying, ec);
             continue;
         }
         connected_ = true;
         ++usage_.connects;
-        notify_link(true, {});
+        notify_link(link_change::up, {});
         if (fsm.on_connected()) deliver_event(push_event::reconnected);
         // The subscriptions come back before anything else is written.
         if (auto restore = mux_.restore_request())
@@ -367,7 +368,7 @@ asio::awaitable<void> connection_impl::run_loop(
         stream_.close();
         if (stopping_) continue;
         ++usage_.connection_losses;
-        notify_link(false, ec);
+        notify_link(link_change::down, ec);
         if (cluster_owner_ && cluster_owner_->cluster_)
             cluster_owner_->cluster_->on_child_link(*this, false);
         if (ec != error::unexpected_reply && ec != error::health_check_failed)
@@ -441,14 +442,14 @@ std::uint64_t connection_impl::watch_link(link_observer fn) {
     return id;
 }
 
-void connection_impl::notify_link(bool up, error_code ec) {
+void connection_impl::notify_link(link_change what, error_code ec) {
     auto& owner = cluster_owner_ ? *cluster_owner_ : *this;
     // An observer may remove itself (a session closing): call from a copy of the ids.
     std::vector<std::uint64_t> ids;
     for (const auto& [id, fn] : owner.link_observers_) ids.push_back(id);
     for (auto id : ids)
         if (auto it = owner.link_observers_.find(id); it != owner.link_observers_.end())
-            it->second(up, ec, peer_);
+            it->second(what, ec, peer_);
 }
 
 asio::awaitable<error_code> connection_impl::read_message() {

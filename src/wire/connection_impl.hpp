@@ -5,6 +5,7 @@
 
 #include "wire/cluster_router.hpp"
 #include "wire/fsm.hpp"
+#include "wire/link_change.hpp"
 #include "wire/multiplexer.hpp"
 #include "wire/stream.hpp"
 
@@ -61,7 +62,7 @@ public:
     // why), on the connection's executor. A Redis Cluster's master connections tell their
     // owner's observers, with their own peer. For tracing (session_options::trace) and metrics.
     using link_observer =
-        std::function<void(bool up, boost::system::error_code ec, std::string_view peer)>;
+        std::function<void(link_change what, boost::system::error_code ec, std::string_view peer)>;
     std::uint64_t watch_link(link_observer fn);
     void unwatch_link(std::uint64_t id) noexcept { link_observers_.erase(id); }
 
@@ -177,7 +178,7 @@ private:
     };
     std::vector<deferred_blocking> blocked_before_run_;
 
-    void notify_link(bool up, boost::system::error_code ec);
+    void notify_link(link_change what, boost::system::error_code ec);
     std::map<std::uint64_t, link_observer> link_observers_;
     std::uint64_t next_link_observer_ = 1;
     std::string peer_;  // "host:port" (or the socket's path) of the last connection made

@@ -706,7 +706,7 @@ TEST_CASE("leader: bad options throw error_with_diagnostics naming the field", "
 
 TEST_CASE(
     "leader: every new term is recorded, and async_term_history lists them newest first "
-    "(a resignation and an expiry each hand over to a new term; renewals add none)",
+    "(a resignation and an expiry each hand over to a new term, renewals add none)",
     "[leader][terms]") {
     with_connection([](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
         session sa(conn, as_node("node-a"));

@@ -263,14 +263,20 @@ TEST_CASE("trace: nodes joining and leaving with heartbeats, and jobs moving thr
     });
 }
 
-TEST_CASE("trace: the connection going down and coming back", "[trace][single_server]") {
+TEST_CASE("trace: the connection going down, retrying and coming back", "[trace][single_server]") {
     with_connection([](redcoord::connection& conn, auto& srv) -> asio::awaitable<void> {
         recorder r;
         session s(conn, traced("node-a", r, false, false, true));
         co_await command(conn, "PING");
         // (The session may have seen the connection's first connect.)
         const auto ups = r.of(trace_kind::connection_up).size();
-        srv.restart();
+        srv.stop();
+        REQUIRE(co_await wait_for(
+            [&] { return !r.of(trace_kind::connection_reconnecting).empty(); }));
+        const auto retrying = r.of(trace_kind::connection_reconnecting).front();
+        CHECK_FALSE(retrying.detail.empty());
+        CHECK(retrying.duration > 0us);
+        srv.start();
         REQUIRE(co_await wait_for([&] { return r.of(trace_kind::connection_up).size() > ups; }));
         const auto down = r.of(trace_kind::connection_down);
         REQUIRE(down.size() == 1);

@@ -583,7 +583,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "cli: bad input exits 2 naming what was wrong; an unreachable server exits 1; the "
+    "cli: bad input exits 2 naming what was wrong, an unreachable server exits 1, the "
     "password is never printed",
     "[cli]") {
     const auto unknown = run_alone({"frobnicate"});

@@ -110,7 +110,7 @@ dashboard_options board_options() {
 
 }  // namespace
 
-TEST_CASE("dashboard: nodes, locks, leaders and jobs as JSON; actions; safety; live stream",
+TEST_CASE("dashboard: nodes, locks, leaders and jobs as JSON, actions, safety, live stream",
           "[dashboard]") {
     redcoord::test::redis_server srv(redcoord::test::redis_options{.password = password});
     redcoord::test::run_async([&](asio::io_context& ioc) -> asio::awaitable<void> {
