@@ -249,8 +249,9 @@ TEST_CASE("trace: nodes joining and leaving with heartbeats, and jobs moving thr
                            [](redcoord::job_context&) -> asio::awaitable<void> { co_return; });
         asio::co_spawn(conn.get_executor(), sched.async_run(asio::use_awaitable), asio::detached);
         redcoord::job_request req{.function = "noop"};
-        auto [ec, id] = co_await sched.async_enqueue(req, nothrow);
+        auto [ec, enqueued] = co_await sched.async_enqueue(req, nothrow);
         REQUIRE_FALSE(ec);
+        const std::string id = enqueued;  // (clang 14: a lambda cannot capture a binding)
         auto [wec, rec] = co_await sched.async_wait(id, 20s, nothrow);
         REQUIRE(rec);
         REQUIRE(
