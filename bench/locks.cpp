@@ -69,6 +69,18 @@ asio::awaitable<void> uncontended_worker(redcoord::lock_provider& locks, std::st
     }
 }
 
+// Starts `coroutines` uncontended workers, each on its own lock `<prefix><i>`; each counts
+// done when it ends.
+void spawn_uncontended(asio::io_context& ioc, redcoord::lock_provider& locks,
+                       const std::string& prefix, int coroutines, const bool& stop,
+                       std::uint64_t& pairs, std::uint64_t& failures, int& done) {
+    for (int i = 0; i < coroutines; ++i)
+        asio::co_spawn(ioc,
+                       uncontended_worker(locks, prefix + std::to_string(i), stop, pairs,
+                                          failures),
+                       [&done](std::exception_ptr) { ++done; });
+}
+
 // EVALSHA calls per second of the script `sha` on one key, as redis-benchmark reports them.
 std::optional<double> redis_benchmark_evalsha(const endpoint_info& ep, const std::string& sha,
                                               long n) {
@@ -86,11 +98,7 @@ int bench_uncontended(const bench_env& env) {
     bool stop = false;
     std::uint64_t pairs = 0, failures = 0;
     int done = 0;
-    for (int i = 0; i < coroutines; ++i)
-        asio::co_spawn(c.ioc,
-                       uncontended_worker(locks, "bench:uncontended:" + std::to_string(i), stop,
-                                          pairs, failures),
-                       [&](std::exception_ptr) { ++done; });
+    spawn_uncontended(c.ioc, locks, "bench:uncontended:", coroutines, stop, pairs, failures, done);
     c.ioc.run_for(500ms);  // warm up
 
     run(c.ioc, command_text(c.conn, {"CONFIG", "RESETSTAT"}));
@@ -168,11 +176,7 @@ double traced_pairs_per_s(const bench_env& env, const redcoord::session_options&
     bool stop = false;
     std::uint64_t pairs = 0, failures = 0;
     int done = 0;
-    for (int i = 0; i < coroutines; ++i)
-        asio::co_spawn(
-            c.ioc,
-            uncontended_worker(locks, "bench:traced:" + std::to_string(i), stop, pairs, failures),
-            [&](std::exception_ptr) { ++done; });
+    spawn_uncontended(c.ioc, locks, "bench:traced:", coroutines, stop, pairs, failures, done);
     c.ioc.run_for(300ms);  // warm up
     const auto pairs0 = pairs;
     const auto t0 = clock_type::now();
@@ -610,11 +614,7 @@ cluster_run run_uncontended(const redcoord::config& cfg, const std::function<dou
     bool stop = false;
     std::uint64_t pairs = 0, failures = 0;
     int done = 0;
-    for (int i = 0; i < coroutines; ++i)
-        asio::co_spawn(
-            c.ioc,
-            uncontended_worker(locks, "bench:cluster:" + std::to_string(i), stop, pairs, failures),
-            [&](std::exception_ptr) { ++done; });
+    spawn_uncontended(c.ioc, locks, "bench:cluster:", coroutines, stop, pairs, failures, done);
     c.ioc.run_for(500ms);  // warm up
     const auto cpu0 = server_cpu();
     const auto calls0 = evalsha_calls();
