@@ -69,6 +69,10 @@ void multiplexer::add(std::unique_ptr<mux_elem> e) {
 std::vector<std::unique_ptr<mux_elem>> multiplexer::take_waiting() {
     std::vector<std::unique_ptr<mux_elem>> out;
     for (auto* e : waiting_) {
+        if (e->completed_) {  // a tombstone: its request may be gone
+            delete e;
+            continue;
+        }
         queued_bytes_ -= std::min(queued_bytes_, e->req().payload().size());
         out.emplace_back(e);
     }

@@ -225,8 +225,14 @@ private:
 template <class Pred>
 void multiplexer::fail_waiting_if(boost::system::error_code ec, Pred pred) {
     // waiting_ is settled before any completion runs: one run inline may queue more.
+    // A tombstone (cancelled or timed out before it was written) is dropped without a look at
+    // its request, which its caller may have freed already.
     std::vector<mux_elem*> failing;
     std::erase_if(waiting_, [&](mux_elem* e) {
+        if (e->completed_) {
+            delete e;
+            return true;
+        }
         const bool fail = pred(*e);
         if (fail) failing.push_back(e);
         return fail;

@@ -312,6 +312,38 @@ TEST_CASE("multiplexer: cancelled before the write, a request is never written",
     CHECK(a.out.completions == 1);
 }
 
+// A request cancelled before the write stays queued as a tombstone until the writer drops it;
+// its caller may free the request as soon as it is told. Failing the queue (a connection
+// attempt failed) or handing it over (to a cluster router) drops it without reading it.
+TEST_CASE("multiplexer: a request cancelled before the write is dropped unread when the queue fails",
+          "[unit][multiplexer]") {
+    multiplexer mux;
+    call a, b, c;
+    add(mux, a, make_request(cmd{"GET", "a"}));
+    add(mux, b, make_request(cmd{"GET", "b"}));
+    add(mux, c, make_request(cmd{"GET", "c"}));
+    a.elem->complete(boost::asio::error::operation_aborted);
+    std::vector<const mux_elem*> asked;
+    mux.fail_waiting_if(redcoord::error::not_connected, [&](const mux_elem& e) {
+        asked.push_back(&e);
+        return &e == b.elem;
+    });
+    CHECK(asked == std::vector<const mux_elem*>{b.elem, c.elem});
+    CHECK(a.out.completions == 1);
+    CHECK(*a.out.ec == boost::asio::error::operation_aborted);
+    CHECK(b.out.completions == 1);
+    CHECK(*b.out.ec == redcoord::error::not_connected);
+    CHECK(mux.waiting_count() == 1);
+
+    c.elem->complete(boost::asio::error::operation_aborted);
+    call d;
+    add(mux, d, make_request(cmd{"GET", "d"}));
+    const auto taken = mux.take_waiting();
+    REQUIRE(taken.size() == 1);
+    CHECK(taken[0].get() == d.elem);
+    CHECK(mux.waiting_count() == 0);
+}
+
 TEST_CASE("multiplexer: cancelled after the write, its reply is read and dropped",
           "[unit][multiplexer]") {
     multiplexer mux;
