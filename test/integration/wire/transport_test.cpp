@@ -76,7 +76,8 @@ void check_round_trip(const redcoord::config& cfg, std::string_view key,
 }
 
 // async_run with one connection attempt, which is expected to fail.
-error_code failed_run(redcoord::config cfg) {
+// message: set to the run diagnostics' message when given.
+error_code failed_run(redcoord::config cfg, std::string* message = nullptr) {
     cfg.abort_connect = true;
     cfg.connect_retry = 1;
     error_code ec;
@@ -86,6 +87,7 @@ error_code failed_run(redcoord::config cfg) {
             std::tie(ec) = co_await conn.async_run(cfg, nothrow);
             INFO("run diagnostics: " << conn.run_diagnostics().message());
             CHECK_FALSE(conn.run_diagnostics().empty());
+            if (message) *message = conn.run_diagnostics().message();
         },
         test_deadline);
     return ec;
@@ -209,7 +211,11 @@ TEST_CASE("unix: a socket path nobody listens on fails async_run",
     redis_server srv(redis_options{.unix_socket = true});
     auto cfg = with_short_timeouts(redcoord::config{});
     cfg.unix_socket = srv.dir() + "/nobody-here.sock";
-    const auto ec = failed_run(cfg);
+    std::string message;
+    const auto ec = failed_run(cfg, &message);
     CHECK(ec);
     CHECK(ec != redcoord::error::connect_timeout);
+    // The message names the socket it tried, not a TCP endpoint.
+    CHECK_THAT(message, Catch::Contains("connect to " + cfg.unix_socket));
+    CHECK_THAT(message, !Catch::Contains("127.0.0.1"));
 }
