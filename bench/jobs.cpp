@@ -3,7 +3,10 @@
 //   running a scheduler with concurrency 16 and a no-op function; this process enqueues N jobs
 //   (64 enqueues in flight) and waits until all succeeded: jobs/s from the first enqueue to
 //   the last completion, the enqueue rate, and the latency from enqueue to completion (the
-//   records' created and finished times, both Redis TIME). Set against the target (30,000
+//   records' created and finished times, both Redis TIME), and the server's CPU time per job
+//   (INFO cpu, user + system, from the first enqueue to the last completion; for the reference,
+//   around its whole run, setup included) with the share of that time the server was busy:
+//   near 1, the server's one thread is the bound. Set against the target (30,000
 //   jobs/s) and the same-run reference: BullMQ in the same shape against the same server
 //   (bench/bullmq/jobs_reference.mjs; bench/bullmq/install installs it with npm, else the
 //   reference is null);
@@ -267,6 +270,7 @@ int bench_throughput(const bench_env& env) {
     auto w = start_workers(worker_processes, "run", env, name, p.c.ioc);
 
     std::size_t failures = 0;
+    const double cpu0 = server_cpu(p.c.ioc, p.c.conn);
     const auto t0 = clock_type::now();
     auto ids =
         run(p.c.ioc,
@@ -283,6 +287,7 @@ int bench_throughput(const bench_env& env) {
         p.c.ioc.run_for(5ms);
     }
     const double seconds = seconds_since(t0);
+    const double cpu = server_cpu(p.c.ioc, p.c.conn) - cpu0;
 
     auto times = run(p.c.ioc, fields_of(p.c.conn, p.base, ids, "created_ms", "finished_ms"));
     std::vector<std::int64_t> latency_us;
@@ -293,7 +298,12 @@ int bench_throughput(const bench_env& env) {
     remove_keys(p.c, p.base);
 
     const double rate = static_cast<double>(done) / seconds;
+    const double ref_cpu0 = server_cpu(p.c.ioc, p.c.conn);
     const auto reference = bullmq_jobs_per_s(env, sz.jobs);
+    const double ref_cpu = server_cpu(p.c.ioc, p.c.conn) - ref_cpu0;
+    const auto per_job_us = [&](double cpu_s) {
+        return static_cast<long>(cpu_s * 1e6 / static_cast<double>(sz.jobs));
+    };
     std::ostringstream json;
     json << "{\"bench\":\"jobs_throughput\",\"worker_processes\":" << worker_processes
          << ",\"concurrency_per_process\":" << worker_concurrency << ",\"function\":\"no-op\""
@@ -305,12 +315,15 @@ int bench_throughput(const bench_env& env) {
          << ",\"latency_p99_ms\":" << percentile_ms(latency_us, 0.99)
          << ",\"latency_max_ms\":" << percentile_ms(latency_us, 1.0)
          << ",\"enqueue_failures\":" << failures
+         << ",\"server_cpu_us_per_job\":" << per_job_us(cpu)
+         << ",\"server_cpu_share\":" << cpu / seconds
          << ",\"target_jobs_per_s\":" << static_cast<long>(target_jobs_per_s)
          << ",\"ratio_to_target\":" << rate / target_jobs_per_s
          << ",\"reference\":\"BullMQ " << worker_processes << " worker processes x "
          << worker_concurrency << ", same jobs, same server, this run\"";
     if (reference)
         json << ",\"reference_jobs_per_s\":" << static_cast<long>(*reference)
+             << ",\"reference_server_cpu_us_per_job\":" << per_job_us(ref_cpu)
              << ",\"ratio\":" << rate / *reference << "}";
     else
         json << ",\"reference_jobs_per_s\":null,\"reference_note\":\"run bench/bullmq/install "
