@@ -401,15 +401,14 @@ asio::awaitable<error_code> connection_impl::connect_once() {
         if (auto ec = co_await resolve_sentinel(master)) co_return ec;
         targets = {master};
     }
-    // What a target is called in messages: the socket's path, or host:port.
-    auto name_of = [this](const endpoint& target) {
-        return cfg_.unix_socket.empty() ? target.host + ":" + std::to_string(target.port)
-                                        : cfg_.unix_socket;
-    };
     error_code ec;
     for (const auto& target : targets) {
         if (stopping_) co_return asio::error::operation_aborted;
-        auto attempt = [this, target, name = name_of(target)]() -> asio::awaitable<error_code> {
+        // What the target is called in messages: the socket's path, or host:port.
+        const std::string name = cfg_.unix_socket.empty()
+                                     ? target.host + ":" + std::to_string(target.port)
+                                     : cfg_.unix_socket;
+        auto attempt = [this, target, name]() -> asio::awaitable<error_code> {
             if (auto ec = co_await stream_.connect(cfg_, target)) {
                 run_diag_.set_client_message("connect to " + name + ": " + ec.message());
                 co_return ec;
@@ -423,15 +422,14 @@ asio::awaitable<error_code> connection_impl::connect_once() {
             auto r = co_await (attempt() || connect_timer_.async_wait(use_nothrow));
             if (r.index() == 1) {
                 ec = error::connect_timeout;
-                run_diag_.set_client_message("connecting to " + name_of(target) +
-                                             " took longer than " +
+                run_diag_.set_client_message("connecting to " + name + " took longer than " +
                                              std::to_string(cfg_.connect_timeout.count()) + " ms");
             } else {
                 ec = std::get<0>(r);
             }
         }
         if (!ec) {
-            peer_ = name_of(target);
+            peer_ = name;
             co_return ec;
         }
         stream_.close();

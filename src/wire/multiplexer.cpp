@@ -68,15 +68,10 @@ void multiplexer::add(std::unique_ptr<mux_elem> e) {
 
 std::vector<std::unique_ptr<mux_elem>> multiplexer::take_waiting() {
     std::vector<std::unique_ptr<mux_elem>> out;
-    for (auto* e : waiting_) {
-        if (e->completed_) {  // a tombstone: its request may be gone
-            delete e;
-            continue;
-        }
-        queued_bytes_ -= std::min(queued_bytes_, e->req().payload().size());
-        out.emplace_back(e);
-    }
+    for (auto* e : waiting_)
+        if (!drop_tombstone(e)) out.emplace_back(e);
     waiting_.clear();
+    queued_bytes_ = 0;  // (nothing is queued any more)
     return out;
 }
 
@@ -137,10 +132,7 @@ std::size_t multiplexer::prepare_write(std::string& buf) {
     while (!waiting_.empty()) {
         mux_elem* e = waiting_.front();
         waiting_.pop_front();
-        if (e->completed_) {  // cancelled or timed out before it was written
-            delete e;
-            continue;
-        }
+        if (drop_tombstone(e)) continue;
         buf.append(e->req().payload());
         commands += e->req().commands();
         plan_confirmations(*e);

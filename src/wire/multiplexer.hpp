@@ -203,6 +203,14 @@ private:
     static bool finished(const mux_elem& e) noexcept {
         return e.received_ >= e.expected_ && e.confirmations_.empty();
     }
+    // Deletes e when it is a tombstone (completed, cancelled or timed out, before it was
+    // written) without a look at its request, which its caller may have freed already. True
+    // when it did.
+    static bool drop_tombstone(mux_elem* e) noexcept {
+        if (!e->completed_) return false;
+        delete e;
+        return true;
+    }
     bool confirm(std::span<const resp3::node_view> msg);
     void refuse(mux_elem& e, std::string_view text);
     void reply(mux_elem& e, std::span<const resp3::node_view> msg);
@@ -225,14 +233,9 @@ private:
 template <class Pred>
 void multiplexer::fail_waiting_if(boost::system::error_code ec, Pred pred) {
     // waiting_ is settled before any completion runs: one run inline may queue more.
-    // A tombstone (cancelled or timed out before it was written) is dropped without a look at
-    // its request, which its caller may have freed already.
     std::vector<mux_elem*> failing;
     std::erase_if(waiting_, [&](mux_elem* e) {
-        if (e->completed_) {
-            delete e;
-            return true;
-        }
+        if (drop_tombstone(e)) return true;
         const bool fail = pred(*e);
         if (fail) failing.push_back(e);
         return fail;

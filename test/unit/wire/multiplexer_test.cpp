@@ -342,6 +342,7 @@ TEST_CASE("multiplexer: a request cancelled before the write is dropped unread w
     REQUIRE(taken.size() == 1);
     CHECK(taken[0].get() == d.elem);
     CHECK(mux.waiting_count() == 0);
+    CHECK(mux.queued_bytes() == 0);
 }
 
 TEST_CASE("multiplexer: cancelled after the write, its reply is read and dropped",
