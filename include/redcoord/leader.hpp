@@ -98,7 +98,9 @@ public:
 
     /// Campaigns for `name` until elected. Completion signature: void(error_code, lease): the
     /// leadership (term = fencing_token()). Waits without polling; with require_quorum, also
-    /// until the quorum is seen. Cancellation: terminal, partial, total (the candidate leaves).
+    /// until the quorum is seen. A term whose validity ends before it is handed over is
+    /// released and the campaign goes on; error::lease_lost only when that happens while the
+    /// completion itself waits its turn on the executor (docs/locks.md). Cancellation: terminal, partial, total (the candidate leaves).
     template <class Token = boost::asio::deferred_t>
     auto async_campaign(std::string name, Token&& token = {}) {
         return async_campaign(std::move(name), campaign_options{}, std::forward<Token>(token));

@@ -104,7 +104,8 @@ public:
 
     /// Waits for the lock until opts.wait passes. Completion signature: void(error_code,
     /// lease): error::acquire_timeout at the deadline, error::invalid_argument for bad input,
-    /// connection errors as async_exec. Cancellation: terminal, partial and total: the waiter
+    /// connection errors as async_exec, error::lease_lost when a grant's validity ended before
+    /// the handler could run (docs/locks.md; diag says how late). Cancellation: terminal, partial and total: the waiter
     /// leaves the queue; a lock granted just before is released.
     template <class Token = boost::asio::deferred_t>
     auto async_acquire(std::string name, acquire_options opts, diagnostics& diag,

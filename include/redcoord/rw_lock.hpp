@@ -66,7 +66,8 @@ public:
     const lock_options& options() const noexcept { return opts_; }
 
     /// Waits for a read hold until opts.wait passes. Completion signature: void(error_code,
-    /// lease): error::acquire_timeout at the deadline, error::invalid_argument for bad input
+    /// lease): error::acquire_timeout at the deadline, error::lease_lost when a grant's
+    /// validity ended before the handler could run, error::invalid_argument for bad input
     /// (diag names it), connection errors as async_exec. Cancellation: terminal, partial and
     /// total (a hold granted just before is released, never leaked).
     template <class Token = boost::asio::deferred_t>

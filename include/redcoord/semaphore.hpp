@@ -75,6 +75,7 @@ public:
 
     /// Waits for one permit of `name` (of permits_total) until opts.wait passes.
     /// Completion signature: void(error_code, lease): error::acquire_timeout at the deadline,
+    /// error::lease_lost when a grant's validity ended before the handler could run,
     /// error::invalid_argument for an empty name, permits_total <= 0 or a negative ttl or wait
     /// (diag names it), connection errors as async_exec. Cancellation: terminal, partial and
     /// total (a permit granted just before is released, never leaked).

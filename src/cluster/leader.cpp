@@ -16,6 +16,7 @@
 #include <map>
 
 #include "core/access.hpp"
+#include "core/replica_ack.hpp"
 #include "core/session_impl.hpp"
 #include "locks/lock_protocol.hpp"
 #include "locks/lock_value.hpp"
@@ -219,8 +220,11 @@ asio::awaitable<std::tuple<error_code, lease>> campaign(campaign_args a) {
                                            std::move(h));
             },
             nothrow);
-        // Not replicated in time (session_options::replica_ack): released; campaign on.
-        if (ec == error::acquire_timeout || ec == error::replicas_not_acknowledged) continue;
+        // Not replicated in time (session_options::replica_ack), or granted but past its
+        // validity before it could be handed over: released; campaign on.
+        if (ec == error::acquire_timeout || ec == error::replicas_not_acknowledged ||
+            ec == error::lease_lost)
+            continue;
         if (ec) co_return std::tuple{ec, lease()};
         // Observers learn of the new term at once. Not awaited: the leadership is the
         // caller's now, and a lease must not age in a wait for Redis (it may be unreachable).
@@ -274,7 +278,11 @@ void leader_election::campaign_impl(std::string name, campaign_options opts, dia
                                         std::to_string(a.o.leadership_timeout.count()) + " ms");
         if (ec) return detail::complete_later(session_->get_executor(), std::move(h), ec, lease());
     }
-    detail::launch(session_->get_executor(), campaign(std::move(a)), std::move(h));
+    // The campaign's completion waits its turn on the executor after the grant: the handler
+    // gets the leadership only if it is still valid then.
+    auto s = a.s;
+    detail::launch(session_->get_executor(), campaign(std::move(a)),
+                   detail::delivering_grants(*s, diag, std::move(h), false));
 }
 
 void leader_election::info_impl(std::string name, info_handler h) {

@@ -238,20 +238,31 @@ void lease::wait_lost_impl(handler_type handler) {
 
 namespace detail {
 
-void drop_expired_grant(lease& l, diagnostics& diag) {
+void drop_expired_grant(lease& l, diagnostics& diag, grant_stage stage) {
     if (!l) return;
-    const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(
+    const auto late = std::chrono::duration_cast<std::chrono::microseconds>(
         clock::now() - detail::access::state(l)->deadline);
-    diag.set_client_message("'" + l.resource() + "' was granted, but the reply came " +
-                            std::to_string(late.count()) + " ms after the lease's validity (TTL " +
-                            std::to_string(l.ttl().count()) +
-                            " ms, less the clock drift allowance) had ended: released");
+    const auto gap = late.count() < 0 ? -late.count() : late.count();
+    const std::string how_far =
+        gap < 1000 ? std::to_string(gap) + " us" : std::to_string(gap / 1000) + " ms";
+    const std::string validity =
+        "the lease's validity (TTL " + std::to_string(l.ttl().count()) +
+        " ms, less the clock drift allowance)";
+    diag.set_client_message(
+        "'" + l.resource() + "' was granted, but " +
+        (stage == grant_stage::reply ? "the reply came " : "its completion was reached ") +
+        how_far +
+        (late.count() >= 0 ? " after " + validity + " had ended"
+                           : " before " + validity + " ended, less than the " +
+                                 std::to_string(min_validity_at_grant.count()) +
+                                 " ms a grant must have left") +
+        ": released");
     l = lease();  // releases it
 }
 
-bool keep_if_valid(lease& l, diagnostics& diag) {
-    if (l.is_held() && l.valid_until() > clock::now()) return true;
-    drop_expired_grant(l, diag);
+bool keep_if_valid(lease& l, diagnostics& diag, grant_stage stage) {
+    if (l.is_held() && l.valid_until() - clock::now() >= min_validity_at_grant) return true;
+    drop_expired_grant(l, diag, stage);
     return false;
 }
 

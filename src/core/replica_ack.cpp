@@ -5,7 +5,6 @@
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
-#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
@@ -70,24 +69,25 @@ struct grant_op {
     }
 };
 
-// An acquisition's handler whose grants are confirmed before it sees them (confirming_grants).
-struct grant_confirmer {
+// An operation's handler with the last look at its grant (delivering_grants).
+struct grant_delivery {
     diagnostics* diag;
-    asio::any_completion_handler<void(error_code, lease)> inner;
-    asio::any_io_executor fallback;
+    lease_handler inner;
+    bool confirm;
 
     using cancellation_slot_type = asio::cancellation_slot;
     cancellation_slot_type get_cancellation_slot() const noexcept {
         return asio::get_associated_cancellation_slot(inner);
     }
-    using executor_type = asio::any_completion_executor;
-    executor_type get_executor() const noexcept {
-        return asio::get_associated_executor(inner, fallback);
-    }
 
     void operator()(error_code ec, lease l) {
-        if (ec || !l) return asio::dispatch(asio::append(std::move(inner), ec, std::move(l)));
-        confirm_grant(std::move(l), diag, std::move(inner));
+        if (!ec && l) {
+            if (confirm) return confirm_grant(std::move(l), diag, std::move(inner));
+            diagnostics unused;
+            if (!keep_if_valid(l, diag ? *diag : unused, grant_stage::hand_over))
+                ec = error::lease_lost;
+        }
+        asio::dispatch(asio::append(std::move(inner), ec, std::move(l)));
     }
 };
 
@@ -131,8 +131,10 @@ void confirm_grant(lease l, diagnostics* diag,
     const std::string key = o.held.key();
     confirm_replicas(*st->session, o.diag, [op = std::move(op)](error_code ec) mutable {
         auto& o = *op;
-        if (!ec) return o.finish(keep_if_valid(o.held, *o.diag) ? error_code{}
-                                                                : error_code(error::lease_lost));
+        if (!ec)
+            return o.finish(keep_if_valid(o.held, *o.diag, grant_stage::hand_over)
+                                ? error_code{}
+                                : error_code(error::lease_lost));
         o.diag->set_client_message("'" + o.held.resource() + "' (key " + o.held.key() +
                                    ", fencing token " + std::to_string(o.held.fencing_token()) +
                                    ") was granted, but " + o.diag->message() + ": released");
@@ -143,11 +145,9 @@ void confirm_grant(lease l, diagnostics* diag,
     }, key);
 }
 
-asio::any_completion_handler<void(error_code, lease)> confirming_grants(
-    const session_impl& s, diagnostics* diag,
-    asio::any_completion_handler<void(error_code, lease)> handler) {
-    if (!replica_ack_on(s)) return handler;
-    return grant_confirmer{diag, std::move(handler), s.conn.get_executor()};
+lease_handler delivering_grants(const session_impl& s, diagnostics* diag, lease_handler handler,
+                                bool confirm) {
+    return grant_delivery{diag, std::move(handler), confirm && replica_ack_on(s)};
 }
 
 }  // namespace redcoord::detail

@@ -62,13 +62,20 @@ auto async_confirm_grant(lease l, diagnostics* diag, Token&& token) {
         std::move(l));
 }
 
-// The same, as a wrapper around an acquisition's handler: what the acquisition completes with
-// is passed on, a grant (success and a lease) once confirm_grant has confirmed it. The
-// wrapper has handler's executor and cancellation slot, so it can stand in for handler
-// anywhere; cancelling while the WAIT is out has no effect (it is bounded by its timeout).
-// With the option off, returns handler itself.
-asio::any_completion_handler<void(error_code, lease)> confirming_grants(
-    const session_impl& s, diagnostics* diag,
-    asio::any_completion_handler<void(error_code, lease)> handler);
+// The last step of every operation that gives a lease (DESIGN.md, "The lease contract"): a
+// wrapper around its handler that looks at a grant once more just before the handler runs.
+// A grant whose validity has passed by then (the operation's thread was held up after the
+// grant, or its completion waited its turn on the executor) is released, and the handler gets
+// error::lease_lost (diag says how late it was) and an empty lease. With confirm (and
+// session_options::replica_ack on), a grant is first confirmed by confirm_grant, which makes
+// the same last look. Errors and empty leases are passed on as they are.
+//
+// The wrapper has handler's cancellation slot but no executor of its own: it runs where the
+// operation completes, on the session's executor (the only thread that may touch the lease),
+// and then dispatches to handler's associated executor. A handler bound to another executor
+// therefore runs after one more hop, which the library cannot look past. diag may be null;
+// it must outlive the operation.
+lease_handler delivering_grants(const session_impl& s, diagnostics* diag, lease_handler handler,
+                                bool confirm = true);
 
 }  // namespace redcoord::detail

@@ -373,11 +373,18 @@ bool policy_gate(session_impl& s, diag_target& diag, std::string_view what,
 
 
 // An operation never completes with a lease whose validity has passed (its reply was delayed
-// past it, or the attempt waited for a reconnect): drop_expired_grant releases such a grant at
-// once, leaves l empty and says why in diag. keep_if_valid does so when l's deadline has passed
-// and tells whether l is still good.
-void drop_expired_grant(lease& l, diagnostics& diag);
-bool keep_if_valid(lease& l, diagnostics& diag);
+// past it, the attempt waited for a reconnect, or its completion was held up after the
+// grant): drop_expired_grant releases such a grant at once, leaves l empty and says why in
+// diag. keep_if_valid does so when l's deadline has passed and tells whether l is still good.
+// stage: where the grant was looked at, for the message (when its reply came, or just before
+// its handler ran: delivering_grants in replica_ack.hpp).
+// A grant is kept only with at least min_validity_at_grant of its validity left: less
+// protects no work (no command goes to Redis and back in that time), and the margin covers
+// the moment between the last look and the handler's first instruction.
+enum class grant_stage { reply, hand_over };
+inline constexpr milliseconds min_validity_at_grant{1};
+void drop_expired_grant(lease& l, diagnostics& diag, grant_stage stage = grant_stage::reply);
+bool keep_if_valid(lease& l, diagnostics& diag, grant_stage stage = grant_stage::reply);
 
 // What an acquisition that gave up at its deadline says: what, the wait, the last error, and
 // whether a grant came too late.

@@ -332,9 +332,10 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
                                            std::move(h));
                     }))
         return;
-    // With session_options::replica_ack, a grant completes once the replicas have it.
-    // (A new variable: any_completion_handler's move assignment recurses in Boost 1.81.)
-    auto confirmed = detail::confirming_grants(*s, diag, std::move(handler));
+    // A grant reaches the handler only while valid (and, with session_options::replica_ack,
+    // once the replicas have it). (A new variable: any_completion_handler's move assignment
+    // recurses in Boost 1.81.)
+    auto delivered = detail::delivering_grants(*s, diag, std::move(handler));
     const auto ttl = opts.ttl.count() > 0 ? opts.ttl : lo.default_ttl;
     std::string owner = opts.owner.empty() ? s->new_owner_token() : std::string(opts.owner);
     opts.owner = {};
@@ -351,11 +352,11 @@ void acquire_lock_lease(std::shared_ptr<session_impl> s, std::string main_key,
     if (call.always_publish) call.primitive = "leadership";
     if (queued && !opts.reentrant && !once) {
         // Local waiters are ahead: queue behind them.
-        launch(s->conn.get_executor(), wait_for_grant(std::move(call), gs), std::move(confirmed));
+        launch(s->conn.get_executor(), wait_for_grant(std::move(call), gs), std::move(delivered));
         return;
     }
     // The fast path, without a coroutine: one attempt, which usually succeeds.
-    auto op = std::make_unique<fast_acquire>(std::move(call), gs, std::move(confirmed));
+    auto op = std::make_unique<fast_acquire>(std::move(call), gs, std::move(delivered));
     auto slot = asio::get_associated_cancellation_slot(op->handler);
     if (slot.is_connected())
         slot.assign([op = op.get()](asio::cancellation_type) { op->cancelled = true; });

@@ -203,7 +203,7 @@ void rw_lock_provider::acquire_impl(std::string name, acquire_options opts, diag
     ws.ttl = ttl;
     ws.once = once;
     detail::launch(s->conn.get_executor(), detail::wait_for_grant(std::move(call), gs),
-                          detail::confirming_grants(*s, diag, std::move(handler)));
+                          detail::delivering_grants(*s, diag, std::move(handler)));
 }
 
 }  // namespace redcoord

@@ -163,7 +163,7 @@ void semaphore_provider::acquire_impl(std::string name, std::int64_t permits,
     ws.ttl = ttl;
     ws.once = once;
     detail::launch(s->conn.get_executor(), detail::wait_for_grant(std::move(call), gs),
-                          detail::confirming_grants(*s, diag, std::move(handler)));
+                          detail::delivering_grants(*s, diag, std::move(handler)));
 }
 
 void semaphore_provider::available_impl(std::string name, std::int64_t permits,

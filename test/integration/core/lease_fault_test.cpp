@@ -21,6 +21,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "connection_helpers.hpp"
@@ -313,6 +314,85 @@ TEST_CASE("lease fault: renewals over a link with 300 ms each way keep a 1 s lea
             if (l.is_held()) co_await redcoord::test::must_release(l);
         },
         &patient_config);
+}
+
+// A session whose trace sink holds its thread up for `hold` on the first grant it reports
+// (lock_acquired, or election_won for a leadership: emitted once the grant's reply was found
+// in time), so that the grant's validity ends before its handler can run. first_token: the
+// fencing token of that grant.
+struct held_up_after_grant {
+    std::chrono::milliseconds hold;
+    bool fired = false;
+    std::int64_t first_token = 0;
+
+    redcoord::session_options options() {
+        redcoord::session_options o;
+        o.trace.lock_tracing = true;
+        o.trace.leader_election_logging = true;
+        o.trace.sink = [this](const redcoord::trace_event& e) {
+            const bool grant = e.kind == redcoord::trace_kind::lock_acquired ||
+                               e.kind == redcoord::trace_kind::election_won;
+            if (!grant || fired) return;
+            fired = true;
+            first_token = e.token;
+            std::this_thread::sleep_for(hold);
+        };
+        return o;
+    }
+};
+
+// The outcome of a grant dropped just before its handler: lease_lost, saying so.
+void check_dropped_at_hand_over(const lease_outcome& out, const held_up_after_grant& h) {
+    INFO(out.describe());
+    CHECK(h.fired);
+    CHECK(out.ec == redcoord::error::lease_lost);
+    CHECK_FALSE(out.l);
+    CHECK(out.diag.message().find("its completion was reached") != std::string::npos);
+}
+
+TEST_CASE("lease fault: a grant whose validity ends between its reply and its handler completes "
+          "with lease_lost, never with a passed deadline",
+          "[lease-fault]") {
+    with_connection([](redcoord::connection& conn, redis_server&) -> asio::awaitable<void> {
+        held_up_after_grant h{300ms};
+        session s(conn, h.options());
+        acquire_options opts;
+        opts.ttl = 100ms;
+        opts.wait = 2s;
+        SECTION("a lock, uncontended (the path without a coroutine)") {
+            lock_provider locks(s);
+            auto out = start_acquire(locks, "held-up", opts);
+            co_await wait_done(out);
+            check_dropped_at_hand_over(*out, h);
+        }
+        SECTION("a semaphore permit (the path through the wait coroutine)") {
+            redcoord::semaphore_provider sems(s);
+            auto out = std::make_shared<lease_outcome>();
+            sems.async_acquire("held-up", 2, opts, out->diag, lease_outcome::recorder(out));
+            co_await wait_done(out);
+            check_dropped_at_hand_over(*out, h);
+        }
+        SECTION("a read hold") {
+            redcoord::rw_lock_provider rw(s);
+            auto out = std::make_shared<lease_outcome>();
+            rw.async_acquire_read("held-up", opts, out->diag, lease_outcome::recorder(out));
+            co_await wait_done(out);
+            check_dropped_at_hand_over(*out, h);
+        }
+        SECTION("a campaign campaigns on, and is elected with a later term") {
+            leader_options lo;
+            lo.leadership_timeout = 100ms;
+            lo.renewal_interval = 30ms;
+            leader_election e(s, lo);
+            auto out = start_campaign(e, "held-up");
+            co_await wait_done(out);
+            out->check();
+            CHECK(h.fired);
+            CHECK_FALSE(out->ec);
+            CHECK(out->l.fencing_token() > h.first_token);
+            co_await release_if_held(*out);
+        }
+    });
 }
 
 }  // namespace
