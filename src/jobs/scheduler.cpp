@@ -524,7 +524,8 @@ asio::awaitable<std::pair<error_code, std::optional<job_record>>> read_job(
     std::shared_ptr<detail::scheduler_impl> im, std::string id, bool watch) {
     request req;
     const auto key = im->base + ":job:" + id;
-    if (watch) req.push("HSET", key, "watched", "1");
+    // (x = 1: the scripts read the record's every field when it ends, `watched` among them)
+    if (watch) req.push("HSET", key, "watched", "1", "x", "1");
     req.push("HGETALL", key);
     req.push("LRANGE", key + ":history", 0, -1);
     generic_response resp;

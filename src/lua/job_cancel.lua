@@ -9,7 +9,7 @@ local st = f[1]
 if not st then return '' end
 if ENDED[st] then return st end
 if st == 'running' then
-    redis.call('HSET', k, 'cancel', 1)
+    redis.call('HSET', k, 'cancel', 1, 'x', 1)
     redis.call('PUBLISH', ARGV[6], cjson.encode(id))
     return st
 end

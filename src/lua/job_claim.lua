@@ -61,6 +61,7 @@ if want > 0 then
     -- (a candidate may be parked, deferred or dropped: a few more than the free slots)
     local nfn = 0
     for _ in pairs(runs) do nfn = nfn + 1 end
+    local lease_end = int(now + lease)
     for _ = 1, 8 do
         if claimed >= want then break end
         local window = want - claimed + 4
@@ -83,16 +84,23 @@ if want > 0 then
             if claimed >= want then break end
             local id, rk = h[2], h[3]
             local k = job_key(id)
-            local f = redis.call('HMGET', k, 'function', 'group', 'group_limit', 'rate_limit',
-                                 'rate_window_ms', 'state', 'attempts', 'fence', 'payload',
-                                 'max_attempts', 'timeout_ms', 'occurrence', 'cancel')
-            local fn, g = f[1], f[2]
-            local limit, rlimit = tonumber(f[3]) or 0, tonumber(f[4]) or 0
+            -- (a plain record, x = 0 in lib/jobs.lua, is read in one short HMGET)
+            local q = redis.call('HMGET', k, 'function', 'state', 'attempts', 'fence', 'payload',
+                                 'max_attempts', 'x')
+            local fn, state, fence, max_attempts = q[1], q[2], q[4], q[6]
+            local g, limit, rlimit, window, timeout, occurrence, cancel =
+                false, 0, 0, false, false, false, false
+            if fn and q[7] ~= '0' then
+                local o = redis.call('HMGET', k, 'group', 'group_limit', 'rate_limit',
+                                     'rate_window_ms', 'timeout_ms', 'occurrence', 'cancel')
+                g, limit, rlimit, window = o[1], tonumber(o[2]) or 0, tonumber(o[3]) or 0, o[4]
+                timeout, occurrence, cancel = o[5], o[6], o[7]
+            end
             taken[rk] = taken[rk] or {}
             table.insert(taken[rk], id)
-            if not fn or f[6] ~= 'queued' then
+            if not fn or state ~= 'queued' then
                 -- expired or moved on: the entry is dropped
-            elseif f[13] == '1' then
+            elseif cancel == '1' then
                 -- handed back (its node stopped) after a cancellation was asked for
                 finish(id, 'cancelled', 'cancelled')
             elseif limit > 0 and redis.call('ZCARD', S .. ':group:' .. g) >= limit then
@@ -102,22 +110,22 @@ if want > 0 then
                 if rlimit > 0 then
                     -- the rate limiter's sliding window (rate_limiter.hpp), on the group's key
                     local allowed, retry_ms = rate_window_take(S .. ':rate:' .. g, rlimit,
-                        tonumber(f[5]) or 1000, now, id .. ':' .. (tonumber(f[8]) or 0))
+                        tonumber(window) or 1000, now, id .. ':' .. (tonumber(fence) or 0))
                     if not allowed then wait_ms = retry_ms end
                 end
                 if wait_ms > 0 then
                     redis.call('ZADD', DELAYED, int(now + wait_ms), id)
                 else
-                    local attempt = (tonumber(f[7]) or 0) + 1
-                    local fence = (tonumber(f[8]) or 0) + 1
-                    zset_later(RUNNING, id, int(now + lease))
-                    if g and g ~= '' then redis.call('ZADD', S .. ':group:' .. g, int(now + lease), id) end
+                    local attempt = (tonumber(q[3]) or 0) + 1
+                    fence = (tonumber(fence) or 0) + 1
+                    zset_later(RUNNING, id, lease_end)
+                    if g and g ~= '' then redis.call('ZADD', S .. ':group:' .. g, lease_end, id) end
                     set_state(id, fn, 'queued', 'running', attempt, '',
-                              {'attempts', int(attempt), 'fence', int(fence), 'node', NODE,
+                              {'attempts', itext(attempt), 'fence', itext(fence), 'node', NODE,
                                'started_ms', now_s()})
-                    out[#out + 1] = {id, fn, f[9] or '', attempt,
-                                     tonumber(f[10]) or DEFAULT_MAX_ATTEMPTS, fence,
-                                     tonumber(f[11]) or 0, f[12] or ''}
+                    out[#out + 1] = {id, fn, q[5] or '', attempt,
+                                     tonumber(max_attempts) or DEFAULT_MAX_ATTEMPTS, fence,
+                                     tonumber(timeout) or 0, occurrence or ''}
                     claimed = claimed + 1
                 end
             end

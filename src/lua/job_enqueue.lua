@@ -16,36 +16,66 @@ for _ = 1, tonumber(ARGV[5]) do
     local a = at + 1
     at = a + c
     local id, fn, payload, idem = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 4]
-    local due = tonumber(ARGV[a + 3]) or 0
-    local n = tonumber(ARGV[a + 8])
-    local deps, fields = {}, {}
-    for i = a + 9, a + 8 + n do deps[#deps + 1] = ARGV[i] end
-    for i = a + 9 + n, at - 1 do fields[#fields + 1] = ARGV[i] end
-    if ARGV[a + 6] == '0' then
-        if stored_options[fn] == nil then
-            stored_options[fn] = redis.call('HGETALL', S .. ':fn:' .. fn)
-        end
-        if #stored_options[fn] > 0 then
-            fields = stored_options[fn]
-            if idem ~= '' then fields = {unpack(fields)} end  -- (appended to below)
-        end
-    end
-    local existing = false
-    if idem ~= '' then
-        existing = redis.call('GET', S .. ':idem:' .. idem)
-        if existing and redis.call('EXISTS', job_key(existing)) == 0 then existing = false end
-        fields[#fields + 1] = 'idem'
-        fields[#fields + 1] = idem
-    end
-    if existing then
-        out[#out + 1] = {0, existing}
-    else
-        local ok, err = create(id, fn, payload, due, deps, ARGV[a + 5], fields, ARGV[a + 7] == '1')
-        if ok then
-            if idem ~= '' then redis.call('SET', S .. ':idem:' .. idem, id) end
-            out[#out + 1] = {1, id}
+    -- A plain job (lib/jobs.lua's 'x'), the common case, is made in a few steps: no dependency
+    -- or idempotency key, due now, a fresh id, options of its priority and max_attempts only.
+    local plain, priority, max_attempts = false, nil, nil
+    if c >= 9 and idem == '' and ARGV[a + 3] == '0' and ARGV[a + 7] == '1' and
+        ARGV[a + 8] == '0' then
+        if ARGV[a + 6] == '1' then
+            if c == 9 then
+                plain = true
+            elseif c == 13 and ARGV[a + 9] == 'priority' and ARGV[a + 11] == 'max_attempts' then
+                plain, priority, max_attempts = true, ARGV[a + 10], ARGV[a + 12]
+            end
         else
-            out[#out + 1] = {-1, 'ERR redcoord jobs: ' .. err}
+            local opts = stored_options[fn]
+            if opts == nil then
+                opts = redis.call('HGETALL', S .. ':fn:' .. fn)
+                stored_options[fn] = opts
+            end
+            if #opts == 0 then
+                plain = true
+            elseif #opts == 4 and opts[1] == 'priority' and opts[3] == 'max_attempts' then
+                plain, priority, max_attempts = true, opts[2], opts[4]
+            end
+        end
+    end
+    if plain then
+        create_plain(id, fn, payload, priority, max_attempts)
+        out[#out + 1] = {1, id}
+    else
+        local due = tonumber(ARGV[a + 3]) or 0
+        local n = tonumber(ARGV[a + 8])
+        local deps, fields = {}, {}
+        for i = a + 9, a + 8 + n do deps[#deps + 1] = ARGV[i] end
+        for i = a + 9 + n, at - 1 do fields[#fields + 1] = ARGV[i] end
+        if ARGV[a + 6] == '0' then
+            if stored_options[fn] == nil then
+                stored_options[fn] = redis.call('HGETALL', S .. ':fn:' .. fn)
+            end
+            if #stored_options[fn] > 0 then
+                fields = stored_options[fn]
+                if idem ~= '' then fields = {unpack(fields)} end  -- (appended to below)
+            end
+        end
+        local existing = false
+        if idem ~= '' then
+            existing = redis.call('GET', S .. ':idem:' .. idem)
+            if existing and redis.call('EXISTS', job_key(existing)) == 0 then existing = false end
+            fields[#fields + 1] = 'idem'
+            fields[#fields + 1] = idem
+        end
+        if existing then
+            out[#out + 1] = {0, existing}
+        else
+            local ok, err = create(id, fn, payload, due, deps, ARGV[a + 5], fields,
+                                   ARGV[a + 7] == '1')
+            if ok then
+                if idem ~= '' then redis.call('SET', S .. ':idem:' .. idem, id) end
+                out[#out + 1] = {1, id}
+            else
+                out[#out + 1] = {-1, 'ERR redcoord jobs: ' .. err}
+            end
         end
     end
 end

@@ -5,6 +5,8 @@
 -- channel; a script's own arguments follow. A script that changes jobs ends with flush().
 local S = KEYS[1]
 local EVENTS, RECORD_TTL, NODE, WAKE = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+-- (as text for the commands: a Lua number is formatted as it goes to Redis)
+local RECORD_TTL_TEXT = ARGV[2]
 if not RECORD_TTL or RECORD_TTL <= 0 then
     return redis.error_reply('ERR redcoord jobs: the record TTL must be a positive integer')
 end
@@ -12,15 +14,40 @@ end
 local function job_key(id) return S .. ':job:' .. id end
 -- Queued jobs of one function, by priority then order: a node claims from the queues of the
 -- functions it runs only.
-local function ready_key(fn) return S .. ':ready:' .. fn end
+local ready_keys = {}
+local function ready_key(fn)
+    local k = ready_keys[fn]
+    if not k then
+        k = S .. ':ready:' .. fn
+        ready_keys[fn] = k
+    end
+    return k
+end
 local RUNNING, DELAYED = S .. ':running', S .. ':delayed'
 
 -- Numbers go to Redis as integer text (string.format's %d): passed as Lua numbers they would
 -- be formatted with "%.14g", slower and, past 14 digits, inexact.
 local function int(n) return string.format('%d', n) end
+-- Small counts (attempts, fencing tokens) as text, kept: int() is a formatted print.
+local small_ints = {}
+local function itext(n)
+    local t = small_ints[n]
+    if not t then
+        t = int(n)
+        if n >= 0 and n < 4096 then small_ints[n] = t end
+    end
+    return t
+end
 
 -- A record holds only the options that differ from these (jobs.hpp's defaults, written by
--- option_fields in src/jobs/scheduler.cpp).
+-- option_fields in src/jobs/node.cpp).
+--
+-- A record's field x tells how much of it the steps every job makes must read. x = 0: a plain
+-- job, of no option field but priority and max_attempts, no dependency, idempotency key,
+-- watcher, dependent, history list or cancellation request; its claim and end read a few
+-- fields (every field a missing one costs a scan of the whole record). x = 1, or no x (a record
+-- written before x was kept): every field that may matter is read. Whatever writes one of those
+-- fields into a record sets x = 1 in the same command.
 local DEFAULT_MAX_ATTEMPTS, DEFAULT_DELAY_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_JITTER = 3, 1000,
     600000, 0.2
 
@@ -63,7 +90,8 @@ local function lpush_later_add(key, id)
     end
     t[#t + 1] = id
 end
--- The steps the call made (JSON), published at flush as one message: a JSON array, in order.
+-- The steps the call made, published at flush as one message: a JSON array, in order (the
+-- parts of publish_step).
 local steps_later = {}
 
 -- Idle nodes set S:idle before they sleep; the first work that comes after wakes them (at
@@ -95,7 +123,8 @@ local function flush()
     for key, ids in pairs(lpush_later) do call_chunked('LPUSH', key, ids) end
     lpush_later = {}
     if #steps_later > 0 then
-        redis.call('PUBLISH', EVENTS, '[' .. table.concat(steps_later, ',') .. ']')
+        steps_later[#steps_later + 1] = ']'
+        redis.call('PUBLISH', EVENTS, table.concat(steps_later))
         steps_later = {}
     end
     if wake_later then
@@ -112,23 +141,41 @@ end
 -- job passes through cost no index.
 local ENDED = {succeeded = true, failed = true, cancelled = true}
 local function indexed(state) return state and state ~= 'queued' and state ~= 'running' end
+-- The index keys of a state, kept: state -> {S:state:<state>, function -> its own key}.
+local state_keys = {}
+local function index_keys(state, fn)
+    local t = state_keys[state]
+    if not t then
+        t = {S .. ':state:' .. state, {}}
+        state_keys[state] = t
+    end
+    local kf = t[2][fn]
+    if not kf then
+        kf = t[1] .. ':' .. fn
+        t[2][fn] = kf
+    end
+    return t[1], kf
+end
 local function index_move(id, fn, from, to)
     if indexed(from) and from ~= to then
+        local all, own = index_keys(from, fn)
         if ENDED[from] then
             -- (run again: rare)
-            redis.call('LREM', S .. ':state:' .. from, 0, id)
-            redis.call('LREM', S .. ':state:' .. from .. ':' .. fn, 0, id)
+            redis.call('LREM', all, 0, id)
+            redis.call('LREM', own, 0, id)
         else
-            zset_later(S .. ':state:' .. from, id, false)
-            zset_later(S .. ':state:' .. from .. ':' .. fn, id, false)
+            zset_later(all, id, false)
+            zset_later(own, id, false)
         end
     end
     if ENDED[to] then
-        lpush_later_add(S .. ':state:' .. to, id)
-        lpush_later_add(S .. ':state:' .. to .. ':' .. fn, id)
+        local all, own = index_keys(to, fn)
+        lpush_later_add(all, id)
+        lpush_later_add(own, id)
     elseif indexed(to) then
-        zset_later(S .. ':state:' .. to, id, now_s())
-        zset_later(S .. ':state:' .. to .. ':' .. fn, id, now_s())
+        local all, own = index_keys(to, fn)
+        zset_later(all, id, now_s())
+        zset_later(own, id, now_s())
     end
 end
 
@@ -148,20 +195,59 @@ local function jname(s)
     end
     return j
 end
--- A job id as JSON: ids hold no control character (the client and the recurring jobs' names
--- are checked), so only quotes and backslashes are looked for (plain finds, fast).
-local function jid(s)
-    if string.find(s, '"', 1, true) or string.find(s, '\\', 1, true) then
-        return cjson.encode(s)
-    end
-    return '"' .. s .. '"'
-end
 -- A step as JSON: {"id","function","state","attempt","node","error","at"}; at: Unix ms as
--- integer text.
+-- integer text. Made of five parts, so a call's steps go to the events channel as one string
+-- with no string made per step (Lua hashes every string it makes): '{"id":"' or '{"id":',
+-- the id (JSON-escaped when it must be: ids hold no control character, as the client and the
+-- recurring jobs' names are checked, so only quotes and backslashes are looked for), the
+-- function and state's part (kept), the attempt and the node, error and time's part (kept
+-- when there is no error).
+local json_mid, json_end = {}, {}
+local function json_parts(id, fn, state, attempt, node, err, at)
+    local by_fn = json_mid[fn]
+    if not by_fn then
+        by_fn = {}
+        json_mid[fn] = by_fn
+    end
+    local mid = by_fn[state]
+    if not mid then
+        mid = '","function":' .. jname(fn) .. ',"state":"' .. state .. '","attempt":'
+        by_fn[state] = mid
+    end
+    local tail
+    if err and err ~= '' then
+        tail = ',"node":' .. jname(node) .. ',"error":' .. jstr(err) .. ',"at":' .. at .. '}'
+    else
+        local by_node = json_end[node]
+        if not by_node then
+            by_node = {}
+            json_end[node] = by_node
+        end
+        tail = by_node[at]
+        if not tail then
+            tail = ',"node":' .. jname(node) .. ',"error":"","at":' .. at .. '}'
+            by_node[at] = tail
+        end
+    end
+    if string.find(id, '"', 1, true) or string.find(id, '\\', 1, true) then
+        return '{"id":', cjson.encode(id), string.sub(mid, 2), itext(attempt or 0), tail
+    end
+    return '{"id":"', id, mid, itext(attempt or 0), tail
+end
 local function step_json(id, fn, state, attempt, node, err, at)
-    return '{"id":' .. jid(id) .. ',"function":' .. jname(fn) .. ',"state":"' .. state ..
-               '","attempt":' .. int(attempt or 0) .. ',"node":' .. jname(node) ..
-               ',"error":' .. (err and err ~= '' and jstr(err) or '""') .. ',"at":' .. at .. '}'
+    local a, b, c, d, e = json_parts(id, fn, state, attempt, node, err, at)
+    return a .. b .. c .. d .. e
+end
+-- Adds a step (made on this node now) to the call's message (flush publishes it).
+local function publish_step(id, fn, state, attempt, err)
+    local t = steps_later
+    local n = #t
+    local a, b, c, d, e = json_parts(id, fn, state, attempt, NODE, err, now_s())
+    t[n + 1] = (n == 0 and '[' or ',') .. a
+    t[n + 2] = b
+    t[n + 3] = c
+    t[n + 4] = d
+    t[n + 5] = e
 end
 
 -- A job's history is its record plus S:job:<id>:history. The record tells the steps it
@@ -172,7 +258,7 @@ end
 -- list at all (scheduler.cpp's read_job puts the history together).
 local function log_step(id, json)
     if redis.call('RPUSH', job_key(id) .. ':history', json) == 1 then
-        redis.call('HSET', job_key(id), 'steps', 1)
+        redis.call('HSET', job_key(id), 'steps', 1, 'x', 1)
     end
 end
 
@@ -203,11 +289,10 @@ local function set_state(id, fn, from, to, attempt, err, extra)
     elseif extra == nil then
         redis.call('HSET', job_key(id), 'state', to)
     end
-    local json = step_json(id, fn, to, attempt, NODE, err, now_s())
     if from and to ~= 'running' and not ENDED[to] then
-        log_step(id, json)
+        log_step(id, step_json(id, fn, to, attempt, NODE, err, now_s()))
     end
-    steps_later[#steps_later + 1] = json
+    publish_step(id, fn, to, attempt, err)
 end
 
 -- Scores of the ready queues: priority first, then the order of enqueue (S:seq, taken in
@@ -282,9 +367,11 @@ local function finish(id, to, err, pre)
         i = i + 1
         set_state(jid, f[1], f[2], st, tonumber(f[3]) or 0, e,
                   {'finished_ms', now_s(), 'error', e or '', 'ended_by', NODE})
-        redis.call('PEXPIRE', k, RECORD_TTL)
-        if f[7] then redis.call('PEXPIRE', k .. ':history', RECORD_TTL) end
-        if f[4] and f[4] ~= '' then redis.call('PEXPIRE', S .. ':idem:' .. f[4], RECORD_TTL) end
+        redis.call('PEXPIRE', k, RECORD_TTL_TEXT)
+        if f[7] then redis.call('PEXPIRE', k .. ':history', RECORD_TTL_TEXT) end
+        if f[4] and f[4] ~= '' then
+            redis.call('PEXPIRE', S .. ':idem:' .. f[4], RECORD_TTL_TEXT)
+        end
         if f[5] == '1' then
             redis.call('PUBLISH', EVENTS .. ':job:' .. jid, st)
         end
@@ -387,12 +474,18 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
     else
         due_ms = now
     end
-    local prio = 0
+    local prio, plain = 0, #deps == 0
     for i = 1, #fields, 2 do
-        if fields[i] == 'priority' then prio = tonumber(fields[i + 1]) or 0 end
+        local name = fields[i]
+        if name == 'priority' then
+            prio = tonumber(fields[i + 1]) or 0
+        elseif name ~= 'max_attempts' then
+            plain = false
+        end
     end
     local rec = {'id', id, 'function', fn, 'payload', payload, 'state', state, 'first', state,
-                 'created_ms', now_s(), 'created_by', NODE, 'due_ms', int(due_ms)}
+                 'created_ms', now_s(), 'created_by', NODE,
+                 'due_ms', due_ms == now and now_s() or int(due_ms), 'x', plain and '0' or '1'}
     if #deps > 0 then
         for _, v in ipairs({'pending', pending, 'dep_policy', dep_policy, 'depends_on',
                             table.concat(deps, ',')}) do
@@ -417,7 +510,7 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
         for _, d in ipairs(deps) do
             if not ENDED[dep_states[d]] then
                 redis.call('SADD', job_key(d) .. ':dependents', id)
-                redis.call('HSET', job_key(d), 'has_dependents', 1)
+                redis.call('HSET', job_key(d), 'has_dependents', 1, 'x', 1)
             end
         end
     elseif state == 'queued' then
@@ -429,23 +522,54 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
     return true
 end
 
+-- create() for a plain job (see 'x'): a fresh id, due now, no dependency, no option field but
+-- its priority and max_attempts (both or neither: text as given).
+local function create_plain(id, fn, payload, priority, max_attempts)
+    local now = now_s()
+    if priority then
+        redis.call('HSET', job_key(id), 'id', id, 'function', fn, 'payload', payload, 'state',
+                   'queued', 'first', 'queued', 'created_ms', now, 'created_by', NODE, 'due_ms',
+                   now, 'priority', priority, 'max_attempts', max_attempts, 'x', '0')
+    else
+        redis.call('HSET', job_key(id), 'id', id, 'function', fn, 'payload', payload, 'state',
+                   'queued', 'first', 'queued', 'created_ms', now, 'created_by', NODE, 'due_ms',
+                   now, 'x', '0')
+    end
+    if not known_functions[fn] then
+        known_functions[fn] = true
+        redis.call('SADD', S .. ':functions', fn)
+    end
+    publish_step(id, fn, 'queued', 0, '')
+    zset_later(ready_key(fn), id, ready_score(tonumber(priority) or 0))
+    wake_later = true
+end
+
 -- Records the end of an attempt of job id when fence (its fencing token) still holds it:
 -- outcome 'succeeded', 'failed' (retried while attempts are left), 'cancelled' or
 -- 'interrupted' (handed back, the attempt not counted); has_result '1' when a result was
 -- stored. Returns 1, or 0 when the attempt no longer holds the job.
 local function end_attempt(id, fence, outcome, err, rand, has_result)
     local k = job_key(id)
-    local f = redis.call('HMGET', k, 'fence', 'group', 'group_limit', unpack(FINISH_FIELDS))
-    if f[5] ~= 'running' or f[1] ~= fence then return 0 end
-    release_hold(id, f[2] or false, f[3])
+    local q = redis.call('HMGET', k, 'fence', 'state', 'function', 'attempts', 'first', 'x')
+    if q[2] ~= 'running' or q[1] ~= fence then return 0 end
+    local g, limit, pre = false, false, nil
+    if q[6] == '0' then
+        -- (no group, idempotency key, watcher, dependent or history list: see 'x')
+        pre = {q[3], q[2], q[4], false, false, false, false, q[5]}
+    else
+        local f = redis.call('HMGET', k, 'group', 'group_limit', unpack(FINISH_FIELDS))
+        g, limit = f[1], f[2]
+        pre = {unpack(f, 3, 2 + #FINISH_FIELDS)}
+    end
+    release_hold(id, g, limit)
     if has_result == '1' then redis.call('HSET', k, 'has_result', 1) end
     if outcome == 'succeeded' or outcome == 'cancelled' then
-        finish(id, outcome, err, {unpack(f, 4, 3 + #FINISH_FIELDS)})
+        finish(id, outcome, err, pre)
     elseif outcome == 'interrupted' then
-        local attempts = (tonumber(f[6]) or 0) - 1
+        local attempts = (tonumber(q[4]) or 0) - 1
         archive(id, attempts)
         redis.call('HSET', k, 'attempts', attempts)
-        make_ready(id, f[4], 'running', attempts, err)
+        make_ready(id, q[3], 'running', attempts, err)
     else
         fail_attempt(id, err, rand)
     end
