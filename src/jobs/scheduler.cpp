@@ -92,9 +92,13 @@ job_record record_from_fields(const std::vector<resp3::tree>& kv) {
              }
          }},
     };
+    // A record leaves out what it can tell otherwise (lib/jobs.lua): an option at its default,
+    // the due time of a job due when created.
     job_record r;
+    r.max_attempts = job_options{}.retry.max_attempts;
     for (std::size_t i = 0; i + 1 < kv.size(); i += 2)
         if (auto it = fields.find(kv[i].value); it != fields.end()) it->second(r, kv[i + 1].value);
+    if (r.due == sys_clock::time_point{}) r.due = r.created;
     return r;
 }
 
@@ -512,7 +516,8 @@ std::vector<job_event> history_of(const job_record& rec, const std::vector<resp3
         job_event e;
         e.state = rec.state;
         e.attempt = rec.attempts;
-        e.node = field("ended_by");
+        // (no ended_by: the node that ran the last attempt ended it)
+        e.node = f.count("ended_by") > 0 ? field("ended_by") : rec.node;
         e.error = rec.error;
         e.at = rec.finished;
         out.push_back(std::move(e));

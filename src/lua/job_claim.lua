@@ -86,15 +86,16 @@ if want > 0 then
             local k = job_key(id)
             -- (a plain record, x = 0 in lib/jobs.lua, is read in one short HMGET)
             local q = redis.call('HMGET', k, 'function', 'state', 'attempts', 'fence', 'payload',
-                                 'max_attempts', 'x')
-            local fn, state, fence, max_attempts = q[1], q[2], q[4], q[6]
-            local g, limit, rlimit, window, timeout, occurrence, cancel =
-                false, 0, 0, false, false, false, false
-            if fn and q[7] ~= '0' then
+                                 'x')
+            local fn, state, fence = q[1], q[2], q[4]
+            local g, limit, rlimit, window, max_attempts, timeout, occurrence, cancel =
+                false, 0, 0, false, false, false, false, false
+            if fn and q[6] ~= '0' then
                 local o = redis.call('HMGET', k, 'group', 'group_limit', 'rate_limit',
-                                     'rate_window_ms', 'timeout_ms', 'occurrence', 'cancel')
+                                     'rate_window_ms', 'max_attempts', 'timeout_ms', 'occurrence',
+                                     'cancel')
                 g, limit, rlimit, window = o[1], tonumber(o[2]) or 0, tonumber(o[3]) or 0, o[4]
-                timeout, occurrence, cancel = o[5], o[6], o[7]
+                max_attempts, timeout, occurrence, cancel = o[5], o[6], o[7], o[8]
             end
             taken[rk] = taken[rk] or {}
             table.insert(taken[rk], id)

@@ -16,32 +16,24 @@ for _ = 1, tonumber(ARGV[5]) do
     local a = at + 1
     at = a + c
     local id, fn, payload, idem = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 4]
-    -- A plain job (lib/jobs.lua's 'x'), the common case, is made in a few steps: no dependency
-    -- or idempotency key, due now, a fresh id, options of its priority and max_attempts only.
-    local plain, priority, max_attempts = false, nil, nil
+    -- A plain job (lib/jobs.lua's x), the common case, is made in a few steps: no dependency,
+    -- idempotency key or option but the defaults, due now, a fresh id.
+    local plain = false
     if c >= 9 and idem == '' and ARGV[a + 3] == '0' and ARGV[a + 7] == '1' and
         ARGV[a + 8] == '0' then
         if ARGV[a + 6] == '1' then
-            if c == 9 then
-                plain = true
-            elseif c == 13 and ARGV[a + 9] == 'priority' and ARGV[a + 11] == 'max_attempts' then
-                plain, priority, max_attempts = true, ARGV[a + 10], ARGV[a + 12]
-            end
+            plain = c == 9 or (c == 13 and is_default_options(unpack(ARGV, a + 9, a + 12)))
         else
             local opts = stored_options[fn]
             if opts == nil then
                 opts = redis.call('HGETALL', S .. ':fn:' .. fn)
                 stored_options[fn] = opts
             end
-            if #opts == 0 then
-                plain = true
-            elseif #opts == 4 and opts[1] == 'priority' and opts[3] == 'max_attempts' then
-                plain, priority, max_attempts = true, opts[2], opts[4]
-            end
+            plain = #opts == 0 or (#opts == 4 and is_default_options(unpack(opts)))
         end
     end
     if plain then
-        create_plain(id, fn, payload, priority, max_attempts)
+        create_plain(id, fn, payload)
         out[#out + 1] = {1, id}
     else
         local due = tonumber(ARGV[a + 3]) or 0

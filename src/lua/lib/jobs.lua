@@ -43,13 +43,25 @@ end
 -- option_fields in src/jobs/node.cpp).
 --
 -- A record's field x tells how much of it the steps every job makes must read. x = 0: a plain
--- job, of no option field but priority and max_attempts, no dependency, idempotency key,
--- watcher, dependent, history list or cancellation request; its claim and end read a few
--- fields (every field a missing one costs a scan of the whole record). x = 1, or no x (a record
--- written before x was kept): every field that may matter is read. Whatever writes one of those
--- fields into a record sets x = 1 in the same command.
+-- job, of no option field (its options are the defaults), no dependency, idempotency key,
+-- watcher, dependent, history list, error or cancellation request; its claim and end read a
+-- few fields (a field looked up and missing costs a scan of the whole record). x = 1, or no x
+-- (a record written before x was kept): every field that may matter is read. Whatever writes
+-- one of those fields into a record sets x = 1 in the same command.
+--
+-- Every field a record holds costs each later command on it, so a record leaves out what it
+-- can tell otherwise: an option at its default, due_ms when the job was due when created
+-- (created_ms), error while there was none, ended_by when the node that ran the last attempt
+-- (node) ended it. The readers (scheduler.cpp's record_from_fields and history_of) fill them
+-- in.
 local DEFAULT_MAX_ATTEMPTS, DEFAULT_DELAY_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_JITTER = 3, 1000,
     600000, 0.2
+-- Whether option fields (name, value, ...: as option_fields writes them, priority and
+-- max_attempts first) are the defaults: the job is plain (see x below).
+local function is_default_options(n1, v1, n2, v2)
+    return n1 == 'priority' and v1 == '0' and n2 == 'max_attempts' and
+               tonumber(v2) == DEFAULT_MAX_ATTEMPTS
+end
 
 local now_cache, now_text
 local function now_ms()
@@ -274,7 +286,8 @@ local function archive(id, logged, terminal)
         log_step(id, step_json(id, f[1], 'running', attempts, f[5], '', f[4]))
     end
     if terminal then
-        log_step(id, step_json(id, f[1], terminal, attempts, f[7], f[8], f[6] or '0'))
+        -- (no ended_by: ended by the node of its last attempt)
+        log_step(id, step_json(id, f[1], terminal, attempts, f[7] or f[5], f[8], f[6] or '0'))
     end
     redis.call('HSET', k, 'logged', logged)
 end
@@ -356,17 +369,27 @@ local FINISH_FIELDS = {'function', 'state', 'attempts', 'idem', 'watched', 'has_
                        'steps', 'first'}
 
 -- Ends job id in terminal state `to`; its dependents follow their policy (a worklist, as a
--- failure may run down a whole graph). pre: the job's FINISH_FIELDS when the caller read them.
-local function finish(id, to, err, pre)
+-- failure may run down a whole graph). pre: the job's FINISH_FIELDS when the caller read them;
+-- ran_here: job id is plain (x = 0) and its last attempt ran on this node.
+local function finish(id, to, err, pre, ran_here)
     local work = {{id, to, err, pre}}
     local i = 1
     while i <= #work do
         local jid, st, e = work[i][1], work[i][2], work[i][3]
         local k = job_key(jid)
         local f = work[i][4] or redis.call('HMGET', k, unpack(FINISH_FIELDS))
+        local extra = {'finished_ms', now_s()}
+        if i == 1 and ran_here then
+            -- (a plain job's end by the node that ran it: no error field to clear, ended_by is
+            -- its node)
+            if e and e ~= '' then
+                extra[3], extra[4] = 'error', e
+            end
+        else
+            extra[3], extra[4], extra[5], extra[6] = 'error', e or '', 'ended_by', NODE
+        end
         i = i + 1
-        set_state(jid, f[1], f[2], st, tonumber(f[3]) or 0, e,
-                  {'finished_ms', now_s(), 'error', e or '', 'ended_by', NODE})
+        set_state(jid, f[1], f[2], st, tonumber(f[3]) or 0, e, extra)
         redis.call('PEXPIRE', k, RECORD_TTL_TEXT)
         if f[7] then redis.call('PEXPIRE', k .. ':history', RECORD_TTL_TEXT) end
         if f[4] and f[4] ~= '' then
@@ -429,11 +452,12 @@ local function fail_attempt(id, err, rand)
     local due = now_ms() + backoff_ms(b, attempts, rand)
     if due <= now_ms() then
         make_ready(id, f[1], 'running', attempts, err)
-        redis.call('HSET', k, 'error', err)
+        redis.call('HSET', k, 'error', err, 'x', 1)
         return
     end
     add_delayed(id, due)
-    set_state(id, f[1], 'running', 'retrying', attempts, err, {'due_ms', int(due), 'error', err})
+    set_state(id, f[1], 'running', 'retrying', attempts, err,
+              {'due_ms', int(due), 'error', err, 'x', 1})
 end
 
 -- Ends the hold of running job id (its lease, its concurrency slot in group g, of limit
@@ -476,23 +500,26 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
     end
     local prio, plain = 0, #deps == 0
     for i = 1, #fields, 2 do
-        local name = fields[i]
-        if name == 'priority' then
-            prio = tonumber(fields[i + 1]) or 0
-        elseif name ~= 'max_attempts' then
-            plain = false
-        end
+        if fields[i] == 'priority' then prio = tonumber(fields[i + 1]) or 0 end
+    end
+    if #fields > 0 and not (#fields == 4 and is_default_options(unpack(fields))) then
+        plain = false
     end
     local rec = {'id', id, 'function', fn, 'payload', payload, 'state', state, 'first', state,
-                 'created_ms', now_s(), 'created_by', NODE,
-                 'due_ms', due_ms == now and now_s() or int(due_ms), 'x', plain and '0' or '1'}
+                 'created_ms', now_s(), 'created_by', NODE, 'x', plain and '0' or '1'}
+    if due_ms ~= now then
+        rec[#rec + 1] = 'due_ms'
+        rec[#rec + 1] = int(due_ms)
+    end
     if #deps > 0 then
         for _, v in ipairs({'pending', pending, 'dep_policy', dep_policy, 'depends_on',
                             table.concat(deps, ',')}) do
             rec[#rec + 1] = v
         end
     end
-    for _, v in ipairs(fields) do rec[#rec + 1] = v end
+    if not plain then
+        for _, v in ipairs(fields) do rec[#rec + 1] = v end
+    end
     redis.call('HSET', k, unpack(rec))
     if not known_functions[fn] then
         known_functions[fn] = true
@@ -522,25 +549,17 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
     return true
 end
 
--- create() for a plain job (see 'x'): a fresh id, due now, no dependency, no option field but
--- its priority and max_attempts (both or neither: text as given).
-local function create_plain(id, fn, payload, priority, max_attempts)
+-- create() for a plain job (see 'x'): a fresh id, due now, no dependency or option field.
+local function create_plain(id, fn, payload)
     local now = now_s()
-    if priority then
-        redis.call('HSET', job_key(id), 'id', id, 'function', fn, 'payload', payload, 'state',
-                   'queued', 'first', 'queued', 'created_ms', now, 'created_by', NODE, 'due_ms',
-                   now, 'priority', priority, 'max_attempts', max_attempts, 'x', '0')
-    else
-        redis.call('HSET', job_key(id), 'id', id, 'function', fn, 'payload', payload, 'state',
-                   'queued', 'first', 'queued', 'created_ms', now, 'created_by', NODE, 'due_ms',
-                   now, 'x', '0')
-    end
+    redis.call('HSET', job_key(id), 'id', id, 'function', fn, 'payload', payload, 'state',
+               'queued', 'first', 'queued', 'created_ms', now, 'created_by', NODE, 'x', '0')
     if not known_functions[fn] then
         known_functions[fn] = true
         redis.call('SADD', S .. ':functions', fn)
     end
     publish_step(id, fn, 'queued', 0, '')
-    zset_later(ready_key(fn), id, ready_score(tonumber(priority) or 0))
+    zset_later(ready_key(fn), id, ready_score(0))
     wake_later = true
 end
 
@@ -564,7 +583,7 @@ local function end_attempt(id, fence, outcome, err, rand, has_result)
     release_hold(id, g, limit)
     if has_result == '1' then redis.call('HSET', k, 'has_result', 1) end
     if outcome == 'succeeded' or outcome == 'cancelled' then
-        finish(id, outcome, err, pre)
+        finish(id, outcome, err, pre, q[6] == '0')
     elseif outcome == 'interrupted' then
         local attempts = (tonumber(q[4]) or 0) - 1
         archive(id, attempts)

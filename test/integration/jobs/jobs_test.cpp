@@ -151,8 +151,8 @@ TEST_CASE("jobs: every transition is published on the events channel", "[jobs]")
 // A record says, in its field x, whether the scripts may read it in their short form (x = 0:
 // no option, idempotency key, watcher, dependent, history list or cancellation request) or
 // must read every field (x = 1, or no x: a record written before x was kept).
-TEST_CASE("jobs: a job marked while running is ended by reading its every field, and a record "
-          "without its read marker keeps its options",
+TEST_CASE("jobs: a plain job's record is short, a job marked while running is ended by reading "
+          "its every field, and a record without its read marker keeps its options",
           "[jobs]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-a"});
@@ -167,20 +167,54 @@ TEST_CASE("jobs: a job marked while running is ended by reading its every field,
         });
         const std::string base = "redcoord:jobs:{default}:job:";
 
-        // A waiter marks a plain job that is already running: its end is published on the
-        // job's own channel, which only the full read at the end knows of.
-        start(sched, conn.get_executor());
-        job_request held{.function = "held"};
-        auto [ec, id] = co_await sched.async_enqueue(held, nothrow);
-        REQUIRE_FALSE(ec);
-        CHECK(co_await command(conn, "HGET", base + id, "x") == "0");
+        auto field_of = [&](const std::string& id, const std::string& field)
+            -> asio::awaitable<std::string> {
+            co_return co_await command(conn, "EVAL",
+                                       "return redis.call('HGET', KEYS[1], ARGV[1]) or '(none)'",
+                                       "1", base + id, field);
+        };
+        std::string id;
         auto field_becomes = [&](std::string field, std::string value) -> asio::awaitable<bool> {
             for (int i = 0; i < 2000; ++i) {
-                if (co_await command(conn, "HGET", base + id, field) == value) co_return true;
+                if (co_await field_of(id, field) == value) co_return true;
                 co_await sleep_for(5ms);
             }
             co_return false;
         };
+        start(sched, conn.get_executor());
+
+        // A plain job's record leaves out what its readers fill in: its options at their
+        // defaults, its due time (its creation), an empty error and the node that ended it.
+        sched.add_function("noop", [](job_context&) -> asio::awaitable<void> { co_return; });
+        job_request plain{.function = "noop"};
+        auto [pec, pid] = co_await sched.async_enqueue(plain, nothrow);
+        REQUIRE_FALSE(pec);
+        id = pid;
+        CHECK(co_await field_of(id, "x") == "0");
+        CHECK(co_await field_becomes("state", "succeeded"));
+        for (const char* left_out : {"priority", "max_attempts", "due_ms", "error", "ended_by"}) {
+            INFO(left_out);
+            CHECK(co_await field_of(id, left_out) == "(none)");
+        }
+        auto [gec, got] = co_await sched.async_get(id, nothrow);
+        REQUIRE_FALSE(gec);
+        REQUIRE(got);
+        CHECK(got->max_attempts == 3);
+        CHECK(got->priority == 0);
+        CHECK(got->due == got->created);
+        CHECK(got->error.empty());
+        CHECK(got->node == "node-a");
+        REQUIRE(got->history.size() == 3);
+        CHECK(got->history.back().state == job_state::succeeded);
+        CHECK(got->history.back().node == "node-a");
+
+        // A waiter marks a plain job that is already running: its end is published on the
+        // job's own channel, which only the full read at the end knows of.
+        job_request held{.function = "held"};
+        auto [ec, hid] = co_await sched.async_enqueue(held, nothrow);
+        REQUIRE_FALSE(ec);
+        id = hid;
+        CHECK(co_await field_of(id, "x") == "0");
         CHECK(co_await field_becomes("state", "running"));
         redcoord::event_bus bus(s);
         int heard = 0;  // (the message is the state's bare name, not JSON: not converted)
@@ -196,7 +230,7 @@ TEST_CASE("jobs: a job marked while running is ended by reading its every field,
             },
             asio::detached);
         CHECK(co_await field_becomes("watched", "1"));
-        CHECK(co_await command(conn, "HGET", base + id, "x") == "1");
+        CHECK(co_await field_of(id, "x") == "1");
         release = true;
         CHECK(co_await redcoord::test::wait_for([&] { return waited && heard > 0; }));
         CHECK(waited);
@@ -212,7 +246,7 @@ TEST_CASE("jobs: a job marked while running is ended by reading its every field,
         job_request slow{.function = "slow", .options = o};
         auto [ec2, id2] = co_await later.async_enqueue(slow, nothrow);
         REQUIRE_FALSE(ec2);
-        CHECK(co_await command(conn, "HGET", base + id2, "x") == "1");
+        CHECK(co_await field_of(id2, "x") == "1");
         // (out of CHECK: g++ 12 may evaluate a co_await in CHECK's condition twice)
         const auto removed = co_await command(conn, "HDEL", base + id2, "x");
         CHECK(removed == "1");
