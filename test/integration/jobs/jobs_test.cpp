@@ -186,11 +186,15 @@ TEST_CASE("jobs: a plain job's record is short, a job marked while running is en
         // A plain job's record leaves out what its readers fill in: its options at their
         // defaults, its due time (its creation), an empty error and the node that ended it.
         sched.add_function("noop", [](job_context&) -> asio::awaitable<void> { co_return; });
-        job_request plain{.function = "noop"};
-        auto [pec, pid] = co_await sched.async_enqueue(plain, nothrow);
-        REQUIRE_FALSE(pec);
-        id = pid;
-        CHECK(co_await field_of(id, "x") == "0");
+        // (enqueues a job of fn, which is plain: x = 0)
+        auto enqueue_plain = [&](std::string fn) -> asio::awaitable<std::string> {
+            job_request req{.function = fn};
+            auto [e, new_id] = co_await sched.async_enqueue(req, nothrow);
+            REQUIRE_FALSE(e);
+            CHECK(co_await field_of(new_id, "x") == "0");
+            co_return new_id;
+        };
+        id = co_await enqueue_plain("noop");
         CHECK(co_await field_becomes("state", "succeeded"));
         for (const char* left_out : {"priority", "max_attempts", "due_ms", "error", "ended_by"}) {
             INFO(left_out);
@@ -210,11 +214,7 @@ TEST_CASE("jobs: a plain job's record is short, a job marked while running is en
 
         // A waiter marks a plain job that is already running: its end is published on the
         // job's own channel, which only the full read at the end knows of.
-        job_request held{.function = "held"};
-        auto [ec, hid] = co_await sched.async_enqueue(held, nothrow);
-        REQUIRE_FALSE(ec);
-        id = hid;
-        CHECK(co_await field_of(id, "x") == "0");
+        id = co_await enqueue_plain("held");
         CHECK(co_await field_becomes("state", "running"));
         redcoord::event_bus bus(s);
         int heard = 0;  // (the message is the state's bare name, not JSON: not converted)
