@@ -24,7 +24,8 @@ if state == 'queued' then
 elseif state == 'running' then
     -- as many as nodes run at once: read whole, filtered by function
     local matched = {}
-    for _, id in ipairs(redis.call('ZRANGE', S .. ':running', 0, -1)) do
+    -- (below +inf: lib/jobs.lua's RUNNING_KEEPER is left out)
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', S .. ':running', '-inf', '(+inf')) do
         if fn == '' or redis.call('HGET', S .. ':job:' .. id, 'function') == fn then
             matched[#matched + 1] = id
         end

@@ -20,7 +20,7 @@ for _, st in ipairs({'succeeded', 'failed', 'cancelled'}) do
     trim(S .. ':state:' .. st)
     for _, fn in ipairs(functions) do trim(S .. ':state:' .. st .. ':' .. fn) end
 end
-for _, k in ipairs({':functions', ':seq', ':recurring'}) do
+for _, k in ipairs({':functions', ':seq', ':recurring', ':running'}) do
     redis.call('PEXPIRE', S .. k, RECORD_TTL)
 end
 for _, st in ipairs({'waiting', 'scheduled', 'retrying', 'succeeded',

@@ -24,6 +24,11 @@ local function ready_key(fn)
     return k
 end
 local RUNNING, DELAYED = S .. ':running', S .. ':delayed'
+-- S:running's keeper: a member longer than Redis's zset-max-listpack-value (64 bytes), scored
+-- +inf, holds the set in skiplist encoding. In listpack encoding, which a set of a few dozen
+-- leases would have, every lease added or removed scans the whole set. Only lapsed leases
+-- (score <= now) and listings (below +inf) are read from it.
+local RUNNING_KEEPER = '(keeps this sorted set in skiplist encoding: a member longer than 64 bytes)'
 
 -- Numbers go to Redis as integer text (string.format's %d): passed as Lua numbers they would
 -- be formatted with "%.14g", slower and, past 14 digits, inexact.
@@ -129,7 +134,13 @@ local function flush()
             end
         end
         if #rem > 0 then call_chunked('ZREM', key, rem) end
-        if #add > 0 then call_chunked('ZADD', key, add) end
+        if #add > 0 then
+            if key == RUNNING then
+                add[#add + 1] = '+inf'
+                add[#add + 1] = RUNNING_KEEPER
+            end
+            call_chunked('ZADD', key, add)
+        end
     end
     zlater = {}
     for key, ids in pairs(lpush_later) do call_chunked('LPUSH', key, ids) end
