@@ -121,9 +121,10 @@ if want > 0 then
                     fence = (tonumber(fence) or 0) + 1
                     zset_later(RUNNING, id, lease_end)
                     if g and g ~= '' then redis.call('ZADD', S .. ':group:' .. g, lease_end, id) end
-                    set_state(id, fn, 'queued', 'running', attempt, '',
-                              {'attempts', itext(attempt), 'fence', itext(fence), 'node', NODE,
-                               'started_ms', now_s()})
+                    -- (set_state's step, queued to running: no index, no history list)
+                    redis.call('HSET', k, 'state', 'running', 'attempts', itext(attempt), 'fence',
+                               itext(fence), 'node', NODE, 'started_ms', now_s())
+                    publish_step(id, fn, 'running', attempt, '')
                     out[#out + 1] = {id, fn, q[5] or '', attempt,
                                      tonumber(max_attempts) or DEFAULT_MAX_ATTEMPTS, fence,
                                      tonumber(timeout) or 0, occurrence or ''}

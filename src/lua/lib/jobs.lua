@@ -380,27 +380,17 @@ local FINISH_FIELDS = {'function', 'state', 'attempts', 'idem', 'watched', 'has_
                        'steps', 'first'}
 
 -- Ends job id in terminal state `to`; its dependents follow their policy (a worklist, as a
--- failure may run down a whole graph). pre: the job's FINISH_FIELDS when the caller read them;
--- ran_here: job id is plain (x = 0) and its last attempt ran on this node.
-local function finish(id, to, err, pre, ran_here)
+-- failure may run down a whole graph). pre: the job's FINISH_FIELDS when the caller read them.
+local function finish(id, to, err, pre)
     local work = {{id, to, err, pre}}
     local i = 1
     while i <= #work do
         local jid, st, e = work[i][1], work[i][2], work[i][3]
         local k = job_key(jid)
         local f = work[i][4] or redis.call('HMGET', k, unpack(FINISH_FIELDS))
-        local extra = {'finished_ms', now_s()}
-        if i == 1 and ran_here then
-            -- (a plain job's end by the node that ran it: no error field to clear, ended_by is
-            -- its node)
-            if e and e ~= '' then
-                extra[3], extra[4] = 'error', e
-            end
-        else
-            extra[3], extra[4], extra[5], extra[6] = 'error', e or '', 'ended_by', NODE
-        end
         i = i + 1
-        set_state(jid, f[1], f[2], st, tonumber(f[3]) or 0, e, extra)
+        set_state(jid, f[1], f[2], st, tonumber(f[3]) or 0, e,
+                  {'finished_ms', now_s(), 'error', e or '', 'ended_by', NODE})
         redis.call('PEXPIRE', k, RECORD_TTL_TEXT)
         if f[7] then redis.call('PEXPIRE', k .. ':history', RECORD_TTL_TEXT) end
         if f[4] and f[4] ~= '' then
@@ -574,6 +564,29 @@ local function create_plain(id, fn, payload)
     wake_later = true
 end
 
+-- finish() for a plain job (x = 0) of function fn whose attempt `attempts` ran on this node
+-- and ended `to` (succeeded or cancelled) with err, and stored a result when has_result: no
+-- dependent, watcher, idempotency key or history list to see to; no error to clear, and
+-- ended_by would be its node (see x).
+local function finish_plain(id, fn, attempts, to, err, has_result)
+    local k = job_key(id)
+    index_move(id, fn, 'running', to)
+    local now = now_s()
+    if err and err ~= '' then
+        if has_result then
+            redis.call('HSET', k, 'state', to, 'finished_ms', now, 'has_result', 1, 'error', err)
+        else
+            redis.call('HSET', k, 'state', to, 'finished_ms', now, 'error', err)
+        end
+    elseif has_result then
+        redis.call('HSET', k, 'state', to, 'finished_ms', now, 'has_result', 1)
+    else
+        redis.call('HSET', k, 'state', to, 'finished_ms', now)
+    end
+    publish_step(id, fn, to, attempts, err)
+    redis.call('PEXPIRE', k, RECORD_TTL_TEXT)
+end
+
 -- Records the end of an attempt of job id when fence (its fencing token) still holds it:
 -- outcome 'succeeded', 'failed' (retried while attempts are left), 'cancelled' or
 -- 'interrupted' (handed back, the attempt not counted); has_result '1' when a result was
@@ -582,11 +595,14 @@ local function end_attempt(id, fence, outcome, err, rand, has_result)
     local k = job_key(id)
     local q = redis.call('HMGET', k, 'fence', 'state', 'function', 'attempts', 'first', 'x')
     if q[2] ~= 'running' or q[1] ~= fence then return 0 end
+    if q[6] == '0' and (outcome == 'succeeded' or outcome == 'cancelled') then
+        -- (no group, idempotency key, watcher, dependent or history list: see x)
+        zset_later(RUNNING, id, false)
+        finish_plain(id, q[3], tonumber(q[4]) or 0, outcome, err, has_result == '1')
+        return 1
+    end
     local g, limit, pre = false, false, nil
-    if q[6] == '0' then
-        -- (no group, idempotency key, watcher, dependent or history list: see 'x')
-        pre = {q[3], q[2], q[4], false, false, false, false, q[5]}
-    else
+    if q[6] ~= '0' then
         local f = redis.call('HMGET', k, 'group', 'group_limit', unpack(FINISH_FIELDS))
         g, limit = f[1], f[2]
         pre = {unpack(f, 3, 2 + #FINISH_FIELDS)}
@@ -594,7 +610,7 @@ local function end_attempt(id, fence, outcome, err, rand, has_result)
     release_hold(id, g, limit)
     if has_result == '1' then redis.call('HSET', k, 'has_result', 1) end
     if outcome == 'succeeded' or outcome == 'cancelled' then
-        finish(id, outcome, err, pre, q[6] == '0')
+        finish(id, outcome, err, pre)
     elseif outcome == 'interrupted' then
         local attempts = (tonumber(q[4]) or 0) - 1
         archive(id, attempts)
