@@ -329,14 +329,26 @@ void scheduler_impl::on_done(const std::shared_ptr<running_job>& job, std::excep
             break;
     }
     trace_job(*job, outcome);
+    if (outcome != "succeeded" || result.is_null()) {
+        // (no result to store first: handed to the claim loop now)
+        hand_over(*job, std::move(outcome), std::move(err), false);
+        return;
+    }
     asio::co_spawn(si->conn.get_executor(),
-                   finish(job, outcome, err,
-                          outcome == "succeeded" ? std::move(result) : boost::json::value()),
+                   finish(job, std::move(outcome), std::move(err), std::move(result)),
                    asio::detached);
 }
 
-// Stores the job's result (when it has one), then hands the attempt's end to the claim
-// loop, which records it with its next call (several ends in one call).
+// Hands an attempt's end to the claim loop, which records it with its next call (several ends
+// in one call).
+void scheduler_impl::hand_over(const running_job& job, std::string outcome, std::string err,
+                               bool stored) {
+    ended.push_back({job.id, std::to_string(job.fence), std::move(outcome), std::move(err), stored});
+    running.erase(job.id);
+    poke();
+}
+
+// Stores the job's result (when it has one), then hands the attempt's end over.
 asio::awaitable<void> scheduler_impl::finish(std::shared_ptr<running_job> job, std::string outcome,
                                              std::string err, boost::json::value result) {
     auto self = shared_from_this();
@@ -347,10 +359,7 @@ asio::awaitable<void> scheduler_impl::finish(std::shared_ptr<running_job> job, s
                                                         d, nothrow);
         stored = !ec;
     }
-    ended.push_back(
-        {job->id, std::to_string(job->fence), std::move(outcome), std::move(err), stored});
-    running.erase(job->id);
-    poke();
+    hand_over(*job, std::move(outcome), std::move(err), stored);
 }
 
 asio::awaitable<void> scheduler_impl::renew_loop() {
