@@ -343,7 +343,8 @@ void scheduler_impl::on_done(const std::shared_ptr<running_job>& job, std::excep
 // in one call).
 void scheduler_impl::hand_over(const running_job& job, std::string outcome, std::string err,
                                bool stored) {
-    ended.push_back({job.id, std::to_string(job.fence), std::move(outcome), std::move(err), stored});
+    ended.push_back(
+        {job.id, std::to_string(job.fence), std::move(outcome), std::move(err), stored});
     running.erase(job.id);
     poke();
 }

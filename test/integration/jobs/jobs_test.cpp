@@ -151,9 +151,10 @@ TEST_CASE("jobs: every transition is published on the events channel", "[jobs]")
 // A record says, in its field x, whether the scripts may read it in their short form (x = 0:
 // no option, idempotency key, watcher, dependent, history list or cancellation request) or
 // must read every field (x = 1, or no x: a record written before x was kept).
-TEST_CASE("jobs: a plain job's record is short, a job marked while running is ended by reading "
-          "its every field, and a record without its read marker keeps its options",
-          "[jobs]") {
+TEST_CASE(
+    "jobs: a plain job's record is short, a job marked while running is ended by reading "
+    "its every field, and a record without its read marker keeps its options",
+    "[jobs]") {
     with_connection([](redcoord::connection& conn, auto&) -> asio::awaitable<void> {
         session s(conn, {.node_id = "node-a"});
         scheduler sched(s, fast_options());
@@ -167,8 +168,8 @@ TEST_CASE("jobs: a plain job's record is short, a job marked while running is en
         });
         const std::string base = "redcoord:jobs:{default}:job:";
 
-        auto field_of = [&](const std::string& id, const std::string& field)
-            -> asio::awaitable<std::string> {
+        auto field_of = [&](const std::string& id,
+                            const std::string& field) -> asio::awaitable<std::string> {
             co_return co_await command(conn, "EVAL",
                                        "return redis.call('HGET', KEYS[1], ARGV[1]) or '(none)'",
                                        "1", base + id, field);
