@@ -21,7 +21,6 @@ using detail::options_problem;
 using detail::steady;
 using detail::sys_clock;
 using detail::to_i64;
-using detail::unix_ms;
 using std::chrono::milliseconds;
 
 namespace {
@@ -296,7 +295,13 @@ error_code enqueue_args(detail::scheduler_impl& im, job_request& req, diagnostic
     args.push_back(req.id);
     args.push_back(req.function);
     args.push_back(req.payload);
-    args.push_back(req.run_at ? std::to_string(unix_ms(*req.run_at)) : "0");
+    // (rounded up to the millisecond: the job is due when Redis's clock in whole milliseconds
+    // reaches it, so it never runs before its time point)
+    std::int64_t due_ms = 0;
+    if (req.run_at)
+        due_ms =
+            std::chrono::ceil<std::chrono::milliseconds>(req.run_at->time_since_epoch()).count();
+    args.push_back(std::to_string(due_ms));
     args.push_back(req.idempotency_key);
     args.push_back(req.on_dependency_failure == dependency_failure::fail   ? "fail"
                    : req.on_dependency_failure == dependency_failure::skip ? "skip"
