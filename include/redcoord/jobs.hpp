@@ -282,11 +282,13 @@ struct scheduler_options {
 /// The job system of one session.
 ///
 /// Key layout for scheduler `name` (S = `<prefix>jobs:{<name>}`, every key in its slot):
-/// - `S:job:<id>` (hash: the record, with the steps every job makes) and
+/// - `S:job:<id>` (hash: the record, with the steps every job makes; a plain job's record,
+///   marked x = 0, leaves out what its readers fill in: docs/jobs.md lists it) and
 ///   `S:job:<id>:history` (list of the other steps, as JSON), `S:job:<id>:dependents` (set),
 ///   kept record_ttl after the job ends;
 /// - `S:ready:<function>` (zset, priority then order), `S:delayed` (zset by due time), `S:running`
-///   (zset by lease deadline), `S:parked:<group>` (list: jobs waiting for a concurrency
+///   (zset by lease deadline, with one keeper member scored +inf that holds it in skiplist
+///   encoding), `S:parked:<group>` (list: jobs waiting for a concurrency
 ///   slot), `S:group:<group>` (zset of its running jobs), `S:rate:<group>` (sliding window);
 /// - `S:state:<state>` and `S:state:<state>:<function>` (what async_list pages through:
 ///   lists, newest first, for the ended states; zsets by the time the job entered the state
@@ -297,7 +299,8 @@ struct scheduler_options {
 /// - channels: event `jobs:<name>` of the session's event_bus (`<prefix>events:jobs:<name>`):
 ///   each message a JSON array of the steps one script call made, in order, each
 ///   {"id","function","state","attempt","node","error","at"};
-///   `S:wake` (work for idle nodes), `S:cancel` (running jobs to cancel).
+///   `<prefix>events:jobs:<name>:wake` (work for idle nodes) and `…:cancel` (running jobs to
+///   cancel).
 ///
 /// Guarantees: each occurrence of a recurring job is enqueued exactly once across the
 /// cluster while any node runs (every node fires it; one atomic script lets the first win);
