@@ -207,7 +207,7 @@ asio::awaitable<void> scheduler_impl::claim_loop() {
     auto ex = co_await asio::this_coro::executor;
     while (!stopping && cs.cancelled() == asio::cancellation_type::none) {
         // The jobs the last call started take their first steps before the next call: a short
-        // job ends in them (its function, then finish), so that call counts its slot free and
+        // job ends in them (its function, then hand_over), so that call counts its slot free and
         // records its end, and a node of short jobs makes half the calls.
         for (int turn = 0; turn < 3 && !running.empty(); ++turn)
             co_await asio::post(ex, asio::use_awaitable);
@@ -251,9 +251,7 @@ void scheduler_impl::start_job(const std::vector<resp3::tree>& f, steady::time_p
     auto ex = si->conn.get_executor();
     if (fit == functions.end()) {  // unregistered since: hand it back
         job->stop = stop_kind::shutdown;
-        asio::co_spawn(ex,
-                       finish(job, "interrupted", "no such function on node " + si->node_id, {}),
-                       asio::detached);
+        hand_over(*job, "interrupted", "no such function on node " + si->node_id, false);
         return;
     }
     if (job->timeout.count() > 0) {
@@ -334,9 +332,7 @@ void scheduler_impl::on_done(const std::shared_ptr<running_job>& job, std::excep
         hand_over(*job, std::move(outcome), std::move(err), false);
         return;
     }
-    asio::co_spawn(si->conn.get_executor(),
-                   finish(job, std::move(outcome), std::move(err), std::move(result)),
-                   asio::detached);
+    asio::co_spawn(si->conn.get_executor(), store_result(job, std::move(result)), asio::detached);
 }
 
 // Hands an attempt's end to the claim loop, which records it with its next call (several ends
@@ -349,18 +345,14 @@ void scheduler_impl::hand_over(const running_job& job, std::string outcome, std:
     poke();
 }
 
-// Stores the job's result (when it has one), then hands the attempt's end over.
-asio::awaitable<void> scheduler_impl::finish(std::shared_ptr<running_job> job, std::string outcome,
-                                             std::string err, boost::json::value result) {
+// Stores the result of a succeeded attempt, then hands the attempt's end over.
+asio::awaitable<void> scheduler_impl::store_result(std::shared_ptr<running_job> job,
+                                                   boost::json::value result) {
     auto self = shared_from_this();
-    bool stored = false;
-    if (!result.is_null()) {
-        diagnostics d;
-        auto [ec] = co_await results.async_store_result(job->id, result_status::succeeded, result,
-                                                        d, nothrow);
-        stored = !ec;
-    }
-    hand_over(*job, std::move(outcome), std::move(err), stored);
+    diagnostics d;
+    auto [ec] =
+        co_await results.async_store_result(job->id, result_status::succeeded, result, d, nothrow);
+    hand_over(*job, "succeeded", "", !ec);
 }
 
 asio::awaitable<void> scheduler_impl::renew_loop() {

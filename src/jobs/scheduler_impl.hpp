@@ -165,8 +165,7 @@ class scheduler_impl : public std::enable_shared_from_this<scheduler_impl> {
     void trace_job(const running_job& job, std::string_view state) const;
     void on_done(const std::shared_ptr<running_job>& job, std::exception_ptr ep,
                  boost::json::value result);
-    asio::awaitable<void> finish(std::shared_ptr<running_job> job, std::string outcome,
-                                 std::string err, boost::json::value result);
+    asio::awaitable<void> store_result(std::shared_ptr<running_job> job, boost::json::value result);
     void hand_over(const running_job& job, std::string outcome, std::string err, bool stored);
     asio::awaitable<void> renew_loop();
     std::optional<std::pair<std::int64_t, std::vector<std::int64_t>>> due_occurrences(

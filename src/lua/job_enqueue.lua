@@ -8,7 +8,17 @@
 -- fields (name, value, ...). Returns one reply per job: {1, id} when enqueued, {0, id} when
 -- its idempotency key named an existing job, {-1, message} naming what was wrong.
 --#include jobs.lua
+-- The options a node that runs fn stored for it (S:fn:<function>: name, value, ...), read once
+-- a call.
 local stored_options = {}
+local function function_options(fn)
+    local opts = stored_options[fn]
+    if opts == nil then
+        opts = redis.call('HGETALL', S .. ':fn:' .. fn)
+        stored_options[fn] = opts
+    end
+    return opts
+end
 local out = {}
 local at = 6
 for _ = 1, tonumber(ARGV[5]) do
@@ -24,11 +34,7 @@ for _ = 1, tonumber(ARGV[5]) do
         if ARGV[a + 6] == '1' then
             plain = c == 9 or (c == 13 and is_default_options(unpack(ARGV, a + 9, a + 12)))
         else
-            local opts = stored_options[fn]
-            if opts == nil then
-                opts = redis.call('HGETALL', S .. ':fn:' .. fn)
-                stored_options[fn] = opts
-            end
+            local opts = function_options(fn)
             plain = #opts == 0 or (#opts == 4 and is_default_options(unpack(opts)))
         end
     end
@@ -42,11 +48,9 @@ for _ = 1, tonumber(ARGV[5]) do
         for i = a + 9, a + 8 + n do deps[#deps + 1] = ARGV[i] end
         for i = a + 9 + n, at - 1 do fields[#fields + 1] = ARGV[i] end
         if ARGV[a + 6] == '0' then
-            if stored_options[fn] == nil then
-                stored_options[fn] = redis.call('HGETALL', S .. ':fn:' .. fn)
-            end
-            if #stored_options[fn] > 0 then
-                fields = stored_options[fn]
+            local opts = function_options(fn)
+            if #opts > 0 then
+                fields = opts
                 if idem ~= '' then fields = {unpack(fields)} end  -- (appended to below)
             end
         end

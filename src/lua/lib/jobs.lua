@@ -468,9 +468,17 @@ local function release_hold(id, g, limit)
     leave_group(id, g, tonumber(limit) or 0)
 end
 
+-- Adds fn to S:functions (once a call).
+local known_functions = {}
+local function note_function(fn)
+    if not known_functions[fn] then
+        known_functions[fn] = true
+        redis.call('SADD', S .. ':functions', fn)
+    end
+end
+
 -- Creates job id. fields: the option fields (name, value, ...); deps: ids it waits for.
 -- Returns false and a message when it cannot.
-local known_functions = {}
 -- fresh: id was made by the caller's random generator (no job can have it), so it is not
 -- looked up.
 local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
@@ -522,10 +530,7 @@ local function create(id, fn, payload, due_ms, deps, dep_policy, fields, fresh)
         for _, v in ipairs(fields) do rec[#rec + 1] = v end
     end
     redis.call('HSET', k, unpack(rec))
-    if not known_functions[fn] then
-        known_functions[fn] = true
-        redis.call('SADD', S .. ':functions', fn)
-    end
+    note_function(fn)
     set_state(id, fn, false, state, 0, '', false)
     if failed_dep then
         local why = 'dependency ' .. failed_dep[1] .. ' ' .. failed_dep[2]
@@ -555,13 +560,10 @@ local function create_plain(id, fn, payload)
     local now = now_s()
     redis.call('HSET', job_key(id), 'id', id, 'function', fn, 'payload', payload, 'state',
                'queued', 'first', 'queued', 'created_ms', now, 'created_by', NODE, 'x', '0')
-    if not known_functions[fn] then
-        known_functions[fn] = true
-        redis.call('SADD', S .. ':functions', fn)
-    end
+    note_function(fn)
     publish_step(id, fn, 'queued', 0, '')
     zset_later(ready_key(fn), id, ready_score(0))
-    wake_later = true
+    wake()
 end
 
 -- finish() for a plain job (x = 0) of function fn whose attempt `attempts` ran on this node
